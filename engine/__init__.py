@@ -1,0 +1,6 @@
+"""The pure deduction engine: standard library and `schemas` only (no Kafka, ClickHouse, clock)."""
+
+from engine.calendar import CalendarError, WorkCalendar
+from engine.core import ConfigError, Engine, Outcome, run
+
+__all__ = ["CalendarError", "ConfigError", "Engine", "Outcome", "WorkCalendar", "run"]

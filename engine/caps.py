@@ -1,0 +1,215 @@
+"""Nested caps of one assessment (unit, year, rulebook) and the claims that draw on them.
+
+Applied = min(requested, headroom of every enclosing cap), greedily in the claims' original order
+(spec 5.5). When a claim is withdrawn, later claims may get the freed headroom: the allocation is
+recomputed in order and every claim whose applied amount changed gets a reversal and a new entry,
+so the ledger equals processing the stream without the withdrawn cause (spec 5.10).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from engine.compiled import CompiledRule
+from engine.ids import digest
+from schemas.ledger import LedgerEntry
+
+ZERO = Decimal(0)
+
+
+@dataclass(slots=True, eq=False)
+class Claim:
+    """One counted occurrence of a rule (a counting key) and its current ledger entry."""
+
+    claim_id: str
+    rule: CompiledRule
+    count_key: str
+    requested: Decimal
+    source_unit: str
+    event_ids: tuple[str, ...]
+    effective_at: datetime
+    reason: str
+    supporters: set[str]  # accepted events still asserting this occurrence
+    applied: Decimal = ZERO
+    entry_id: str = ""
+    version: int = 0
+
+
+@dataclass(slots=True)
+class Assessment:
+    unit: str
+    year: int
+    rulebook: str
+    cap_points: dict[str, Decimal]
+    used: dict[str, Decimal] = field(default_factory=dict)
+    claims: list[Claim] = field(default_factory=list)
+    by_key: dict[tuple[str, str], Claim] = field(default_factory=dict)
+    generations: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def headroom(self, caps: tuple[str, ...]) -> Decimal:
+        return min(self.cap_points[c] - self.used.get(c, ZERO) for c in caps)
+
+    def _use(self, caps: tuple[str, ...], amount: Decimal) -> None:
+        for cap in caps:
+            self.used[cap] = self.used.get(cap, ZERO) + amount
+
+
+Emit = Callable[[Assessment, Claim, Decimal, Decimal, str | None, datetime, str], LedgerEntry]
+
+
+class Ledger:
+    """Owns every assessment's caps and turns claim changes into ledger entries."""
+
+    def __init__(self) -> None:
+        self.entries: list[LedgerEntry] = []
+        self._seq: dict[tuple[str, int], int] = {}
+
+    def open_claim(
+        self,
+        assessment: Assessment,
+        rule: CompiledRule,
+        count_key: str,
+        *,
+        source_unit: str,
+        event_ids: tuple[str, ...],
+        effective_at: datetime,
+        reason: str,
+        supporter: str | None,
+    ) -> Claim | None:
+        """Count one occurrence; an already counted key only gains a supporter (returns None)."""
+        key = (rule.rule_id, count_key)
+        existing = assessment.by_key.get(key)
+        if existing is not None:
+            if supporter is not None:
+                existing.supporters.add(supporter)
+            return None
+        generation = assessment.generations.get(key, 0)
+        assessment.generations[key] = generation + 1
+        claim = Claim(
+            claim_id=digest(
+                assessment.rulebook, assessment.unit, assessment.year, rule.rule_id, count_key,
+                generation,
+            ),
+            rule=rule,
+            count_key=count_key,
+            requested=rule.rule.points,
+            source_unit=source_unit,
+            event_ids=event_ids,
+            effective_at=effective_at,
+            reason=reason,
+            supporters={supporter} if supporter is not None else set(),
+        )
+        applied = max(ZERO, min(claim.requested, assessment.headroom(rule.caps)))
+        assessment._use(rule.caps, applied)
+        assessment.claims.append(claim)
+        assessment.by_key[key] = claim
+        self._write(assessment, claim, applied)
+        return claim
+
+    def withdraw_claim(
+        self, assessment: Assessment, claim: Claim, *, at: datetime, why: str, cause: str
+    ) -> None:
+        """Reverse a claim and hand its headroom to later claims of the same caps."""
+        self._reverse(assessment, claim, at=at, why=why, cause=cause)
+        assessment.claims.remove(claim)
+        del assessment.by_key[(claim.rule.rule_id, claim.count_key)]
+        if claim.applied:
+            assessment._use(claim.rule.caps, -claim.applied)
+        if any(c.applied < c.requested for c in assessment.claims):
+            self._reallocate(assessment, at=at, cause=cause)
+
+    def _reallocate(self, assessment: Assessment, *, at: datetime, cause: str) -> None:
+        assessment.used.clear()
+        for claim in assessment.claims:
+            applied = max(ZERO, min(claim.requested, assessment.headroom(claim.rule.caps)))
+            assessment._use(claim.rule.caps, applied)
+            if applied != claim.applied:
+                why = f"re-evaluated: headroom freed by {cause}"
+                self._reverse(assessment, claim, at=at, why=why, cause=cause)
+                self._write(assessment, claim, applied, why=why)
+
+    def _reverse(
+        self, assessment: Assessment, claim: Claim, *, at: datetime, why: str, cause: str
+    ) -> None:
+        self._append(
+            assessment,
+            claim,
+            entry_id=digest("reverses", claim.entry_id),
+            requested=-claim.requested,
+            applied=-claim.applied,
+            reverses=claim.entry_id,
+            effective_at=at,
+            reason=f"reversal: {why}",
+            event_ids=(*claim.event_ids, cause) if cause not in claim.event_ids else claim.event_ids,
+        )
+
+    def _write(
+        self, assessment: Assessment, claim: Claim, applied: Decimal, why: str | None = None
+    ) -> None:
+        claim.entry_id = digest(claim.claim_id, claim.version)
+        claim.version += 1
+        claim.applied = applied
+        reason = claim.reason if why is None else f"{claim.reason} ({why})"
+        if applied < claim.requested:
+            reason += f"; capped: {applied} of {claim.requested} applied"
+        self._append(
+            assessment,
+            claim,
+            entry_id=claim.entry_id,
+            requested=claim.requested,
+            applied=applied,
+            reverses=None,
+            effective_at=claim.effective_at,
+            reason=reason,
+            event_ids=claim.event_ids,
+        )
+
+    def _append(
+        self,
+        assessment: Assessment,
+        claim: Claim,
+        *,
+        entry_id: str,
+        requested: Decimal,
+        applied: Decimal,
+        reverses: str | None,
+        effective_at: datetime,
+        reason: str,
+        event_ids: tuple[str, ...],
+    ) -> None:
+        seq_key = (assessment.unit, assessment.year)
+        seq = self._seq.get(seq_key, 0) + 1
+        self._seq[seq_key] = seq
+        rule = claim.rule
+        self.entries.append(
+            LedgerEntry.model_construct(
+                entry_id=entry_id,
+                seq=seq,
+                unit=assessment.unit,
+                year=assessment.year,
+                rulebook=assessment.rulebook,
+                indicator=rule.indicator,
+                item=rule.item,
+                rule=rule.rule.key,
+                count_key=claim.count_key,
+                source_unit=claim.source_unit,
+                event_ids=event_ids,
+                requested=requested,
+                applied=applied,
+                capped=reverses is None and applied < requested,
+                reverses=reverses,
+                effective_at=effective_at,
+                reason=reason,
+            )
+        )
+
+    def drain(self) -> list[LedgerEntry]:
+        out, self.entries = self.entries, []
+        return out
+
+    def forget_year(self, year: int) -> None:
+        for key in [k for k in self._seq if k[1] <= year]:
+            del self._seq[key]

@@ -1,0 +1,63 @@
+"""A rulebook flattened for fast lookup: rules by trigger, each with the caps that enclose it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from schemas.rulebook import Deadline, Rule, Rulebook
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    rulebook: str
+    indicator: str
+    item: str
+    rule_id: str  # "<item>/<rule key>", unique within the rulebook
+    rule: Rule
+    caps: tuple[str, ...]  # item cap, shared caps, indicator maximum — every enclosing cap
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRulebook:
+    id: str
+    by_trigger: Mapping[str, tuple[CompiledRule, ...]]
+    cap_points: Mapping[str, Decimal]
+
+    def deadline_for(self, trigger: str) -> Deadline | None:
+        for rule in self.by_trigger.get(trigger, ()):
+            return rule.rule.deadline
+        return None
+
+
+def compile_rulebook(book: Rulebook) -> CompiledRulebook:
+    by_trigger: dict[str, list[CompiledRule]] = {}
+    cap_points: dict[str, Decimal] = {}
+    for ind in book.indicators:
+        ind_cap = f"indicator:{ind.id}"
+        cap_points[ind_cap] = ind.max_points
+        for shared in ind.shared_caps:
+            cap_points[f"shared:{ind.id}/{shared.id}"] = shared.cap_points
+        for item in ind.items:
+            caps: list[str] = []
+            if item.cap_points is not None:
+                caps.append(f"item:{ind.id}/{item.number}")
+                cap_points[caps[-1]] = item.cap_points
+            caps += [f"shared:{ind.id}/{s.id}" for s in ind.shared_caps if item.number in s.items]
+            caps.append(ind_cap)
+            for rule in item.rules:
+                compiled = CompiledRule(
+                    rulebook=book.id,
+                    indicator=ind.id,
+                    item=item.number,
+                    rule_id=f"{item.number}/{rule.key}",
+                    rule=rule,
+                    caps=tuple(caps),
+                )
+                by_trigger.setdefault(rule.on, []).append(compiled)
+    return CompiledRulebook(
+        id=book.id,
+        by_trigger={k: tuple(v) for k, v in by_trigger.items()},
+        cap_points=cap_points,
+    )

@@ -1,0 +1,83 @@
+"""Notices and signals that open a remediation deadline, and their status (spec 5.8, 5.9, 5.12)."""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from engine.caps import Assessment, Claim
+from engine.clock import assessment_year, local
+from schemas.ledger import DeadlineKind, DeadlineState, DeadlineStatus
+
+
+@dataclass(slots=True, eq=False)
+class Tracked:
+    """A vulnerability notice or a risk-warning signal of one unit."""
+
+    unit: str
+    kind: DeadlineKind
+    ref: str
+    event_id: str
+    at: datetime
+    due: datetime
+    arrival: int
+    supporters: set[str]
+    feedbacks: dict[str, datetime] = field(default_factory=dict)
+    status: DeadlineStatus = "open"
+    version: int = 0
+    overdue_claims: list[tuple[Assessment, Claim]] = field(default_factory=list)
+
+    @property
+    def year(self) -> int:
+        return assessment_year(self.at)
+
+    def derive(self, watermark: datetime | None) -> DeadlineStatus:
+        """The status the facts imply; feedback at the due instant is on time (spec 5.9)."""
+        if not self.supporters:
+            return "withdrawn"
+        first = min(self.feedbacks.values(), default=None)
+        if first is not None and first <= self.due:
+            return "met"
+        if watermark is not None and watermark > self.due:
+            return "late" if first is not None else "overdue"
+        return "open"
+
+    def state(self, updated_at: datetime) -> DeadlineState:
+        first = min(self.feedbacks.values(), default=None)
+        return DeadlineState.model_construct(
+            unit=self.unit,
+            kind=self.kind,
+            ref=self.ref,
+            year=self.year,
+            event_id=self.event_id,
+            noticed_at=local(self.at),
+            due=local(self.due),
+            status=self.status,
+            feedback_at=local(first) if first is not None else None,
+            updated_at=local(updated_at),
+            version=self.version,
+        )
+
+
+@dataclass(slots=True)
+class DueQueue:
+    """Open deadlines ordered by due instant, then by the notices' arrival (spec 5.8)."""
+
+    _heap: list[tuple[datetime, int, Tracked]] = field(default_factory=list)
+
+    def push(self, tracked: Tracked) -> None:
+        heapq.heappush(self._heap, (tracked.due, tracked.arrival, tracked))
+
+    def pop_passed(self, watermark: datetime) -> list[Tracked]:
+        """Open deadlines whose due instant the watermark has strictly passed, in order."""
+        out = []
+        while self._heap and self._heap[0][0] < watermark:
+            due, _, tracked = heapq.heappop(self._heap)
+            if tracked.status == "open" and tracked.due == due:
+                out.append(tracked)
+        return out
+
+    def forget_year(self, year: int) -> None:
+        self._heap = [e for e in self._heap if e[2].year > year]
+        heapq.heapify(self._heap)

@@ -1,0 +1,89 @@
+"""What the engine produces: ledger entries and deadline states (spec section 6)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from schemas.points import Points
+
+DeadlineStatus = Literal["open", "met", "late", "overdue", "withdrawn"]
+DeadlineKind = Literal["vuln.notice", "supervision.warning"]
+
+
+class LedgerEntry(BaseModel):
+    """One append-only deduction line, citing its rule and its triggering event(s).
+
+    A reversal has negative `requested`/`applied` and names the entry it reverses, so the sum of
+    `applied` over the ledger is always the points lost.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    entry_id: str
+    seq: int
+    unit: str
+    year: int
+    rulebook: str
+    indicator: str
+    item: str
+    rule: str
+    count_key: str
+    source_unit: str
+    event_ids: tuple[str, ...]
+    requested: Points
+    applied: Points
+    capped: bool
+    reverses: str | None
+    effective_at: AwareDatetime
+    reason: str
+
+
+class DeadlineState(BaseModel):
+    """The latest state of one notice's (or signal's) remediation deadline; `version` grows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    unit: str
+    kind: DeadlineKind
+    ref: str
+    year: int
+    event_id: str
+    noticed_at: AwareDatetime
+    due: AwareDatetime
+    status: DeadlineStatus
+    feedback_at: AwareDatetime | None
+    updated_at: AwareDatetime
+    version: int
+
+
+class IndicatorStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    name: str
+    max: Points
+    deducted: Points
+    remaining: Points
+
+
+class DeadlineView(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ref: str
+    due: str
+    status: DeadlineStatus
+
+
+class UnitYearStatus(BaseModel):
+    """One object of `tracker status --json` (the JSON shape is a contract)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    unit: str
+    year: int
+    rulebook: str | None
+    deducted: Points
+    indicators: tuple[IndicatorStatus, ...]
+    deadlines: tuple[DeadlineView, ...]
