@@ -90,7 +90,11 @@ class Ledger:
         assessment.generations[key] = generation + 1
         claim = Claim(
             claim_id=digest(
-                assessment.rulebook, assessment.unit, assessment.year, rule.rule_id, count_key,
+                assessment.rulebook,
+                assessment.unit,
+                assessment.year,
+                rule.rule_id,
+                count_key,
                 generation,
             ),
             rule=rule,
@@ -143,7 +147,9 @@ class Ledger:
             reverses=claim.entry_id,
             effective_at=at,
             reason=f"reversal: {why}",
-            event_ids=(*claim.event_ids, cause) if cause not in claim.event_ids else claim.event_ids,
+            event_ids=(*claim.event_ids, cause)
+            if cause not in claim.event_ids
+            else claim.event_ids,
         )
 
     def _write(

@@ -83,8 +83,7 @@ class Engine:
                 raise ConfigError(f"registry names unknown rulebook {a.rulebook!r}")
             if (book.year, book.tier) != (a.year, a.tier):
                 raise ConfigError(
-                    f"rulebook {a.rulebook} is for {book.tier} {book.year}, "
-                    f"not {a.tier} {a.year}"
+                    f"rulebook {a.rulebook} is for {book.tier} {book.year}, not {a.tier} {a.year}"
                 )
         self.registry = registry
         self.calendar = calendar
@@ -103,13 +102,21 @@ class Engine:
         self._assessments: dict[tuple[str, int], Assessment | None] = {}
         self._queue = DueQueue()
         self._arrivals = 0
+        self._versions = 0
         self._changed: dict[tuple[str, str, str], DeadlineState] = {}
 
     # -- public -------------------------------------------------------------------------------
 
     def apply(self, event: Event, *, now: datetime | None = None) -> Outcome:
         """Apply one event; a rejected event changes nothing (not even the watermark)."""
-        if not isinstance(event, ClockTick) and self._find_record(event.event_id) is not None:
+        if isinstance(event, ClockTick):
+            if self.watermark is not None and event.at <= self.watermark:
+                # Tick ids are not remembered (there are millions); one that does not move the
+                # clock has no effect, and is not logged, so a replay sees the same expiries.
+                return Outcome(
+                    "duplicate", event.event_id, reason="tick does not advance the clock"
+                )
+        elif self._find_record(event.event_id) is not None:
             return Outcome("duplicate", event.event_id)
         try:
             prepared = self._validate(event, now)
@@ -127,7 +134,7 @@ class Engine:
 
     def open_deadlines(self) -> list[DeadlineState]:
         return [
-            t.state(self.watermark or t.at)
+            t.state(self.watermark or t.at, self._versions)
             for by_key in self._tracked.values()
             for t in by_key.values()
             if t.status == "open"
@@ -254,7 +261,9 @@ class Engine:
                     continue
                 for key in count_keys(rule.rule, event):
                     claim = self.ledger.open_claim(
-                        assessment, rule, key,
+                        assessment,
+                        rule,
+                        key,
                         source_unit=event.unit,
                         event_ids=(event.event_id,),
                         effective_at=local(event.at),
@@ -276,8 +285,14 @@ class Engine:
             return existing
         self._arrivals += 1
         tracked = Tracked(
-            unit=event.unit, kind=kind, ref=ref, event_id=event.event_id, at=event.at, due=due,
-            arrival=self._arrivals, supporters={event.event_id},
+            unit=event.unit,
+            kind=kind,
+            ref=ref,
+            event_id=event.event_id,
+            at=event.at,
+            due=due,
+            arrival=self._arrivals,
+            supporters={event.event_id},
         )
         year = tracked.year
         self._tracked.setdefault(year, {})[(event.unit, kind, ref)] = tracked
@@ -301,7 +316,6 @@ class Engine:
             tracked.overdue_claims.clear()
         if status != before:
             tracked.status = status
-            tracked.version += 1
             self._emit_state(tracked, at)
             if status == "open":
                 self._queue.push(tracked)
@@ -315,9 +329,13 @@ class Engine:
             for rule in self._books[assessment.rulebook].by_trigger.get(trigger, ()):
                 if rule.rule.scope == "own" and assessed != tracked.unit:
                     continue
-                key = "" if rule.rule.counting == "once_per_year" else f"{tracked.unit}/{tracked.ref}"
+                key = (
+                    "" if rule.rule.counting == "once_per_year" else f"{tracked.unit}/{tracked.ref}"
+                )
                 claim = self.ledger.open_claim(
-                    assessment, rule, key,
+                    assessment,
+                    rule,
+                    key,
                     source_unit=tracked.unit,
                     event_ids=(tracked.event_id,),
                     effective_at=local(tracked.due),
@@ -374,7 +392,9 @@ class Engine:
         return None
 
     def _emit_state(self, tracked: Tracked, at: datetime) -> None:
-        self._changed[(tracked.unit, tracked.kind, tracked.ref)] = tracked.state(at)
+        # one counter for all deadlines: a re-posted withdrawn notice still gets a higher version
+        self._versions += 1
+        self._changed[(tracked.unit, tracked.kind, tracked.ref)] = tracked.state(at, self._versions)
 
     def _flush(self, event_id: str) -> Outcome:
         entries = tuple(self.ledger.drain())

@@ -25,7 +25,6 @@ class Tracked:
     supporters: set[str]
     feedbacks: dict[str, datetime] = field(default_factory=dict)
     status: DeadlineStatus = "open"
-    version: int = 0
     overdue_claims: list[tuple[Assessment, Claim]] = field(default_factory=list)
 
     @property
@@ -43,7 +42,7 @@ class Tracked:
             return "late" if first is not None else "overdue"
         return "open"
 
-    def state(self, updated_at: datetime) -> DeadlineState:
+    def state(self, updated_at: datetime, version: int) -> DeadlineState:
         first = min(self.feedbacks.values(), default=None)
         return DeadlineState.model_construct(
             unit=self.unit,
@@ -56,7 +55,7 @@ class Tracked:
             status=self.status,
             feedback_at=local(first) if first is not None else None,
             updated_at=local(updated_at),
-            version=self.version,
+            version=version,
         )
 
 

@@ -5,10 +5,9 @@ The loader turns a broken rulebook into one clear message naming the file and th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
-
-import re
 
 import yaml
 from pydantic import ValidationError
@@ -32,7 +31,11 @@ _Yaml12Loader.add_implicit_resolver(
 
 
 def safe_load(text: str) -> object:
-    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+    """Parse YAML safely with YAML 1.2 booleans; a syntax error becomes a ValueError."""
+    try:
+        return yaml.load(text, Loader=_Yaml12Loader)
+    except yaml.YAMLError as exc:
+        raise ValueError(" ".join(str(exc).split())) from None
 
 
 class RulebookError(ValueError):
@@ -42,7 +45,7 @@ class RulebookError(ValueError):
 def parse_rulebook(text: str, origin: str = "<rulebook>") -> Rulebook:
     try:
         data = safe_load(text)
-    except yaml.YAMLError as exc:
+    except ValueError as exc:
         raise RulebookError(f"{origin}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise RulebookError(f"{origin}: a rulebook must be a YAML mapping")

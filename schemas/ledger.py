@@ -87,3 +87,30 @@ class UnitYearStatus(BaseModel):
     deducted: Points
     indicators: tuple[IndicatorStatus, ...]
     deadlines: tuple[DeadlineView, ...]
+
+
+class DeadLetter(BaseModel):
+    """A rejected input, kept with its raw text and the reason; never lost, never deducted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    letter_id: str
+    origin: str  # where it came from: "<file>:<line>" or "kafka:<topic>/<partition>/<offset>"
+    raw: str
+    reason: str
+    received_at: AwareDatetime
+
+
+class LoggedEvent(BaseModel):
+    """An accepted event in the replayable log, in arrival order per partition."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: str
+    partition: int
+    seq: int
+    unit: str
+    type: str
+    at: AwareDatetime
+    year: int
+    raw: str

@@ -10,7 +10,7 @@ from pydantic import BeforeValidator, PlainSerializer
 
 def to_points(value: Any) -> Decimal:
     """Accept a decimal string, an int or a Decimal; refuse floats (they are not exact)."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise ValueError(f"points must be written as a decimal string, not {value!r}")
     if isinstance(value, Decimal):
         return value

@@ -1,0 +1,18 @@
+"""Stores for the ledger, deadlines, dead letters and the replayable event log."""
+
+from __future__ import annotations
+
+from sinks.base import Batch, Sink, StoreError
+from sinks.memory import MemorySink
+
+
+def open_sink(dsn: str) -> Sink:
+    """`memory://` for tests, otherwise a ClickHouse DSN (chDB or server)."""
+    if dsn.startswith("memory:"):
+        return MemorySink()
+    from sinks.clickhouse import ClickHouseSink  # imported lazily: the driver is heavy
+
+    return ClickHouseSink(dsn)
+
+
+__all__ = ["Batch", "MemorySink", "Sink", "StoreError", "open_sink"]

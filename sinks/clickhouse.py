@@ -1,0 +1,261 @@
+"""The ClickHouse store through clickhouse-connect: embedded chDB (`chdb:///dir`) or a server
+(`http(s)://user:pass@host:8123/?database=tracker`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from engine.clock import local
+from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
+from schemas.registry import Registry
+from schemas.rulebook import Rulebook
+from sinks.base import Batch, StoreError
+from sinks.ddl import statements
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+DEFAULT_DATABASE = "tracker"
+
+LEDGER_COLS = list(LedgerEntry.model_fields)
+DEADLINE_COLS = list(DeadlineState.model_fields)
+LETTER_COLS = list(DeadLetter.model_fields)
+EVENT_COLS = list(LoggedEvent.model_fields)
+
+
+def split_dsn(dsn: str) -> tuple[str, str]:
+    """The DSN without its `database` parameter, and that database (default `tracker`)."""
+    parsed = urlparse(dsn)
+    query = parse_qs(parsed.query)
+    database = query.pop("database", [DEFAULT_DATABASE])[0]
+    if not _NAME.match(database):
+        raise StoreError(f"invalid database name {database!r}")
+    rest = urlencode({k: v[0] for k, v in query.items()})
+    return urlunparse(parsed._replace(query=rest)), database
+
+
+def connect(dsn: str) -> Client:
+    base, _ = split_dsn(dsn)
+    if not base.startswith(("chdb:", "http:", "https:")):
+        raise StoreError(f"unsupported store DSN {dsn!r} (use chdb:///DIR or http(s)://HOST:PORT)")
+    try:
+        return clickhouse_connect.get_client(dsn=base)
+    except Exception as exc:  # the driver raises several unrelated types for "cannot open"
+        raise StoreError(f"cannot open store {dsn}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _points(value: Decimal) -> Decimal:
+    return value.normalize() if value else Decimal(0)
+
+
+class ClickHouseSink:
+    def __init__(self, dsn: str, *, client: Client | None = None) -> None:
+        self.dsn = dsn
+        _, self.db = split_dsn(dsn)
+        self.client = client or connect(dsn)
+        for sql in statements(self.db):
+            self._command(sql)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None:
+        now = datetime.now(UTC)
+        used = {a.rulebook for a in registry.assessments}
+        meta = [["registry", registry.model_dump_json(), now]] + [
+            [f"rulebook:{b.id}", b.model_dump_json(), now]
+            for b in rulebooks.values()
+            if b.id in used
+        ]
+        self._insert("meta", ["key", "value", "saved_at"], meta)
+        self._insert(
+            "units",
+            ["id", "name", "tier", "parent", "root", "saved_at"],
+            [[u.id, u.name, u.tier, u.parent, registry.root(u.id), now] for u in registry.units],
+        )
+        indicators, items = [], []
+        for book in rulebooks.values():
+            if book.id not in used:
+                continue
+            for ind in book.indicators:
+                indicators.append(
+                    [book.id, book.year, book.tier, ind.id, ind.name, ind.max_points, now]
+                )
+                items += [
+                    [book.id, ind.id, i.number, i.clause, i.cap_points, now] for i in ind.items
+                ]
+        self._insert(
+            "indicators",
+            ["rulebook", "year", "tier", "indicator", "name", "max_points", "saved_at"],
+            indicators,
+        )
+        self._insert(
+            "items", ["rulebook", "indicator", "item", "clause", "cap_points", "saved_at"], items
+        )
+
+    def write(self, batch: Batch) -> None:
+        """Insert a batch; each table's rows carry ids, so a repeated write is absorbed."""
+        self._insert(
+            "events", EVENT_COLS, [[getattr(e, c) for c in EVENT_COLS] for e in batch.events]
+        )
+        self._insert("ledger", LEDGER_COLS, [_row(e, LEDGER_COLS) for e in batch.entries])
+        self._insert("deadlines", DEADLINE_COLS, [_row(d, DEADLINE_COLS) for d in batch.deadlines])
+        self._insert(
+            "dead_letters", LETTER_COLS, [_row(d, LETTER_COLS) for d in batch.dead_letters]
+        )
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def load_config(self) -> tuple[Registry, dict[str, Rulebook]] | None:
+        rows = self._query(f"SELECT key, value FROM {self.db}.meta FINAL")
+        values = dict(rows)
+        if "registry" not in values:
+            return None
+        registry = Registry.model_validate_json(values["registry"])
+        books = {
+            k.split(":", 1)[1]: Rulebook.model_validate_json(v)
+            for k, v in values.items()
+            if k.startswith("rulebook:")
+        }
+        return registry, books
+
+    def logged_events(self) -> Iterator[LoggedEvent]:
+        sql = f"SELECT {', '.join(EVENT_COLS)} FROM {self.db}.events FINAL ORDER BY partition, seq"
+        try:
+            with self.client.query_rows_stream(sql) as stream:
+                for row in stream:
+                    values = dict(zip(EVENT_COLS, row, strict=True))
+                    values["at"] = local(values["at"])
+                    yield LoggedEvent.model_construct(**values)
+        except ClickHouseError as exc:
+            raise StoreError(f"store query failed: {_first_line(exc)}") from None
+
+    def next_seq(self, partition: int = 0) -> int:
+        rows = self._query(
+            f"SELECT max(seq) FROM {self.db}.events WHERE partition = {{p:UInt16}}",
+            {"p": partition},
+        )
+        return int(rows[0][0] or 0) + 1
+
+    def ledger(self, unit: str | None = None, year: int | None = None) -> list[LedgerEntry]:
+        where, params = _filters(unit, year)
+        rows = self._query(
+            f"SELECT {', '.join(LEDGER_COLS)} FROM {self.db}.ledger FINAL {where} "
+            "ORDER BY unit, year, seq",
+            params,
+        )
+        out = []
+        for row in rows:
+            v = dict(zip(LEDGER_COLS, row, strict=True))
+            v.update(
+                event_ids=tuple(v["event_ids"]),
+                requested=_points(v["requested"]),
+                applied=_points(v["applied"]),
+                effective_at=local(v["effective_at"]),
+                capped=bool(v["capped"]),
+            )
+            out.append(LedgerEntry.model_construct(**v))
+        return out
+
+    def deadlines(self, unit: str | None = None, year: int | None = None) -> list[DeadlineState]:
+        where, params = _filters(unit, year)
+        rows = self._query(
+            f"SELECT {', '.join(DEADLINE_COLS)} FROM {self.db}.deadlines FINAL {where} "
+            "ORDER BY unit, kind, ref",
+            params,
+        )
+        out = []
+        for row in rows:
+            v = dict(zip(DEADLINE_COLS, row, strict=True))
+            for col in ("noticed_at", "due", "updated_at", "feedback_at"):
+                if v[col] is not None:
+                    v[col] = local(v[col])
+            out.append(DeadlineState.model_construct(**v))
+        return out
+
+    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        sql = (
+            f"SELECT {', '.join(LETTER_COLS)} FROM {self.db}.dead_letters FINAL "
+            "ORDER BY received_at DESC, letter_id DESC"
+        )
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        rows = self._query(sql)
+        letters = [
+            DeadLetter.model_construct(**dict(zip(LETTER_COLS, r, strict=True))) for r in rows
+        ]
+        return letters[::-1]
+
+    def totals(self) -> dict[tuple[str, int, str], Decimal]:
+        rows = self._query(
+            f"SELECT unit, year, indicator, sum(applied) FROM {self.db}.ledger FINAL "
+            "GROUP BY unit, year, indicator"
+        )
+        return {(u, int(y), i): _points(s) for u, y, i, s in rows}
+
+    def event_unit_years(self) -> set[tuple[str, int]]:
+        rows = self._query(f"SELECT DISTINCT unit, year FROM {self.db}.events WHERE unit != ''")
+        return {(u, int(y)) for u, y in rows}
+
+    def known_letters(self, letter_ids: Sequence[str]) -> set[str]:
+        if not letter_ids:
+            return set()
+        rows = self._query(
+            f"SELECT letter_id FROM {self.db}.dead_letters WHERE letter_id IN {{ids:Array(String)}}",
+            {"ids": list(letter_ids)},
+        )
+        return {r[0] for r in rows}
+
+    def watermark(self) -> datetime | None:
+        rows = self._query(f"SELECT count(), max(at) FROM {self.db}.events")
+        return local(rows[0][1]) if rows and rows[0][0] else None
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _command(self, sql: str) -> None:
+        try:
+            self.client.command(sql)
+        except ClickHouseError as exc:
+            raise StoreError(f"store command failed: {_first_line(exc)}") from None
+
+    def _query(self, sql: str, params: dict[str, Any] | None = None) -> list[Sequence[Any]]:
+        try:
+            return list(self.client.query(sql, parameters=params).result_rows)
+        except ClickHouseError as exc:
+            raise StoreError(f"store query failed: {_first_line(exc)}") from None
+
+    def _insert(self, table: str, columns: list[str], rows: list[list[Any]]) -> None:
+        if not rows:
+            return
+        try:
+            self.client.insert(f"{self.db}.{table}", rows, column_names=columns)
+        except ClickHouseError as exc:
+            raise StoreError(f"store insert into {table} failed: {_first_line(exc)}") from None
+
+
+def _row(model: Any, columns: list[str]) -> list[Any]:
+    return [getattr(model, c) for c in columns]
+
+
+def _filters(unit: str | None, year: int | None) -> tuple[str, dict[str, Any]]:
+    clauses, params = [], {}
+    if unit is not None:
+        clauses.append("unit = {unit:String}")
+        params["unit"] = unit
+    if year is not None:
+        clauses.append("year = {year:UInt16}")
+        params["year"] = year
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params

@@ -1,0 +1,82 @@
+"""ClickHouse tables of the store. Replacing engines keyed by deterministic ids make every write
+idempotent: a row written twice (re-ingest, redelivery after a crash) collapses to one.
+Readers use FINAL (or the views) so that a not-yet-merged duplicate is never counted twice."""
+
+from __future__ import annotations
+
+TS = "DateTime64(3, 'Asia/Shanghai')"
+POINTS = "Decimal(18, 4)"
+
+TABLES: dict[str, str] = {
+    "events": f"""
+        CREATE TABLE IF NOT EXISTS {{db}}.events (
+            event_id String, partition UInt16, seq UInt64, unit String,
+            type LowCardinality(String), at {TS}, year UInt16, raw String
+        ) ENGINE = ReplacingMergeTree ORDER BY event_id""",
+    "ledger": f"""
+        CREATE TABLE IF NOT EXISTS {{db}}.ledger (
+            entry_id String, seq UInt64, unit String, year UInt16,
+            rulebook LowCardinality(String), indicator LowCardinality(String), item String,
+            rule String, count_key String, source_unit String, event_ids Array(String),
+            requested {POINTS}, applied {POINTS}, capped Bool, reverses Nullable(String),
+            effective_at {TS}, reason String
+        ) ENGINE = ReplacingMergeTree ORDER BY (unit, year, entry_id)""",
+    "deadlines": f"""
+        CREATE TABLE IF NOT EXISTS {{db}}.deadlines (
+            unit String, kind LowCardinality(String), ref String, year UInt16, event_id String,
+            noticed_at {TS}, due {TS}, status LowCardinality(String),
+            feedback_at Nullable({TS}), updated_at {TS}, version UInt64
+        ) ENGINE = ReplacingMergeTree(version) ORDER BY (unit, kind, ref)""",
+    "dead_letters": f"""
+        CREATE TABLE IF NOT EXISTS {{db}}.dead_letters (
+            letter_id String, origin String, raw String, reason String, received_at {TS}
+        ) ENGINE = ReplacingMergeTree ORDER BY letter_id""",
+    "meta": """
+        CREATE TABLE IF NOT EXISTS {db}.meta (
+            key String, value String, saved_at DateTime64(6)
+        ) ENGINE = ReplacingMergeTree(saved_at) ORDER BY key""",
+    "units": """
+        CREATE TABLE IF NOT EXISTS {db}.units (
+            id String, name String, tier LowCardinality(String), parent Nullable(String),
+            root String, saved_at DateTime64(6)
+        ) ENGINE = ReplacingMergeTree(saved_at) ORDER BY id""",
+    "indicators": f"""
+        CREATE TABLE IF NOT EXISTS {{db}}.indicators (
+            rulebook LowCardinality(String), year UInt16, tier LowCardinality(String),
+            indicator LowCardinality(String), name String, max_points {POINTS},
+            saved_at DateTime64(6)
+        ) ENGINE = ReplacingMergeTree(saved_at) ORDER BY (rulebook, indicator)""",
+    "items": f"""
+        CREATE TABLE IF NOT EXISTS {{db}}.items (
+            rulebook LowCardinality(String), indicator LowCardinality(String), item String,
+            clause String, cap_points Nullable({POINTS}), saved_at DateTime64(6)
+        ) ENGINE = ReplacingMergeTree(saved_at) ORDER BY (rulebook, indicator, item)""",
+}
+
+# Views for readers (CLI status, Grafana): deduplicated and aggregated, so no reader needs FINAL.
+VIEWS: dict[str, str] = {
+    "ledger_v": "CREATE VIEW IF NOT EXISTS {db}.ledger_v AS SELECT * FROM {db}.ledger FINAL",
+    "deadlines_v": "CREATE VIEW IF NOT EXISTS {db}.deadlines_v AS "
+    "SELECT * EXCEPT version FROM {db}.deadlines FINAL",
+    "indicator_status": """
+        CREATE VIEW IF NOT EXISTS {db}.indicator_status AS
+        SELECT u.id AS unit, u.name AS unit_name, u.tier AS tier, i.year AS year,
+               i.rulebook AS rulebook, i.indicator AS indicator, i.name AS indicator_name,
+               i.max_points AS max_points, ifNull(l.deducted, toDecimal64(0, 4)) AS deducted,
+               i.max_points - ifNull(l.deducted, toDecimal64(0, 4)) AS remaining
+        FROM {db}.units AS u FINAL
+        INNER JOIN {db}.indicators AS i FINAL ON i.tier = u.tier
+        LEFT JOIN (
+            SELECT unit, year, indicator, sum(applied) AS deducted
+            FROM {db}.ledger FINAL GROUP BY unit, year, indicator
+        ) AS l ON l.unit = u.id AND l.year = i.year AND l.indicator = i.indicator
+        SETTINGS join_use_nulls = 1""",
+}
+
+
+def statements(database: str) -> list[str]:
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {database}",
+        *(sql.format(db=database) for sql in TABLES.values()),
+        *(sql.format(db=database) for sql in VIEWS.values()),
+    ]

@@ -1,0 +1,87 @@
+"""An in-memory store with the same contract as ClickHouse, for unit tests and replay diffs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
+from schemas.registry import Registry
+from schemas.rulebook import Rulebook
+from sinks.base import Batch
+
+
+class MemorySink:
+    def __init__(self) -> None:
+        self._config: tuple[Registry, dict[str, Rulebook]] | None = None
+        self._events: dict[str, LoggedEvent] = {}
+        self._entries: dict[str, LedgerEntry] = {}
+        self._deadlines: dict[tuple[str, str, str], DeadlineState] = {}
+        self._letters: dict[str, DeadLetter] = {}
+
+    def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None:
+        self._config = (registry, dict(rulebooks))
+
+    def load_config(self) -> tuple[Registry, dict[str, Rulebook]] | None:
+        return self._config
+
+    def write(self, batch: Batch) -> None:
+        for e in batch.events:
+            self._events.setdefault(e.event_id, e)
+        for entry in batch.entries:
+            self._entries.setdefault(entry.entry_id, entry)
+        for d in batch.deadlines:
+            key = (d.unit, d.kind, d.ref)
+            old = self._deadlines.get(key)
+            if old is None or d.version >= old.version:
+                self._deadlines[key] = d
+        for letter in batch.dead_letters:
+            self._letters.setdefault(letter.letter_id, letter)
+
+    def logged_events(self) -> Iterator[LoggedEvent]:
+        yield from sorted(self._events.values(), key=lambda e: (e.partition, e.seq))
+
+    def next_seq(self, partition: int = 0) -> int:
+        return 1 + max(
+            (e.seq for e in self._events.values() if e.partition == partition), default=0
+        )
+
+    def ledger(self, unit: str | None = None, year: int | None = None) -> list[LedgerEntry]:
+        rows = [
+            e
+            for e in self._entries.values()
+            if (unit is None or e.unit == unit) and (year is None or e.year == year)
+        ]
+        return sorted(rows, key=lambda e: (e.unit, e.year, e.seq))
+
+    def deadlines(self, unit: str | None = None, year: int | None = None) -> list[DeadlineState]:
+        rows = [
+            d
+            for d in self._deadlines.values()
+            if (unit is None or d.unit == unit) and (year is None or d.year == year)
+        ]
+        return sorted(rows, key=lambda d: (d.unit, d.kind, d.ref))
+
+    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        rows = sorted(self._letters.values(), key=lambda d: (d.received_at, d.letter_id))
+        return rows[-limit:] if limit else rows
+
+    def known_letters(self, letter_ids: Sequence[str]) -> set[str]:
+        return {i for i in letter_ids if i in self._letters}
+
+    def totals(self) -> dict[tuple[str, int, str], Decimal]:
+        out: dict[tuple[str, int, str], Decimal] = {}
+        for e in self._entries.values():
+            key = (e.unit, e.year, e.indicator)
+            out[key] = out.get(key, Decimal(0)) + e.applied
+        return out
+
+    def event_unit_years(self) -> set[tuple[str, int]]:
+        return {(e.unit, e.year) for e in self._events.values() if e.unit}
+
+    def watermark(self) -> datetime | None:
+        return max((e.at for e in self._events.values()), default=None)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,44 @@
+"""Shared fixtures: a real embedded ClickHouse (chDB) with a fresh database per test.
+
+chDB allows one engine path per process, so the session shares one path and every test gets its
+own database, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sinks import MemorySink, Sink
+
+
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture
+def chdb_dsn(chdb_path: Path) -> Iterator[str]:
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    dsn = f"chdb://{chdb_path}?database={database}"
+    yield dsn
+    from sinks.clickhouse import connect
+
+    client = connect(dsn)
+    client.command(f"DROP DATABASE IF EXISTS {database}")
+    client.close()
+
+
+@pytest.fixture(params=["memory", "clickhouse"])
+def sink(request: pytest.FixtureRequest) -> Iterator[Sink]:
+    if request.param == "memory":
+        yield MemorySink()
+        return
+    from sinks.clickhouse import ClickHouseSink
+
+    store = ClickHouseSink(request.getfixturevalue("chdb_dsn"))
+    yield store
+    store.close()

@@ -1,0 +1,1 @@
+"""The tracker application: CLI, ingest pipeline, configuration and adapters around the engine."""

@@ -1,0 +1,119 @@
+"""`tracker`: ingest events, read status, ledger, deadlines and dead letters, inspect rulebooks.
+
+Errors are one line on stderr with a non-zero exit, never a traceback (TRACKER_DEBUG=1 shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tracker import commands
+from tracker.config import default_store
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tracker", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def store_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--store",
+            default=None,
+            metavar="DSN",
+            help="chdb:///DIR or http(s)://HOST:8123/?database=NAME "
+            "(default: $TRACKER_STORE or the embedded chDB under $TRACKER_DATA, ./.data)",
+        )
+
+    p = sub.add_parser("ingest", help="apply a JSONL file (or - for stdin) through the engine")
+    p.add_argument("--units", required=True, type=Path, metavar="UNITS.yaml")
+    store_arg(p)
+    p.add_argument(
+        "--rulebooks",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="rulebook directory (default: the shipped rulebooks)",
+    )
+    p.add_argument(
+        "--holidays",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="holiday list for years the official calendar data does not know",
+    )
+    p.add_argument("--json", action="store_true", help="end with a JSON summary line")
+    p.add_argument("file", metavar="FILE.jsonl|-")
+
+    for name, helptext in (
+        ("status", "points left per unit and year"),
+        ("ledger", "every deduction of a unit with its clause"),
+        ("deadlines", "open and overdue notices with time left"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        store_arg(p)
+        p.add_argument("--unit", default=None, metavar="ID")
+        p.add_argument("--year", type=int, default=None)
+        p.add_argument("--json", action="store_true")
+        if name == "deadlines":
+            p.add_argument("--all", action="store_true", help="also met, late and withdrawn ones")
+            p.add_argument(
+                "--now",
+                default=None,
+                metavar="RFC3339",
+                help="instant to count time left from (default: the store's event clock)",
+            )
+
+    p = sub.add_parser("rejects", help="dead letters with their reasons")
+    store_arg(p)
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("rulebooks", help="list or show the transcribed rulebooks")
+    p.add_argument("--dir", type=Path, default=None, metavar="DIR")
+    rb = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rb.add_parser("list", help="one line per rulebook")
+    show = rb.add_parser("show", help="every indicator, item and rule of one rulebook")
+    show.add_argument("id")
+
+    p = sub.add_parser("generate", help="write the seeded province-scale demo stream as JSONL")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=2018)
+    p.add_argument("--years", default="2018,2020")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--bad-lines", action="store_true", help="mix in a few invalid lines")
+
+    p = sub.add_parser("demo", help="generate the demo stream, ingest it, show the status")
+    store_arg(p)
+    p.add_argument("--seed", type=int, default=2018)
+    p.add_argument("--years", default="2018,2020")
+    p.add_argument("--scale", type=float, default=1.0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "store", "") is None:
+        args.store = default_store()
+    try:
+        return commands.run(args)
+    except commands.UserError as exc:
+        print(f"tracker: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tracker: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("TRACKER_DEBUG"):
+            raise
+        print(
+            f"tracker: internal error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

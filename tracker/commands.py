@@ -1,0 +1,423 @@
+"""What each `tracker` command does; thin over the pipeline, the store and the status builder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from engine import ConfigError, WorkCalendar
+from engine.clock import iso, local
+from engine.status import build_status
+from rulebooks import RulebookError, load_rulebooks
+from schemas.points import format_points
+from schemas.registry import Registry
+from schemas.rulebook import Rulebook
+from sinks import Sink, StoreError, open_sink
+from tracker import tables
+from tracker.config import DEMO_REGISTRY, ConfigFileError, load_registry
+from tracker.pipeline import Summary, Tracker
+from tracker.workdays import HolidayFileError, official_calendar
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line."""
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    try:
+        yield
+    except (StoreError, ConfigFileError, RulebookError, HolidayFileError, ConfigError) as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"{exc.filename or ''}: {exc.strerror}".lstrip(": ")) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    with user_errors():
+        handler = globals()[f"cmd_{args.command}"]
+        result: int = handler(args)
+        return result
+
+
+def _open(dsn: str) -> Sink:
+    return open_sink(dsn)
+
+
+def _config(sink: Sink) -> tuple[Registry, dict[str, Rulebook]]:
+    config = sink.load_config()
+    if config is None:
+        raise UserError("the store holds no data yet: run `tracker ingest` first")
+    return config
+
+
+# -- ingest ------------------------------------------------------------------------------------
+
+
+def ingest(
+    sink: Sink,
+    registry: Registry,
+    books: dict[str, Rulebook],
+    calendar: WorkCalendar,
+    lines: Any,
+    origin: str,
+) -> Summary:
+    sink.save_config(registry, books)
+    tracker = Tracker(sink, registry, books, calendar)
+    tracker.restore()
+    return tracker.feed_lines(lines, origin)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    registry = load_registry(args.units)
+    books = dict(load_rulebooks(args.rulebooks))
+    calendar = official_calendar(args.holidays)
+    sink = _open(args.store)
+    try:
+        if args.file == "-":
+            summary = ingest(sink, registry, books, calendar, sys.stdin, "stdin")
+        else:
+            path = Path(args.file)
+            with path.open(encoding="utf-8") as handle:
+                summary = ingest(sink, registry, books, calendar, handle, path.name)
+    finally:
+        sink.close()
+    if args.json:
+        print(json.dumps(summary.as_dict()))
+    else:
+        print(
+            f"accepted {summary.accepted}, rejected {summary.rejected}, "
+            f"duplicates {summary.duplicates}  (store: {args.store})"
+        )
+    return 0
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    sink = _open(args.store)
+    try:
+        registry, books = _config(sink)
+        rows = build_status(
+            registry,
+            books,
+            sink.totals(),
+            sink.deadlines(unit=args.unit, year=args.year),
+            sink.event_unit_years(),
+            unit=args.unit,
+            year=args.year,
+        )
+    finally:
+        sink.close()
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False))
+        return 0
+    if args.unit is None:
+        names = {u.id: u.name for u in registry.units}
+        print(
+            tables.render(
+                ["unit", "name", "year", "rulebook", "deducted", "open", "overdue"],
+                [
+                    [
+                        r.unit,
+                        names.get(r.unit, ""),
+                        r.year,
+                        r.rulebook or "-",
+                        format_points(r.deducted),
+                        sum(d.status == "open" for d in r.deadlines),
+                        sum(d.status == "overdue" for d in r.deadlines),
+                    ]
+                    for r in rows
+                    if r.rulebook or r.deadlines
+                ],
+            )
+        )
+        return 0
+    for r in rows:
+        print(
+            f"{r.unit} {r.year}  rulebook {r.rulebook or '-'}  deducted {format_points(r.deducted)}"
+        )
+        if r.indicators:
+            print(
+                tables.render(
+                    ["indicator", "name", "max", "deducted", "remaining"],
+                    [
+                        [
+                            i.id,
+                            i.name,
+                            format_points(i.max),
+                            format_points(i.deducted),
+                            format_points(i.remaining),
+                        ]
+                        for i in r.indicators
+                    ],
+                )
+            )
+        if r.deadlines:
+            print(
+                tables.render(
+                    ["ref", "due", "status"], [[d.ref, d.due, d.status] for d in r.deadlines]
+                )
+            )
+        print()
+    return 0
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    sink = _open(args.store)
+    try:
+        _, books = _config(sink)
+        entries = sink.ledger(unit=args.unit, year=args.year)
+    finally:
+        sink.close()
+    if args.json:
+        for e in entries:
+            print(e.model_dump_json())
+        return 0
+    clauses = {
+        (b.id, ind.id, item.number): item.clause
+        for b in books.values()
+        for ind in b.indicators
+        for item in ind.items
+    }
+    rows = []
+    for e in entries:
+        state = "reversal" if e.reverses else ("capped" if e.capped else "")
+        rows.append(
+            [
+                e.unit,
+                e.year,
+                e.seq,
+                iso(e.effective_at),
+                f"{e.indicator}#{e.item}",
+                format_points(e.requested),
+                format_points(e.applied),
+                state,
+                ",".join(e.event_ids),
+                e.reason,
+                clauses.get((e.rulebook, e.indicator, e.item), ""),
+            ]
+        )
+    print(
+        tables.render(
+            [
+                "unit",
+                "year",
+                "seq",
+                "effective",
+                "item",
+                "requested",
+                "applied",
+                "state",
+                "events",
+                "reason",
+                "clause",
+            ],
+            rows,
+            max_col=48,
+        )
+    )
+    return 0
+
+
+def cmd_deadlines(args: argparse.Namespace) -> int:
+    sink = _open(args.store)
+    try:
+        states = sink.deadlines(unit=args.unit, year=args.year)
+        now = local(datetime.fromisoformat(args.now)) if args.now else sink.watermark()
+    finally:
+        sink.close()
+    if not args.all:
+        states = [d for d in states if d.status in ("open", "overdue")]
+    states.sort(key=lambda d: (d.due, d.unit, d.ref))
+    if args.json:
+        print(json.dumps([d.model_dump(mode="json") for d in states], ensure_ascii=False))
+        return 0
+    if now is not None:
+        print(f"time left counted from {iso(now)} (event clock of the store; --now to change)")
+    rows = []
+    for d in states:
+        left = _time_left(d.due, now) if d.status == "open" and now is not None else ""
+        rows.append([d.unit, d.ref, d.kind, iso(d.noticed_at), iso(d.due), d.status, left])
+    print(tables.render(["unit", "ref", "kind", "noticed", "due", "status", "time left"], rows))
+    return 0
+
+
+def _time_left(due: datetime, now: datetime) -> str:
+    seconds = int((due - now).total_seconds())
+    if seconds < 0:
+        return "past due"
+    days, rest = divmod(seconds, 86400)
+    return f"{days}d {rest // 3600}h"
+
+
+def cmd_rejects(args: argparse.Namespace) -> int:
+    sink = _open(args.store)
+    try:
+        letters = sink.dead_letters(limit=args.limit)
+    finally:
+        sink.close()
+    if args.json:
+        print(json.dumps([d.model_dump(mode="json") for d in letters], ensure_ascii=False))
+        return 0
+    print(
+        tables.render(
+            ["received", "origin", "reason", "raw"],
+            [[iso(d.received_at), d.origin, d.reason, d.raw] for d in letters],
+        )
+    )
+    return 0
+
+
+def cmd_rulebooks(args: argparse.Namespace) -> int:
+    books = load_rulebooks(args.dir)
+    if args.action == "list":
+        print(
+            tables.render(
+                ["id", "year", "tier", "indicators", "items", "title"],
+                [
+                    [
+                        b.id,
+                        b.year,
+                        b.tier,
+                        len(b.indicators),
+                        sum(len(i.items) for i in b.indicators),
+                        b.title,
+                    ]
+                    for b in books.values()
+                ],
+            )
+        )
+        return 0
+    book = books.get(args.id)
+    if book is None:
+        raise UserError(f"unknown rulebook {args.id!r} (known: {', '.join(books)})")
+    print(
+        f"{book.id}  {book.title}  ({book.tier}, {book.year}; {book.source.seed}: {book.source.where})"
+    )
+    for ind in book.indicators:
+        print(f"\n{ind.id}  {ind.name}  max {format_points(ind.max_points)}")
+        rows = []
+        for item in ind.items:
+            for rule in item.rules:
+                rows.append(
+                    [
+                        item.number,
+                        rule.key,
+                        format_points(rule.points),
+                        rule.counting,
+                        rule.scope,
+                        format_points(item.cap_points) if item.cap_points else "-",
+                        _deadline(rule),
+                        item.clause,
+                    ]
+                )
+        if rows:
+            print(
+                tables.render(
+                    [
+                        "item",
+                        "rule",
+                        "points",
+                        "counting",
+                        "scope",
+                        "item cap",
+                        "deadline",
+                        "clause",
+                    ],
+                    rows,
+                    max_col=70,
+                )
+            )
+        for cap in ind.shared_caps:
+            print(
+                f"  shared cap {cap.id}: {format_points(cap.cap_points)} over items {', '.join(cap.items)}"
+            )
+        for un in ind.unruled:
+            print(f"  item {un.number} (no rule: {un.why}) {tables.clip(un.clause, 60)}")
+    return 0
+
+
+def _deadline(rule: Any) -> str:
+    if rule.deadline is None:
+        return "-"
+    if rule.deadline.period_days:
+        return f"{rule.deadline.period_days} days"
+    return f"{rule.deadline.working_days} working days"
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+
+def _years(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(y) for y in text.split(","))
+    except ValueError:
+        raise UserError(f"--years takes a comma-separated list of years, not {text!r}") from None
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tracker import demo
+
+    registry = load_registry(DEMO_REGISTRY)
+    events = demo.generate(registry, seed=args.seed, years=_years(args.years), scale=args.scale)
+    count = 0
+    with args.out.open("w", encoding="utf-8") as out:
+        for line in demo.lines(events, bad=demo.bad_lines(args.seed) if args.bad_lines else ()):
+            out.write(line + "\n")
+            count += 1
+    print(f"wrote {count} lines to {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tracker import demo
+
+    registry = load_registry(DEMO_REGISTRY)
+    books = dict(load_rulebooks())
+    events = demo.generate(registry, seed=args.seed, years=_years(args.years), scale=args.scale)
+    lines = list(demo.lines(events, bad=demo.bad_lines(args.seed)))
+    print(f"demo: {len(lines)} events for {len(registry.units)} units, store {args.store}")
+    sink = _open(args.store)
+    try:
+        summary = ingest(sink, registry, books, official_calendar(), lines, "demo")
+        print(
+            f"ingested: accepted {summary.accepted}, rejected {summary.rejected}, "
+            f"duplicates {summary.duplicates}\n"
+        )
+        rows = build_status(
+            registry, books, sink.totals(), sink.deadlines(), sink.event_unit_years()
+        )
+    finally:
+        sink.close()
+    ranked = sorted((r for r in rows if r.rulebook), key=lambda r: (-r.deducted, r.unit, r.year))
+    names = {u.id: u.name for u in registry.units}
+    print("Units losing the most points:")
+    print(
+        tables.render(
+            ["unit", "name", "year", "rulebook", "deducted", "overdue"],
+            [
+                [
+                    r.unit,
+                    names[r.unit],
+                    r.year,
+                    r.rulebook,
+                    format_points(r.deducted),
+                    sum(d.status == "overdue" for d in r.deadlines),
+                ]
+                for r in ranked[:15]
+            ],
+        )
+    )
+    print(
+        "\nNext: tracker status --unit fj.gat --year 2018 | tracker ledger --unit fj.gat "
+        "| tracker deadlines --all | tracker rejects"
+    )
+    return 0
