@@ -14,7 +14,7 @@ class CompiledRule:
     rulebook: str
     indicator: str
     item: str
-    rule_id: str  # "<item>/<rule key>", unique within the rulebook
+    rule_id: str  # "<indicator>/<item>/<rule key>", unique within the rulebook
     rule: Rule
     caps: tuple[str, ...]  # item cap, shared caps, indicator maximum — every enclosing cap
 
@@ -51,7 +51,7 @@ def compile_rulebook(book: Rulebook) -> CompiledRulebook:
                     rulebook=book.id,
                     indicator=ind.id,
                     item=item.number,
-                    rule_id=f"{item.number}/{rule.key}",
+                    rule_id=f"{ind.id}/{item.number}/{rule.key}",
                     rule=rule,
                     caps=tuple(caps),
                 )
