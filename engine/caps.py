@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from engine.compiled import CompiledRule
 from engine.ids import digest
-from schemas.ledger import LedgerEntry
+from schemas.ledger import LedgerEntry, trusted
 
 ZERO = Decimal(0)
 
@@ -48,6 +48,7 @@ class Assessment:
     claims: list[Claim] = field(default_factory=list)
     by_key: dict[tuple[str, str], Claim] = field(default_factory=dict)
     generations: dict[tuple[str, str], int] = field(default_factory=dict)
+    prefixes: dict[str, str] = field(default_factory=dict)  # id prefix per rule, built once
 
     def headroom(self, caps: tuple[str, ...]) -> Decimal:
         return min(self.cap_points[c] - self.used.get(c, ZERO) for c in caps)
@@ -88,15 +89,13 @@ class Ledger:
             return None
         generation = assessment.generations.get(key, 0)
         assessment.generations[key] = generation + 1
+        prefix = assessment.prefixes.get(rule.rule_id)
+        if prefix is None:
+            prefix = assessment.prefixes[rule.rule_id] = (
+                f"{assessment.rulebook}\x1f{assessment.unit}\x1f{assessment.year}\x1f{rule.rule_id}"
+            )
         claim = Claim(
-            claim_id=digest(
-                assessment.rulebook,
-                assessment.unit,
-                assessment.year,
-                rule.rule_id,
-                count_key,
-                generation,
-            ),
+            claim_id=digest(prefix, count_key, generation),
             rule=rule,
             count_key=count_key,
             requested=rule.rule.points,
@@ -118,16 +117,21 @@ class Ledger:
     ) -> None:
         """Reverse a claim and hand its headroom to later claims of the same caps."""
         self._reverse(assessment, claim, at=at, why=why, cause=cause)
-        assessment.claims.remove(claim)
+        position = assessment.claims.index(claim)
+        del assessment.claims[position]
         del assessment.by_key[(claim.rule.rule_id, claim.count_key)]
-        if claim.applied:
+        if claim.applied:  # a claim capped at 0 frees nothing: no one can gain
             assessment._use(claim.rule.caps, -claim.applied)
-        if any(c.applied < c.requested for c in assessment.claims):
-            self._reallocate(assessment, at=at, cause=cause)
+            self._reallocate(assessment, position, at=at, cause=cause)
 
-    def _reallocate(self, assessment: Assessment, *, at: datetime, cause: str) -> None:
-        assessment.used.clear()
-        for claim in assessment.claims:
+    def _reallocate(self, assessment: Assessment, start: int, *, at: datetime, cause: str) -> None:
+        """Greedy allocation again from `start`: claims before it are unaffected by later ones."""
+        later = assessment.claims[start:]
+        if all(c.applied == c.requested for c in later):
+            return
+        for claim in later:
+            assessment._use(claim.rule.caps, -claim.applied)
+        for claim in later:
             applied = max(ZERO, min(claim.requested, assessment.headroom(claim.rule.caps)))
             assessment._use(claim.rule.caps, applied)
             if applied != claim.applied:
@@ -141,7 +145,7 @@ class Ledger:
         self._append(
             assessment,
             claim,
-            entry_id=digest("reverses", claim.entry_id),
+            entry_id=f"{claim.entry_id}~r",  # each entry is reversed at most once
             requested=-claim.requested,
             applied=-claim.applied,
             reverses=claim.entry_id,
@@ -155,7 +159,9 @@ class Ledger:
     def _write(
         self, assessment: Assessment, claim: Claim, applied: Decimal, why: str | None = None
     ) -> None:
-        claim.entry_id = digest(claim.claim_id, claim.version)
+        claim.entry_id = (
+            claim.claim_id if not claim.version else f"{claim.claim_id}.{claim.version}"
+        )
         claim.version += 1
         claim.applied = applied
         reason = claim.reason if why is None else f"{claim.reason} ({why})"
@@ -191,24 +197,27 @@ class Ledger:
         self._seq[seq_key] = seq
         rule = claim.rule
         self.entries.append(
-            LedgerEntry.model_construct(
-                entry_id=entry_id,
-                seq=seq,
-                unit=assessment.unit,
-                year=assessment.year,
-                rulebook=assessment.rulebook,
-                indicator=rule.indicator,
-                item=rule.item,
-                rule=rule.rule.key,
-                count_key=claim.count_key,
-                source_unit=claim.source_unit,
-                event_ids=event_ids,
-                requested=requested,
-                applied=applied,
-                capped=reverses is None and applied < requested,
-                reverses=reverses,
-                effective_at=effective_at,
-                reason=reason,
+            trusted(
+                LedgerEntry,
+                {
+                    "entry_id": entry_id,
+                    "seq": seq,
+                    "unit": assessment.unit,
+                    "year": assessment.year,
+                    "rulebook": assessment.rulebook,
+                    "indicator": rule.indicator,
+                    "item": rule.item,
+                    "rule": rule.key,
+                    "count_key": claim.count_key,
+                    "source_unit": claim.source_unit,
+                    "event_ids": event_ids,
+                    "requested": requested,
+                    "applied": applied,
+                    "capped": reverses is None and applied < requested,
+                    "reverses": reverses,
+                    "effective_at": effective_at,
+                    "reason": reason,
+                },
             )
         )
 

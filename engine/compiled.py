@@ -15,6 +15,7 @@ class CompiledRule:
     indicator: str
     item: str
     rule_id: str  # "<indicator>/<item>/<rule key>", unique within the rulebook
+    key: str  # the rule's key within its item (trigger plus match), as the ledger shows it
     rule: Rule
     caps: tuple[str, ...]  # item cap, shared caps, indicator maximum — every enclosing cap
 
@@ -52,6 +53,7 @@ def compile_rulebook(book: Rulebook) -> CompiledRulebook:
                     indicator=ind.id,
                     item=item.number,
                     rule_id=f"{ind.id}/{item.number}/{rule.key}",
+                    key=rule.key,
                     rule=rule,
                     caps=tuple(caps),
                 )

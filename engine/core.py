@@ -13,7 +13,7 @@ from typing import Literal
 
 from engine.calendar import DEFAULT_DEADLINES, NO_CALENDAR, CalendarError, WorkCalendar, due_at
 from engine.caps import Assessment, Claim, Ledger
-from engine.clock import assessment_year, iso, local
+from engine.clock import assessment_year, iso, local, year_start
 from engine.compiled import CompiledRule, CompiledRulebook, compile_rulebook
 from engine.deadlines import DueQueue, Tracked
 from engine.matching import count_keys, describe
@@ -97,9 +97,13 @@ class Engine:
         self.ledger = Ledger()
         self.watermark: datetime | None = None
         self.closed_through: int | None = None
+        self._next_close: datetime | None = None  # the instant the next year closes
         self._records: dict[int, dict[str, _Record]] = {}
         self._tracked: dict[int, dict[tuple[str, str, str], Tracked]] = {}
         self._assessments: dict[tuple[str, int], Assessment | None] = {}
+        self._route_cache: dict[
+            tuple[str, int, str], tuple[tuple[Assessment, CompiledRule], ...]
+        ] = {}
         self._queue = DueQueue()
         self._arrivals = 0
         self._versions = 0
@@ -118,13 +122,14 @@ class Engine:
                 )
         elif self._find_record(event.event_id) is not None:
             return Outcome("duplicate", event.event_id)
+        year = assessment_year(event.at)
         try:
-            prepared = self._validate(event, now)
+            prepared = self._validate(event, now, year)
         except Rejected as exc:
             return Outcome("rejected", event.event_id, reason=exc.reason)
         self._advance(event.at)
         if not isinstance(event, ClockTick):
-            self._dispatch(event, prepared)
+            self._dispatch(event, prepared, year)
         return self._flush(event.event_id)
 
     def advance_to(self, at: datetime) -> Outcome:
@@ -142,7 +147,7 @@ class Engine:
 
     # -- validation (before any state changes) -------------------------------------------------
 
-    def _validate(self, event: Event, now: datetime | None) -> datetime | None:
+    def _validate(self, event: Event, now: datetime | None, year: int) -> datetime | None:
         if now is not None and event.at > now + MAX_AHEAD:
             raise Rejected(
                 f"at {iso(event.at)} is more than 10 minutes ahead of the processing clock"
@@ -151,7 +156,6 @@ class Engine:
             return None
         if event.unit not in self._chain:
             raise Rejected(f"unknown unit {event.unit!r}")
-        year = assessment_year(event.at)
         if self.closed_through is not None and year <= self.closed_through:
             raise Rejected(f"assessment year {year} is closed (the clock is at {iso(self._wm)})")
         if isinstance(event, VulnFeedback | SupervisionHandled):
@@ -159,7 +163,7 @@ class Engine:
         elif isinstance(event, EventRetracted):
             self._retractable(event)
         elif isinstance(event, VulnNotice | SupervisionWarning):
-            return self._due_of(event)
+            return self._due_of(event, year)
         return None
 
     def _live_tracked(self, event: VulnFeedback | SupervisionHandled) -> Tracked:
@@ -186,13 +190,13 @@ class Engine:
             raise Rejected("a retraction cannot itself be retracted")
         return record
 
-    def _due_of(self, event: VulnNotice | SupervisionWarning) -> datetime:
+    def _due_of(self, event: VulnNotice | SupervisionWarning, year: int) -> datetime:
         if isinstance(event, VulnNotice) and event.due is not None:
             return local(event.due)
         trigger = OVERDUE_TRIGGER[event.type]
         deadline = DEFAULT_DEADLINES[event.type]
         for assessed in self._chain[event.unit]:
-            book = self._book(assessed, assessment_year(event.at))
+            book = self._book(assessed, year)
             found = book.deadline_for(trigger) if book is not None else None
             if found is not None:
                 deadline = found
@@ -218,7 +222,10 @@ class Engine:
         self._close_years()
 
     def _close_years(self) -> None:
+        if self._next_close is not None and self._wm < self._next_close:
+            return
         last_closed = assessment_year(self._wm) - 1 - self.retain_years
+        self._next_close = year_start(last_closed + 2 + self.retain_years)
         if self.closed_through is not None and last_closed <= self.closed_through:
             return
         self.closed_through = last_closed
@@ -227,15 +234,17 @@ class Engine:
                 del store[year]
         for key in [k for k in self._assessments if k[1] <= last_closed]:
             del self._assessments[key]
+        for route in [k for k in self._route_cache if k[1] <= last_closed]:
+            del self._route_cache[route]
         self._queue.forget_year(last_closed)
         self.ledger.forget_year(last_closed)
 
     # -- applying ------------------------------------------------------------------------------
 
-    def _dispatch(self, event: Event, due: datetime | None) -> None:
+    def _dispatch(self, event: Event, due: datetime | None, year: int) -> None:
         assert not isinstance(event, ClockTick)
         record = _Record(unit=event.unit, type=event.type)
-        self._records.setdefault(assessment_year(event.at), {})[event.event_id] = record
+        self._records.setdefault(year, {})[event.event_id] = record
         if isinstance(event, EventRetracted):
             self._retract(event, self._retractable(event))
         elif isinstance(event, VulnFeedback | SupervisionHandled):
@@ -246,34 +255,50 @@ class Engine:
         else:
             if isinstance(event, VulnNotice | SupervisionWarning):
                 assert due is not None
-                record.tracked.append(self._track(event, due))
-            self._count(event, record)
+                record.tracked.append(self._track(event, due, year))
+            self._count(event, record, year)
 
-    def _count(self, event: Event, record: _Record) -> None:
+    def _count(self, event: Event, record: _Record, year: int) -> None:
         assert not isinstance(event, ClockTick)
-        year = assessment_year(event.at)
-        for assessed in self._chain[event.unit]:
-            assessment = self._assessment(assessed, year)
-            if assessment is None:
-                continue
-            for rule in self._books[assessment.rulebook].by_trigger.get(event.type, ()):
-                if rule.rule.scope == "own" and assessed != event.unit:
-                    continue
-                for key in count_keys(rule.rule, event):
-                    claim = self.ledger.open_claim(
-                        assessment,
-                        rule,
-                        key,
-                        source_unit=event.unit,
-                        event_ids=(event.event_id,),
-                        effective_at=local(event.at),
-                        reason=describe(event, key),
-                        supporter=event.event_id,
-                    )
-                    target = claim or assessment.by_key[(rule.rule_id, key)]
-                    record.claims.append((assessment, target))
+        routes = self._routes(event.unit, year, event.type)
+        if not routes:
+            return
+        at = local(event.at)
+        for assessment, rule in routes:
+            for key in count_keys(rule.rule, event):
+                claim = self.ledger.open_claim(
+                    assessment,
+                    rule,
+                    key,
+                    source_unit=event.unit,
+                    event_ids=(event.event_id,),
+                    effective_at=at,
+                    reason=describe(event, key),
+                    supporter=event.event_id,
+                )
+                target = claim or assessment.by_key[(rule.rule_id, key)]
+                record.claims.append((assessment, target))
 
-    def _track(self, event: VulnNotice | SupervisionWarning, due: datetime) -> Tracked:
+    def _routes(
+        self, unit: str, year: int, trigger: str
+    ) -> tuple[tuple[Assessment, CompiledRule], ...]:
+        """The (assessment, rule) pairs an event of `unit` counts for: its own rules, and the
+        jurisdiction rules of every ancestor. Cached: the registry never changes under an engine."""
+        key = (unit, year, trigger)
+        routes = self._route_cache.get(key)
+        if routes is None:
+            found = []
+            for assessed in self._chain[unit]:
+                assessment = self._assessment(assessed, year)
+                if assessment is None:
+                    continue
+                for rule in self._books[assessment.rulebook].by_trigger.get(trigger, ()):
+                    if rule.rule.scope == "jurisdiction" or assessed == unit:
+                        found.append((assessment, rule))
+            routes = self._route_cache[key] = tuple(found)
+        return routes
+
+    def _track(self, event: VulnNotice | SupervisionWarning, due: datetime, year: int) -> Tracked:
         if isinstance(event, VulnNotice):
             kind: DeadlineKind = "vuln.notice"
             ref = event.notice_id
@@ -293,8 +318,8 @@ class Engine:
             due=due,
             arrival=self._arrivals,
             supporters={event.event_id},
+            year=year,
         )
-        year = tracked.year
         self._tracked.setdefault(year, {})[(event.unit, kind, ref)] = tracked
         self._emit_state(tracked, event.at)
         self._reconcile(tracked, at=event.at, cause=event.event_id)
@@ -321,30 +346,23 @@ class Engine:
                 self._queue.push(tracked)
 
     def _open_overdue(self, tracked: Tracked) -> None:
-        trigger = OVERDUE_TRIGGER[tracked.kind]
-        for assessed in self._chain[tracked.unit]:
-            assessment = self._assessment(assessed, tracked.year)
-            if assessment is None:
-                continue
-            for rule in self._books[assessment.rulebook].by_trigger.get(trigger, ()):
-                if rule.rule.scope == "own" and assessed != tracked.unit:
-                    continue
-                key = (
-                    "" if rule.rule.counting == "once_per_year" else f"{tracked.unit}/{tracked.ref}"
-                )
-                claim = self.ledger.open_claim(
-                    assessment,
-                    rule,
-                    key,
-                    source_unit=tracked.unit,
-                    event_ids=(tracked.event_id,),
-                    effective_at=local(tracked.due),
-                    reason=f"{tracked.kind} {tracked.ref} of {tracked.unit} not remediated "
-                    f"by its due instant {iso(tracked.due)}",
-                    supporter=None,
-                )
-                if claim is not None:
-                    tracked.overdue_claims.append((assessment, claim))
+        for assessment, rule in self._routes(
+            tracked.unit, tracked.year, OVERDUE_TRIGGER[tracked.kind]
+        ):
+            key = "" if rule.rule.counting == "once_per_year" else f"{tracked.unit}/{tracked.ref}"
+            claim = self.ledger.open_claim(
+                assessment,
+                rule,
+                key,
+                source_unit=tracked.unit,
+                event_ids=(tracked.event_id,),
+                effective_at=local(tracked.due),
+                reason=f"{tracked.kind} {tracked.ref} of {tracked.unit} not remediated "
+                f"by its due instant {iso(tracked.due)}",
+                supporter=None,
+            )
+            if claim is not None:
+                tracked.overdue_claims.append((assessment, claim))
 
     def _retract(self, event: EventRetracted, target: _Record) -> None:
         target.retracted = True

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from engine.caps import Assessment, Claim
-from engine.clock import assessment_year, local
-from schemas.ledger import DeadlineKind, DeadlineState, DeadlineStatus
+from engine.clock import local
+from schemas.ledger import DeadlineKind, DeadlineState, DeadlineStatus, trusted
 
 
 @dataclass(slots=True, eq=False)
@@ -23,13 +23,10 @@ class Tracked:
     due: datetime
     arrival: int
     supporters: set[str]
+    year: int  # assessment year of the notice (Asia/Shanghai), fixed at arrival
     feedbacks: dict[str, datetime] = field(default_factory=dict)
     status: DeadlineStatus = "open"
     overdue_claims: list[tuple[Assessment, Claim]] = field(default_factory=list)
-
-    @property
-    def year(self) -> int:
-        return assessment_year(self.at)
 
     def derive(self, watermark: datetime | None) -> DeadlineStatus:
         """The status the facts imply; feedback at the due instant is on time (spec 5.9)."""
@@ -44,18 +41,21 @@ class Tracked:
 
     def state(self, updated_at: datetime, version: int) -> DeadlineState:
         first = min(self.feedbacks.values(), default=None)
-        return DeadlineState.model_construct(
-            unit=self.unit,
-            kind=self.kind,
-            ref=self.ref,
-            year=self.year,
-            event_id=self.event_id,
-            noticed_at=local(self.at),
-            due=local(self.due),
-            status=self.status,
-            feedback_at=local(first) if first is not None else None,
-            updated_at=local(updated_at),
-            version=version,
+        return trusted(
+            DeadlineState,
+            {
+                "unit": self.unit,
+                "kind": self.kind,
+                "ref": self.ref,
+                "year": self.year,
+                "event_id": self.event_id,
+                "noticed_at": local(self.at),
+                "due": local(self.due),
+                "status": self.status,
+                "feedback_at": local(first) if first is not None else None,
+                "updated_at": local(updated_at),
+                "version": version,
+            },
         )
 
 

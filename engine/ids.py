@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 
-def digest(*parts: object) -> str:
-    text = "\x1f".join(str(p) for p in parts)
+def digest(prefix: str, key: str, generation: int) -> str:
+    """24 hex digits of SHA-256 over the claim's identity (unit separator between parts)."""
+    text = f"{prefix}\x1f{key}\x1f{generation}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]

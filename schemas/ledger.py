@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from schemas.points import Points
+
+_M = TypeVar("_M", bound=BaseModel)
 
 DeadlineStatus = Literal["open", "met", "late", "overdue", "withdrawn"]
 DeadlineKind = Literal["vuln.notice", "supervision.warning"]
@@ -114,3 +116,17 @@ class LoggedEvent(BaseModel):
     at: AwareDatetime
     year: int
     raw: str
+
+
+def trusted(cls: type[_M], values: dict[str, Any]) -> _M:
+    """Build a model from values the engine computed itself, skipping validation.
+
+    `model_construct` costs ~12 µs (defaults, aliases, field-set bookkeeping); the engine emits an
+    entry for most events, so it uses this ~1 µs path. Every field must be present.
+    """
+    model = cls.__new__(cls)
+    object.__setattr__(model, "__dict__", values)
+    object.__setattr__(model, "__pydantic_fields_set__", set(values))
+    object.__setattr__(model, "__pydantic_extra__", None)
+    object.__setattr__(model, "__pydantic_private__", None)
+    return model

@@ -8,18 +8,25 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainSerializer
 
 
+PLACES = 4  # the store keeps Decimal(18, 4); a finer amount would be silently rounded there
+
+
 def to_points(value: Any) -> Decimal:
     """Accept a decimal string, an int or a Decimal; refuse floats (they are not exact)."""
     if isinstance(value, (bool, float)):
         raise ValueError(f"points must be written as a decimal string, not {value!r}")
     if isinstance(value, Decimal):
-        return value
-    if isinstance(value, int | str):
+        number = value
+    elif isinstance(value, int | str):
         try:
-            return Decimal(value)
+            number = Decimal(value)
         except Exception as exc:  # decimal.InvalidOperation is not a ValueError
             raise ValueError(f"not a decimal number: {value!r}") from exc
-    raise ValueError(f"not a decimal number: {value!r}")
+    else:
+        raise ValueError(f"not a decimal number: {value!r}")
+    if not number.is_finite() or number.as_tuple().exponent < -PLACES:  # type: ignore[operator]
+        raise ValueError(f"points need at most {PLACES} decimal places: {value!r}")
+    return number
 
 
 def format_points(value: Decimal) -> str:

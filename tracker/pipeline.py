@@ -5,13 +5,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from engine import Engine, Outcome, WorkCalendar
 from engine.clock import assessment_year, local
-from engine.ids import digest
 from schemas.events import ClockTick, Event, EventError, parse_event
 from schemas.ledger import DeadLetter, LoggedEvent
 from schemas.registry import Registry
@@ -116,13 +116,18 @@ class Tracker:
         self.summary.rejected += 1
         self._batch.dead_letters.append(
             DeadLetter(
-                letter_id=digest(origin, raw),
+                letter_id=letter_id(origin, raw),
                 origin=origin,
                 raw=raw,
                 reason=reason,
                 received_at=local(self.clock()),
             )
         )
+
+
+def letter_id(origin: str, raw: str) -> str:
+    """The same raw line from the same place is one dead letter, however often it is ingested."""
+    return hashlib.sha256(f"{origin}\x1f{raw}".encode()).hexdigest()[:24]
 
 
 def _logged(event: Event, raw: str, partition: int, seq: int) -> LoggedEvent:
