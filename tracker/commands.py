@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -397,25 +398,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     finally:
         sink.close()
-    ranked = sorted((r for r in rows if r.rulebook), key=lambda r: (-r.deducted, r.unit, r.year))
     names = {u.id: u.name for u in registry.units}
-    print("Units losing the most points:")
-    print(
-        tables.render(
-            ["unit", "name", "year", "rulebook", "deducted", "overdue"],
-            [
-                [
-                    r.unit,
-                    names[r.unit],
-                    r.year,
-                    r.rulebook,
-                    format_points(r.deducted),
-                    sum(d.status == "overdue" for d in r.deadlines),
-                ]
-                for r in ranked[:15]
-            ],
+    print("Units losing the most points, per rulebook (maximum points differ by tier):")
+    table = []
+    for book_id in sorted({r.rulebook for r in rows if r.rulebook}):
+        ranked = sorted(
+            (r for r in rows if r.rulebook == book_id), key=lambda r: (-r.deducted, r.unit)
         )
-    )
+        table += [
+            [
+                book_id,
+                r.unit,
+                names[r.unit],
+                format_points(r.deducted),
+                format_points(sum((i.max for i in r.indicators), Decimal(0))),
+                sum(d.status == "overdue" for d in r.deadlines),
+            ]
+            for r in ranked[:3]
+        ]
+    print(tables.render(["rulebook", "unit", "name", "deducted", "of", "overdue"], table))
     print(
         "\nNext: tracker status --unit fj.gat --year 2018 | tracker ledger --unit fj.gat "
         "| tracker deadlines --all | tracker rejects"
