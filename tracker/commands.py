@@ -403,7 +403,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     table = []
     for book_id in sorted({r.rulebook for r in rows if r.rulebook}):
         ranked = sorted(
-            (r for r in rows if r.rulebook == book_id), key=lambda r: (-r.deducted, r.unit)
+            (r for r in rows if r.rulebook == book_id and r.deducted),
+            key=lambda r: (-r.deducted, r.unit),
         )
         table += [
             [
