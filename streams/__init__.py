@@ -1,0 +1,1 @@
+"""Kafka and Faust adapters around the pure engine, and the local KRaft broker."""

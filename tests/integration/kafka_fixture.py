@@ -1,0 +1,66 @@
+"""A real Kafka broker for integration tests (import the fixtures; this is not a conftest).
+
+Usage in a test module::
+
+    from tests.integration.kafka_fixture import kafka_broker, local_kafka, unique_topic  # noqa: F401
+
+One broker serves the whole session on free loopback ports with a throwaway data dir under /tmp.
+Its jars live in a per-machine cache (``TRACKER_KAFKA_LIB``, default
+``~/.cache/tracker-kafka/lib``) so Maven runs once per machine, not once per session.
+Set ``TRACKER_KAFKA_KEEP=1`` to keep the data dir (and its logs) after the session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from streams.broker import LocalKafka
+
+
+def kafka_lib_cache() -> Path:
+    override = os.environ.get("TRACKER_KAFKA_LIB")
+    return Path(override) if override else Path.home() / ".cache" / "tracker-kafka" / "lib"
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel just handed out; all are held open together so they differ."""
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
+def unique_topic(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def local_kafka() -> Iterator[LocalKafka]:
+    data_dir = Path(tempfile.mkdtemp(prefix="tracker-kafka-", dir="/tmp"))
+    port, controller_port = free_ports(2)
+    broker = LocalKafka(
+        data_dir, port=port, controller_port=controller_port, lib_dir=kafka_lib_cache()
+    )
+    try:
+        broker.start(timeout_s=120)
+        yield broker
+    finally:
+        broker.stop()
+        if not os.environ.get("TRACKER_KAFKA_KEEP"):
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(local_kafka: LocalKafka) -> str:
+    """Bootstrap address ("127.0.0.1:<port>") of the session's broker."""
+    return local_kafka.bootstrap
