@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import Engine  # noqa: E402
-from rulebooks import load_rulebooks  # noqa: E402
-from schemas.events import parse_event  # noqa: E402
-from tracker import demo  # noqa: E402
-from tracker.config import DEMO_REGISTRY, load_registry  # noqa: E402
-from tracker.workdays import official_calendar  # noqa: E402
+from engine import Engine
+from rulebooks import load_rulebooks
+from schemas.events import parse_event
+from tracker import demo
+from tracker.config import DEMO_REGISTRY, load_registry
+from tracker.workdays import official_calendar
 
 
 def rss_mib() -> float:
@@ -39,7 +39,11 @@ def rss_mib() -> float:
 def stream(count: int, seed: int, scale: float) -> list[str]:
     registry = load_registry(DEMO_REGISTRY)
     years = tuple(range(2017, 2031))  # long enough; cut at `count`
-    return list(itertools.islice(demo.lines(demo.generate(registry, seed=seed, years=years, scale=scale)), count))
+    return list(
+        itertools.islice(
+            demo.lines(demo.generate(registry, seed=seed, years=years, scale=scale)), count
+        )
+    )
 
 
 def bench_engine(lines: list[str]) -> None:
@@ -63,13 +67,19 @@ def bench_engine(lines: list[str]) -> None:
         entries += len(out.entries)
         if i % step == 0:
             print(f"         {i:>10,} -> {rss_mib():7.0f} MiB   clock {eng.watermark:%Y-%m-%d}")
-    print(f"engine:  {len(lines) / engine_s:>10,.0f} events/s  ({engine_s:.1f} s, {entries:,} ledger entries)")
+    print(
+        f"engine:  {len(lines) / engine_s:>10,.0f} events/s  ({engine_s:.1f} s, {entries:,} ledger entries)"
+    )
 
 
 def bench_ingest(lines: list[str]) -> None:
     from tracker.commands import ingest
 
-    registry, books, calendar = load_registry(DEMO_REGISTRY), dict(load_rulebooks()), official_calendar()
+    registry, books, calendar = (
+        load_registry(DEMO_REGISTRY),
+        dict(load_rulebooks()),
+        official_calendar(),
+    )
     with tempfile.TemporaryDirectory(prefix="bench-chdb-") as folder:
         from sinks.clickhouse import ClickHouseSink
 
@@ -79,7 +89,9 @@ def bench_ingest(lines: list[str]) -> None:
         ingest_s = time.perf_counter() - t0
         rows = sink.client.query("SELECT count() FROM bench.ledger").result_rows[0][0]
         sink.close()
-    print(f"ingest:  {len(lines) / ingest_s:>10,.0f} events/s  ({ingest_s:.1f} s; {summary.as_dict()}, {rows:,} ledger rows)")
+    print(
+        f"ingest:  {len(lines) / ingest_s:>10,.0f} events/s  ({ingest_s:.1f} s; {summary.as_dict()}, {rows:,} ledger rows)"
+    )
 
 
 def main() -> None:
@@ -92,11 +104,15 @@ def main() -> None:
     os.sched_setaffinity(0, {0})  # the target is one core
     t0 = time.perf_counter()
     lines = stream(args.events, args.seed, args.scale)
-    print(f"stream:  {len(lines):,} lines generated in {time.perf_counter() - t0:.1f} s (seed {args.seed}, scale {args.scale})")
+    print(
+        f"stream:  {len(lines):,} lines generated in {time.perf_counter() - t0:.1f} s (seed {args.seed}, scale {args.scale})"
+    )
     bench_engine(lines)
     if not args.skip_ingest:
         bench_ingest(lines)
-    print(f"peak RSS of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(
+        f"peak RSS of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -51,7 +51,13 @@ class Assessment:
     prefixes: dict[str, str] = field(default_factory=dict)  # id prefix per rule, built once
 
     def headroom(self, caps: tuple[str, ...]) -> Decimal:
-        return min(self.cap_points[c] - self.used.get(c, ZERO) for c in caps)
+        room: Decimal | None = None
+        for cap in caps:  # a plain loop: this runs for every counted occurrence
+            left = self.cap_points[cap] - self.used.get(cap, ZERO)
+            if room is None or left < room:
+                room = left
+        assert room is not None  # every rule has at least its indicator maximum
+        return room
 
     def _use(self, caps: tuple[str, ...], amount: Decimal) -> None:
         for cap in caps:

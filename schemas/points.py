@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
-
 PLACES = 4  # the store keeps Decimal(18, 4); a finer amount would be silently rounded there
 
 

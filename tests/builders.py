@@ -127,7 +127,9 @@ def engine() -> Engine:
 _counter = 0
 
 
-def ev(type_: str, at: str, unit: str | None = "gat", event_id: str | None = None, **fields: Any) -> Event:
+def ev(
+    type_: str, at: str, unit: str | None = "gat", event_id: str | None = None, **fields: Any
+) -> Event:
     """An event from its type, its `at` (+08:00 assumed when no offset) and its fields."""
     global _counter
     _counter += 1

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from engine import Engine, Outcome, WorkCalendar
 from engine.clock import assessment_year, local
 from schemas.events import ClockTick, Event, EventError, parse_event
-from schemas.ledger import DeadLetter, LoggedEvent
+from schemas.ledger import DeadLetter, LoggedEvent, trusted
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, Sink
@@ -131,13 +131,16 @@ def letter_id(origin: str, raw: str) -> str:
 
 
 def _logged(event: Event, raw: str, partition: int, seq: int) -> LoggedEvent:
-    return LoggedEvent.model_construct(
-        event_id=event.event_id,
-        partition=partition,
-        seq=seq,
-        unit="" if isinstance(event, ClockTick) else event.unit,
-        type=event.type,
-        at=local(event.at),
-        year=assessment_year(event.at),
-        raw=raw,
+    return trusted(
+        LoggedEvent,
+        {
+            "event_id": event.event_id,
+            "partition": partition,
+            "seq": seq,
+            "unit": "" if isinstance(event, ClockTick) else event.unit,
+            "type": event.type,
+            "at": local(event.at),
+            "year": assessment_year(event.at),
+            "raw": raw,
+        },
     )

@@ -20,10 +20,37 @@ units:
   - {id: fj.fz.gl, name: 鼓楼区人民政府, tier: county-gov, parent: fj.fz}
 """
 EVENTS = [
-    {"event_id": "e1", "type": "vuln.notice", "unit": "fj.gat", "at": "2018-03-01T10:00:00+08:00", "notice_id": "V-1", "system": "OA"},
-    {"event_id": "e2", "type": "outreach.notice", "unit": "fj.gat", "at": "2018-03-02T10:00:00+08:00", "notice_id": "O-1", "terminals": ["T1", "T2", "T1"]},
-    {"event_id": "e3", "type": "vuln.notice", "unit": "fj.fz.gl", "at": "2018-03-03T09:00:00+08:00", "notice_id": "V-2", "system": "门户网站"},
-    {"event_id": "e4", "type": "vuln.feedback", "unit": "fj.gat", "at": "2018-03-15T10:00:00+08:00", "notice_id": "V-1"},
+    {
+        "event_id": "e1",
+        "type": "vuln.notice",
+        "unit": "fj.gat",
+        "at": "2018-03-01T10:00:00+08:00",
+        "notice_id": "V-1",
+        "system": "OA",
+    },
+    {
+        "event_id": "e2",
+        "type": "outreach.notice",
+        "unit": "fj.gat",
+        "at": "2018-03-02T10:00:00+08:00",
+        "notice_id": "O-1",
+        "terminals": ["T1", "T2", "T1"],
+    },
+    {
+        "event_id": "e3",
+        "type": "vuln.notice",
+        "unit": "fj.fz.gl",
+        "at": "2018-03-03T09:00:00+08:00",
+        "notice_id": "V-2",
+        "system": "门户网站",
+    },
+    {
+        "event_id": "e4",
+        "type": "vuln.feedback",
+        "unit": "fj.gat",
+        "at": "2018-03-15T10:00:00+08:00",
+        "notice_id": "V-1",
+    },
     {"event_id": "t1", "type": "clock.tick", "at": "2018-04-01T00:00:00+08:00"},
 ]
 BAD = [
@@ -37,7 +64,11 @@ BAD = [
 def tracker(*args: str, data: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TRACKER_DATA": str(data), "TRACKER_STORE": ""}
     result = subprocess.run(
-        [sys.executable, "-m", "tracker.cli", *args], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-m", "tracker.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     if check:
         assert result.returncode == 0, result.stderr
@@ -58,7 +89,11 @@ def test_ingest_status_and_reingest(tmp_path: Path, files: tuple[Path, Path]) ->
     units, stream = files
     data = tmp_path / "data"
     first = tracker("ingest", "--units", str(units), "--json", str(stream), data=data)
-    assert json.loads(first.stdout.strip().splitlines()[-1]) == {"accepted": 5, "rejected": 3, "duplicates": 0}
+    assert json.loads(first.stdout.strip().splitlines()[-1]) == {
+        "accepted": 5,
+        "rejected": 3,
+        "duplicates": 0,
+    }
 
     status = json.loads(tracker("status", "--json", data=data).stdout)
     gat = next(s for s in status if s["unit"] == "fj.gat")
@@ -76,15 +111,25 @@ def test_ingest_status_and_reingest(tmp_path: Path, files: tuple[Path, Path]) ->
     assert fz["deducted"] == "2"  # the county's notice and its overdue, counted for the city
     county = next(s for s in status if s["unit"] == "fj.fz.gl")
     assert county["rulebook"] is None and county["deducted"] == "0" and county["indicators"] == []
-    assert county["deadlines"] == [{"ref": "V-2", "due": "2018-03-17T09:00:00+08:00", "status": "overdue"}]
+    assert county["deadlines"] == [
+        {"ref": "V-2", "due": "2018-03-17T09:00:00+08:00", "status": "overdue"}
+    ]
 
     ledger = tracker("ledger", "--unit", "fj.gat", "--json", data=data).stdout
     again = tracker("ingest", "--units", str(units), "--json", str(stream), data=data)
-    assert json.loads(again.stdout.strip().splitlines()[-1]) == {"accepted": 0, "rejected": 3, "duplicates": 5}
+    assert json.loads(again.stdout.strip().splitlines()[-1]) == {
+        "accepted": 0,
+        "rejected": 3,
+        "duplicates": 5,
+    }
     assert json.loads(tracker("status", "--json", data=data).stdout) == status
     assert tracker("ledger", "--unit", "fj.gat", "--json", data=data).stdout == ledger
     rejects = json.loads(tracker("rejects", "--json", data=data).stdout)
-    assert sorted(r["reason"].split(":")[0] for r in rejects) == ["malformed JSON", "schema violation", "vuln.feedback for unknown notice 'NOPE' of unit fj.gat"]
+    assert sorted(r["reason"].split(":")[0] for r in rejects) == [
+        "malformed JSON",
+        "schema violation",
+        "vuln.feedback for unknown notice 'NOPE' of unit fj.gat",
+    ]
 
 
 def test_human_views_render(tmp_path: Path, files: tuple[Path, Path]) -> None:
@@ -94,7 +139,9 @@ def test_human_views_render(tmp_path: Path, files: tuple[Path, Path]) -> None:
     assert "fj-2018-provincial-dept" in tracker("status", data=data).stdout
     assert "cii-netsec" in tracker("status", "--unit", "fj.gat", "--year", "2018", data=data).stdout
     ledger = tracker("ledger", "--unit", "fj.gat", data=data).stdout
-    assert "違規外聯" in ledger  # the clause text of each deduction (seed 000 is in traditional script)
+    assert (
+        "違規外聯" in ledger
+    )  # the clause text of each deduction (seed 000 is in traditional script)
     assert "V-2" in tracker("deadlines", data=data).stdout
     assert "naive timestamp" in tracker("rejects", data=data).stdout
     assert "fj-2017-provincial-dept" in tracker("rulebooks", "list", data=data).stdout
@@ -105,7 +152,11 @@ def test_stdin_input(tmp_path: Path, files: tuple[Path, Path]) -> None:
     env = {**os.environ, "TRACKER_DATA": str(tmp_path / "d"), "TRACKER_STORE": ""}
     result = subprocess.run(
         [sys.executable, "-m", "tracker.cli", "ingest", "--units", str(units), "--json", "-"],
-        input=stream.read_text(encoding="utf-8"), capture_output=True, text=True, env=env, check=True,
+        input=stream.read_text(encoding="utf-8"),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     assert json.loads(result.stdout.splitlines()[-1])["accepted"] == 5
 
@@ -119,7 +170,9 @@ def test_stdin_input(tmp_path: Path, files: tuple[Path, Path]) -> None:
         (["rulebooks", "show", "nope"], "unknown rulebook"),
     ],
 )
-def test_errors_are_one_line_without_traceback(tmp_path: Path, args: list[str], message: str) -> None:
+def test_errors_are_one_line_without_traceback(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
     result = tracker(*args, data=tmp_path / "empty", check=False)
     assert result.returncode == 2
     assert message in result.stderr

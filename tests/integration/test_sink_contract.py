@@ -32,7 +32,13 @@ def _fill(sink: Sink) -> Batch:
 
         batch.events.append(_logged(event, event.model_dump_json(), 0, seq))
     batch.dead_letters.append(
-        DeadLetter(letter_id="d1", origin="f:1", raw="{bad", reason="malformed JSON", received_at=datetime(2018, 3, 1, tzinfo=UTC))
+        DeadLetter(
+            letter_id="d1",
+            origin="f:1",
+            raw="{bad",
+            reason="malformed JSON",
+            received_at=datetime(2018, 3, 1, tzinfo=UTC),
+        )
     )
     sink.save_config(REGISTRY, BOOKS)
     sink.write(batch)
@@ -56,9 +62,21 @@ def test_round_trip_of_every_record(sink: Sink) -> None:
 
 def test_writing_the_same_batch_twice_changes_nothing(sink: Sink) -> None:
     batch = _fill(sink)
-    before = (sink.ledger(), sink.deadlines(), sink.dead_letters(), list(sink.logged_events()), sink.totals())
+    before = (
+        sink.ledger(),
+        sink.deadlines(),
+        sink.dead_letters(),
+        list(sink.logged_events()),
+        sink.totals(),
+    )
     sink.write(batch)
-    after = (sink.ledger(), sink.deadlines(), sink.dead_letters(), list(sink.logged_events()), sink.totals())
+    after = (
+        sink.ledger(),
+        sink.deadlines(),
+        sink.dead_letters(),
+        list(sink.logged_events()),
+        sink.totals(),
+    )
     assert before == after
 
 
@@ -70,18 +88,26 @@ def test_filters_and_totals(sink: Sink) -> None:
     assert str(totals[("fz", 2018, "sys")]) == "2.2"  # V2 notice + overdue, O1 from the county
     assert str(totals[("gat", 2018, "net")]) == "1"  # V1 overdue reversed by on-time feedback
     assert sink.event_unit_years() == {("gat", 2018), ("fz", 2018), ("fz.gl", 2018)}
-    assert sink.watermark() is not None and sink.watermark().isoformat() == "2018-03-20T00:00:00+08:00"
+    assert (
+        sink.watermark() is not None and sink.watermark().isoformat() == "2018-03-20T00:00:00+08:00"
+    )
 
 
 def test_status_is_built_from_the_store_alone(sink: Sink) -> None:
     _fill(sink)
     registry, books = sink.load_config()  # type: ignore[misc]
-    rows = build_status(registry, books, sink.totals(), sink.deadlines(), sink.event_unit_years(), unit="fz")
-    assert [(r.unit, r.year, r.rulebook, str(r.deducted)) for r in rows] == [("fz", 2018, "t-city", "2.2")]
+    rows = build_status(
+        registry, books, sink.totals(), sink.deadlines(), sink.event_unit_years(), unit="fz"
+    )
+    assert [(r.unit, r.year, r.rulebook, str(r.deducted)) for r in rows] == [
+        ("fz", 2018, "t-city", "2.2")
+    ]
     assert [(d.ref, d.status) for d in rows[0].deadlines] == [("V2", "overdue")]
 
 
-@pytest.mark.parametrize("batch_size", [1, 3, 1000])  # flushing mid-stream must not change the result
+@pytest.mark.parametrize(
+    "batch_size", [1, 3, 1000]
+)  # flushing mid-stream must not change the result
 def test_tracker_restores_from_the_log_and_continues(sink: Sink, batch_size: int) -> None:
     lines = [e.model_dump_json() for e in STREAM]
     sink.save_config(REGISTRY, BOOKS)

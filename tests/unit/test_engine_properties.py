@@ -29,25 +29,62 @@ def streams(draw: st.DrawFn) -> list[Event]:
         clock += timedelta(hours=draw(st.integers(0, 72)))
         at = clock.isoformat()
         unit = draw(st.sampled_from(UNITS))
-        kind = draw(st.sampled_from(["vuln", "outreach", "terminal", "extranet", "mlps", "control", "feedback", "tick", "retract", "repost", "crypto"]))
+        kind = draw(
+            st.sampled_from(
+                [
+                    "vuln",
+                    "outreach",
+                    "terminal",
+                    "extranet",
+                    "mlps",
+                    "control",
+                    "feedback",
+                    "tick",
+                    "retract",
+                    "repost",
+                    "crypto",
+                ]
+            )
+        )
         if kind == "vuln":
             notices.append((unit, f"V{n}"))
             events.append(ev("vuln.notice", at, unit=unit, notice_id=f"V{n}", system="s"))
         elif kind == "outreach":
             terms = draw(st.lists(st.sampled_from("abc"), min_size=1, max_size=4))
             cause = draw(st.sampled_from(["violation", "registrar_missing"]))
-            events.append(ev("outreach.notice", at, unit=unit, notice_id=f"O{n}", terminals=terms, cause=cause))
+            events.append(
+                ev(
+                    "outreach.notice",
+                    at,
+                    unit=unit,
+                    notice_id=f"O{n}",
+                    terminals=terms,
+                    cause=cause,
+                )
+            )
         elif kind == "terminal":
             finding = draw(st.sampled_from(["unregistered", "antivirus_missing"]))
-            events.append(ev("terminal.finding", at, unit=unit, terminal=draw(st.sampled_from("xyz")), finding=finding))
+            events.append(
+                ev(
+                    "terminal.finding",
+                    at,
+                    unit=unit,
+                    terminal=draw(st.sampled_from("xyz")),
+                    finding=finding,
+                )
+            )
         elif kind == "extranet":
             events.append(ev("extranet.notice", at, unit=unit, notice_id=f"X{n}"))
         elif kind == "crypto":
             events.append(ev("crypto.notice", at, unit=unit, notice_id=f"C{n}", system="s"))
         elif kind == "mlps":
-            events.append(ev("mlps.finding", at, unit=unit, system=draw(st.sampled_from(["OA", "web"]))))
+            events.append(
+                ev("mlps.finding", at, unit=unit, system=draw(st.sampled_from(["OA", "web"])))
+            )
         elif kind == "control":
-            events.append(ev("control.finding", at, unit=unit, control="internet_terminal_realname"))
+            events.append(
+                ev("control.finding", at, unit=unit, control="internet_terminal_realname")
+            )
         elif kind == "feedback" and notices:
             owner, ref = draw(st.sampled_from(notices))
             # feedback may claim an earlier `at` than the clock: on time but delivered late
@@ -60,8 +97,16 @@ def streams(draw: st.DrawFn) -> list[Event]:
         elif kind == "retract" and events:
             target = draw(st.sampled_from(events))
             if target.type not in ("clock.tick", "event.retracted"):
-                unit = getattr(target, "unit")
-                events.append(ev("event.retracted", at, unit=unit, target_event_id=target.event_id, reason="error"))
+                unit = target.unit
+                events.append(
+                    ev(
+                        "event.retracted",
+                        at,
+                        unit=unit,
+                        target_event_id=target.event_id,
+                        reason="error",
+                    )
+                )
         else:
             events.append(tick(at))
     events.append(tick((clock + timedelta(days=30)).isoformat()))
@@ -108,7 +153,9 @@ def test_replaying_the_log_gives_a_byte_identical_ledger(stream: list[Event]) ->
 
 @PROPERTY
 @given(streams(), st.data())
-def test_duplicate_deliveries_in_any_interleaving_change_nothing(stream: list[Event], data: st.DataObject) -> None:
+def test_duplicate_deliveries_in_any_interleaving_change_nothing(
+    stream: list[Event], data: st.DataObject
+) -> None:
     with_dupes = list(stream)
     for _ in range(data.draw(st.integers(1, 10))):
         i = data.draw(st.integers(0, len(stream) - 1))
@@ -122,7 +169,9 @@ def test_duplicate_deliveries_in_any_interleaving_change_nothing(stream: list[Ev
 
 @PROPERTY
 @given(streams(), st.data())
-def test_a_retraction_equals_the_stream_without_the_event(stream: list[Event], data: st.DataObject) -> None:
+def test_a_retraction_equals_the_stream_without_the_event(
+    stream: list[Event], data: st.DataObject
+) -> None:
     candidates = [e for e in stream if e.type not in ("clock.tick", "event.retracted")]
     if not candidates:
         return
@@ -131,7 +180,13 @@ def test_a_retraction_equals_the_stream_without_the_event(stream: list[Event], d
     if target.event_id in already:
         return
     end = stream[-1].at
-    retraction = ev("event.retracted", end.isoformat(), unit=getattr(target, "unit"), target_event_id=target.event_id, reason="error")
+    retraction = ev(
+        "event.retracted",
+        end.isoformat(),
+        unit=target.unit,
+        target_event_id=target.event_id,
+        reason="error",
+    )
     retracted = _totals(apply_all(_engine(), [*stream, retraction]))
     without = _totals(apply_all(_engine(), [e for e in stream if e is not target]))
     assert retracted == without

@@ -15,7 +15,16 @@ def test_ten_deductions_of_0_2_are_exactly_2() -> None:
     eng = engine()
     out = apply_all(
         eng,
-        [ev("outreach.notice", f"2018-03-{d:02d}T10:00", unit="fz", notice_id=f"O{d}", terminals=["t"]) for d in range(1, 12)],
+        [
+            ev(
+                "outreach.notice",
+                f"2018-03-{d:02d}T10:00",
+                unit="fz",
+                notice_id=f"O{d}",
+                terminals=["t"],
+            )
+            for d in range(1, 12)
+        ],
     )
     assert net(out, "fz", "sys") == "2"  # the 11th notice finds the 2-point item cap full
     last = entries(out)[-1]
@@ -28,7 +37,10 @@ def test_ten_deductions_of_0_2_are_exactly_2() -> None:
     [
         # the same event delivered twice: the second is a duplicate and deducts nothing
         (
-            lambda: [ev("vuln.notice", "2018-03-01T10:00", event_id="x1", notice_id="V1", system="s")] * 2,
+            lambda: (
+                [ev("vuln.notice", "2018-03-01T10:00", event_id="x1", notice_id="V1", system="s")]
+                * 2
+            ),
             "1",
             ["accepted", "duplicate"],
         ),
@@ -63,7 +75,12 @@ def test_idempotency(events, expected_net: str, statuses: list[str]) -> None:  #
     ("events", "expected_net"),
     [
         # a terminal listed twice in one notice counts once: 2 distinct terminals x 0.5
-        (lambda: [ev("outreach.notice", "2018-03-01T10:00", notice_id="O1", terminals=["a", "b", "a"])], "1"),
+        (
+            lambda: [
+                ev("outreach.notice", "2018-03-01T10:00", notice_id="O1", terminals=["a", "b", "a"])
+            ],
+            "1",
+        ),
         # the same terminal in a new notice counts again
         (
             lambda: [
@@ -73,7 +90,18 @@ def test_idempotency(events, expected_net: str, statuses: list[str]) -> None:  #
             "1",
         ),
         # registrar_missing outreach does not match the province's violation item
-        (lambda: [ev("outreach.notice", "2018-03-01T10:00", notice_id="O1", terminals=["a"], cause="registrar_missing")], "0"),
+        (
+            lambda: [
+                ev(
+                    "outreach.notice",
+                    "2018-03-01T10:00",
+                    notice_id="O1",
+                    terminals=["a"],
+                    cause="registrar_missing",
+                )
+            ],
+            "0",
+        ),
         # per (year, terminal, finding): the same unregistered terminal twice a year counts once
         (
             lambda: [
@@ -83,7 +111,17 @@ def test_idempotency(events, expected_net: str, statuses: list[str]) -> None:  #
             "0.5",
         ),
         # antivirus_missing has no item in the miniature province book
-        (lambda: [ev("terminal.finding", "2018-03-01T10:00", terminal="T1", finding="antivirus_missing")], "0"),
+        (
+            lambda: [
+                ev(
+                    "terminal.finding",
+                    "2018-03-01T10:00",
+                    terminal="T1",
+                    finding="antivirus_missing",
+                )
+            ],
+            "0",
+        ),
         # once per year: the real-name control finding deducts once however often it is found
         (
             lambda: [
@@ -115,10 +153,15 @@ def test_counting_keys(events, expected_net: str) -> None:  # type: ignore[no-un
         (4, "3", "0", True),  # the fourth is recorded with 0 applied, marked capped
     ],
 )
-def test_indicator_maximum(count: int, expected_net: str, last_applied: str, last_capped: bool) -> None:
+def test_indicator_maximum(
+    count: int, expected_net: str, last_applied: str, last_capped: bool
+) -> None:
     out = apply_all(
         engine(),
-        [ev("vuln.notice", f"2018-03-0{i + 1}T10:00", notice_id=f"V{i}", system="s") for i in range(count)],
+        [
+            ev("vuln.notice", f"2018-03-0{i + 1}T10:00", notice_id=f"V{i}", system="s")
+            for i in range(count)
+        ],
     )
     assert net(out) == expected_net
     last = entries(out)[-1]
@@ -132,7 +175,9 @@ def test_partial_amount_when_headroom_is_smaller() -> None:
             ev("vuln.notice", "2018-03-01T10:00", notice_id="V1", system="s"),
             ev("vuln.notice", "2018-03-02T10:00", notice_id="V2", system="s"),
             ev("outreach.notice", "2018-03-03T10:00", notice_id="O1", terminals=["a"]),  # 2.5
-            ev("outreach.notice", "2018-03-04T10:00", notice_id="O2", terminals=["b", "c"]),  # +0.5, then 0
+            ev(
+                "outreach.notice", "2018-03-04T10:00", notice_id="O2", terminals=["b", "c"]
+            ),  # +0.5, then 0
         ],
     )
     applied = [str(e.applied) for e in entries(out)]
@@ -142,7 +187,10 @@ def test_partial_amount_when_headroom_is_smaller() -> None:
 
 def test_item_cap_shared_by_two_rules_of_one_clause() -> None:
     # city clause 1: notice -1 and overdue -1, together at most 4
-    events = [ev("vuln.notice", f"2018-03-0{i + 1}T10:00", unit="fz", notice_id=f"V{i}", system="s") for i in range(3)]
+    events = [
+        ev("vuln.notice", f"2018-03-0{i + 1}T10:00", unit="fz", notice_id=f"V{i}", system="s")
+        for i in range(3)
+    ]
     out = apply_all(engine(), [*events, tick("2018-04-30T00:00")])
     assert net(out, "fz", "sys") == "4"
     overdue = [e for e in entries(out) if e.rule == "vuln.overdue"]
@@ -175,10 +223,15 @@ def test_year_boundary_is_read_in_shanghai() -> None:
 def test_overdue_deduction_belongs_to_the_year_of_its_notice() -> None:
     out = apply_all(
         engine(),
-        [ev("vuln.notice", "2018-12-25T10:00", notice_id="V1", system="s"), tick("2019-01-09T00:00")],
+        [
+            ev("vuln.notice", "2018-12-25T10:00", notice_id="V1", system="s"),
+            tick("2019-01-09T00:00"),
+        ],
     )
     overdue = [e for e in entries(out) if e.rule == "vuln.overdue"]
-    assert [(e.year, e.effective_at.isoformat()) for e in overdue] == [(2018, "2019-01-08T10:00:00+08:00")]
+    assert [(e.year, e.effective_at.isoformat()) for e in overdue] == [
+        (2018, "2019-01-08T10:00:00+08:00")
+    ]
 
 
 # 5.7 deadlines -----------------------------------------------------------------------------------
@@ -186,18 +239,36 @@ def test_overdue_deduction_belongs_to_the_year_of_its_notice() -> None:
     ("event", "due"),
     [
         # 2 weeks = at + 14 days exactly
-        (lambda: ev("vuln.notice", "2018-03-01T10:00", notice_id="V1", system="s"), "2018-03-15T10:00:00+08:00"),
+        (
+            lambda: ev("vuln.notice", "2018-03-01T10:00", notice_id="V1", system="s"),
+            "2018-03-15T10:00:00+08:00",
+        ),
         # the notice's own `due` wins
         (
-            lambda: ev("vuln.notice", "2018-03-01T10:00", notice_id="V1", system="s", due="2018-03-05T18:00"),
+            lambda: ev(
+                "vuln.notice",
+                "2018-03-01T10:00",
+                notice_id="V1",
+                system="s",
+                due="2018-03-05T18:00",
+            ),
             "2018-03-05T18:00:00+08:00",
         ),
         # 3 working days: National Day 2020 (Oct 1-8 off) and the make-up Saturday Oct 10
-        (lambda: ev("supervision.warning", "2020-09-30T10:00", unit="nd.gaj", signal_id="S1"), "2020-10-13T00:00:00+08:00"),
+        (
+            lambda: ev("supervision.warning", "2020-09-30T10:00", unit="nd.gaj", signal_id="S1"),
+            "2020-10-13T00:00:00+08:00",
+        ),
         # a Friday warning: Mon, Tue, Wed -> end of Wednesday
-        (lambda: ev("supervision.warning", "2020-06-05T16:00", unit="nd.gaj", signal_id="S1"), "2020-06-11T00:00:00+08:00"),
+        (
+            lambda: ev("supervision.warning", "2020-06-05T16:00", unit="nd.gaj", signal_id="S1"),
+            "2020-06-11T00:00:00+08:00",
+        ),
         # Sunday 2020-09-27 is a make-up working day: a warning on Sat 26 is due end of Tue 29
-        (lambda: ev("supervision.warning", "2020-09-26T09:00", unit="nd.gaj", signal_id="S1"), "2020-09-30T00:00:00+08:00"),
+        (
+            lambda: ev("supervision.warning", "2020-09-26T09:00", unit="nd.gaj", signal_id="S1"),
+            "2020-09-30T00:00:00+08:00",
+        ),
     ],
 )
 def test_due_instants(event, due: str) -> None:  # type: ignore[no-untyped-def]
@@ -206,7 +277,9 @@ def test_due_instants(event, due: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_unknown_calendar_year_is_an_explicit_error() -> None:
-    out = engine().apply(ev("supervision.warning", "2099-06-01T10:00", unit="nd.gaj", signal_id="S1"))
+    out = engine().apply(
+        ev("supervision.warning", "2099-06-01T10:00", unit="nd.gaj", signal_id="S1")
+    )
     assert out.status == "rejected"
     assert "does not know 2099" in (out.reason or "") and "--holidays" in (out.reason or "")
 
@@ -221,7 +294,9 @@ def test_unknown_calendar_year_is_an_explicit_error() -> None:
 )
 def test_deadline_boundary(tick_at: str, status: str) -> None:
     eng = engine()
-    out = apply_all(eng, [ev("vuln.notice", "2018-03-01T10:00", notice_id="V1", system="s"), tick(tick_at)])
+    out = apply_all(
+        eng, [ev("vuln.notice", "2018-03-01T10:00", notice_id="V1", system="s"), tick(tick_at)]
+    )
     states = [d.status for o in out for d in o.deadlines]
     assert states[-1] == status
 
@@ -283,14 +358,24 @@ def test_on_time_feedback_arriving_late_in_the_stream_reverses_the_overdue_deduc
 
 # 5.10 retraction ---------------------------------------------------------------------------------
 def test_retraction_frees_headroom_for_later_capped_entries() -> None:
-    notices = [ev("vuln.notice", f"2018-03-0{i + 1}T10:00", notice_id=f"V{i}", system="s") for i in range(4)]
-    retract = ev("event.retracted", "2018-03-10T10:00", target_event_id=notices[0].event_id, reason="posted in error")
+    notices = [
+        ev("vuln.notice", f"2018-03-0{i + 1}T10:00", notice_id=f"V{i}", system="s")
+        for i in range(4)
+    ]
+    retract = ev(
+        "event.retracted",
+        "2018-03-10T10:00",
+        target_event_id=notices[0].event_id,
+        reason="posted in error",
+    )
     with_retraction = apply_all(engine(), [*notices, retract])
     without = apply_all(engine(), notices[1:])
     assert net(with_retraction) == net(without) == "3"
     assert with_retraction[-1].deadlines[0].status == "withdrawn"
     # the fourth notice was capped at 0 and now gets its point: reversal + re-evaluated entry
-    changed = [(e.count_key, str(e.applied), e.reverses is not None) for e in with_retraction[-1].entries]
+    changed = [
+        (e.count_key, str(e.applied), e.reverses is not None) for e in with_retraction[-1].entries
+    ]
     assert changed == [("gat/V0", "-1", True), ("gat/V3", "0", True), ("gat/V3", "1", False)]
 
 
@@ -301,7 +386,12 @@ def test_retracting_the_only_feedback_reopens_the_deadline_and_the_clock_decides
         [
             ev("vuln.notice", "2018-03-01T10:00", notice_id="V1", system="s"),
             fb,
-            ev("event.retracted", "2018-03-20T10:00", target_event_id=fb.event_id, reason="wrong unit"),
+            ev(
+                "event.retracted",
+                "2018-03-20T10:00",
+                target_event_id=fb.event_id,
+                reason="wrong unit",
+            ),
         ],
     )
     assert out[-1].deadlines[-1].status == "overdue"
@@ -314,7 +404,9 @@ def test_descendants_count_for_jurisdiction_items_of_every_ancestor() -> None:
         engine(),
         [
             ev("vuln.notice", "2018-03-01T10:00", unit="fz.gl.x", notice_id="V1", system="s"),
-            ev("outreach.notice", "2018-03-02T10:00", unit="fz.gl", notice_id="O1", terminals=["a"]),
+            ev(
+                "outreach.notice", "2018-03-02T10:00", unit="fz.gl", notice_id="O1", terminals=["a"]
+            ),
         ],
     )
     assert net(out, "fz") == "1.2"
@@ -323,7 +415,9 @@ def test_descendants_count_for_jurisdiction_items_of_every_ancestor() -> None:
 
 
 def test_own_unit_items_ignore_other_units() -> None:
-    out = apply_all(engine(), [ev("vuln.notice", "2018-03-01T10:00", unit="fz", notice_id="V1", system="s")])
+    out = apply_all(
+        engine(), [ev("vuln.notice", "2018-03-01T10:00", unit="fz", notice_id="V1", system="s")]
+    )
     assert net(out, "gat") == "0"
 
 
@@ -334,12 +428,26 @@ NOW = datetime(2018, 6, 1, 0, 0, tzinfo=UTC)
 @pytest.mark.parametrize(
     ("event", "reason"),
     [
-        (lambda: ev("vuln.notice", "2018-03-01T10:00", unit="nowhere", notice_id="V", system="s"), "unknown unit"),
+        (
+            lambda: ev(
+                "vuln.notice", "2018-03-01T10:00", unit="nowhere", notice_id="V", system="s"
+            ),
+            "unknown unit",
+        ),
         (lambda: ev("vuln.feedback", "2018-03-01T10:00", notice_id="NOPE"), "unknown notice"),
-        (lambda: ev("supervision.handled", "2018-03-01T10:00", unit="nd.gaj", signal_id="NOPE"), "unknown signal"),
-        (lambda: ev("event.retracted", "2018-03-01T10:00", target_event_id="ghost", reason="x"), "unknown event"),
+        (
+            lambda: ev("supervision.handled", "2018-03-01T10:00", unit="nd.gaj", signal_id="NOPE"),
+            "unknown signal",
+        ),
+        (
+            lambda: ev("event.retracted", "2018-03-01T10:00", target_event_id="ghost", reason="x"),
+            "unknown event",
+        ),
         # 10 minutes ahead of the processing clock is the limit; 11 is rejected
-        (lambda: ev("extranet.notice", "2018-06-01T08:11:00", notice_id="X"), "ahead of the processing clock"),
+        (
+            lambda: ev("extranet.notice", "2018-06-01T08:11:00", notice_id="X"),
+            "ahead of the processing clock",
+        ),
     ],
 )
 def test_rejected_events_change_nothing(event, reason: str) -> None:  # type: ignore[no-untyped-def]
@@ -358,19 +466,25 @@ def test_retraction_of_another_units_event_is_unknown() -> None:
     eng = engine()
     notice = ev("vuln.notice", "2018-03-01T10:00", unit="fz", notice_id="V1", system="s")
     eng.apply(notice)
-    out = eng.apply(ev("event.retracted", "2018-03-02T10:00", target_event_id=notice.event_id, reason="x"))
+    out = eng.apply(
+        ev("event.retracted", "2018-03-02T10:00", target_event_id=notice.event_id, reason="x")
+    )
     assert out.status == "rejected" and "unknown event" in (out.reason or "")
 
 
 # 5.12 statuses and 5.13 replay -------------------------------------------------------------------
 def test_every_deadline_status_occurs() -> None:
-    n = [ev("vuln.notice", f"2018-03-0{i}T10:00", notice_id=f"V{i}", system="s") for i in range(1, 6)]
+    n = [
+        ev("vuln.notice", f"2018-03-0{i}T10:00", notice_id=f"V{i}", system="s") for i in range(1, 6)
+    ]
     out = apply_all(
         engine(),
         [
             *n,
             ev("vuln.feedback", "2018-03-05T10:00", notice_id="V1"),  # met
-            ev("event.retracted", "2018-03-06T10:00", target_event_id=n[4].event_id, reason="error"),
+            ev(
+                "event.retracted", "2018-03-06T10:00", target_event_id=n[4].event_id, reason="error"
+            ),
             tick("2018-03-17T12:00"),  # V2, V3 overdue; V4 still open (due 03-18 10:00)
             ev("vuln.feedback", "2018-03-17T13:00", notice_id="V3"),  # late
         ],
@@ -385,7 +499,13 @@ def test_every_deadline_status_occurs() -> None:
 def test_replay_from_nothing_is_byte_identical() -> None:
     stream = [
         ev("vuln.notice", "2018-03-01T10:00", notice_id="V1", system="s"),
-        ev("outreach.notice", "2018-03-02T10:00", unit="fz.gl", notice_id="O1", terminals=["a", "b"]),
+        ev(
+            "outreach.notice",
+            "2018-03-02T10:00",
+            unit="fz.gl",
+            notice_id="O1",
+            terminals=["a", "b"],
+        ),
         tick("2018-04-01T00:00"),
         ev("vuln.feedback", "2018-03-10T10:00", notice_id="V1"),
     ]

@@ -46,7 +46,9 @@ def notice(kind: str, **fields: Any) -> Make:
 
     def make(i: int, year: int, unit: str) -> list[dict[str, Any]]:
         at = f"{year}-03-{i + 1:02d}T10:00:00+08:00"
-        return [{"type": kind, "unit": unit, "at": at, **{k: fill(v, i) for k, v in fields.items()}}]
+        return [
+            {"type": kind, "unit": unit, "at": at, **{k: fill(v, i) for k, v in fields.items()}}
+        ]
 
     return make
 
@@ -55,7 +57,12 @@ def overdue(kind: str, ref: str) -> Make:
     """A notice or signal, then a tick a month later: nothing was remediated."""
 
     def make(i: int, year: int, unit: str) -> list[dict[str, Any]]:
-        first = {"type": kind, "unit": unit, "at": f"{year}-03-{i + 2:02d}T10:00:00+08:00", ref: f"R{i}"}
+        first = {
+            "type": kind,
+            "unit": unit,
+            "at": f"{year}-03-{i + 2:02d}T10:00:00+08:00",
+            ref: f"R{i}",
+        }
         if kind == "vuln.notice":
             first["system"] = "OA"
         return [first, {"type": "clock.tick", "at": f"{year}-05-{i + 1:02d}T00:00:00+08:00"}]
@@ -65,7 +72,9 @@ def overdue(kind: str, ref: str) -> Make:
 
 VULN = notice("vuln.notice", notice_id="V{i}", system="OA")
 OUTREACH = notice("outreach.notice", notice_id="O{i}", terminals=["T{i}"])
-REGISTRAR = notice("outreach.notice", notice_id="R{i}", terminals=["T{i}"], cause="registrar_missing")
+REGISTRAR = notice(
+    "outreach.notice", notice_id="R{i}", terminals=["T{i}"], cause="registrar_missing"
+)
 UNREGISTERED = notice("terminal.finding", terminal="T{i}", finding="unregistered")
 ANTIVIRUS = notice("terminal.finding", terminal="T{i}", finding="antivirus_missing")
 EXTRANET = notice("extranet.notice", notice_id="X{i}")
@@ -87,7 +96,17 @@ ROWS = [
     # 6.存在重大安全漏洞，被…通报一次的，扣1分，直至扣完
     ("fj-2017-provincial-dept", "cii-netsec", "6", "p", "p", VULN, 9, "1", "7"),
     # 7.接到通报2周内未按要求修复反馈一次，扣1分 (the notice itself also costs 1 under item 6)
-    ("fj-2017-provincial-dept", "cii-netsec", "7", "p", "p", overdue("vuln.notice", "notice_id"), 1, "1", "1"),
+    (
+        "fj-2017-provincial-dept",
+        "cii-netsec",
+        "7",
+        "p",
+        "p",
+        overdue("vuln.notice", "notice_id"),
+        1,
+        "1",
+        "1",
+    ),
     # 8.违反《福建省电子政务外网接入安全技术规范》…通报一次的，扣1分
     ("fj-2017-provincial-dept", "cii-netsec", "8", "p", "p", EXTRANET, 2, "1", "2"),
     # 信息系统安全等级保护: 未落实的，扣2分 (once)
@@ -100,7 +119,17 @@ ROWS = [
     ("fj-2018-provincial-dept", "cii-netsec", "4", "p", "p", UNREGISTERED, 1, "0.5", "0.5"),
     ("fj-2018-provincial-dept", "cii-netsec", "5", "p", "p", ANTIVIRUS, 1, "0.5", "0.5"),
     ("fj-2018-provincial-dept", "cii-netsec", "6", "p", "p", VULN, 4, "1", "3"),
-    ("fj-2018-provincial-dept", "cii-netsec", "7", "p", "p", overdue("vuln.notice", "notice_id"), 1, "1", "1"),
+    (
+        "fj-2018-provincial-dept",
+        "cii-netsec",
+        "7",
+        "p",
+        "p",
+        overdue("vuln.notice", "notice_id"),
+        1,
+        "1",
+        "1",
+    ),
     ("fj-2018-provincial-dept", "cii-netsec", "8", "p", "p", EXTRANET, 4, "1", "3"),
     # registrar_missing is not the province's outreach clause
     ("fj-2018-provincial-dept", "cii-netsec", "2", "p", "p", REGISTRAR, 1, "0", "0"),
@@ -108,7 +137,17 @@ ROWS = [
     # -- fj-2018-city-gov: 本轄區內 (jurisdiction), posted by a grandchild --------------------
     # 1.…被通報的，1次扣1分；接到通報2周內未按要求修復反饋的，1次扣1分，直至4分扣完
     ("fj-2018-city-gov", "govsys-netsec", "1", "c.k.x", "c", VULN, 6, "1", "4"),
-    ("fj-2018-city-gov", "govsys-netsec", "1", "c.k", "c", overdue("vuln.notice", "notice_id"), 3, "2", "4"),
+    (
+        "fj-2018-city-gov",
+        "govsys-netsec",
+        "1",
+        "c.k",
+        "c",
+        overdue("vuln.notice", "notice_id"),
+        3,
+        "2",
+        "4",
+    ),
     # 2.…未安裝違規外聯注冊器或違規外聯…1次扣0.2分，直至2分扣完 (both causes, per notice)
     ("fj-2018-city-gov", "govsys-netsec", "2", "c.k", "c", OUTREACH, 12, "0.2", "2"),
     ("fj-2018-city-gov", "govsys-netsec", "2", "c", "c", REGISTRAR, 11, "0.2", "2"),
@@ -117,7 +156,17 @@ ROWS = [
     # -- nd-2020-county-gov: 辖区内 ------------------------------------------------------------
     # 1.…未按期完成整改的，一次扣2分，最高扣8分 (the notice alone costs nothing)
     ("nd-2020-county-gov", "cii-netsec", "1", "c.k", "c.k", VULN, 1, "0", "0"),
-    ("nd-2020-county-gov", "cii-netsec", "1", "c.k.x", "c.k", overdue("vuln.notice", "notice_id"), 5, "2", "8"),
+    (
+        "nd-2020-county-gov",
+        "cii-netsec",
+        "1",
+        "c.k.x",
+        "c.k",
+        overdue("vuln.notice", "notice_id"),
+        5,
+        "2",
+        "8",
+    ),
     # 2.发生重大网络安全案（事）件，发生一起扣4分，最高扣4分
     ("nd-2020-county-gov", "cii-netsec", "2", "c.k", "c.k", INCIDENT, 2, "4", "4"),
     # 3.未落实商用密码应用…每次扣2分，最高扣4分
@@ -127,7 +176,17 @@ ROWS = [
     # 信息化项目建设安全管理: 每发现1个信息系统不符合的扣2分，扣完为止 (10)
     ("nd-2020-county-gov", "project-security", "1", "c.k", "c.k", MLPS, 6, "2", "10"),
     # -- nd-2020-city-dept: own unit -------------------------------------------------------------
-    ("nd-2020-city-dept", "cii-netsec", "1", "c.d", "c.d", overdue("vuln.notice", "notice_id"), 3, "1", "2"),
+    (
+        "nd-2020-city-dept",
+        "cii-netsec",
+        "1",
+        "c.d",
+        "c.d",
+        overdue("vuln.notice", "notice_id"),
+        3,
+        "1",
+        "2",
+    ),
     ("nd-2020-city-dept", "cii-netsec", "2", "c.d", "c.d", INCIDENT, 2, "2", "2"),
     # 3.商用密码…每次扣1分；…接入政务外网…每次扣1分；最高扣2分 (together)
     ("nd-2020-city-dept", "cii-netsec", "3", "c.d", "c.d", CRYPTO, 3, "1", "2"),
@@ -135,7 +194,17 @@ ROWS = [
     # 本单位…每发现1个信息系统不符合的扣2分，扣完为止 (4)
     ("nd-2020-city-dept", "mlps", "1", "c.d", "c.d", MLPS, 3, "2", "4"),
     # （1）未在3个工作日内对系统推送的风险预警信号进行处理的，每发现一条，扣0.5分，最高扣2分
-    ("nd-2020-city-dept", "supervision-leads", "3(1)", "c.d", "c.d", overdue("supervision.warning", "signal_id"), 6, "0.5", "2"),
+    (
+        "nd-2020-city-dept",
+        "supervision-leads",
+        "3(1)",
+        "c.d",
+        "c.d",
+        overdue("supervision.warning", "signal_id"),
+        6,
+        "0.5",
+        "2",
+    ),
 ]
 
 
@@ -159,7 +228,17 @@ def _item_total(events: list[Event], assessed: str, indicator: str, item: str) -
     ROWS,
     ids=[f"{r[0]}:{r[1]}#{r[2]}x{r[6]}" for r in ROWS],
 )
-def test_item(book: str, indicator: str, item: str, poster: str, assessed: str, make: Make, n: int, one: str, many: str) -> None:
+def test_item(
+    book: str,
+    indicator: str,
+    item: str,
+    poster: str,
+    assessed: str,
+    make: Make,
+    n: int,
+    one: str,
+    many: str,
+) -> None:
     year = BOOKS[book].year
     clause = next(i.clause for i in BOOKS[book].indicator(indicator).items if i.number == item)
     assert clause  # every row cites a transcribed clause
@@ -169,5 +248,10 @@ def test_item(book: str, indicator: str, item: str, poster: str, assessed: str, 
 
 def test_every_ruled_item_has_a_row() -> None:
     covered = {(r[0], r[1], r[2]) for r in ROWS}
-    items = {(b.id, ind.id, it.number) for b in BOOKS.values() for ind in b.indicators for it in ind.items}
+    items = {
+        (b.id, ind.id, it.number)
+        for b in BOOKS.values()
+        for ind in b.indicators
+        for it in ind.items
+    }
     assert items <= covered, sorted(items - covered)
