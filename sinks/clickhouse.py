@@ -145,15 +145,8 @@ class ClickHouseSink:
         return int(rows[0][0] or 0) + 1
 
     def ledger(self, unit: str | None = None, year: int | None = None) -> list[LedgerEntry]:
-        where, params = _filters(unit, year)
-        rows = self._query(
-            f"SELECT {', '.join(LEDGER_COLS)} FROM {self.db}.ledger FINAL {where} "
-            "ORDER BY unit, year, seq",
-            params,
-        )
         out = []
-        for row in rows:
-            v = dict(zip(LEDGER_COLS, row, strict=True))
+        for v in self._select("ledger", LEDGER_COLS, unit, year, order="unit, year, seq"):
             v.update(
                 event_ids=tuple(v["event_ids"]),
                 requested=_points(v["requested"]),
@@ -165,20 +158,21 @@ class ClickHouseSink:
         return out
 
     def deadlines(self, unit: str | None = None, year: int | None = None) -> list[DeadlineState]:
-        where, params = _filters(unit, year)
-        rows = self._query(
-            f"SELECT {', '.join(DEADLINE_COLS)} FROM {self.db}.deadlines FINAL {where} "
-            "ORDER BY unit, kind, ref",
-            params,
-        )
         out = []
-        for row in rows:
-            v = dict(zip(DEADLINE_COLS, row, strict=True))
+        for v in self._select("deadlines", DEADLINE_COLS, unit, year, order="unit, kind, ref"):
             for col in ("noticed_at", "due", "updated_at", "feedback_at"):
                 if v[col] is not None:
                     v[col] = local(v[col])
             out.append(DeadlineState.model_construct(**v))
         return out
+
+    def _select(
+        self, table: str, columns: list[str], unit: str | None, year: int | None, *, order: str
+    ) -> list[dict[str, Any]]:
+        """Deduplicated rows (FINAL) of a unit/year-filtered table, as column -> value dicts."""
+        where, params = _filters(unit, year)
+        sql = f"SELECT {', '.join(columns)} FROM {self.db}.{table} FINAL {where} ORDER BY {order}"
+        return [dict(zip(columns, row, strict=True)) for row in self._query(sql, params)]
 
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         sql = (
