@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--skip-ingest", action="store_true")
     args = parser.parse_args()
     os.sched_setaffinity(0, {0})  # the target is one core
+    tune_gc()  # as the CLI does
     t0 = time.perf_counter()
     lines = stream(args.events, args.seed, args.scale)
     print(

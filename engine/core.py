@@ -7,7 +7,7 @@ the processing time (an `at` more than 10 minutes ahead); everything else runs o
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -62,8 +62,8 @@ class _Record:
 
     unit: str
     type: str
-    claims: list[tuple[Assessment, Claim]] = field(default_factory=list)
-    tracked: list[Tracked] = field(default_factory=list)
+    claims: list[tuple[Assessment, Claim]] | None = None  # lists made on first use: most events
+    tracked: list[Tracked] | None = None  # of a big stream count once and track nothing
     feedback_for: Tracked | None = None
     retracted: bool = False
 
@@ -255,7 +255,7 @@ class Engine:
         else:
             if isinstance(event, VulnNotice | SupervisionWarning):
                 assert due is not None
-                record.tracked.append(self._track(event, due, year))
+                record.tracked = [self._track(event, due, year)]
             self._count(event, record, year)
 
     def _count(self, event: Event, record: _Record, year: int) -> None:
@@ -264,6 +264,7 @@ class Engine:
         if not routes:
             return
         at = local(event.at)
+        claims = record.claims = []
         for assessment, rule in routes:
             for key in count_keys(rule.rule, event):
                 claim = self.ledger.open_claim(
@@ -277,7 +278,7 @@ class Engine:
                     supporter=event.event_id,
                 )
                 target = claim or assessment.by_key[(rule.rule_id, key)]
-                record.claims.append((assessment, target))
+                claims.append((assessment, target))
 
     def _routes(
         self, unit: str, year: int, trigger: str
@@ -368,12 +369,12 @@ class Engine:
         target.retracted = True
         at, cause = local(event.at), event.event_id
         why = f"event {event.target_event_id} retracted: {event.reason}"
-        for assessment, claim in target.claims:
+        for assessment, claim in target.claims or ():
             claim.supporters.discard(event.target_event_id)
             current = assessment.by_key.get((claim.rule.rule_id, claim.count_key))
             if not claim.supporters and current is claim:
                 self.ledger.withdraw_claim(assessment, claim, at=at, why=why, cause=cause)
-        for tracked in target.tracked:
+        for tracked in target.tracked or ():
             tracked.supporters.discard(event.target_event_id)
             self._reconcile(tracked, at=event.at, cause=cause)
         if target.feedback_for is not None:
@@ -415,6 +416,8 @@ class Engine:
         self._changed[(tracked.unit, tracked.kind, tracked.ref)] = tracked.state(at, self._versions)
 
     def _flush(self, event_id: str) -> Outcome:
+        if not self.ledger.entries and not self._changed:
+            return Outcome("accepted", event_id)
         entries = tuple(self.ledger.drain())
         changed = tuple(self._changed.values())
         self._changed.clear()

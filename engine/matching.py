@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-from schemas.events import (
-    ControlFinding,
-    CryptoNotice,
-    Event,
-    ExtranetNotice,
-    IncidentReport,
-    MlpsFinding,
-    OutreachNotice,
-    TerminalFinding,
-    VulnNotice,
-)
+from collections.abc import Callable
+from typing import Any
+
+from schemas.events import Event
 from schemas.rulebook import Rule
 
 
@@ -45,26 +38,22 @@ def count_keys(rule: Rule, event: Event) -> tuple[str, ...]:
     raise ValueError(f"counting {counting!r} cannot count a {event.type} event")
 
 
+_WHAT: dict[str, Callable[[Any], str]] = {
+    "vuln.notice": lambda e: f"major vulnerability notice {e.notice_id} ({e.system})",
+    "outreach.notice": lambda e: f"outreach notice {e.notice_id} ({e.cause})",
+    "terminal.finding": lambda e: f"terminal {e.terminal}: {e.finding}",
+    "extranet.notice": lambda e: f"extranet access violation notice {e.notice_id}",
+    "crypto.notice": lambda e: f"commercial cryptography not applied, notice {e.notice_id}",
+    "incident.report": lambda e: f"major security incident {e.incident_id}",
+    "mlps.finding": lambda e: f"system {e.system} not compliant with graded protection",
+    "control.finding": lambda e: f"control missing: {e.control}",
+}
+
+
 def describe(event: Event, key: str) -> str:
     """One line saying what happened, for the ledger's `reason`."""
-    match event:
-        case VulnNotice():
-            what = f"major vulnerability notice {event.notice_id} ({event.system})"
-        case OutreachNotice():
-            what = f"outreach notice {event.notice_id} ({event.cause}), counted as {key}"
-        case TerminalFinding():
-            what = f"terminal {event.terminal}: {event.finding}"
-        case ExtranetNotice():
-            what = f"extranet access violation notice {event.notice_id}"
-        case CryptoNotice():
-            what = f"commercial cryptography not applied, notice {event.notice_id}"
-        case IncidentReport():
-            what = f"major security incident {event.incident_id}"
-        case MlpsFinding():
-            what = f"system {event.system} not compliant with graded protection"
-        case ControlFinding():
-            what = f"control missing: {event.control}"
-        case _:
-            what = event.type
+    what = _WHAT.get(event.type, lambda e: str(e.type))(event)
+    if event.type == "outreach.notice":
+        what += f", counted as {key}"
     unit = getattr(event, "unit", "")
     return f"{what} of {unit}" if unit else what
