@@ -24,6 +24,7 @@ from engine import Engine
 from rulebooks import load_rulebooks
 from schemas.events import parse_event
 from tracker import demo
+from tracker.cli import tune_gc
 from tracker.config import DEMO_REGISTRY, load_registry
 from tracker.workdays import official_calendar
 
