@@ -4,6 +4,8 @@ Readers use FINAL (or the views) so that a not-yet-merged duplicate is never cou
 
 from __future__ import annotations
 
+from sinks.dashboard_views import VIEWS as DASHBOARD_VIEWS
+
 TS = "DateTime64(3, 'Asia/Shanghai')"
 POINTS = "Decimal(18, 4)"
 
@@ -79,4 +81,5 @@ def statements(database: str) -> list[str]:
         f"CREATE DATABASE IF NOT EXISTS {database}",
         *(sql.format(db=database) for sql in TABLES.values()),
         *(sql.format(db=database) for sql in VIEWS.values()),
+        *(sql.format(db=database) for sql in DASHBOARD_VIEWS.values()),
     ]

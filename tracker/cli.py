@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tracker import commands
+from tracker import commands, ops_cli
 from tracker.config import default_store
 
 
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=2018)
     p.add_argument("--years", default="2018,2020")
     p.add_argument("--scale", type=float, default=1.0)
+    ops_cli.register(sub)
     return parser
 
 

@@ -42,7 +42,7 @@ def user_errors() -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     with user_errors():
-        handler = globals()[f"cmd_{args.command}"]
+        handler = getattr(args, "handler", None) or globals()[f"cmd_{args.command}"]
         result: int = handler(args)
         return result
 

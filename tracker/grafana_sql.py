@@ -20,18 +20,26 @@ second argument of `$__conditionalAll` is not recognised), so a query that works
 from __future__ import annotations
 
 import json
-import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+
+from tracker.grafana_macros import ExpandError, TimeRange, format_interval, interpolate_macros, ms
+
+__all__ = [
+    "ALL",
+    "ExpandError",
+    "TimeRange",
+    "Variable",
+    "apply_conditional_all",
+    "expand",
+    "interpolate_macros",
+    "replace_variables",
+]
 
 Value = str | list[str]
 ALL = "$__all"
-
-
-class ExpandError(ValueError):
-    """A query that Grafana or the plugin would refuse (bad macro arguments, unknown format)."""
 
 
 @dataclass(frozen=True)
@@ -46,13 +54,6 @@ class Variable:
     @property
     def is_all(self) -> bool:
         return self.value == ALL or self.value == [ALL]
-
-
-@dataclass(frozen=True)
-class TimeRange:
-    start: datetime
-    end: datetime
-    interval: timedelta = timedelta(minutes=1)
 
 
 def expand(sql: str, variables: Mapping[str, Variable], time_range: TimeRange) -> str:
@@ -179,7 +180,7 @@ def replace_variables(
 
 
 def _builtins(time_range: TimeRange) -> dict[str, str]:
-    start_ms, end_ms = _ms(time_range.start), _ms(time_range.end)
+    start_ms, end_ms = ms(time_range.start), ms(time_range.end)
     span = end_ms - start_ms
     return {
         "__from": str(start_ms),
@@ -190,161 +191,3 @@ def _builtins(time_range: TimeRange) -> dict[str, str]:
         "__range_s": str(span // 1000),
         "__range": f"{span // 1000}s",
     }
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def format_interval(interval: timedelta) -> str:
-    """gtime.FormatInterval: the largest whole unit, e.g. `20s`, `5m`, `1d`."""
-    ms = int(interval / timedelta(milliseconds=1))
-    for unit, size in (("y", 365 * 86_400_000), ("d", 86_400_000), ("h", 3_600_000)):
-        if ms >= size:
-            return f"{ms // size}{unit}"
-    for unit, size in (("m", 60_000), ("s", 1000), ("ms", 1)):
-        if ms >= size:
-            return f"{ms // size}{unit}"
-    return "1ms"
-
-
-# -- 3. macros (backend) ----------------------------------------------------------------------
-
-Macro = Callable[[TimeRange, list[str] | None], str]
-
-
-def _need(name: str, args: list[str] | None, count: int) -> list[str]:
-    got = len(args or [])
-    if got != count:
-        raise ExpandError(f"$__{name}: expected {count} argument(s), received {got}")
-    return args or []
-
-
-def _dt(moment: datetime) -> str:
-    return f"toDateTime({math.floor(moment.timestamp())})"
-
-
-def _dt64(moment: datetime) -> str:
-    return f"fromUnixTimestamp64Milli({_ms(moment)})"
-
-
-def _date(moment: datetime) -> str:
-    return f"toDate('{moment.astimezone(UTC):%Y-%m-%d}')"
-
-
-def _between(name: str, conv: Callable[[datetime], str]) -> Macro:
-    def macro(r: TimeRange, args: list[str] | None) -> str:
-        (col,) = _need(name, args, 1)
-        return f"{col} >= {conv(r.start)} AND {col} <= {conv(r.end)}"
-
-    return macro
-
-
-def _date_time_filter(r: TimeRange, args: list[str] | None) -> str:
-    date_col, time_col = _need("dateTimeFilter", args, 2)
-    return (
-        f"({date_col} >= {_date(r.start)} AND {date_col} <= {_date(r.end)}) AND "
-        f"({time_col} >= {_dt(r.start)} AND {time_col} <= {_dt(r.end)})"
-    )
-
-
-def _seconds(r: TimeRange) -> int:
-    return int(max(r.interval.total_seconds(), 1))
-
-
-def _time_interval(r: TimeRange, args: list[str] | None) -> str:
-    (col,) = _need("timeInterval", args, 1)
-    return f"toStartOfInterval(toDateTime({col}), INTERVAL {_seconds(r)} second)"
-
-
-def _time_interval_ms(r: TimeRange, args: list[str] | None) -> str:
-    (col,) = _need("timeInterval_ms", args, 1)
-    ms = int(max(r.interval / timedelta(milliseconds=1), 1))
-    return f"toStartOfInterval(toDateTime64({col}, 3), INTERVAL {ms} millisecond)"
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _sdk_time_from(r: TimeRange, args: list[str] | None) -> str:
-    (col,) = _need("timeFrom", args, 1)
-    return f"{col} >= '{_rfc3339(r.start)}'"
-
-
-def _sdk_time_to(r: TimeRange, args: list[str] | None) -> str:
-    (col,) = _need("timeTo", args, 1)
-    return f"{col} <= '{_rfc3339(r.end)}'"
-
-
-def _unsupported(name: str) -> Macro:
-    def macro(r: TimeRange, args: list[str] | None) -> str:
-        raise ExpandError(f"$__{name} expands to SQL ClickHouse does not accept; do not use it")
-
-    return macro
-
-
-# sdk defaults first, then the plugin's map over them (sqlutil.Interpolate merges them so).
-MACROS: dict[str, Macro] = {
-    "interval": lambda r, a: format_interval(r.interval),
-    "interval_ms": lambda r, a: str(int(r.interval / timedelta(milliseconds=1))),
-    "timeFrom": _sdk_time_from,
-    "timeTo": _sdk_time_to,
-    "timeGroup": _unsupported("timeGroup"),  # the sdk default emits SQL Server's datepart()
-    "table": _unsupported("table"),
-    "column": _unsupported("column"),
-    "fromTime": lambda r, a: _dt(r.start),
-    "toTime": lambda r, a: _dt(r.end),
-    "fromTime_ms": lambda r, a: _dt64(r.start),
-    "toTime_ms": lambda r, a: _dt64(r.end),
-    "timeFilter": _between("timeFilter", _dt),
-    "timeFilter_ms": _between("timeFilter_ms", _dt64),
-    "dateFilter": _between("dateFilter", _date),
-    "dateTimeFilter": _date_time_filter,
-    "dt": _date_time_filter,
-    "timeInterval": _time_interval,
-    "timeInterval_ms": _time_interval_ms,
-    "interval_s": lambda r, a: str(_seconds(r)),
-}
-
-
-def interpolate_macros(sql: str, time_range: TimeRange) -> str:
-    # Longer names first, so `$__timeFilter_ms` is never read as `$__timeFilter` + `_ms`.
-    for name in sorted(MACROS, key=len, reverse=True):
-        matches = []
-        for found in re.finditer(rf"\$__{name}\b", sql, re.ASCII):
-            args, length = _parse_args(sql[found.end() :])
-            if length < 0:
-                raise ExpandError(f"$__{name}: missing closing parenthesis")
-            matches.append((sql[found.start() : found.end() + length], args))
-        for full, args in matches:  # found first, then replaced everywhere, like upstream
-            sql = sql.replace(full, MACROS[name](time_range, args))
-    return sql
-
-
-def _parse_args(text: str) -> tuple[list[str] | None, int]:
-    """sqlutil.parseArgs: the bracketed, comma-separated arguments right after a macro name."""
-    if not text.startswith("("):
-        return None, 0
-    args: list[str] = []
-    depth, current = 0, ""
-    for i, char in enumerate(text):
-        if char == "(":
-            depth += 1
-            if depth == 1:
-                continue
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return [*args, current.strip()], i + 1
-        elif char == "," and depth == 1:
-            args.append(current.strip())
-            current = ""
-            continue
-        current += char
-    return None, -1
-
-
-def variable_names(sql: str) -> Sequence[str]:
-    """Every template variable name a query refers to (built-ins and macros included)."""
-    return [m.group(1) or m.group(2) or m.group(4) for m in _VARIABLE.finditer(sql)]

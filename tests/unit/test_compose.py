@@ -1,0 +1,168 @@
+"""docker-compose.yml, the Dockerfile and the Grafana provisioning files hang together.
+
+No Docker engine is needed: the file is read as YAML and checked against the repository;
+`docker compose config` runs too when a compose client is installed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tracker import dashboard_json
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+IMAGES = {
+    "kafka": "apache/kafka:4.1.0",
+    "clickhouse": "clickhouse/clickhouse-server:25.8",
+    "grafana": "grafana/grafana:12.2.0",
+}
+
+
+def _compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def _services() -> dict[str, dict[str, Any]]:
+    return _compose()["services"]
+
+
+def _binds(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(host path, container path) of the bind mounts (short syntax, host path starting with .)."""
+    out = []
+    for volume in service.get("volumes", []):
+        host, container = volume.split(":")[:2]
+        if host.startswith("."):
+            out.append((host, container))
+    return out
+
+
+def test_services_images_and_commands() -> None:
+    services = _services()
+    assert set(services) == {*IMAGES, "tracker-worker", "tracker-ticker"}
+    for name, image in IMAGES.items():
+        assert services[name]["image"] == image
+    for name, command in (("tracker-worker", "worker"), ("tracker-ticker", "ticker")):
+        service = services[name]
+        assert service["build"] == "." and service["command"] == ["tracker", command]
+        env = service["environment"]
+        assert env["TRACKER_KAFKA"] == "kafka:9092"
+        assert re.fullmatch(
+            r"http://\$\{CLICKHOUSE_USER[^}]*\}:\$\{CLICKHOUSE_PASSWORD[^}]*\}@clickhouse:8123/\?database=tracker",
+            env["TRACKER_STORE"],
+        )
+    assert (
+        "grafana-clickhouse-datasource" in services["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
+    )
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert dockerfile.startswith("# ") and "FROM python:3.11-slim" in dockerfile
+    assert re.search(r"^RUN pip install \.", dockerfile, re.M)
+
+
+def test_every_service_has_an_image_a_healthcheck_and_healthy_dependencies() -> None:
+    services = _services()
+    for name, service in services.items():
+        assert service.get("image") or service.get("build"), name
+        test = service.get("healthcheck", {}).get("test")
+        assert test and test[0] in ("CMD", "CMD-SHELL"), f"{name} has no healthcheck"
+        for dependency, rule in service.get("depends_on", {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            assert rule == {"condition": "service_healthy"}, f"{name} -> {dependency}"
+    for name in ("tracker-worker", "tracker-ticker", "grafana"):
+        assert services[name].get("depends_on"), f"{name} must wait for its dependencies"
+    assert "kafka-broker-api-versions.sh" in " ".join(services["kafka"]["healthcheck"]["test"])
+    assert "/api/health" in " ".join(services["grafana"]["healthcheck"]["test"])
+
+
+def test_ports_are_local_and_volumes_named() -> None:
+    data = _compose()
+    declared = set(data["volumes"])
+    for name, service in data["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
+        for volume in service.get("volumes", []):
+            host = volume.split(":")[0]
+            assert host.startswith(".") or host in declared, f"{name}: undeclared volume {host}"
+    assert {"kafka-data", "clickhouse-data", "grafana-data"} <= declared
+
+
+def test_mounted_and_provisioned_paths_exist() -> None:
+    services = _services()
+    for name, service in services.items():
+        for host, _ in _binds(service):
+            assert (ROOT / host).exists(), f"{name} mounts missing {host}"
+        if "build" in service:
+            assert (ROOT / service["build"] / "Dockerfile").is_file()
+    grafana = dict((container, host) for host, container in _binds(services["grafana"]))
+    datasources = ROOT / grafana["/etc/grafana/provisioning/datasources"]
+    provider_dir = ROOT / grafana["/etc/grafana/provisioning/dashboards"]
+    (source,) = yaml.safe_load((datasources / "clickhouse.yaml").read_text("utf-8"))["datasources"]
+    assert source["uid"] == dashboard_json.DATASOURCE_UID
+    assert source["type"] == dashboard_json.DATASOURCE_TYPE
+    assert source["jsonData"]["host"] == "clickhouse" and source["jsonData"]["port"] == 8123
+    (provider,) = yaml.safe_load((provider_dir / "tracker.yaml").read_text("utf-8"))["providers"]
+    assert provider["type"] == "file"
+    json_dir = ROOT / grafana[provider["options"]["path"]]
+    for file in dashboard_json.FILES.values():
+        assert (json_dir / file).is_file()
+    home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    folder, _, file = home.rpartition("/")
+    assert (ROOT / grafana[folder] / file).is_file()
+    for _, container in _binds(services["clickhouse"]):
+        assert container == "/docker-entrypoint-initdb.d"
+
+
+def test_credentials_come_from_env_with_a_safe_example() -> None:
+    text = COMPOSE.read_text(encoding="utf-8")
+    required = set(re.findall(r"\$\{(\w+):\?", text))
+    assert {"CLICKHOUSE_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "GRAFANA_CH_PASSWORD"} <= required
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    )
+    used = set(re.findall(r"\$\{(\w+)", text))
+    assert used <= set(example), f"missing from .env.example: {used - set(example)}"
+    for key, value in example.items():
+        if "PASSWORD" in key:
+            assert value == "CHANGE_ME", f"{key}: ship a placeholder, not a secret"
+    assert ".env" in (ROOT / ".gitignore").read_text(encoding="utf-8").split()
+    for name, service in _services().items():
+        for key, value in service.get("environment", {}).items():
+            if "PASSWORD" in key:
+                assert str(value).startswith("${"), f"{name}: literal {key} in docker-compose.yml"
+
+
+def _compose_client() -> list[str] | None:
+    for command in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(command[0]) is None:
+            continue
+        probe = subprocess.run([*command, "version"], capture_output=True, text=True, timeout=60)
+        if probe.returncode == 0:
+            return command
+    return None
+
+
+def test_docker_compose_config_accepts_the_file() -> None:
+    command = _compose_client()
+    if command is None:
+        pytest.skip(
+            "no working `docker compose` client installed (checked `docker compose version`)"
+        )
+    result = subprocess.run(
+        [*command, "--env-file", ".env.example", "-f", "docker-compose.yml", "config", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
