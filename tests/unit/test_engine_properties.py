@@ -16,7 +16,7 @@ from tests.builders import BOOKS, REGISTRY, apply_all, calendar, entries, ev, se
 
 UNITS = ("gat", "fz", "fz.gl", "fz.gl.x", "nd.gaj")
 START = datetime(2018, 3, 1, 9, 0, tzinfo=SHANGHAI)
-PROPERTY = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
@@ -156,10 +156,15 @@ def test_replaying_the_log_gives_a_byte_identical_ledger(stream: list[Event]) ->
 def test_duplicate_deliveries_in_any_interleaving_change_nothing(
     stream: list[Event], data: st.DataObject
 ) -> None:
+    # Duplicates of accepted events; a rejected event leaves no trace, so its redelivery is judged
+    # afresh (docs/semantics.md, "Counting and identity").
+    accepted = [o.event_id for o in apply_all(_engine(), stream) if o.status == "accepted"]
+    originals = [e for e in stream if e.event_id in set(accepted)]
+    if not originals:
+        return
     with_dupes = list(stream)
     for _ in range(data.draw(st.integers(1, 10))):
-        i = data.draw(st.integers(0, len(stream) - 1))
-        original = stream[i]
+        original = data.draw(st.sampled_from(originals))
         position = with_dupes.index(original) + 1
         j = data.draw(st.integers(position, len(with_dupes)))
         with_dupes.insert(j, original)
@@ -178,6 +183,12 @@ def test_a_retraction_equals_the_stream_without_the_event(
     target = data.draw(st.sampled_from(candidates))
     already = {getattr(e, "target_event_id", None) for e in stream}
     if target.event_id in already:
+        return
+    reposted = [e for e in stream if e.event_id.startswith(f"{target.event_id}-again")]
+    if reposted:
+        # A re-posted notice survives the retraction of one posting, and feedback that arrived
+        # between the postings keeps applying to it; without the first posting that feedback
+        # would have been rejected as unknown. docs/semantics.md records this one exception.
         return
     end = stream[-1].at
     retraction = ev(
