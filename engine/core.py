@@ -7,16 +7,15 @@ the processing time (an `at` more than 10 minutes ahead); everything else runs o
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 from engine.calendar import DEFAULT_DEADLINES, NO_CALENDAR, CalendarError, WorkCalendar, due_at
-from engine.caps import Assessment, Claim, Ledger
+from engine.caps import Assessment, Ledger
 from engine.clock import assessment_year, iso, local, year_start
 from engine.compiled import CompiledRule, CompiledRulebook, compile_rulebook
 from engine.deadlines import DueQueue, Tracked
 from engine.matching import count_keys, describe
+from engine.outcome import ConfigError, Outcome, Record, Rejected
 from schemas.events import (
     ClockTick,
     Event,
@@ -26,7 +25,7 @@ from schemas.events import (
     VulnFeedback,
     VulnNotice,
 )
-from schemas.ledger import DeadlineKind, DeadlineState, LedgerEntry
+from schemas.ledger import DeadlineKind, DeadlineState
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 
@@ -35,37 +34,6 @@ OVERDUE_TRIGGER: dict[str, str] = {
     "vuln.notice": "vuln.overdue",
     "supervision.warning": "supervision.overdue",
 }
-
-
-class ConfigError(ValueError):
-    """The registry and the rulebooks do not fit together."""
-
-
-class Rejected(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    status: Literal["accepted", "duplicate", "rejected"]
-    event_id: str
-    reason: str | None = None
-    entries: tuple[LedgerEntry, ...] = ()
-    deadlines: tuple[DeadlineState, ...] = ()
-
-
-@dataclass(slots=True, eq=False)
-class _Record:
-    """What an accepted event did, so that a retraction can undo exactly that."""
-
-    unit: str
-    type: str
-    claims: list[tuple[Assessment, Claim]] | None = None  # lists made on first use: most events
-    tracked: list[Tracked] | None = None  # of a big stream count once and track nothing
-    feedback_for: Tracked | None = None
-    retracted: bool = False
 
 
 class Engine:
@@ -98,7 +66,7 @@ class Engine:
         self.watermark: datetime | None = None
         self.closed_through: int | None = None
         self._next_close: datetime | None = None  # the instant the next year closes
-        self._records: dict[int, dict[str, _Record]] = {}
+        self._records: dict[int, dict[str, Record]] = {}
         self._tracked: dict[int, dict[tuple[str, str, str], Tracked]] = {}
         self._assessments: dict[tuple[str, int], Assessment | None] = {}
         self._route_cache: dict[
@@ -178,7 +146,7 @@ class Engine:
             raise Rejected(f"{event.type} for {state} {what} {ref!r} of unit {event.unit}")
         return tracked
 
-    def _retractable(self, event: EventRetracted) -> _Record:
+    def _retractable(self, event: EventRetracted) -> Record:
         record = self._find_record(event.target_event_id)
         if record is None or record.unit != event.unit:
             raise Rejected(
@@ -243,7 +211,7 @@ class Engine:
 
     def _dispatch(self, event: Event, due: datetime | None, year: int) -> None:
         assert not isinstance(event, ClockTick)
-        record = _Record(unit=event.unit, type=event.type)
+        record = Record(unit=event.unit, type=event.type)
         self._records.setdefault(year, {})[event.event_id] = record
         if isinstance(event, EventRetracted):
             self._retract(event, self._retractable(event))
@@ -258,7 +226,7 @@ class Engine:
                 record.tracked = [self._track(event, due, year)]
             self._count(event, record, year)
 
-    def _count(self, event: Event, record: _Record, year: int) -> None:
+    def _count(self, event: Event, record: Record, year: int) -> None:
         assert not isinstance(event, ClockTick)
         routes = self._routes(event.unit, year, event.type)
         if not routes:
@@ -365,7 +333,7 @@ class Engine:
             if claim is not None:
                 tracked.overdue_claims.append((assessment, claim))
 
-    def _retract(self, event: EventRetracted, target: _Record) -> None:
+    def _retract(self, event: EventRetracted, target: Record) -> None:
         target.retracted = True
         at, cause = local(event.at), event.event_id
         why = f"event {event.target_event_id} retracted: {event.reason}"
@@ -396,7 +364,7 @@ class Engine:
             )
         return self._assessments[key]
 
-    def _find_record(self, event_id: str) -> _Record | None:
+    def _find_record(self, event_id: str) -> Record | None:
         for by_id in self._records.values():
             record = by_id.get(event_id)
             if record is not None:
@@ -429,4 +397,4 @@ def run(engine: Engine, events: Iterable[Event]) -> list[Outcome]:
     return [engine.apply(e) for e in events]
 
 
-__all__ = ["CompiledRule", "ConfigError", "Engine", "Outcome", "run"]
+__all__ = ["Engine", "run"]

@@ -1,0 +1,41 @@
+"""What applying an event returns, and what the engine remembers of each accepted event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from engine.caps import Assessment, Claim
+from engine.deadlines import Tracked
+from schemas.ledger import DeadlineState, LedgerEntry
+
+
+class ConfigError(ValueError):
+    """The registry and the rulebooks do not fit together."""
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: Literal["accepted", "duplicate", "rejected"]
+    event_id: str
+    reason: str | None = None
+    entries: tuple[LedgerEntry, ...] = ()
+    deadlines: tuple[DeadlineState, ...] = ()
+
+
+@dataclass(slots=True, eq=False)
+class Record:
+    """What an accepted event did, so that a retraction can undo exactly that."""
+
+    unit: str
+    type: str
+    claims: list[tuple[Assessment, Claim]] | None = None  # lists made on first use: most events
+    tracked: list[Tracked] | None = None  # of a big stream count once and track nothing
+    feedback_for: Tracked | None = None
+    retracted: bool = False
