@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tracker import commands, ops_cli
+from tracker import commands, demo_cli, ops_cli
 from tracker.config import default_store
 
 
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id")
 
     p = sub.add_parser("generate", help="write the seeded province-scale demo stream as JSONL")
+    p.set_defaults(handler=demo_cli.cmd_generate)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=2018)
     p.add_argument("--years", default="2018,2020")
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bad-lines", action="store_true", help="mix in a few invalid lines")
 
     p = sub.add_parser("demo", help="generate the demo stream, ingest it, show the status")
+    p.set_defaults(handler=demo_cli.cmd_demo)
     store_arg(p)
     p.add_argument("--seed", type=int, default=2018)
     p.add_argument("--years", default="2018,2020")

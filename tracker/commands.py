@@ -8,7 +8,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks import Sink, StoreError, open_sink
 from tracker import tables
-from tracker.config import DEMO_REGISTRY, ConfigFileError, load_registry
+from tracker.config import ConfigFileError, load_registry
 from tracker.pipeline import Summary, Tracker
 from tracker.workdays import HolidayFileError, official_calendar
 
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         return result
 
 
-def _open(dsn: str) -> Sink:
+def open_store(dsn: str) -> Sink:
     return open_sink(dsn)
 
 
@@ -79,7 +78,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     registry = load_registry(args.units)
     books = dict(load_rulebooks(args.rulebooks))
     calendar = official_calendar(args.holidays)
-    sink = _open(args.store)
+    sink = open_store(args.store)
     try:
         if args.file == "-":
             summary = ingest(sink, registry, books, calendar, sys.stdin, "stdin")
@@ -103,7 +102,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    sink = _open(args.store)
+    sink = open_store(args.store)
     try:
         registry, books = _config(sink)
         rows = build_status(
@@ -172,7 +171,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
-    sink = _open(args.store)
+    sink = open_store(args.store)
     try:
         _, books = _config(sink)
         entries = sink.ledger(unit=args.unit, year=args.year)
@@ -229,7 +228,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
 
 def cmd_deadlines(args: argparse.Namespace) -> int:
-    sink = _open(args.store)
+    sink = open_store(args.store)
     try:
         states = sink.deadlines(unit=args.unit, year=args.year)
         now = local(datetime.fromisoformat(args.now)) if args.now else sink.watermark()
@@ -260,7 +259,7 @@ def _time_left(due: datetime, now: datetime) -> str:
 
 
 def cmd_rejects(args: argparse.Namespace) -> int:
-    sink = _open(args.store)
+    sink = open_store(args.store)
     try:
         letters = sink.dead_letters(limit=args.limit)
     finally:
@@ -352,74 +351,3 @@ def _deadline(rule: Any) -> str:
     if rule.deadline.period_days:
         return f"{rule.deadline.period_days} days"
     return f"{rule.deadline.working_days} working days"
-
-
-# -- demo --------------------------------------------------------------------------------------
-
-
-def _years(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(y) for y in text.split(","))
-    except ValueError:
-        raise UserError(f"--years takes a comma-separated list of years, not {text!r}") from None
-
-
-def cmd_generate(args: argparse.Namespace) -> int:
-    from tracker import demo
-
-    registry = load_registry(DEMO_REGISTRY)
-    events = demo.generate(registry, seed=args.seed, years=_years(args.years), scale=args.scale)
-    count = 0
-    with args.out.open("w", encoding="utf-8") as out:
-        for line in demo.lines(events, bad=demo.bad_lines(args.seed) if args.bad_lines else ()):
-            out.write(line + "\n")
-            count += 1
-    print(f"wrote {count} lines to {args.out}")
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from tracker import demo
-
-    registry = load_registry(DEMO_REGISTRY)
-    books = dict(load_rulebooks())
-    events = demo.generate(registry, seed=args.seed, years=_years(args.years), scale=args.scale)
-    lines = list(demo.lines(events, bad=demo.bad_lines(args.seed)))
-    print(f"demo: {len(lines)} events for {len(registry.units)} units, store {args.store}")
-    sink = _open(args.store)
-    try:
-        summary = ingest(sink, registry, books, official_calendar(), lines, "demo")
-        print(
-            f"ingested: accepted {summary.accepted}, rejected {summary.rejected}, "
-            f"duplicates {summary.duplicates}\n"
-        )
-        rows = build_status(
-            registry, books, sink.totals(), sink.deadlines(), sink.event_unit_years()
-        )
-    finally:
-        sink.close()
-    names = {u.id: u.name for u in registry.units}
-    print("Units losing the most points, per rulebook (maximum points differ by tier):")
-    table = []
-    for book_id in sorted({r.rulebook for r in rows if r.rulebook}):
-        ranked = sorted(
-            (r for r in rows if r.rulebook == book_id and r.deducted),
-            key=lambda r: (-r.deducted, r.unit),
-        )
-        table += [
-            [
-                book_id,
-                r.unit,
-                names[r.unit],
-                format_points(r.deducted),
-                format_points(sum((i.max for i in r.indicators), Decimal(0))),
-                sum(d.status == "overdue" for d in r.deadlines),
-            ]
-            for r in ranked[:3]
-        ]
-    print(tables.render(["rulebook", "unit", "name", "deducted", "of", "overdue"], table))
-    print(
-        "\nNext: tracker status --unit fj.gat --year 2018 | tracker ledger --unit fj.gat "
-        "| tracker deadlines --all | tracker rejects"
-    )
-    return 0
