@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tracker import commands, demo_cli, ops_cli
+from tracker import commands, demo_cli, ops_cli, stream_cli
 from tracker.config import default_store
 
 
@@ -90,11 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="generate the demo stream, ingest it, show the status")
     p.set_defaults(handler=demo_cli.cmd_demo)
+    p.add_argument(
+        "--embedded",
+        action="store_true",
+        help="skip Kafka: ingest in-process (the default when Java is missing)",
+    )
     store_arg(p)
     p.add_argument("--seed", type=int, default=2018)
     p.add_argument("--years", default="2018,2020")
     p.add_argument("--scale", type=float, default=1.0)
     ops_cli.register(sub)
+    stream_cli.register(sub)
     return parser
 
 

@@ -46,8 +46,29 @@ def run(args: argparse.Namespace) -> int:
         return result
 
 
-def open_store(dsn: str) -> Sink:
-    return open_sink(dsn)
+def open_store(dsn: str, *, reading: bool = False) -> Sink:
+    """The store; for reading, a worker's web API when the worker holds the embedded store.
+
+    An embedded chDB directory is locked by the process that opened it, so while `tracker worker`
+    runs on the default store, status/ledger/deadlines/rejects ask the worker instead.
+    """
+    try:
+        return open_sink(dsn)
+    except StoreError as exc:
+        if not (reading and dsn.startswith("chdb:") and "chdb engine" in str(exc)):
+            raise
+        from tracker.remote import RemoteStore, worker_url
+
+        url = worker_url()
+        remote = RemoteStore(url)
+        try:
+            remote.progress()
+        except StoreError:
+            raise StoreError(
+                f"the embedded store {dsn} is held by another process, and no worker answers at "
+                f"{url} (set TRACKER_WORKER_URL)"
+            ) from None
+        return remote
 
 
 def _config(sink: Sink) -> tuple[Registry, dict[str, Rulebook]]:
@@ -102,7 +123,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    sink = open_store(args.store)
+    sink = open_store(args.store, reading=True)
     try:
         registry, books = _config(sink)
         rows = build_status(
@@ -171,7 +192,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
-    sink = open_store(args.store)
+    sink = open_store(args.store, reading=True)
     try:
         _, books = _config(sink)
         entries = sink.ledger(unit=args.unit, year=args.year)
@@ -228,7 +249,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
 
 def cmd_deadlines(args: argparse.Namespace) -> int:
-    sink = open_store(args.store)
+    sink = open_store(args.store, reading=True)
     try:
         states = sink.deadlines(unit=args.unit, year=args.year)
         now = local(datetime.fromisoformat(args.now)) if args.now else sink.watermark()
@@ -259,7 +280,7 @@ def _time_left(due: datetime, now: datetime) -> str:
 
 
 def cmd_rejects(args: argparse.Namespace) -> int:
-    sink = open_store(args.store)
+    sink = open_store(args.store, reading=True)
     try:
         letters = sink.dead_letters(limit=args.limit)
     finally:

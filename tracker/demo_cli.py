@@ -36,6 +36,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if not args.embedded:
+        from streams.live_demo import EMBEDDED, run_live_demo
+        from tracker.config import data_dir
+
+        code = run_live_demo(
+            data_dir() / "live", seed=args.seed, years=_years(args.years), scale=args.scale
+        )
+        if code != EMBEDDED:
+            return code
     from tracker import demo
 
     registry = load_registry(DEMO_REGISTRY)

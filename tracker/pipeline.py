@@ -94,7 +94,7 @@ class Tracker:
         else:
             self.summary.accepted += 1
             self._seq += 1
-            self._batch.events.append(_logged(event, raw, self.partition, self._seq))
+            self._batch.events.append(logged_event(event, raw, self.partition, self._seq))
             self._batch.entries.extend(outcome.entries)
             self._batch.deadlines.extend(outcome.deadlines)
         if len(self._batch) >= self.batch_size:
@@ -130,7 +130,7 @@ def letter_id(origin: str, raw: str) -> str:
     return hashlib.sha256(f"{origin}\x1f{raw}".encode()).hexdigest()[:24]
 
 
-def _logged(event: Event, raw: str, partition: int, seq: int) -> LoggedEvent:
+def logged_event(event: Event, raw: str, partition: int, seq: int) -> LoggedEvent:
     return trusted(
         LoggedEvent,
         {

@@ -28,9 +28,9 @@ def _fill(sink: Sink) -> Batch:
         out = eng.apply(event)
         batch.entries += out.entries
         batch.deadlines += out.deadlines
-        from tracker.pipeline import _logged
+        from tracker.pipeline import logged_event
 
-        batch.events.append(_logged(event, event.model_dump_json(), 0, seq))
+        batch.events.append(logged_event(event, event.model_dump_json(), 0, seq))
     batch.dead_letters.append(
         DeadLetter(
             letter_id="d1",

@@ -1,0 +1,297 @@
+"""Benchmark: the live pipeline on the local broker, produce -> ledger rows in chDB.
+
+    python bench/stream_bench.py                      # starts its own broker and workers
+    python bench/stream_bench.py --roles all          # one worker process instead of two
+
+Two phases, each on fresh topics with fresh workers (processor and sink as two processes by
+default: the machine has two cores) and an embedded chDB store:
+
+1. throughput: the province-scale demo stream (2018 and 2020) is produced as fast as possible;
+   sustained events/s = input records / (time from the first produce until the worker has
+   committed every input record and the sink every output, i.e. every row is in chDB).
+   In the same run a bare aiokafka consume-and-count loop reads the same input topic; the
+   ratio pipeline/bare shows what the pipeline costs over merely reading the records.
+2. latency: a fresh stream is produced at a steady --rate; a record counts as queryable when
+   the sink reports its (partition, offset) stored (the sink writes the accepted topic of each
+   partition in order); p50/p99 of produce -> queryable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from schemas.events import ClockTick, parse_event
+from streams.broker import LocalKafka
+from streams.topics import Topics, ensure_topics, partition_for, wait_drained
+from tests.integration.kafka_fixture import free_ports, kafka_lib_cache
+from tracker import demo
+from tracker.config import DEMO_REGISTRY, load_registry
+
+REGISTRY = load_registry(DEMO_REGISTRY)
+
+
+def keyed(lines: list[str], partitions: int) -> list[tuple[bytes, bytes | None, list[int]]]:
+    """(value, key, partitions) per event, as `tracker post` sends them (checked once here)."""
+    out = []
+    for line in lines:
+        event = parse_event(line)
+        if isinstance(event, ClockTick):
+            out.append((line.encode(), None, list(range(partitions))))
+        else:
+            root = REGISTRY.root(event.unit)
+            out.append((line.encode(), root.encode(), [partition_for(root, partitions)]))
+    return out
+
+
+class Workers:
+    def __init__(self, bootstrap: str, prefix: str, workdir: Path, roles: str) -> None:
+        self.bootstrap, self.prefix, self.workdir = bootstrap, prefix, workdir
+        self.roles = ["all"] if roles == "all" else ["processor", "sink"]
+        self.ports = dict(zip(self.roles, free_ports(len(self.roles)), strict=True))
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        store = f"chdb://{self.workdir / 'chdb'}"
+        env = {**os.environ, "TRACKER_DATA": str(self.workdir / "data")}
+        for role, port in self.ports.items():
+            cmd = [sys.executable, "-m", "streams", "worker", "--bootstrap", self.bootstrap]
+            cmd += ["--topic-prefix", self.prefix, "--units", str(DEMO_REGISTRY), "--role", role]
+            cmd += ["--web-port", str(port), "--store", store, "--loglevel", "info"]
+            log = (self.workdir / f"{role}.log").open("ab")
+            self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
+        for port in self.ports.values():
+            # up and assigned its partitions: the group join is not part of the measurement
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if progress(port)["assigned"]:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"worker on {port} did not start")
+                time.sleep(0.2)
+
+    @property
+    def sink_port(self) -> int:
+        return self.ports.get("sink", self.ports.get("all", 0))
+
+    @property
+    def groups(self) -> tuple[str, str]:
+        t = Topics(self.prefix)
+        return (
+            (t.group("all"),) * 2
+            if "all" in self.roles
+            else (t.group("processor"), t.group("sink"))
+        )  # type: ignore[return-value]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def progress(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/tracker/progress", timeout=5) as r:
+        result: dict[str, Any] = json.load(r)
+        return result
+
+
+async def produce_all(
+    bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None, list[int]]]
+) -> int:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, enable_idempotence=True
+    )
+    await producer.start()
+    sent, pending = 0, []
+    try:
+        for value, key, partitions in records:
+            for p in partitions:
+                pending.append(await producer.send(topic, value, key=key, partition=p))
+                sent += 1
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def bare_count(bootstrap: str, topic: str, expected: int) -> float:
+    """Seconds a plain consumer takes to read `expected` records of `topic` from the start."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+    await consumer.start()
+    try:
+        started, count = time.monotonic(), 0
+        while count < expected:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                count += len(records)
+        return time.monotonic() - started
+    finally:
+        await consumer.stop()
+
+
+def throughput(bootstrap: str, work: Path, roles: str, scale: float) -> dict[str, Any]:
+    prefix = f"bench-tp-{os.getpid()}"
+    asyncio.run(ensure_topics(bootstrap, Topics(prefix), 4))
+    lines = list(demo.lines(demo.generate(REGISTRY, seed=7, years=(2018, 2020), scale=scale)))
+    records = keyed(lines, 4)
+    workers = Workers(bootstrap, prefix, work / "tp", roles)
+    workers.start()
+    try:
+        started = time.monotonic()
+        sent = asyncio.run(produce_all(bootstrap, Topics(prefix).events, records))
+        produced = time.monotonic() - started
+        assert asyncio.run(wait_drained(bootstrap, Topics(prefix), workers.groups, 1800))
+        elapsed = time.monotonic() - started
+        stats = progress(workers.sink_port)["sink"]
+    finally:
+        workers.stop()
+    bare = asyncio.run(bare_count(bootstrap, Topics(prefix).events, sent))
+    return {
+        "events": len(lines),
+        "records": sent,
+        "rows_written": stats["records"],
+        "produce_s": round(produced, 2),
+        "end_to_end_s": round(elapsed, 2),
+        "records_per_s": round(sent / elapsed),
+        "bare_consume_s": round(bare, 2),
+        "bare_records_per_s": round(sent / bare),
+        "ratio": round((sent / elapsed) / (sent / bare), 3),
+    }
+
+
+async def paced(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None, list[int]]],
+                rate: float, port: int) -> list[float]:  # fmt: skip
+    """Produce at `rate` records/s; return produce -> stored latencies in seconds."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    await producer.start()
+    sent: list[tuple[float, asyncio.Future[Any]]] = []
+    done = asyncio.Event()
+    latencies: list[float] = []
+
+    async def watch() -> None:
+        located: list[tuple[float, int, int]] = []
+        index = 0
+        while not done.is_set() or index < len(sent) or located:
+            while index < len(sent) and sent[index][1].done():
+                meta = sent[index][1].result()
+                located.append((sent[index][0], meta.partition, meta.offset))
+                index += 1
+            stored = {
+                int(p): o
+                for p, o in (await asyncio.to_thread(progress, port))["sink"][
+                    "stored_through"
+                ].items()
+            }
+            now = time.monotonic()
+            keep = []
+            for t0, p, o in located:
+                if stored.get(p, -1) >= o:
+                    latencies.append(now - t0)
+                else:
+                    keep.append((t0, p, o))
+            located = keep
+            await asyncio.sleep(0.02)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        started = time.monotonic()
+        for i, (value, key, partitions) in enumerate(records):
+            if (delay := started + i / rate - time.monotonic()) > 0:
+                await asyncio.sleep(delay)
+            future = await producer.send(topic, value, key=key, partition=partitions[0])
+            sent.append((time.monotonic(), future))
+        done.set()
+        await asyncio.wait_for(watcher, timeout=300)
+    finally:
+        await producer.stop()
+    return latencies
+
+
+def latency(bootstrap: str, work: Path, roles: str, rate: float, seconds: float) -> dict[str, Any]:
+    prefix = f"bench-lat-{os.getpid()}"
+    asyncio.run(ensure_topics(bootstrap, Topics(prefix), 4))
+    events = demo.generate(REGISTRY, seed=8, years=(2018, 2020), scale=1.0, tick_hours=24)
+    lines = list(demo.lines(events))
+    # ticks go to all partitions as four records; keep the stream in order, cut to the duration
+    records = [(v, k, [p]) for v, k, ps in keyed(lines, 4) for p in ps][: int(rate * seconds)]
+    workers = Workers(bootstrap, prefix, work / "lat", roles)
+    workers.start()
+    try:
+        got = asyncio.run(paced(bootstrap, Topics(prefix).events, records, rate, workers.sink_port))
+    finally:
+        workers.stop()
+    got.sort()
+    return {
+        "rate_records_per_s": rate,
+        "records": len(records),
+        "measured": len(got),
+        "p50_ms": round(statistics.median(got) * 1000),
+        "p99_ms": round(got[int(len(got) * 0.99) - 1] * 1000),
+        "max_ms": round(got[-1] * 1000),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", help="an existing broker (default: start one)")
+    parser.add_argument("--roles", choices=("split", "all"), default="split")
+    parser.add_argument("--scale", type=float, default=1.0, help="demo stream density")
+    parser.add_argument("--rate", type=float, default=1000.0, help="latency phase records/s")
+    parser.add_argument("--seconds", type=float, default=30.0, help="latency phase duration")
+    parser.add_argument("--phases", default="throughput,latency")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (worker logs)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="stream-bench-"))
+    broker = None
+    try:
+        bootstrap = args.bootstrap
+        if bootstrap is None:
+            port, controller = free_ports(2)
+            broker = LocalKafka(
+                work / "broker", port=port, controller_port=controller, lib_dir=kafka_lib_cache()
+            )
+            broker.start(timeout_s=120)
+            bootstrap = broker.bootstrap
+        result: dict[str, Any] = {"roles": args.roles}
+        if "throughput" in args.phases:
+            result["throughput"] = throughput(bootstrap, work, args.roles, args.scale)
+        if "latency" in args.phases:
+            result["latency"] = latency(bootstrap, work, args.roles, args.rate, args.seconds)
+        print(json.dumps(result, indent=2))
+        return 0
+    finally:
+        if broker is not None:
+            broker.stop()
+        if args.keep:
+            print(f"work dir kept: {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

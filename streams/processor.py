@@ -1,0 +1,286 @@
+"""The processor: one engine per input partition, its state a pure function of the partition's
+prefix, so it is rebuilt by replaying the partition (from a snapshot) instead of being stored.
+
+Every record's outputs are a deterministic function of that prefix and the record itself (the
+"processing wall clock" of the 10-minutes-ahead check is the broker's append timestamp, stored
+with the record), so a record processed again after a crash or a rebalance re-emits exactly the
+outputs it produced before, with the same ids, and the idempotent sink absorbs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from engine import Engine
+from engine.clock import local
+from schemas.events import ClockTick, EventError, parse_event
+from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
+from streams import snapshots
+from streams.settings import Config
+from streams.topics import partition_for
+from streams.warnings import DeadlineWarning, Warner, WarningPolicy
+from tracker.pipeline import letter_id, logged_event
+
+log = logging.getLogger(__name__)
+
+
+class RebuildError(RuntimeError):
+    """A partition's engine cannot be rebuilt (its input records are gone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What the processor needs of one input record."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class Outputs:
+    logged: LoggedEvent | None = None
+    entries: tuple[LedgerEntry, ...] = ()
+    deadlines: tuple[DeadlineState, ...] = ()
+    letter: DeadLetter | None = None
+    warnings: list[DeadlineWarning] = field(default_factory=list)
+
+
+class PartitionState:
+    """The engine and the warning tracker of one input partition, and the last offset applied."""
+
+    def __init__(self, config: Config, partition: int, partitions: int, policy: WarningPolicy):
+        self.engine = Engine(config.registry, config.rulebooks, config.calendar)
+        self.warner = Warner(config.calendar, policy)
+        self.partition = partition
+        self.partitions = partitions
+        self.offset = -1
+
+    def apply(self, rec: Record) -> Outputs:
+        self.offset = rec.offset
+        data = rec.value or b""
+        try:
+            text = data.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            return self._letter(rec, data.decode("utf-8", "replace"), "malformed: not UTF-8 text")
+        if not text:
+            return Outputs()  # blank lines are skipped, not rejected (spec section 2)
+        try:
+            event = parse_event(text)
+        except EventError as exc:
+            return self._letter(rec, text, exc.reason)
+        if not isinstance(event, ClockTick):
+            misplaced = self._misplaced(event.unit)
+            if misplaced:
+                return self._letter(rec, text, misplaced)
+        now = stamp(rec.timestamp_ms)
+        outcome = self.engine.apply(event, now=now)
+        if outcome.status == "rejected":
+            return self._letter(rec, text, outcome.reason or "rejected")
+        if outcome.status == "duplicate":
+            return Outputs()
+        return Outputs(
+            logged=logged_event(event, text, self.partition, rec.offset),
+            entries=outcome.entries,
+            deadlines=outcome.deadlines,
+            warnings=self.warner.feed(outcome.deadlines, self.engine.watermark),
+        )
+
+    def _misplaced(self, unit: str) -> str | None:
+        """Jurisdiction roll-up needs every event of a root unit's subtree in one partition."""
+        registry = self.engine.registry
+        if registry.unit(unit) is None:
+            return None  # the engine rejects it as an unknown unit
+        root = registry.root(unit)
+        expected = partition_for(root, self.partitions)
+        if expected == self.partition:
+            return None
+        return (
+            f"record in partition {self.partition}, but unit {unit} belongs to partition "
+            f"{expected}: produce it with key {root!r} (its root unit), as `tracker post` does"
+        )
+
+    def _letter(self, rec: Record, raw: str, reason: str) -> Outputs:
+        origin = f"kafka:{rec.topic}/{rec.partition}/{rec.offset}"
+        received = stamp(rec.timestamp_ms) or datetime.fromtimestamp(0, UTC)
+        letter = DeadLetter(
+            letter_id=letter_id(origin, raw),
+            origin=origin,
+            raw=raw,
+            reason=reason,
+            received_at=local(received),
+        )
+        return Outputs(letter=letter)
+
+
+def stamp(timestamp_ms: int | None) -> datetime | None:
+    if timestamp_ms is None or timestamp_ms < 0:
+        return None
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+
+
+Reader = Callable[[int, int, int], AsyncIterator[list[Record]]]
+
+
+class Processor:
+    """Routes records to their partition's state; rebuilds a state whenever the next record is
+    not the one right after the last applied (first record after start or a rebalance, a
+    redelivery after a crash, or records another worker processed meanwhile)."""
+
+    def __init__(
+        self,
+        config: Config,
+        topic: str,
+        partitions: int,
+        reader: Reader,
+        table: MutableMapping[str, bytes] | None = None,
+        *,
+        snapshot_every: int = 10_000,
+        policy: WarningPolicy | None = None,
+    ) -> None:
+        self.config = config
+        self.topic = topic
+        self.partitions = partitions
+        self.reader = reader
+        self.table = table
+        self.snapshot_every = snapshot_every
+        self.policy = policy or WarningPolicy()
+        self.rebuilds = 0
+        self._states: dict[int, PartitionState] = {}
+        self._since_snapshot: dict[int, int] = {}
+        self.covered_from: dict[int, int] = {}
+
+    async def handle(self, rec: Record, fetched_from: int | None = None) -> list[Outputs]:
+        """The outputs of `rec`, preceded by those of records Faust fetched but skipped before
+        it (`fetched_from`: the lowest offset of this partition the consumer has fetched and not
+        yet released; see streams/holds.py). Updates `covered_from[partition]`: from there up to
+        `rec` every record's outputs have now been produced by this worker."""
+        p = rec.partition
+        state = self._states.get(p)
+        skipped: list[Outputs] = []
+        if state is None or rec.offset != state.offset + 1:
+            if state is None:
+                # First record since the assignment: records fetched before it were skipped.
+                gap_from = (
+                    fetched_from if fetched_from is not None and fetched_from < rec.offset else None
+                )
+            elif rec.offset > state.offset + 1:
+                # A gap after records we processed: Faust skipped the ones in between.
+                gap_from = state.offset + 1
+                log.info(
+                    "partition %d: record %d after %d, rebuilding", p, rec.offset, state.offset
+                )
+            else:
+                gap_from = None  # a redelivery: the records before it were processed
+                log.info("partition %d: record %d again, rebuilding", p, rec.offset)
+            start = gap_from if gap_from is not None else rec.offset
+            self.covered_from[p] = start if state is None else min(self.covered_from[p], start)
+            state, skipped = await self.rebuild(p, rec.offset, gap_from)
+        out = state.apply(rec)
+        count = self._since_snapshot[p] = self._since_snapshot.get(p, 0) + 1
+        if self.table is not None and count >= self.snapshot_every:
+            # Called while handling a record of this partition, so a Faust table writes the
+            # snapshot to the same changelog partition, which is restored with it on rebalance.
+            size = snapshots.save(self.table, p, rec.offset, state, self.config.fingerprint)
+            self._since_snapshot[p] = 0
+            log.info("snapshot of partition %d at offset %d (%d bytes)", p, rec.offset, size)
+        return [*skipped, out]
+
+    async def rebuild(
+        self, partition: int, offset: int, emit_from: int | None = None
+    ) -> tuple[PartitionState, list[Outputs]]:
+        """The state after applying every record of `partition` before `offset`. Outputs are
+        dropped (they were emitted when those records were first processed, before their
+        commit), except for records from `emit_from` on, which were never processed."""
+        started = time.monotonic()
+        found = None
+        if self.table is not None:
+            # the snapshot must come before every record whose outputs are wanted
+            before = offset if emit_from is None else min(offset, emit_from)
+            found = snapshots.load(self.table, partition, before, self.config.fingerprint)
+        if found is not None:
+            start, state = found[0] + 1, found[1]
+        else:
+            start = 0
+            state = PartitionState(self.config, partition, self.partitions, self.policy)
+        replayed, emitted = 0, []
+        if start < offset:
+            async for batch in self.reader(partition, start, offset):
+                for rec in batch:
+                    out = state.apply(rec)
+                    if emit_from is not None and rec.offset >= emit_from:
+                        emitted.append(out)
+                replayed += len(batch)
+                await asyncio.sleep(0)  # keep heartbeats and the web server responsive
+        state.offset = offset - 1
+        self._states[partition] = state
+        self._since_snapshot[partition] = replayed
+        self.rebuilds += 1
+        log.info(
+            "partition %d rebuilt up to offset %d: snapshot %s, %d records replayed "
+            "(%d of them never processed before) in %.2fs",
+            partition,
+            offset - 1,
+            "none" if found is None else found[0],
+            replayed,
+            len(emitted),
+            time.monotonic() - started,
+        )
+        return state, emitted
+
+    def forget(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self._states.pop(p, None)
+            self.covered_from.pop(p, None)
+
+
+class KafkaReader:
+    """Reads an input partition's records [start, end) with a plain consumer (no group)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+
+    async def __call__(self, partition: int, start: int, end: int) -> AsyncIterator[list[Record]]:
+        tp = TopicPartition(self.topic, partition)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None
+        )
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            first = (await consumer.beginning_offsets([tp]))[tp]
+            if first > start:
+                raise RebuildError(
+                    f"{self.topic}/{partition} starts at offset {first}: records {start}..{first - 1} "
+                    "were deleted, so its engine cannot be rebuilt (keep retention.ms=-1)"
+                )
+            consumer.seek(tp, start)
+            position, idle_since = start, time.monotonic()
+            while position < end:
+                got = (await consumer.getmany(tp, timeout_ms=500, max_records=5_000)).get(tp, [])
+                batch = [
+                    Record(r.topic, r.partition, r.offset, r.timestamp, r.value)
+                    for r in got
+                    if r.offset < end
+                ]
+                if batch:
+                    position, idle_since = batch[-1].offset + 1, time.monotonic()
+                    yield batch
+                elif got:
+                    position = end
+                elif time.monotonic() - idle_since > 60:
+                    raise RebuildError(
+                        f"{self.topic}/{partition}: no records after offset {position}"
+                    )
+        finally:
+            await consumer.stop()

@@ -1,0 +1,91 @@
+"""What a worker needs to know: broker, topics, role, store, the registry and rulebooks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from engine import WorkCalendar
+from rulebooks import load_rulebooks
+from schemas.registry import Registry
+from schemas.rulebook import Rulebook
+from streams.topics import DEFAULT_PARTITIONS, Topics
+from streams.warnings import WarningPolicy
+from tracker.config import load_registry
+from tracker.workdays import official_calendar
+
+Role = Literal["all", "processor", "sink"]
+KAFKA_ENV = "TRACKER_KAFKA"
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_WEB_PORT = 6066
+
+
+def default_bootstrap() -> str:
+    return os.environ.get(KAFKA_ENV) or DEFAULT_BOOTSTRAP
+
+
+@dataclass(frozen=True)
+class Config:
+    """The registry, rulebooks and working-day calendar the engine runs with."""
+
+    registry: Registry
+    rulebooks: dict[str, Rulebook]
+    calendar: WorkCalendar
+
+    @classmethod
+    def load(
+        cls, units: Path, rulebooks: Path | None = None, holidays: Path | None = None
+    ) -> Config:
+        return cls(
+            load_registry(units), dict(load_rulebooks(rulebooks)), official_calendar(holidays)
+        )
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Changes whenever anything the engine's decisions depend on changes: a snapshot taken
+        under another configuration is ignored (the partition is replayed instead)."""
+        h = hashlib.sha256(self.registry.model_dump_json().encode())
+        for book_id in sorted(self.rulebooks):
+            h.update(self.rulebooks[book_id].model_dump_json().encode())
+        cal = self.calendar
+        for part in (cal.years, cal.holidays, cal.workdays):
+            h.update(repr(sorted(part)).encode())
+        return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    config: Config
+    role: Role = "all"
+    bootstrap: str = DEFAULT_BOOTSTRAP
+    topics: Topics = field(default_factory=Topics)
+    partitions: int = DEFAULT_PARTITIONS
+    store: str = "memory://"
+    web_port: int = DEFAULT_WEB_PORT
+    table_store: str = "rocksdb://"
+    data_dir: Path = Path(".data")
+    snapshot_every: int = 10_000
+    sink_max_records: int = 5_000
+    sink_within_s: float = 0.5
+    commit_interval_s: float = 0.5
+    # How long a crashed worker's partitions wait before the group hands them to another (or to
+    # the restarted) worker; Kafka's floor is 6 s (group.min.session.timeout.ms).
+    session_timeout_s: float = 10.0
+    warnings: WarningPolicy = field(default_factory=WarningPolicy)
+    fault_file: Path | None = None  # while this file exists every store write fails (drills)
+
+    @property
+    def app_id(self) -> str:
+        return self.topics.group(self.role)
+
+    @property
+    def runs_processor(self) -> bool:
+        return self.role in ("all", "processor")
+
+    @property
+    def runs_sink(self) -> bool:
+        return self.role in ("all", "sink")

@@ -1,0 +1,158 @@
+"""The sink side: output records -> `sinks.Batch` -> the store, on one thread, retried forever.
+
+chDB must be called from one thread (the one that opened it), and a store call must never block
+the event loop (heartbeats, commits and the web views run there), so every store call - writes
+from the sink agent and reads from the web views - goes through one single-thread executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
+from sinks.base import Batch, Sink
+from streams.topics import Topics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_BACKOFF_S = 10.0
+
+
+class StoreThread:
+    """Runs every call against the store on one dedicated thread; opens the store lazily there
+    (and again on the next call if opening failed, e.g. a ClickHouse server still down)."""
+
+    def __init__(self, opener: Callable[[], Sink]) -> None:
+        self._opener = opener
+        self._sink: Sink | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+
+    async def call(self, fn: Callable[[Sink], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, fn)
+
+    def _run(self, fn: Callable[[Sink], T]) -> T:
+        if self._sink is None:
+            self._sink = self._opener()
+        return fn(self._sink)
+
+    def close_now(self) -> None:
+        """Close the store on its thread (after any queued call) and stop the thread."""
+
+        def _close() -> None:
+            if self._sink is not None:
+                self._sink.close()
+                self._sink = None
+
+        try:
+            self._pool.submit(_close).result(timeout=60)
+        except Exception as exc:  # closing is best effort: every write is already durable
+            log.warning("closing the store failed: %s", exc)
+        self._pool.shutdown(wait=False)
+
+
+@dataclass
+class SinkStats:
+    batches: int = 0
+    records: int = 0
+    failures: int = 0
+    skipped: int = 0
+    failing: bool = False
+    last_error: str | None = None
+    last_write: float | None = None  # wall clock of the last successful write
+    by_kind: dict[str, int] = field(default_factory=dict)
+    # per input partition, the highest input offset whose accepted event is in the store (the
+    # accepted topic is consumed in order, so everything before it is stored too)
+    stored_through: dict[int, int] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "batches": self.batches,
+            "records": self.records,
+            "failures": self.failures,
+            "skipped": self.skipped,
+            "failing": self.failing,
+            "last_error": self.last_error,
+            "last_write": self.last_write,
+            "by_kind": dict(self.by_kind),
+            "stored_through": {str(p): o for p, o in sorted(self.stored_through.items())},
+        }
+
+
+class BatchDecoder:
+    """Output records (topic, JSON value) -> one Batch. Values are JSON of the schema models."""
+
+    def __init__(self, topics: Topics, stats: SinkStats) -> None:
+        self.stats = stats
+        self._kinds = {
+            topics.accepted: "events",
+            topics.ledger: "entries",
+            topics.deadlines: "deadlines",
+            topics.dead_letters: "dead_letters",
+        }
+
+    def decode(self, records: Iterable[tuple[str, bytes | None]]) -> Batch:
+        batch = Batch()
+        for topic, value in records:
+            kind = self._kinds.get(topic)
+            try:
+                if kind == "events":
+                    batch.events.append(LoggedEvent.model_validate_json(value or b""))
+                elif kind == "entries":
+                    batch.entries.append(LedgerEntry.model_validate_json(value or b""))
+                elif kind == "deadlines":
+                    batch.deadlines.append(DeadlineState.model_validate_json(value or b""))
+                elif kind == "dead_letters":
+                    batch.dead_letters.append(DeadLetter.model_validate_json(value or b""))
+                else:
+                    raise ValueError(f"unexpected topic {topic}")
+            except (ValidationError, ValueError) as exc:
+                # Only the processor writes these topics; anything else is not ours to store.
+                self.stats.skipped += 1
+                log.error("skipping a record on %s that is not a %s: %s", topic, kind, exc)
+                continue
+            self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
+        return batch
+
+
+async def write_until_done(
+    store: StoreThread, batch: Batch, stats: SinkStats, first_backoff_s: float = 0.2
+) -> None:
+    """Write the batch, retrying with capped exponential backoff for as long as the store fails.
+    Writes are idempotent, so a retry after a write that half-happened is harmless."""
+    delay, attempt = first_backoff_s, 0
+    while True:
+        attempt += 1
+        try:
+            await store.call(lambda sink: sink.write(batch))
+        except Exception as exc:  # any store failure: the batch must not be dropped
+            stats.failures += 1
+            stats.failing = True
+            stats.last_error = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+            log.warning(
+                "store write of %d records failed (attempt %d), retrying in %.1fs: %s",
+                len(batch),
+                attempt,
+                delay,
+                stats.last_error,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+            continue
+        stats.failing = False
+        for event in batch.events:
+            if event.seq > stats.stored_through.get(event.partition, -1):
+                stats.stored_through[event.partition] = event.seq
+        stats.batches += 1
+        stats.records += len(batch)
+        stats.last_write = time.time()
+        if attempt > 1:
+            log.info("store write succeeded after %d attempts", attempt)
+        return

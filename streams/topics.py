@@ -1,0 +1,240 @@
+"""Topic names, their creation, the partitioner every producer and the processor agree on, and
+consumer-group lag (how the CLI, the demo and the tests know that the pipeline has caught up)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
+
+DEFAULT_PREFIX = "tracker"
+DEFAULT_PARTITIONS = 4
+# An output record carries its raw input line plus metadata, so it can exceed the 1 MB default.
+OUTPUT_MAX_BYTES = 8 * 1024 * 1024
+INPUT_CONFIG = {
+    # The broker stamps each record when it is appended; the processor uses that stamp as the
+    # "processing wall clock" of the 10-minutes-ahead check, so a replay decides the same way.
+    "message.timestamp.type": "LogAppendTime",
+    # Engine state is rebuilt by replaying a partition from its start (or a snapshot): the
+    # input log is the system of record and must never be deleted.
+    "retention.ms": "-1",
+    "retention.bytes": "-1",
+}
+
+
+@contextlib.contextmanager
+def quiet_kafka() -> Iterator[None]:
+    """Silence aiokafka's own error lines (a retried connection logs one per attempt) while a
+    command reports failures itself, in one line."""
+    logger = logging.getLogger("aiokafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class TopicError(RuntimeError):
+    """The broker cannot be reached or the topics cannot be created."""
+
+    def __init__(self, message: str, *, retriable: bool = False) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def accepted(self) -> str:
+        return f"{self.prefix}.accepted"
+
+    @property
+    def ledger(self) -> str:
+        return f"{self.prefix}.ledger"
+
+    @property
+    def deadlines(self) -> str:
+        return f"{self.prefix}.deadlines"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}.dead-letters"
+
+    @property
+    def warnings(self) -> str:
+        return f"{self.prefix}.warnings"
+
+    @property
+    def sink_inputs(self) -> tuple[str, str, str, str]:
+        """What the sink agent writes to the store (warnings are for subscribers, not stored)."""
+        return (self.accepted, self.ledger, self.deadlines, self.dead_letters)
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (self.events, *self.sink_inputs, self.warnings)
+
+    def group(self, role: str) -> str:
+        """Consumer group (= Faust app id) of a worker role; each role commits its own offsets."""
+        return f"{self.prefix}-{'worker' if role == 'all' else role}"
+
+
+@lru_cache(maxsize=4096)
+def partition_for(key: str, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2 of the key bytes), as in the Java client."""
+    return int(murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+async def ensure_topics(
+    bootstrap: str,
+    topics: Topics,
+    partitions: int,
+    *,
+    changelogs: Iterable[str] = (),
+    attempts: int = 10,
+) -> int:
+    """Create missing topics; return the input topic's real partition count (an existing topic
+    keeps its own: partitions can never change once keyed data is in it). `changelogs` are Faust
+    table changelog topics, created compacted and co-partitioned with the input: Faust creates
+    them itself, but a worker that joins its group right after can cache metadata without their
+    partitions and then fail every table write until the metadata refreshes (5 minutes).
+    Transient broker errors (a broker still starting, a dropped connection) are retried."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await _ensure_topics(bootstrap, topics, partitions, tuple(changelogs))
+        except TopicError as exc:
+            if not exc.retriable or attempt == attempts:
+                raise
+            await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
+    raise AssertionError("unreachable")
+
+
+async def _ensure_topics(
+    bootstrap: str, topics: Topics, partitions: int, changelogs: tuple[str, ...]
+) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        outputs = {"max.message.bytes": str(OUTPUT_MAX_BYTES)}
+        await _create(admin, existing, [
+            NewTopic(name, partitions, 1, topic_configs=INPUT_CONFIG if name == topics.events else outputs)
+            for name in topics.all
+        ])  # fmt: skip
+        count = await _partition_count(admin, topics.events)
+        compacted = {"cleanup.policy": "compact"}
+        await _create(
+            admin, existing, [NewTopic(n, count, 1, topic_configs=compacted) for n in changelogs]
+        )
+        for name in changelogs:
+            await _partition_count(admin, name)
+        return count
+    except KafkaError as exc:
+        raise TopicError(f"Kafka at {bootstrap}: {exc}", retriable=exc.retriable) from None
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+async def _create(admin: AIOKafkaAdminClient, existing: set[str], new: list[NewTopic]) -> None:
+    missing = [t for t in new if t.name not in existing]
+    if not missing:
+        return
+    response = await admin.create_topics(missing, timeout_ms=15_000)
+    for name, code, *_ in response.topic_errors:
+        if code and code != TopicAlreadyExistsError.errno:
+            raise TopicError(f"cannot create topic {name}: Kafka error code {code}")
+
+
+async def _partition_count(admin: AIOKafkaAdminClient, topic: str) -> int:
+    # Freshly created topics can take a moment to show their partitions in the metadata.
+    for _ in range(50):
+        for meta in await admin.describe_topics([topic]):
+            if meta["topic"] == topic and meta["partitions"]:
+                return len(meta["partitions"])
+        await asyncio.sleep(0.1)
+    raise TopicError(f"topic {topic} has no partitions")
+
+
+async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    names = list(topics)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        tps = [
+            TopicPartition(meta["topic"], part["partition"])
+            for meta in await admin.describe_topics(names)
+            if meta["topic"] in names
+            for part in meta["partitions"]
+        ]
+    finally:
+        await admin.close()
+    if not tps:
+        return {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
+
+
+async def group_lag(bootstrap: str, group: str, ends: Mapping[TopicPartition, int]) -> int:
+    """Records in `ends` that `group` has not committed yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group, partitions=list(ends))
+    except KafkaError as exc:
+        if not exc.retriable:
+            raise
+        return sum(ends.values())  # e.g. no group coordinator yet on a fresh broker: ask again
+    finally:
+        await admin.close()
+    lag = 0
+    for tp, end in ends.items():
+        meta = committed.get(tp)
+        done = meta.offset if meta is not None and meta.offset >= 0 else 0
+        lag += max(0, end - done)
+    return lag
+
+
+async def wait_drained(
+    bootstrap: str,
+    topics: Topics,
+    groups: tuple[str, str],
+    timeout_s: float,
+    poll_s: float = 0.3,
+) -> bool:
+    """Wait until the processor group has committed everything now in the input topic and the
+    sink group everything the processor produced for it (outputs are durable before the
+    processor commits, and the sink commits only after the store write), so the store then holds
+    every record that was in the input topic when this was called."""
+    processor, sink = groups
+    deadline = time.monotonic() + timeout_s
+    inputs = await end_offsets(bootstrap, [topics.events])
+    while await group_lag(bootstrap, processor, inputs):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(poll_s)
+    outputs = await end_offsets(bootstrap, topics.sink_inputs)
+    while await group_lag(bootstrap, sink, outputs):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(poll_s)
+    return True

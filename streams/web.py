@@ -1,0 +1,145 @@
+"""Read views on the worker's web port, so the CLI can answer while the worker holds the store
+(an embedded chDB path can be opened by one process only).
+
+    GET /tracker/status?unit=&year=     the contract's status objects
+    GET /tracker/ledger?unit=&year=     ledger entries          (JSON list of LedgerEntry)
+    GET /tracker/deadlines?unit=&year=  deadline states         (JSON list of DeadlineState)
+    GET /tracker/rejects?limit=         dead letters            (JSON list of DeadLetter)
+    GET /tracker/config                 {"registry": ..., "rulebooks": {...}} or null
+    GET /tracker/totals                 [[unit, year, indicator, "points"], ...]
+    GET /tracker/unit-years             [[unit, year], ...]
+    GET /tracker/watermark              {"watermark": RFC 3339 or null}
+    GET /tracker/progress               what this worker has processed and written
+
+Reads run on the store thread, after any write already queued there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from pydantic import BaseModel
+
+from engine.clock import iso
+from engine.status import build_status
+from schemas.points import format_points
+from sinks.base import Sink
+from streams.sink_agent import StoreThread
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def _filters(query: Mapping[str, str]) -> tuple[str | None, int | None]:
+    unit = query.get("unit") or None
+    year_text = query.get("year") or None
+    try:
+        year = int(year_text) if year_text is not None else None
+    except ValueError:
+        raise BadRequest(f"year must be a number, not {year_text!r}") from None
+    return unit, year
+
+
+def _models(rows: Sequence[BaseModel]) -> bytes:
+    return b"[" + b",".join(r.model_dump_json().encode() for r in rows) + b"]"
+
+
+def _status(sink: Sink, unit: str | None, year: int | None) -> bytes:
+    config = sink.load_config()
+    if config is None:
+        return b"[]"
+    registry, books = config
+    rows = build_status(
+        registry,
+        books,
+        sink.totals(),
+        sink.deadlines(unit=unit, year=year),
+        sink.event_unit_years(),
+        unit=unit,
+        year=year,
+    )
+    return json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False).encode()
+
+
+def _config(sink: Sink) -> bytes:
+    config = sink.load_config()
+    if config is None:
+        return b"null"
+    registry, books = config
+    parts = [f'"{k}":{b.model_dump_json()}' for k, b in sorted(books.items())]
+    return f'{{"registry":{registry.model_dump_json()},"rulebooks":{{{",".join(parts)}}}}}'.encode()
+
+
+def _totals(sink: Sink) -> bytes:
+    rows = [[u, y, i, format_points(v)] for (u, y, i), v in sorted(sink.totals().items())]
+    return json.dumps(rows, ensure_ascii=False).encode()
+
+
+def _watermark(sink: Sink) -> bytes:
+    mark = sink.watermark()
+    return json.dumps({"watermark": iso(mark) if mark is not None else None}).encode()
+
+
+def _query(name: str, request: Request) -> Callable[[Sink], bytes]:
+    q = request.query
+    if name == "status":
+        unit, year = _filters(q)
+        return lambda s: _status(s, unit, year)
+    if name == "ledger":
+        unit, year = _filters(q)
+        return lambda s: _models(s.ledger(unit=unit, year=year))
+    if name == "deadlines":
+        unit, year = _filters(q)
+        return lambda s: _models(s.deadlines(unit=unit, year=year))
+    if name == "rejects":
+        try:
+            limit = int(q["limit"]) if q.get("limit") else None
+        except ValueError:
+            raise BadRequest(f"limit must be a number, not {q['limit']!r}") from None
+        return lambda s: _models(s.dead_letters(limit=limit))
+    if name == "config":
+        return _config
+    if name == "totals":
+        return _totals
+    if name == "unit-years":
+        return lambda s: json.dumps(sorted(s.event_unit_years()), ensure_ascii=False).encode()
+    return _watermark
+
+
+READS = ("status", "ledger", "deadlines", "rejects", "config", "totals", "unit-years", "watermark")
+
+
+def register(
+    app: faust.App, store: StoreThread | None, progress: Callable[[], dict[str, Any]]
+) -> None:
+    """Add the views to the app; a worker without a sink answers reads with 503."""
+
+    def reader(name: str) -> type[View]:
+        async def handler(view: View, request: Request) -> Response:
+            if store is None:
+                return view.error(503, "this worker runs no sink (--role processor)")
+            try:
+                fn = _query(name, request)
+                body = await store.call(fn)
+            except BadRequest as exc:
+                return view.error(400, str(exc))
+            except Exception as exc:
+                return view.error(503, (str(exc).splitlines() or [type(exc).__name__])[0])
+            return view.bytes(body, content_type="application/json")
+
+        handler.__name__ = f"tracker_{name.replace('-', '_')}"
+        return View.from_handler(handler)
+
+    for name in READS:
+        app.page(f"/tracker/{name}")(reader(name))
+
+    async def progress_view(view: View, request: Request) -> Response:
+        return view.bytes(json.dumps(progress()).encode(), content_type="application/json")
+
+    progress_view.__name__ = "tracker_progress"
+    app.page("/tracker/progress")(View.from_handler(progress_view))

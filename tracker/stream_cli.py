@@ -1,0 +1,263 @@
+"""The streaming subcommands: `tracker kafka|post|worker|ticker|replay`.
+
+`register(sub)` adds them to the `tracker` parser; each sets `handler`, which takes the parsed
+arguments and returns the exit code. User mistakes raise `tracker.commands.UserError`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tracker.commands import UserError, user_errors
+from tracker.config import data_dir, default_store
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("kafka", help="start, stop or check the local Kafka broker")
+    p.add_argument("action", choices=("start", "stop", "status"))
+    p.add_argument("--port", type=int, default=9092, help="client port (controller: port + 1)")
+    p.set_defaults(handler=cmd_kafka)
+
+    p = sub.add_parser("post", help="check events against the contract and produce them")
+    _kafka_args(p)
+    _units_arg(p)
+    p.add_argument("--file", metavar="FILE|-", help="JSONL, a JSON object or a JSON array")
+    p.add_argument("--type", dest="type", help="build one event from flags: its type")
+    p.add_argument("--unit")
+    p.add_argument("--at", metavar="RFC3339", help="default: now, +08:00")
+    p.add_argument("--event-id", help="default: a random id")
+    for name in ("notice-id", "system", "due", "cause", "terminal", "finding", "incident-id"):
+        p.add_argument(f"--{name}")
+    p.add_argument("--terminals", metavar="T1,T2")
+    for name in ("control", "signal-id", "target-event-id", "reason"):
+        p.add_argument(f"--{name}")
+    p.add_argument("--json", action="store_true", help="end with a JSON summary line")
+    p.set_defaults(handler=cmd_post)
+
+    p = sub.add_parser("worker", help="run the Faust worker (processor and/or sink)")
+    _kafka_args(p)
+    _units_arg(p)
+    p.add_argument("--role", choices=("all", "processor", "sink"), default="all")
+    p.add_argument("--store", default=None, metavar="DSN", help="default: as `tracker status`")
+    p.add_argument("--web-port", type=int, default=6066)
+    p.add_argument("--rulebooks", type=Path, default=None, metavar="DIR")
+    p.add_argument("--holidays", type=Path, default=None, metavar="FILE")
+    p.add_argument("--table-store", choices=("rocksdb", "memory"), default="rocksdb")
+    p.add_argument("--snapshot-every", type=int, default=10_000, metavar="N")
+    p.add_argument("--sink-batch", type=int, default=5_000, metavar="N")
+    p.add_argument("--sink-within-s", type=float, default=0.5, metavar="S")
+    p.add_argument("--commit-interval-s", type=float, default=0.5, metavar="S")
+    p.add_argument("--session-timeout-s", type=float, default=10.0, metavar="S")
+    p.add_argument("--warn-leads", default="3,1", metavar="DAYS", help="deadline warning leads")
+    p.add_argument(
+        "--fault-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="while PATH exists, every store write fails (outage drills)",
+    )
+    p.add_argument("--loglevel", default="info")
+    p.set_defaults(handler=cmd_worker)
+
+    p = sub.add_parser("ticker", help="produce clock.tick to every partition (leader only)")
+    _kafka_args(p)
+    p.add_argument("--interval-s", type=float, default=60.0)
+    p.add_argument("--once", action="store_true", help="one round of ticks, then exit")
+    p.set_defaults(handler=cmd_ticker)
+
+    p = sub.add_parser("replay", help="replay the input topic and diff against the live ledger")
+    _kafka_args(p)
+    _units_arg(p)
+    p.add_argument("--from-kafka", action="store_true", required=True)
+    p.add_argument(
+        "--store",
+        default=None,
+        metavar="DSN",
+        help="the live store (default: as `tracker status`; read through the worker if it holds it)",
+    )
+    p.add_argument("--worker-url", default=None, help="read the live store from this worker")
+    p.add_argument("--rulebooks", type=Path, default=None, metavar="DIR")
+    p.add_argument("--holidays", type=Path, default=None, metavar="FILE")
+    p.add_argument("--wait-s", type=float, default=60.0, help="wait for the live store to catch up")
+    p.set_defaults(handler=cmd_replay)
+
+
+def _kafka_args(p: argparse.ArgumentParser) -> None:
+    from streams.settings import default_bootstrap
+
+    p.add_argument("--bootstrap", default=default_bootstrap(), help="default: $TRACKER_KAFKA")
+    p.add_argument("--topic-prefix", default="tracker")
+    p.add_argument("--partitions", type=int, default=4, help="when creating the topics")
+
+
+def _units_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--units",
+        type=Path,
+        default=os.environ.get("TRACKER_UNITS") or None,
+        metavar="UNITS.yaml",
+        help="unit registry (default: $TRACKER_UNITS)",
+    )
+
+
+def _units(args: argparse.Namespace) -> Path:
+    if args.units is None:
+        raise UserError("--units UNITS.yaml is required (or set TRACKER_UNITS)")
+    return Path(args.units)
+
+
+def _topics(args: argparse.Namespace) -> Any:
+    from streams.topics import Topics
+
+    return Topics(args.topic_prefix)
+
+
+@contextmanager
+def kafka_errors(quiet: bool = True) -> Iterator[None]:
+    """Kafka trouble is one line for the user, not a traceback. Short commands also silence
+    aiokafka's own lines; a worker keeps them in its log."""
+    from aiokafka.errors import KafkaError
+
+    from streams.topics import TopicError, quiet_kafka
+
+    try:
+        if quiet:
+            with quiet_kafka():
+                yield
+        else:
+            yield
+    except TopicError as exc:
+        raise UserError(str(exc)) from None
+    except KafkaError as exc:
+        raise UserError(f"Kafka: {exc}") from None
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from streams.broker import BrokerError, LocalKafka
+
+    broker = LocalKafka(data_dir(), port=args.port)
+    try:
+        if args.action == "start":
+            broker.start()
+        elif args.action == "stop":
+            broker.stop()
+    except BrokerError as exc:
+        raise UserError(str(exc).splitlines()[0]) from None
+    state = broker.status()
+    what = "ready" if state.ready else "running, not ready" if state.running else "stopped"
+    print(f"kafka {what}: {state.bootstrap} (pid {state.pid or '-'}, data {broker.home})")
+    return 0 if args.action == "stop" or state.ready else 1
+
+
+def cmd_post(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from streams.post import FIELD_FLAGS, Poster, event_from_flags, raw_events
+
+    if (args.file is None) == (args.type is None):
+        raise UserError("give either --file FILE|- or --type with the event's flags")
+    with user_errors():
+        from tracker.config import load_registry
+
+        registry = load_registry(_units(args))
+        if args.file is not None:
+            text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+            raws = list(raw_events(text))
+        else:
+            values = {k: getattr(args, k) for k in ("type", "unit", "at", "event_id", *FIELD_FLAGS)}
+            raws = [(1, event_from_flags(values, datetime.now(UTC)))]
+    poster = Poster(args.bootstrap, _topics(args), registry, args.partitions)
+
+    async def run() -> Any:
+        await poster.start()
+        try:
+            return await poster.post(raws)
+        finally:
+            await poster.stop()
+
+    with kafka_errors():
+        summary = asyncio.run(run())
+    for number, reason in summary.problems:
+        print(f"tracker post: not sent: event {number}: {reason}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary.as_dict()))
+    else:
+        print(f"sent {summary.sent}, rejected {summary.rejected}  (topic {poster.topics.events})")
+    return 1 if summary.rejected else 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.app import run_worker
+    from streams.settings import Config, WorkerSettings
+    from streams.warnings import WarningPolicy
+
+    with user_errors():
+        config = Config.load(_units(args), args.rulebooks, args.holidays)
+    try:
+        leads = WarningPolicy.parse(args.warn_leads)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    settings = WorkerSettings(
+        config=config,
+        role=args.role,
+        bootstrap=args.bootstrap,
+        topics=_topics(args),
+        partitions=args.partitions,
+        store=args.store or default_store(),
+        web_port=args.web_port,
+        table_store=f"{args.table_store}://",
+        data_dir=data_dir(),
+        snapshot_every=args.snapshot_every,
+        sink_max_records=args.sink_batch,
+        sink_within_s=args.sink_within_s,
+        commit_interval_s=args.commit_interval_s,
+        session_timeout_s=args.session_timeout_s,
+        warnings=leads,
+        fault_file=args.fault_file,
+    )
+    with kafka_errors(quiet=False):
+        return run_worker(settings, loglevel=args.loglevel)
+
+
+def cmd_ticker(args: argparse.Namespace) -> int:
+    from streams.ticker import now_seconds, run_ticker, tick_once
+    from streams.topics import ensure_topics
+
+    topics = _topics(args)
+    if args.interval_s <= 0:
+        raise UserError("--interval-s must be positive")
+    with kafka_errors(quiet=args.once):
+        if args.once:
+
+            async def once() -> None:
+                partitions = await ensure_topics(args.bootstrap, topics, args.partitions)
+                await tick_once(args.bootstrap, topics, partitions, now_seconds())
+
+            asyncio.run(once())
+            return 0
+        return run_ticker(args.bootstrap, topics, args.partitions, args.interval_s)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from streams.replay import run_replay
+
+    with user_errors(), kafka_errors():
+        from streams.settings import Config
+
+        config = Config.load(_units(args), args.rulebooks, args.holidays)
+        return run_replay(
+            config,
+            bootstrap=args.bootstrap,
+            topics=_topics(args),
+            store=args.store or default_store(),
+            worker_url=args.worker_url,
+            wait_s=args.wait_s,
+        )
