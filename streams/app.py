@@ -112,8 +112,13 @@ def _json(value: Any) -> bytes:
 
 
 def _open_store(settings: WorkerSettings) -> Sink:
+    """The store with the registry and rulebooks recorded (status needs nothing but the store)."""
     sink: Sink = open_sink(settings.store)
-    sink.save_config(settings.config.registry, settings.config.rulebooks)
+    try:
+        sink.save_config(settings.config.registry, settings.config.rulebooks)
+    except Exception:
+        sink.close()  # opened again on the next attempt
+        raise
     if settings.fault_file is not None:
         sink = FaultySink(sink, settings.fault_file)
     return sink

@@ -18,7 +18,7 @@ import heapq
 import itertools
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import faust
@@ -32,7 +32,6 @@ class Holds:
         self.app = app
         self._held: dict[TP, list[tuple[int, int, Message]]] = defaultdict(list)
         self._seq = itertools.count()
-        self.stuck: list[Message] = []
 
     def hold(self, message: Message) -> None:
         message.incref()
@@ -52,12 +51,11 @@ class Holds:
             message = heapq.heappop(heap)[2]
             if message.offset >= covered_from:
                 self._release(message)
-            else:
-                self.stuck.append(message)
+            else:  # dropped from the heap but never acked: the commit stops before it
                 log.warning("%s offset %d was fetched but not processed: not committing it",
                             tp, message.offset)  # fmt: skip
 
-    def release(self, messages: Iterable[Message]) -> None:
+    def release(self, messages: Sequence[Message]) -> None:
         """Release exactly these messages (the sink: a skipped record stays held, so the commit
         cannot pass it until it is fetched again and written)."""
         done = {id(m) for m in messages}
@@ -74,7 +72,6 @@ class Holds:
         """Revoked partitions: their messages will be fetched again by their next owner."""
         for tp in tps:
             self._held.pop(tp, None)
-        self.stuck = [m for m in self.stuck if m.tp not in set(tps)]
 
     def _release(self, message: Message) -> None:
         message.decref()  # our reference; the ack below drops the stream's (if still there)

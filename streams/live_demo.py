@@ -27,6 +27,7 @@ from typing import IO
 from engine.status import build_status
 from schemas.points import format_points
 from schemas.registry import Registry
+from sinks.base import StoreError
 from streams.post import Poster, PostSummary
 from streams.topics import Topics, wait_drained
 from tracker import demo, tables
@@ -93,13 +94,15 @@ def run_live_demo(
               file=out)  # fmt: skip
         groups = (topics.group("all"), topics.group("all"))
         wait_started = time.monotonic()
-        if not asyncio.run(wait_drained(broker.bootstrap, topics, groups, timeout_s=1800)):
-            print("demo: the worker did not catch up within 30 minutes", file=out)
-            return 1
+        while not asyncio.run(wait_drained(broker.bootstrap, topics, groups, timeout_s=5)):
+            _check_alive(worker, logs / "worker.log")
+            if time.monotonic() - wait_started > 1800:
+                print("demo: the worker did not catch up within 30 minutes", file=out)
+                return 1
         print(f"demo: every record applied and stored {time.monotonic() - wait_started:.1f}s "
               "after the last one was produced", file=out)  # fmt: skip
         ticker = _spawn(["ticker", *common, "--interval-s", "2"], logs / "ticker.log", env)
-        _wait_live_tick(remote)
+        _wait_live_tick(remote, worker, logs / "worker.log")
         asyncio.run(wait_drained(broker.bootstrap, topics, groups, timeout_s=120))
         print("demo: the live ticker's first tick is in (every partition's clock is now today)",
               file=out)  # fmt: skip
@@ -130,19 +133,28 @@ def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[
         )
 
 
+def _check_alive(proc: subprocess.Popen[bytes], log: Path) -> None:
+    if proc.poll() is not None:
+        errors = [line for line in log.read_text(errors="replace").splitlines() if "Error" in line]
+        raise UserError(
+            f"the demo worker exited (code {proc.returncode}): "
+            f"{errors[0] if errors else 'see ' + str(log)}"
+        )
+
+
 def _wait_web(remote: RemoteStore, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 120
     while True:
-        if proc.poll() is not None:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-            raise RuntimeError(f"the worker exited (code {proc.returncode}):\n{tail}")
+        _check_alive(proc, log)
         try:
-            remote.progress()
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the worker did not start; see {log}") from None
-            time.sleep(0.3)
+            # up and assigned its partitions (Faust serves the web before joining the group)
+            if remote.progress()["assigned"]:
+                return
+        except StoreError:
+            pass
+        if time.monotonic() > deadline:
+            raise UserError(f"the demo worker did not start within 2 minutes; see {log}")
+        time.sleep(0.3)
 
 
 async def _produce(
@@ -158,14 +170,17 @@ async def _produce(
     return time.monotonic() - started, summary
 
 
-def _wait_live_tick(remote: RemoteStore, timeout_s: float = 120) -> None:
+def _wait_live_tick(
+    remote: RemoteStore, worker: subprocess.Popen[bytes], log: Path, timeout_s: float = 120
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        _check_alive(worker, log)
         mark = remote.watermark()
         if mark is not None and mark.year >= 2024:
             return
         time.sleep(0.5)
-    raise RuntimeError("no live tick reached the store")
+    raise UserError("no live tick reached the store within 2 minutes; see the ticker's log")
 
 
 def _print_ranking(remote: RemoteStore, out: IO[str]) -> None:

@@ -50,7 +50,12 @@ def register(sub: Any) -> None:
     p.add_argument("--web-port", type=int, default=6066)
     p.add_argument("--rulebooks", type=Path, default=None, metavar="DIR")
     p.add_argument("--holidays", type=Path, default=None, metavar="FILE")
-    p.add_argument("--table-store", choices=("rocksdb", "memory"), default="rocksdb")
+    p.add_argument(
+        "--table-store",
+        choices=("rocksdb", "memory"),
+        default=None,
+        help="where snapshots live between restarts (default: rocksdb if rocksdict is installed)",
+    )
     p.add_argument("--snapshot-every", type=int, default=10_000, metavar="N")
     p.add_argument("--sink-batch", type=int, default=5_000, metavar="N")
     p.add_argument("--sink-within-s", type=float, default=0.5, metavar="S")
@@ -88,6 +93,19 @@ def register(sub: Any) -> None:
     p.add_argument("--holidays", type=Path, default=None, metavar="FILE")
     p.add_argument("--wait-s", type=float, default=60.0, help="wait for the live store to catch up")
     p.set_defaults(handler=cmd_replay)
+
+
+def default_table_store() -> str:
+    """RocksDB keeps snapshots on local disk across restarts; without rocksdict (the optional
+    `rocksdb` extra) the memory store restores them from the changelog topic at each start."""
+    import importlib.util
+
+    if importlib.util.find_spec("rocksdict") is not None:
+        return "rocksdb"
+    print("tracker worker: rocksdict is not installed: snapshots in memory (restored from "
+          "Kafka at each start); install the `rocksdb` extra to keep them on disk",
+          file=sys.stderr)  # fmt: skip
+    return "memory"
 
 
 def _kafka_args(p: argparse.ArgumentParser) -> None:
@@ -213,7 +231,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         store=args.store or default_store(),
         web_port=args.web_port,
-        table_store=f"{args.table_store}://",
+        table_store=f"{args.table_store or default_table_store()}://",
         data_dir=data_dir(),
         snapshot_every=args.snapshot_every,
         sink_max_records=args.sink_batch,
