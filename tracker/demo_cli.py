@@ -40,9 +40,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from streams.live_demo import EMBEDDED, run_live_demo
         from tracker.config import data_dir
 
-        code = run_live_demo(
-            data_dir() / "live", seed=args.seed, years=_years(args.years), scale=args.scale
-        )
+        code = run_live_demo(data_dir(), seed=args.seed, years=_years(args.years), scale=args.scale)
         if code != EMBEDDED:
             return code
     from tracker import demo
