@@ -111,6 +111,8 @@ class PostSummary:
 
 
 class Poster:
+    """Checks and produces events: keyed by root unit, ticks to every partition."""
+
     def __init__(self, bootstrap: str, topics: Topics, registry: Registry, partitions: int = 4):
         self.bootstrap = bootstrap
         self.topics = topics

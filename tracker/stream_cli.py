@@ -96,14 +96,14 @@ def register(sub: Any) -> None:
 
 
 def default_table_store() -> str:
-    """RocksDB keeps snapshots on local disk across restarts; without rocksdict (the optional
-    `rocksdb` extra) the memory store restores them from the changelog topic at each start."""
+    """RocksDB keeps snapshots on local disk across restarts; should rocksdict (a dependency) be
+    missing, the memory store restores them from the changelog topic at each start instead."""
     import importlib.util
 
     if importlib.util.find_spec("rocksdict") is not None:
         return "rocksdb"
     print("tracker worker: rocksdict is not installed: snapshots in memory (restored from "
-          "Kafka at each start); install the `rocksdb` extra to keep them on disk",
+          "Kafka at each start); reinstall the package to keep them on disk",
           file=sys.stderr)  # fmt: skip
     return "memory"
 
