@@ -8,7 +8,6 @@ so the ledger equals processing the stream without the withdrawn cause (spec 5.1
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -62,9 +61,6 @@ class Assessment:
     def _use(self, caps: tuple[str, ...], amount: Decimal) -> None:
         for cap in caps:
             self.used[cap] = self.used.get(cap, ZERO) + amount
-
-
-Emit = Callable[[Assessment, Claim, Decimal, Decimal, str | None, datetime, str], LedgerEntry]
 
 
 class Ledger:
