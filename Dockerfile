@@ -8,10 +8,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TRACKER_DATA=/data
 
 WORKDIR /app
-# The whole checkout (see .dockerignore): pyproject.toml, the packages, and dashboards/ for
+# Dependencies first, from the lock (pinned, hashed), so a source change reuses this layer.
+COPY pyproject.toml requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
+# Then the checkout (see .dockerignore): the packages, and dashboards/ for
 # `tracker dashboards push`, which reads ./dashboards from this directory.
 COPY . .
-RUN pip install . \
+RUN pip install --no-deps . \
     && useradd --create-home --uid 10001 tracker \
     && mkdir -p /data \
     && chown tracker /data

@@ -60,12 +60,19 @@ def test_services_images_and_commands() -> None:
             r"http://\$\{CLICKHOUSE_USER[^}]*\}:\$\{CLICKHOUSE_PASSWORD[^}]*\}@clickhouse:8123/\?database=tracker",
             env["TRACKER_STORE"],
         )
-    assert (
-        "grafana-clickhouse-datasource" in services["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
+    # a pinned plugin version, installed before Grafana serves (no unpinned GF_INSTALL_PLUGINS)
+    grafana_env = services["grafana"]["environment"]
+    assert "GF_INSTALL_PLUGINS" not in grafana_env
+    assert re.fullmatch(
+        r"grafana-clickhouse-datasource@\d+\.\d+\.\d+", grafana_env["GF_PLUGINS_PREINSTALL_SYNC"]
     )
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert dockerfile.startswith("# ") and "FROM python:3.11-slim" in dockerfile
-    assert re.search(r"^RUN pip install \.", dockerfile, re.M)
+    # dependencies from the lock, in a layer before the source is copied
+    lock_install = dockerfile.index("RUN pip install --require-hashes -r requirements.lock")
+    assert dockerfile.index("COPY pyproject.toml requirements.lock ./") < lock_install
+    assert lock_install < dockerfile.index("COPY . .")
+    assert re.search(r"^RUN pip install --no-deps \.", dockerfile, re.M)
 
 
 def test_every_service_has_an_image_a_healthcheck_and_healthy_dependencies() -> None:
