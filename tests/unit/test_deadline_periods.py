@@ -278,3 +278,15 @@ def test_status_shows_the_notices_own_due_where_it_is_not_the_one_that_judges() 
         "V2": {"ref": "V2", "due": "2018-03-17T00:00:00+08:00", "status": "overdue"},
         "V3": {"ref": "V3", "due": "2020-03-12T17:30:00+08:00", "status": "open"},
     }  # fmt: skip
+
+
+def test_a_repost_needs_no_due_of_its_own() -> None:
+    eng = engine()
+    first = ev(
+        "vuln.notice", "2020-03-02T10:00", unit="c.k", notice_id="V1", system="OA",
+        due="2020-03-20T00:00",
+    )  # fmt: skip
+    again = ev("vuln.notice", "2020-03-03T10:00", unit="c.k", notice_id="V1", system="OA")
+    out = apply_all(eng, [first, again])
+    assert [o.status for o in out] == ["accepted", "accepted"]
+    assert eng.open_deadlines()[0].due.isoformat() == "2020-03-20T00:00:00+08:00"
