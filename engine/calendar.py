@@ -1,4 +1,4 @@
-"""Deadlines: calendar periods and PRC working days (spec 5.7).
+"""The official PRC working-day calendar, as a value (spec 5.7).
 
 The engine stays pure: the official holiday data is handed in as a `WorkCalendar` value, built by
 an adapter (`tracker.workdays`) from chinesecalendar plus an optional override file.
@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from engine.clock import SHANGHAI
-from schemas.rulebook import Deadline
 
 
 class CalendarError(ValueError):
@@ -56,16 +55,3 @@ class WorkCalendar:
 
 
 NO_CALENDAR = WorkCalendar(frozenset(), frozenset(), frozenset())
-
-DEFAULT_DEADLINES = {
-    # The contract's own periods, used when no rulebook covering the notice declares one.
-    "vuln.notice": Deadline(period_days=14),
-    "supervision.warning": Deadline(working_days=3),
-}
-
-
-def due_at(at: datetime, deadline: Deadline, calendar: WorkCalendar) -> datetime:
-    if deadline.period_days is not None:
-        return (at + timedelta(days=deadline.period_days)).astimezone(SHANGHAI)
-    assert deadline.working_days is not None
-    return calendar.end_of_working_days(at, deadline.working_days)

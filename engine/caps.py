@@ -31,7 +31,9 @@ class Claim:
     event_ids: tuple[str, ...]
     effective_at: datetime
     reason: str
-    supporters: set[str]  # accepted events still asserting this occurrence
+    # Accepted events still asserting this occurrence, in arrival order (a dict, not a set, so
+    # that an entry re-cited after a retraction names them in the same order on every replay).
+    supporters: dict[str, None]
     applied: Decimal = ZERO
     entry_id: str = ""
     version: int = 0
@@ -48,6 +50,7 @@ class Assessment:
     by_key: dict[tuple[str, str], Claim] = field(default_factory=dict)
     generations: dict[tuple[str, str], int] = field(default_factory=dict)
     prefixes: dict[str, str] = field(default_factory=dict)  # id prefix per rule, built once
+    seq: int = 0  # the last ledger `seq` of this (unit, year): kept and forgotten with it
 
     def headroom(self, caps: tuple[str, ...]) -> Decimal:
         room: Decimal | None = None
@@ -63,12 +66,14 @@ class Assessment:
             self.used[cap] = self.used.get(cap, ZERO) + amount
 
 
+Routes = tuple[tuple[Assessment, CompiledRule], ...]  # where one kind of event counts
+
+
 class Ledger:
     """Owns every assessment's caps and turns claim changes into ledger entries."""
 
     def __init__(self) -> None:
         self.entries: list[LedgerEntry] = []
-        self._seq: dict[tuple[str, int], int] = {}
 
     def open_claim(
         self,
@@ -87,7 +92,7 @@ class Ledger:
         existing = assessment.by_key.get(key)
         if existing is not None:
             if supporter is not None:
-                existing.supporters.add(supporter)
+                existing.supporters[supporter] = None
             return None
         generation = assessment.generations.get(key, 0)
         assessment.generations[key] = generation + 1
@@ -105,7 +110,7 @@ class Ledger:
             event_ids=event_ids,
             effective_at=effective_at,
             reason=reason,
-            supporters={supporter} if supporter is not None else set(),
+            supporters={supporter: None} if supporter is not None else {},
         )
         applied = max(ZERO, min(claim.requested, assessment.headroom(rule.caps)))
         assessment._use(rule.caps, applied)
@@ -125,6 +130,22 @@ class Ledger:
         if claim.applied:  # a claim capped at 0 frees nothing: no one can gain
             assessment._use(claim.rule.caps, -claim.applied)
             self._reallocate(assessment, position, at=at, cause=cause)
+
+    def recite(
+        self,
+        assessment: Assessment,
+        claim: Claim,
+        event_ids: tuple[str, ...],
+        *,
+        at: datetime,
+        why: str,
+        cause: str,
+    ) -> None:
+        """Re-issue a claim's entry, same amount, citing `event_ids` (spec 5.15): the ledger is
+        append-only, so the entry citing an event that no longer supports it is reversed."""
+        self._reverse(assessment, claim, at=at, why=why, cause=cause)
+        claim.event_ids = event_ids
+        self._write(assessment, claim, claim.applied, why=why)
 
     def _reallocate(self, assessment: Assessment, start: int, *, at: datetime, cause: str) -> None:
         """Greedy allocation again from `start`: claims before it are unaffected by later ones."""
@@ -194,9 +215,7 @@ class Ledger:
         reason: str,
         event_ids: tuple[str, ...],
     ) -> None:
-        seq_key = (assessment.unit, assessment.year)
-        seq = self._seq.get(seq_key, 0) + 1
-        self._seq[seq_key] = seq
+        seq = assessment.seq = assessment.seq + 1
         rule = claim.rule
         self.entries.append(
             trusted(
@@ -226,7 +245,3 @@ class Ledger:
     def drain(self) -> list[LedgerEntry]:
         out, self.entries = self.entries, []
         return out
-
-    def forget_year(self, year: int) -> None:
-        for key in [k for k in self._seq if k[1] <= year]:
-            del self._seq[key]

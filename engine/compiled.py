@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from schemas.rulebook import Deadline, Rule, Rulebook
+from schemas.rulebook import Rule, Rulebook
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +16,7 @@ class CompiledRule:
     item: str
     rule_id: str  # "<indicator>/<item>/<rule key>", unique within the rulebook
     key: str  # the rule's key within its item (trigger plus match), as the ledger shows it
+    clause: str  # the item's clause text, verbatim, for reasons that cite it
     rule: Rule
     caps: tuple[str, ...]  # item cap, shared caps, indicator maximum — every enclosing cap
 
@@ -26,9 +27,12 @@ class CompiledRulebook:
     by_trigger: Mapping[str, tuple[CompiledRule, ...]]
     cap_points: Mapping[str, Decimal]
 
-    def deadline_for(self, trigger: str) -> Deadline | None:
+    def covering(self, trigger: str, *, own: bool) -> CompiledRule | None:
+        """The first rule of `trigger` that counts an event of the assessed unit itself (`own`)
+        or, else, of a unit in its jurisdiction."""
         for rule in self.by_trigger.get(trigger, ()):
-            return rule.rule.deadline
+            if own or rule.rule.scope == "jurisdiction":
+                return rule
         return None
 
 
@@ -54,6 +58,7 @@ def compile_rulebook(book: Rulebook) -> CompiledRulebook:
                     item=item.number,
                     rule_id=f"{ind.id}/{item.number}/{rule.key}",
                     key=rule.key,
+                    clause=item.clause,
                     rule=rule,
                     caps=tuple(caps),
                 )

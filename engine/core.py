@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from engine.calendar import DEFAULT_DEADLINES, NO_CALENDAR, CalendarError, WorkCalendar, due_at
-from engine.caps import Assessment, Ledger
+from engine.calendar import NO_CALENDAR, WorkCalendar
+from engine.caps import Assessment, Ledger, Routes
 from engine.clock import assessment_year, iso, local, year_start
 from engine.compiled import CompiledRule, CompiledRulebook, compile_rulebook
-from engine.deadlines import DueQueue, Tracked
 from engine.matching import count_keys, describe
+from engine.notices import REF_FIELD, Notice, NoticeKey
 from engine.outcome import ConfigError, Outcome, Record, Rejected
+from engine.periods import DEFAULT_PERIODS, judge_due
+from engine.remediation import Remediation
+from engine.retention import close_through
 from schemas.events import (
     ClockTick,
     Event,
@@ -25,7 +28,7 @@ from schemas.events import (
     VulnFeedback,
     VulnNotice,
 )
-from schemas.ledger import DeadlineKind, DeadlineState
+from schemas.ledger import DeadlineState
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 
@@ -34,6 +37,8 @@ OVERDUE_TRIGGER: dict[str, str] = {
     "vuln.notice": "vuln.overdue",
     "supervision.warning": "supervision.overdue",
 }
+Judged = tuple[datetime, datetime | None]  # a new notice's due instant, and the due it carried
+Prepared = Notice | Judged | None  # what validation found out, for applying the event
 
 
 class Engine:
@@ -66,16 +71,11 @@ class Engine:
         self.watermark: datetime | None = None
         self.closed_through: int | None = None
         self._next_close: datetime | None = None  # the instant the next year closes
-        self._records: dict[int, dict[str, Record]] = {}
-        self._tracked: dict[int, dict[tuple[str, str, str], Tracked]] = {}
+        self._records: dict[int, dict[str, Record]] = {}  # by the event's assessment year
+        self._notices: dict[int, dict[NoticeKey, Notice]] = {}  # by the notice's year
         self._assessments: dict[tuple[str, int], Assessment | None] = {}
-        self._route_cache: dict[
-            tuple[str, int, str], tuple[tuple[Assessment, CompiledRule], ...]
-        ] = {}
-        self._queue = DueQueue()
-        self._arrivals = 0
-        self._versions = 0
-        self._changed: dict[tuple[str, str, str], DeadlineState] = {}
+        self._route_cache: dict[tuple[str, int, str], Routes] = {}
+        self._deadlines = Remediation(self.ledger)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -92,7 +92,7 @@ class Engine:
             return Outcome("duplicate", event.event_id)
         year = assessment_year(event.at)
         try:
-            prepared = self._validate(event, now, year)
+            prepared = self._validate(event, now, year, self._closed_after(event.at))
         except Rejected as exc:
             return Outcome("rejected", event.event_id, reason=exc.reason)
         self._advance(event.at)
@@ -107,15 +107,19 @@ class Engine:
 
     def open_deadlines(self) -> list[DeadlineState]:
         return [
-            t.state(self.watermark or t.at, self._versions)
-            for by_key in self._tracked.values()
-            for t in by_key.values()
-            if t.status == "open"
+            n.tracked.state(self.watermark or n.tracked.at, self._deadlines.version)
+            for by_key in self._notices.values()
+            for n in by_key.values()
+            if n.tracked is not None and n.tracked.status == "open"
         ]
 
     # -- validation (before any state changes) -------------------------------------------------
 
-    def _validate(self, event: Event, now: datetime | None, year: int) -> datetime | None:
+    def _validate(
+        self, event: Event, now: datetime | None, year: int, closed: int | None
+    ) -> Prepared:
+        """Judge the event on the state applying it will see: `closed` is the last year closed
+        once the clock has moved to its `at` (a year closing by this very event included)."""
         if now is not None and event.at > now + MAX_AHEAD:
             raise Rejected(
                 f"at {iso(event.at)} is more than 10 minutes ahead of the processing clock"
@@ -124,30 +128,29 @@ class Engine:
             return None
         if event.unit not in self._chain:
             raise Rejected(f"unknown unit {event.unit!r}")
-        if self.closed_through is not None and year <= self.closed_through:
+        if closed is not None and year <= closed:
             raise Rejected(f"assessment year {year} is closed (the clock is at {iso(self._wm)})")
         if isinstance(event, VulnFeedback | SupervisionHandled):
-            self._live_tracked(event)
+            self._live_notice(event, closed)
         elif isinstance(event, EventRetracted):
-            self._retractable(event)
-        elif isinstance(event, VulnNotice | SupervisionWarning):
-            return self._due_of(event, year)
+            self._retractable(event, closed)
+        elif event.type in REF_FIELD:
+            return self._prepare_notice(event, year, closed)
         return None
 
-    def _live_tracked(self, event: VulnFeedback | SupervisionHandled) -> Tracked:
-        kind: DeadlineKind
+    def _live_notice(self, event: VulnFeedback | SupervisionHandled, closed: int | None) -> Notice:
         if isinstance(event, VulnFeedback):
-            kind, ref, what = "vuln.notice", event.notice_id, "notice"
+            key, what = (event.unit, "vuln.notice", event.notice_id), "notice"
         else:
-            kind, ref, what = "supervision.warning", event.signal_id, "signal"
-        tracked = self._lookup_tracked(event.unit, kind, ref)
-        if tracked is None or tracked.status == "withdrawn":
-            state = "unknown" if tracked is None else "withdrawn"
-            raise Rejected(f"{event.type} for {state} {what} {ref!r} of unit {event.unit}")
-        return tracked
+            key, what = (event.unit, "supervision.warning", event.signal_id), "signal"
+        notice = self._lookup_notice(key, closed)
+        if notice is None or notice.tracked is None or notice.tracked.status == "withdrawn":
+            state = "unknown" if notice is None else "withdrawn"
+            raise Rejected(f"{event.type} for {state} {what} {key[2]!r} of unit {event.unit}")
+        return notice
 
-    def _retractable(self, event: EventRetracted) -> Record:
-        record = self._find_record(event.target_event_id)
+    def _retractable(self, event: EventRetracted, closed: int | None) -> Record:
+        record = self._find_record(event.target_event_id, closed)
         if record is None or record.unit != event.unit:
             raise Rejected(
                 f"retraction of unknown event {event.target_event_id!r} of unit {event.unit}"
@@ -158,21 +161,34 @@ class Engine:
             raise Rejected("a retraction cannot itself be retracted")
         return record
 
-    def _due_of(self, event: VulnNotice | SupervisionWarning, year: int) -> datetime:
-        if isinstance(event, VulnNotice) and event.due is not None:
-            return local(event.due)
-        trigger = OVERDUE_TRIGGER[event.type]
-        deadline = DEFAULT_DEADLINES[event.type]
-        for assessed in self._chain[event.unit]:
+    def _prepare_notice(self, event: Event, year: int, closed: int | None) -> Prepared:
+        assert not isinstance(event, ClockTick)
+        ref = event.__dict__[REF_FIELD[event.type]]
+        found = self._lookup_notice((event.unit, event.type, ref), closed)
+        if found is not None and found.postings:
+            return found  # posted again: the same notice (spec 5.3)
+        if not isinstance(event, VulnNotice | SupervisionWarning):
+            return None
+        notice_due = local(event.due) if isinstance(event, VulnNotice) and event.due else None
+        due = judge_due(
+            what=f"{event.type} {ref} of unit {event.unit}",
+            at=event.at,
+            notice_due=notice_due,
+            rule=self._judging_rule(event.unit, year, OVERDUE_TRIGGER[event.type]),
+            default=DEFAULT_PERIODS[event.type],
+            calendar=self.calendar,
+        )
+        return due, notice_due
+
+    def _judging_rule(self, unit: str, year: int, trigger: str) -> CompiledRule | None:
+        """The first overdue rule covering a notice of `unit` (spec 5.7): its own rulebook's,
+        then its ancestors' jurisdiction rules. Reads only: validation changes nothing."""
+        for assessed in self._chain[unit]:
             book = self._book(assessed, year)
-            found = book.deadline_for(trigger) if book is not None else None
+            found = book.covering(trigger, own=assessed == unit) if book is not None else None
             if found is not None:
-                deadline = found
-                break
-        try:
-            return due_at(event.at, deadline, self.calendar)
-        except CalendarError as exc:
-            raise Rejected(str(exc)) from None
+                return found
+        return None
 
     # -- event time ----------------------------------------------------------------------------
 
@@ -185,9 +201,15 @@ class Engine:
         if self.watermark is not None and at <= self.watermark:
             return
         self.watermark = at
-        for tracked in self._queue.pop_passed(at):
-            self._reconcile(tracked, at=tracked.due, cause=tracked.event_id)
+        self._deadlines.expire(at)
         self._close_years()
+
+    def _closed_after(self, at: datetime) -> int | None:
+        """The last closed year once the clock has moved to `at` (see `_close_years`)."""
+        if self._next_close is not None and at < self._next_close:
+            return self.closed_through  # moving there closes nothing new
+        last = assessment_year(at) - 1 - self.retain_years
+        return max(last, self.closed_through) if self.closed_through is not None else last
 
     def _close_years(self) -> None:
         if self._next_close is not None and self._wm < self._next_close:
@@ -197,38 +219,46 @@ class Engine:
         if self.closed_through is not None and last_closed <= self.closed_through:
             return
         self.closed_through = last_closed
-        for store in (self._records, self._tracked):
-            for year in [y for y in store if y <= last_closed]:
-                del store[year]
-        for key in [k for k in self._assessments if k[1] <= last_closed]:
-            del self._assessments[key]
-        for route in [k for k in self._route_cache if k[1] <= last_closed]:
-            del self._route_cache[route]
-        self._queue.forget_year(last_closed)
-        self.ledger.forget_year(last_closed)
+        close_through(
+            last_closed,
+            records=self._records,
+            notices=self._notices,
+            assessments=self._assessments,
+            routes=self._route_cache,
+            queue=self._deadlines.queue,
+        )
 
     # -- applying ------------------------------------------------------------------------------
 
-    def _dispatch(self, event: Event, due: datetime | None, year: int) -> None:
+    def _dispatch(self, event: Event, prepared: Prepared, year: int) -> None:
         assert not isinstance(event, ClockTick)
         record = Record(unit=event.unit, type=event.type)
         self._records.setdefault(year, {})[event.event_id] = record
         if isinstance(event, EventRetracted):
-            self._retract(event, self._retractable(event))
+            self._retract(event, self._retractable(event, self.closed_through))
         elif isinstance(event, VulnFeedback | SupervisionHandled):
-            tracked = self._live_tracked(event)
+            notice = self._live_notice(event, self.closed_through)
+            notice.touched(year)
+            tracked = notice.tracked
+            assert tracked is not None
             tracked.feedbacks[event.event_id] = event.at
             record.feedback_for = tracked
-            self._reconcile(tracked, at=event.at, cause=event.event_id)
+            self._deadlines.reconcile(
+                tracked, watermark=self.watermark, at=event.at, cause=event.event_id
+            )
+        elif isinstance(prepared, Notice):
+            prepared.postings[event.event_id] = None
+            prepared.touched(year)
+            record.notice = prepared
+            self._count(event, record, prepared.count_routes)
+        elif event.type in REF_FIELD:
+            record.notice = self._open_notice(event, prepared, year)
+            self._count(event, record, record.notice.count_routes)
         else:
-            if isinstance(event, VulnNotice | SupervisionWarning):
-                assert due is not None
-                record.tracked = [self._track(event, due, year)]
-            self._count(event, record, year)
+            self._count(event, record, self._routes(event.unit, year, event.type))
 
-    def _count(self, event: Event, record: Record, year: int) -> None:
+    def _count(self, event: Event, record: Record, routes: Routes) -> None:
         assert not isinstance(event, ClockTick)
-        routes = self._routes(event.unit, year, event.type)
         if not routes:
             return
         at = local(event.at)
@@ -248,9 +278,7 @@ class Engine:
                 target = claim or assessment.by_key[(rule.rule_id, key)]
                 claims.append((assessment, target))
 
-    def _routes(
-        self, unit: str, year: int, trigger: str
-    ) -> tuple[tuple[Assessment, CompiledRule], ...]:
+    def _routes(self, unit: str, year: int, trigger: str) -> Routes:
         """The (assessment, rule) pairs an event of `unit` counts for: its own rules, and the
         jurisdiction rules of every ancestor. Cached: the registry never changes under an engine."""
         key = (unit, year, trigger)
@@ -267,87 +295,61 @@ class Engine:
             routes = self._route_cache[key] = tuple(found)
         return routes
 
-    def _track(self, event: VulnNotice | SupervisionWarning, due: datetime, year: int) -> Tracked:
-        if isinstance(event, VulnNotice):
-            kind: DeadlineKind = "vuln.notice"
-            ref = event.notice_id
-        else:
-            kind, ref = "supervision.warning", event.signal_id
-        existing = self._lookup_tracked(event.unit, kind, ref)
-        if existing is not None and existing.status != "withdrawn":
-            existing.supporters.add(event.event_id)  # a re-posted notice is the same notice
-            return existing
-        self._arrivals += 1
-        tracked = Tracked(
-            unit=event.unit,
-            kind=kind,
-            ref=ref,
-            event_id=event.event_id,
-            at=event.at,
-            due=due,
-            arrival=self._arrivals,
-            supporters={event.event_id},
+    def _open_notice(self, event: Event, judged: Judged | None, year: int) -> Notice:
+        assert not isinstance(event, ClockTick)
+        key = (event.unit, event.type, event.__dict__[REF_FIELD[event.type]])
+        for by_key in self._notices.values():
+            by_key.pop(key, None)  # a withdrawn notice posted again is a new notice
+        notice = Notice(
+            key=key,
             year=year,
+            postings={event.event_id: None},
+            count_routes=self._routes(event.unit, year, event.type),
+            keep_year=year,
         )
-        self._tracked.setdefault(year, {})[(event.unit, kind, ref)] = tracked
-        self._emit_state(tracked, event.at)
-        self._reconcile(tracked, at=event.at, cause=event.event_id)
-        if tracked.status == "open":
-            self._queue.push(tracked)
-        return tracked
-
-    def _reconcile(self, tracked: Tracked, *, at: datetime, cause: str) -> None:
-        """Bring the overdue deduction and the status in line with the notice's facts."""
-        before = tracked.status
-        status = tracked.derive(self.watermark)
-        wanted = status in ("overdue", "late")
-        if wanted and not tracked.overdue_claims:
-            self._open_overdue(tracked)
-        elif not wanted and tracked.overdue_claims:
-            why = "remediated on time" if status == "met" else f"notice {status}"
-            for assessment, claim in tracked.overdue_claims:
-                self.ledger.withdraw_claim(assessment, claim, at=local(at), why=why, cause=cause)
-            tracked.overdue_claims.clear()
-        if status != before:
-            tracked.status = status
-            self._emit_state(tracked, at)
-            if status == "open":
-                self._queue.push(tracked)
-
-    def _open_overdue(self, tracked: Tracked) -> None:
-        for assessment, rule in self._routes(
-            tracked.unit, tracked.year, OVERDUE_TRIGGER[tracked.kind]
-        ):
-            key = "" if rule.rule.counting == "once_per_year" else f"{tracked.unit}/{tracked.ref}"
-            claim = self.ledger.open_claim(
-                assessment,
-                rule,
-                key,
-                source_unit=tracked.unit,
-                event_ids=(tracked.event_id,),
-                effective_at=local(tracked.due),
-                reason=f"{tracked.kind} {tracked.ref} of {tracked.unit} not remediated "
-                f"by its due instant {iso(tracked.due)}",
-                supporter=None,
+        self._notices.setdefault(year, {})[key] = notice
+        if judged is not None:
+            trigger = OVERDUE_TRIGGER[event.type]
+            notice.tracked = self._deadlines.track(
+                notice,
+                event,
+                judged,
+                overdue_routes=self._routes(event.unit, year, trigger),
+                watermark=self.watermark,
             )
-            if claim is not None:
-                tracked.overdue_claims.append((assessment, claim))
+            notice.touched(judged[0].year)  # due instants are made in Asia/Shanghai
+        return notice
 
     def _retract(self, event: EventRetracted, target: Record) -> None:
         target.retracted = True
-        at, cause = local(event.at), event.event_id
-        why = f"event {event.target_event_id} retracted: {event.reason}"
+        at, cause, gone = local(event.at), event.event_id, event.target_event_id
+        why = f"event {gone} retracted: {event.reason}"
         for assessment, claim in target.claims or ():
-            claim.supporters.discard(event.target_event_id)
-            current = assessment.by_key.get((claim.rule.rule_id, claim.count_key))
-            if not claim.supporters and current is claim:
+            claim.supporters.pop(gone, None)
+            if assessment.by_key.get((claim.rule.rule_id, claim.count_key)) is not claim:
+                continue
+            if not claim.supporters:
                 self.ledger.withdraw_claim(assessment, claim, at=at, why=why, cause=cause)
-        for tracked in target.tracked or ():
-            tracked.supporters.discard(event.target_event_id)
-            self._reconcile(tracked, at=event.at, cause=cause)
+            elif gone in claim.event_ids:  # spec 5.15: cite what still supports it
+                recited = tuple(claim.supporters)
+                self.ledger.recite(assessment, claim, recited, at=at, why=why, cause=cause)
+        notice = target.notice
+        if notice is not None:
+            notice.postings.pop(gone, None)
+            tracked = notice.tracked
+            if tracked is not None:
+                recite = tracked.event_id == gone and bool(notice.postings)
+                if recite:
+                    first = next(iter(notice.postings))
+                    self._deadlines.recite(tracked, first, at=event.at, why=why, cause=cause)
+                self._deadlines.reconcile(
+                    tracked, watermark=self.watermark, at=event.at, cause=cause, changed=recite
+                )
         if target.feedback_for is not None:
-            target.feedback_for.feedbacks.pop(event.target_event_id, None)
-            self._reconcile(target.feedback_for, at=event.at, cause=cause)
+            target.feedback_for.feedbacks.pop(gone, None)
+            self._deadlines.reconcile(
+                target.feedback_for, watermark=self.watermark, at=event.at, cause=cause
+            )
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -358,38 +360,36 @@ class Engine:
     def _assessment(self, unit: str, year: int) -> Assessment | None:
         key = (unit, year)
         if key not in self._assessments:
+            if self.closed_through is not None and year <= self.closed_through:
+                return None  # a closed year's caps are never made afresh
             book = self._book(unit, year)
             self._assessments[key] = (
                 Assessment(unit, year, book.id, dict(book.cap_points)) if book else None
             )
         return self._assessments[key]
 
-    def _find_record(self, event_id: str) -> Record | None:
-        for by_id in self._records.values():
+    def _find_record(self, event_id: str, closed: int | None = None) -> Record | None:
+        for year, by_id in self._records.items():
             record = by_id.get(event_id)
             if record is not None:
-                return record
+                return record if closed is None or year > closed else None
         return None
 
-    def _lookup_tracked(self, unit: str, kind: str, ref: str) -> Tracked | None:
-        for by_key in self._tracked.values():
-            found = by_key.get((unit, kind, ref))
+    def _lookup_notice(self, key: NoticeKey, closed: int | None) -> Notice | None:
+        """The notice of that key, unless closing the years up to `closed` forgets it."""
+        for year, by_key in self._notices.items():
+            found = by_key.get(key)
             if found is not None:
+                if closed is not None and year <= closed and not found.survives(closed):
+                    return None
                 return found
         return None
 
-    def _emit_state(self, tracked: Tracked, at: datetime) -> None:
-        # one counter for all deadlines: a re-posted withdrawn notice still gets a higher version
-        self._versions += 1
-        self._changed[(tracked.unit, tracked.kind, tracked.ref)] = tracked.state(at, self._versions)
-
     def _flush(self, event_id: str) -> Outcome:
-        if not self.ledger.entries and not self._changed:
+        if not self.ledger.entries and not self._deadlines.changed:
             return Outcome("accepted", event_id)
         entries = tuple(self.ledger.drain())
-        changed = tuple(self._changed.values())
-        self._changed.clear()
-        return Outcome("accepted", event_id, entries=entries, deadlines=changed)
+        return Outcome("accepted", event_id, entries=entries, deadlines=self._deadlines.drain())
 
 
 def run(engine: Engine, events: Iterable[Event]) -> list[Outcome]:

@@ -6,7 +6,7 @@ import heapq
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from engine.caps import Assessment, Claim
+from engine.caps import Assessment, Claim, Routes
 from engine.clock import local
 from schemas.ledger import DeadlineKind, DeadlineState, DeadlineStatus, trusted
 
@@ -18,12 +18,14 @@ class Tracked:
     unit: str
     kind: DeadlineKind
     ref: str
-    event_id: str
+    event_id: str  # the earliest posting still standing, which the deadline and its entries cite
     at: datetime
-    due: datetime
+    due: datetime  # the instant that judges it (spec 5.7)
+    notice_due: datetime | None  # the due the notice carried, kept for show
     arrival: int
-    supporters: set[str]
+    supporters: dict[str, None]  # the notice's postings still standing (shared with the Notice)
     year: int  # assessment year of the notice (Asia/Shanghai), fixed at arrival
+    overdue_routes: Routes  # where being overdue deducts, fixed at arrival
     feedbacks: dict[str, datetime] = field(default_factory=dict)
     status: DeadlineStatus = "open"
     overdue_claims: list[tuple[Assessment, Claim]] = field(default_factory=list)
@@ -51,6 +53,7 @@ class Tracked:
                 "event_id": self.event_id,
                 "noticed_at": local(self.at),
                 "due": local(self.due),
+                "notice_due": local(self.notice_due) if self.notice_due is not None else None,
                 "status": self.status,
                 "feedback_at": local(first) if first is not None else None,
                 "updated_at": local(updated_at),
@@ -77,6 +80,7 @@ class DueQueue:
                 out.append(tracked)
         return out
 
-    def forget_year(self, year: int) -> None:
-        self._heap = [e for e in self._heap if e[2].year > year]
+    def compact(self) -> None:
+        """Drop entries of deadlines no longer open (they would be skipped when popped)."""
+        self._heap = [e for e in self._heap if e[2].status == "open" and e[2].due == e[0]]
         heapq.heapify(self._heap)

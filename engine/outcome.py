@@ -7,6 +7,7 @@ from typing import Literal
 
 from engine.caps import Assessment, Claim
 from engine.deadlines import Tracked
+from engine.notices import Notice
 from schemas.ledger import DeadlineState, LedgerEntry
 
 
@@ -35,7 +36,7 @@ class Record:
 
     unit: str
     type: str
-    claims: list[tuple[Assessment, Claim]] | None = None  # lists made on first use: most events
-    tracked: list[Tracked] | None = None  # of a big stream count once and track nothing
+    claims: list[tuple[Assessment, Claim]] | None = None  # made on first use: most events count
+    notice: Notice | None = None  # the notice this event posted (or posted again)
     feedback_for: Tracked | None = None
     retracted: bool = False

@@ -49,7 +49,7 @@ def build_status(
             for ind in (book.indicators if book is not None else ())
         )
         views = tuple(
-            DeadlineView(ref=d.ref, due=iso(d.due), status=d.status)
+            DeadlineView(ref=d.ref, due=iso(d.due), status=d.status, notice_due=_shown_due(d))
             for d in sorted(
                 by_unit_year.get((unit_id, yr), ()), key=lambda d: (d.noticed_at, d.ref)
             )
@@ -65,3 +65,10 @@ def build_status(
             )
         )
     return out
+
+
+def _shown_due(state: DeadlineState) -> str | None:
+    """The notice's own due, when it is not the instant that judges it (contract 5.7)."""
+    if state.notice_due is None or state.notice_due == state.due:
+        return None
+    return iso(state.notice_due)

@@ -1,13 +1,16 @@
 """The event contract (spec section 2): strict, frozen pydantic models, one per event type.
 
-Unknown fields are rejected so that no deduction amount can ever come from an event.
+Unknown fields are rejected so that no deduction amount can ever come from an event. Instants are
+bounded (`Instant`), so that no date arithmetic on an accepted event can overflow.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -15,19 +18,47 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 RefId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 UnitId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
+# Instants an event may carry: Asia/Shanghai years 1970 to 2199. Far from datetime's year 1/9999
+# limits, so converting to +08:00, adding a period or searching working days never overflows, and
+# inside the store's DateTime64 range (1900-2299) with room for deadlines computed from them.
+_SHANGHAI = timezone(timedelta(hours=8))
+FIRST_INSTANT = datetime(1970, 1, 1, tzinfo=_SHANGHAI)
+END_INSTANT = datetime(2200, 1, 1, tzinfo=_SHANGHAI)  # exclusive
+_RANGE = "1970-01-01T00:00:00+08:00 .. 2199-12-31T23:59:59+08:00"
+
+
+def _bounded(value: datetime) -> datetime:
+    # Checking the written year first keeps the comparison itself (a UTC conversion) in range.
+    if not (1 < value.year < 9999 and FIRST_INSTANT <= value < END_INSTANT):
+        raise PydanticCustomError(
+            "instant_out_of_range",
+            "{instant} is outside " + _RANGE + ", the instants the contract accepts",
+            {"instant": value.isoformat()},
+        )
+    return value
+
+
+Instant = Annotated[
+    AwareDatetime,
+    AfterValidator(_bounded),
+    Field(description=f"RFC 3339 with an offset, within {_RANGE}"),
+]
+
 
 class _Event(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     event_id: EventId
-    at: AwareDatetime
+    at: Instant
 
 
 class _UnitEvent(_Event):
@@ -38,7 +69,18 @@ class VulnNotice(_UnitEvent):
     type: Literal["vuln.notice"]
     notice_id: RefId
     system: Text
-    due: AwareDatetime | None = None
+    due: Instant | None = None
+
+    @model_validator(mode="after")
+    def _due_after_at(self) -> VulnNotice:
+        if self.due is not None and self.due <= self.at:
+            # a notice due at or before its own arrival would be overdue on arrival (contract 2)
+            raise PydanticCustomError(
+                "due_not_after_at",
+                "due: {due} is not later than the notice's at {at}",
+                {"due": self.due.isoformat(), "at": self.at.isoformat()},
+            )
+        return self
 
 
 class VulnFeedback(_UnitEvent):
@@ -190,5 +232,5 @@ def event_json_schema() -> dict[str, object]:
     """The event contract as JSON Schema, exported to schemas/event.schema.json."""
     schema = EVENT_ADAPTER.json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "Deduction tracker event (contract v1)"
+    schema["title"] = "Deduction tracker event (contract v2)"
     return schema

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from schemas.points import Points
 
@@ -43,7 +49,12 @@ class LedgerEntry(BaseModel):
 
 
 class DeadlineState(BaseModel):
-    """The latest state of one notice's (or signal's) remediation deadline; `version` grows."""
+    """The latest state of one notice's (or signal's) remediation deadline; `version` grows.
+
+    `due` is the instant that judges the notice (contract 5.7): the period its clause states, or
+    the notice's own due where the clause says only 按期. `notice_due` is the due the notice
+    carried (None when it carried none), kept and shown even where it moves nothing.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -54,6 +65,7 @@ class DeadlineState(BaseModel):
     event_id: str
     noticed_at: AwareDatetime
     due: AwareDatetime
+    notice_due: AwareDatetime | None = None
     status: DeadlineStatus
     feedback_at: AwareDatetime | None
     updated_at: AwareDatetime
@@ -71,11 +83,22 @@ class IndicatorStatus(BaseModel):
 
 
 class DeadlineView(BaseModel):
+    """One notice of `tracker status --json`: `notice_due` appears only when the notice carried a
+    due other than the instant that judges it (the contract's shape otherwise)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     ref: str
     due: str
     status: DeadlineStatus
+    notice_due: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _shown(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if out.get("notice_due") is None:
+            out.pop("notice_due", None)
+        return out
 
 
 class UnitYearStatus(BaseModel):

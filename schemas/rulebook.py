@@ -7,7 +7,7 @@ Clauses with no event type in the contract are kept under `unruled`, each with t
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -64,16 +64,52 @@ class _Frozen(BaseModel):
 
 
 class Deadline(_Frozen):
-    """Either calendar days from the notice (`at` + N days exactly) or N PRC working days."""
+    """The remediation period an overdue rule's clause sets (contract 5.7), exactly one of:
 
-    period_days: int | None = Field(default=None, ge=1, le=366)
+    - `calendar_days`: a period stated in the clause ("接到通报2周内" = 14), counted from the day
+      after receipt in Asia/Shanghai and ending at 24:00 of its last day;
+    - `working_days`: N PRC working days, counted and ending the same way;
+    - `by_notice_due: true`: the clause says only "by its deadline" (按期) and states no period,
+      so the notice's own `due` decides and a notice without one is rejected.
+    """
+
+    calendar_days: int | None = Field(default=None, ge=1, le=366)
     working_days: int | None = Field(default=None, ge=1, le=60)
+    by_notice_due: Literal[True] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_v1_period(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "period_days" in data:
+            raise ValueError(
+                "period_days (contract v1: at + N days) is gone: write calendar_days (counted "
+                "from the day after receipt, to 24:00 of the last day) or by_notice_due: true"
+            )
+        return data
 
     @model_validator(mode="after")
     def _one_kind(self) -> Deadline:
-        if (self.period_days is None) == (self.working_days is None):
-            raise ValueError("a deadline needs exactly one of period_days or working_days")
+        kinds = (self.calendar_days, self.working_days, self.by_notice_due)
+        if sum(k is not None for k in kinds) != 1:
+            raise ValueError(
+                "a deadline needs exactly one of calendar_days, working_days or by_notice_due"
+            )
         return self
+
+    def describe(self) -> str:
+        """The period in words, as `tracker rulebooks show` prints it."""
+        if self.by_notice_due:
+            return "by the notice's due"
+        if self.working_days is not None:
+            return _count(self.working_days, "working day")
+        assert self.calendar_days is not None
+        days = self.calendar_days
+        period = _count(days // 7, "week") if days % 7 == 0 else _count(days, "calendar day")
+        return f"{period}, counted from the day after receipt"
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
 
 
 class Rule(_Frozen):
@@ -94,6 +130,8 @@ class Rule(_Frozen):
             )
         if (self.on in DEADLINE_TRIGGERS) != (self.deadline is not None):
             raise ValueError(f"trigger {self.on!r}: a deadline is required for *.overdue only")
+        if self.deadline is not None and self.deadline.by_notice_due and self.on != "vuln.overdue":
+            raise ValueError(f"trigger {self.on!r}: only a vulnerability notice carries a due")
         unknown = set(self.match) - MATCHABLE.get(self.on, frozenset())
         if unknown:
             raise ValueError(f"trigger {self.on!r} cannot match on {', '.join(sorted(unknown))}")

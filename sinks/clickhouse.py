@@ -160,7 +160,7 @@ class ClickHouseSink:
     def deadlines(self, unit: str | None = None, year: int | None = None) -> list[DeadlineState]:
         out = []
         for v in self._select("deadlines", DEADLINE_COLS, unit, year, order="unit, kind, ref"):
-            for col in ("noticed_at", "due", "updated_at", "feedback_at"):
+            for col in ("noticed_at", "due", "notice_due", "updated_at", "feedback_at"):
                 if v[col] is not None:
                     v[col] = local(v[col])
             out.append(DeadlineState.model_construct(**v))

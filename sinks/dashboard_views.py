@@ -19,12 +19,14 @@ VIEWS: dict[str, str] = {
         CREATE VIEW IF NOT EXISTS {db}.event_clock AS
         SELECT if(count() = 0, now64(3, 'Asia/Shanghai'), maxMerge(watermark)) AS now
         FROM {db}.event_clock_mv""",
-    # Deadlines with the time left on the event clock: what `tracker deadlines` prints.
+    # Deadlines with the time left on the event clock: what `tracker deadlines` prints. `due`
+    # judges; `notice_due` is the due the notice carried (replaced on open to gain that column).
     "deadlines_now": """
-        CREATE VIEW IF NOT EXISTS {db}.deadlines_now AS
+        CREATE OR REPLACE VIEW {db}.deadlines_now AS
         SELECT d.unit AS unit, d.kind AS kind, d.ref AS ref, d.year AS year,
                d.event_id AS event_id, d.noticed_at AS noticed_at, d.due AS due,
-               d.status AS status, d.feedback_at AS feedback_at, d.updated_at AS updated_at,
+               d.notice_due AS notice_due, d.status AS status, d.feedback_at AS feedback_at,
+               d.updated_at AS updated_at,
                c.now AS clock, dateDiff('second', c.now, d.due) AS seconds_left
         FROM {db}.deadlines AS d FINAL CROSS JOIN {db}.event_clock AS c""",
     # Every ledger entry with the clause it cites, its event type and a readable state.

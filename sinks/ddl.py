@@ -26,7 +26,7 @@ TABLES: dict[str, str] = {
     "deadlines": f"""
         CREATE TABLE IF NOT EXISTS {{db}}.deadlines (
             unit String, kind LowCardinality(String), ref String, year UInt16, event_id String,
-            noticed_at {TS}, due {TS}, status LowCardinality(String),
+            noticed_at {TS}, due {TS}, notice_due Nullable({TS}), status LowCardinality(String),
             feedback_at Nullable({TS}), updated_at {TS}, version UInt64
         ) ENGINE = ReplacingMergeTree(version) ORDER BY (unit, kind, ref)""",
     "dead_letters": f"""
@@ -55,10 +55,17 @@ TABLES: dict[str, str] = {
         ) ENGINE = ReplacingMergeTree(saved_at) ORDER BY (rulebook, indicator, item)""",
 }
 
+# Columns added after a table was first shipped: a store made before them gets them on open.
+MIGRATIONS: list[str] = [
+    # contract v2: the due a notice carried, beside the instant that judges it (`due`)
+    f"ALTER TABLE {{db}}.deadlines ADD COLUMN IF NOT EXISTS notice_due Nullable({TS}) AFTER due",
+]
+
 # Views for readers (CLI status, Grafana): deduplicated and aggregated, so no reader needs FINAL.
 VIEWS: dict[str, str] = {
     "ledger_v": "CREATE VIEW IF NOT EXISTS {db}.ledger_v AS SELECT * FROM {db}.ledger FINAL",
-    "deadlines_v": "CREATE VIEW IF NOT EXISTS {db}.deadlines_v AS "
+    # Replaced on open: a view's columns are fixed when it is made, and `*` must see new ones.
+    "deadlines_v": "CREATE OR REPLACE VIEW {db}.deadlines_v AS "
     "SELECT * EXCEPT version FROM {db}.deadlines FINAL",
     "indicator_status": """
         CREATE VIEW IF NOT EXISTS {db}.indicator_status AS
@@ -80,6 +87,7 @@ def statements(database: str) -> list[str]:
     return [
         f"CREATE DATABASE IF NOT EXISTS {database}",
         *(sql.format(db=database) for sql in TABLES.values()),
+        *(sql.format(db=database) for sql in MIGRATIONS),
         *(sql.format(db=database) for sql in VIEWS.values()),
         *(sql.format(db=database) for sql in DASHBOARD_VIEWS.values()),
     ]

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from engine import Engine, Outcome, WorkCalendar
-from rulebooks import parse_rulebook
+from rulebooks import load_rulebooks, parse_rulebook
 from schemas.events import Event, parse_event
 from schemas.ledger import LedgerEntry
 from schemas.registry import Registry
@@ -31,7 +31,7 @@ indicators:
       - {number: "2", clause: c2, rules: [{on: outreach.notice, match: {cause: violation}, points: "0.5", counting: per_notice_terminal}]}
       - {number: "4", clause: c4, rules: [{on: terminal.finding, match: {finding: unregistered}, points: "0.5", counting: per_year_terminal_finding}]}
       - {number: "6", clause: c6, rules: [{on: vuln.notice, points: "1", counting: per_notice}]}
-      - {number: "7", clause: c7, rules: [{on: vuln.overdue, points: "1", counting: per_notice, deadline: {period_days: 14}}]}
+      - {number: "7", clause: c7, rules: [{on: vuln.overdue, points: "1", counting: per_notice, deadline: {calendar_days: 14}}]}
       - {number: "8", clause: c8, rules: [{on: extranet.notice, points: "1", counting: per_notice}]}
   - id: mlps
     name: 等级保护
@@ -55,7 +55,7 @@ indicators:
         cap_points: "4"
         rules:
           - {on: vuln.notice, points: "1", counting: per_notice, scope: jurisdiction}
-          - {on: vuln.overdue, points: "1", counting: per_notice, scope: jurisdiction, deadline: {period_days: 14}}
+          - {on: vuln.overdue, points: "1", counting: per_notice, scope: jurisdiction, deadline: {calendar_days: 14}}
       - number: "2"
         clause: o2
         cap_points: "2"
@@ -110,6 +110,22 @@ REGISTRY = Registry.model_validate(
         ],
     }
 )
+# The shipped rulebooks on a small registry: a provincial department (2017, 2018), a city
+# (2018 jurisdiction), its county (2018 through the city, 2020 its own) and its department (2020).
+SHIPPED_BOOKS = load_rulebooks()
+SHIPPED_REGISTRY = Registry.model_validate(
+    {
+        "assessments": [
+            {"year": b.year, "tier": b.tier, "rulebook": b.id} for b in SHIPPED_BOOKS.values()
+        ],
+        "units": [
+            {"id": "p", "name": "省直单位", "tier": "provincial-dept"},
+            {"id": "c", "name": "设区市", "tier": "city-gov"},
+            {"id": "c.k", "name": "县", "tier": "county-gov", "parent": "c"},
+            {"id": "c.d", "name": "市直部门", "tier": "city-dept", "parent": "c"},
+        ],
+    }
+)
 _CALENDAR: WorkCalendar | None = None
 
 
@@ -122,6 +138,10 @@ def calendar() -> WorkCalendar:
 
 def engine() -> Engine:
     return Engine(REGISTRY, BOOKS, calendar())
+
+
+def shipped_engine() -> Engine:
+    return Engine(SHIPPED_REGISTRY, SHIPPED_BOOKS, calendar())
 
 
 _counter = 0

@@ -184,7 +184,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if r.deadlines:
             print(
                 tables.render(
-                    ["ref", "due", "status"], [[d.ref, d.due, d.status] for d in r.deadlines]
+                    ["ref", "due", "status", "notice's own due"],
+                    [[d.ref, d.due, d.status, d.notice_due or ""] for d in r.deadlines],
                 )
             )
         print()
@@ -266,8 +267,10 @@ def cmd_deadlines(args: argparse.Namespace) -> int:
     rows = []
     for d in states:
         left = _time_left(d.due, now) if d.status == "open" and now is not None else ""
-        rows.append([d.unit, d.ref, d.kind, iso(d.noticed_at), iso(d.due), d.status, left])
-    print(tables.render(["unit", "ref", "kind", "noticed", "due", "status", "time left"], rows))
+        own = iso(d.notice_due) if d.notice_due is not None else ""
+        rows.append([d.unit, d.ref, d.kind, iso(d.noticed_at), iso(d.due), d.status, left, own])
+    header = ["unit", "ref", "kind", "noticed", "due", "status", "time left", "notice's own due"]
+    print(tables.render(header, rows))
     return 0
 
 
@@ -367,8 +370,4 @@ def cmd_rulebooks(args: argparse.Namespace) -> int:
 
 
 def _deadline(rule: Any) -> str:
-    if rule.deadline is None:
-        return "-"
-    if rule.deadline.period_days:
-        return f"{rule.deadline.period_days} days"
-    return f"{rule.deadline.working_days} working days"
+    return "-" if rule.deadline is None else str(rule.deadline.describe())

@@ -42,6 +42,9 @@ P_DUPLICATE = 0.005  # same event_id delivered again (at-least-once producers)
 P_REPOST = 0.006  # same notice_id posted again under a new event_id
 P_RETRACT = 0.008  # an event withdrawn as posted in error
 P_EXTRAS = P_DUPLICATE + P_REPOST + P_RETRACT
+# Years whose rulebooks judge a vulnerability notice only by its own due (the 2020 Ningde clauses
+# say 按期 and state no period), so every notice of those years carries one.
+DUE_JUDGED_YEARS = frozenset({2020})
 
 
 @cache
@@ -233,11 +236,17 @@ class _Span:
         rnd, fmt, n = self.rnd, self.fmt, self._id(year)
         ev = {"event_id": f"vn-{n}", "type": "vuln.notice", "unit": uid, "at": fmt(t),
               "notice_id": f"V-{n}", "system": systems[int(rnd() * len(systems))]}  # fmt: skip
-        if rnd() < 0.15:  # the bulletin names its own due: end of the 10th day
-            due = (t // DAY + 11) * DAY
+        # The deadline the rules judge by (contract 5.7): where a clause says only 按期 the
+        # bulletin must name a due (7 to 20 days on, at 24:00); elsewhere the clause's 2 weeks,
+        # to 24:00 of the 14th day after receipt, whatever due the bulletin names (some do).
+        own = rnd() < 0.15
+        if year in DUE_JUDGED_YEARS:
+            due = (t // DAY + 8 + int(rnd() * 14)) * DAY
             ev["due"] = fmt(due)
         else:
-            due = t + 14 * DAY
+            due = (t // DAY + 15) * DAY
+            if own:  # the bulletin's own due: end of the 10th day (shown, judges nothing)
+                ev["due"] = fmt((t // DAY + 11) * DAY)
         r = rnd()
         if r < 0.76:  # repaired in time
             fb = arrival = t + HOUR + int(rnd() * (due - t - 2 * HOUR))

@@ -27,6 +27,7 @@ EVENTS = [
         "at": "2018-03-01T10:00:00+08:00",
         "notice_id": "V-1",
         "system": "OA",
+        "due": "2018-03-10T18:00:00+08:00",  # kept and shown; the clause's 2 weeks judge
     },
     {
         "event_id": "e2",
@@ -103,7 +104,14 @@ def test_ingest_status_and_reingest(tmp_path: Path, files: tuple[Path, Path]) ->
         "rulebook": "fj-2018-provincial-dept",
         "deducted": "2",  # V-1 notice -1, outreach T1 and T2 -0.5 each; on-time feedback: no overdue
         "indicators": gat["indicators"],
-        "deadlines": [{"ref": "V-1", "due": "2018-03-15T10:00:00+08:00", "status": "met"}],
+        "deadlines": [
+            {
+                "ref": "V-1",
+                "due": "2018-03-16T00:00:00+08:00",  # 24:00 of the 14th day after receipt
+                "status": "met",  # feedback on 15 March: late for the notice's own due only
+                "notice_due": "2018-03-10T18:00:00+08:00",
+            }
+        ],
     }
     net = next(i for i in gat["indicators"] if i["id"] == "cii-netsec")
     assert (net["max"], net["deducted"], net["remaining"]) == ("3", "2", "1")
@@ -112,7 +120,7 @@ def test_ingest_status_and_reingest(tmp_path: Path, files: tuple[Path, Path]) ->
     county = next(s for s in status if s["unit"] == "fj.fz.gl")
     assert county["rulebook"] is None and county["deducted"] == "0" and county["indicators"] == []
     assert county["deadlines"] == [
-        {"ref": "V-2", "due": "2018-03-17T09:00:00+08:00", "status": "overdue"}
+        {"ref": "V-2", "due": "2018-03-18T00:00:00+08:00", "status": "overdue"}
     ]
 
     ledger = tracker("ledger", "--unit", "fj.gat", "--json", data=data).stdout
@@ -142,9 +150,23 @@ def test_human_views_render(tmp_path: Path, files: tuple[Path, Path]) -> None:
     assert (
         "違規外聯" in ledger
     )  # the clause text of each deduction (seed 000 is in traditional script)
-    assert "V-2" in tracker("deadlines", data=data).stdout
+    deadlines = tracker("deadlines", "--all", data=data).stdout
+    assert "V-2" in deadlines and "2018-03-10T18:00:00+08:00" in deadlines  # V-1's own due
     assert "naive timestamp" in tracker("rejects", data=data).stdout
     assert "fj-2017-provincial-dept" in tracker("rulebooks", "list", data=data).stdout
+
+
+@pytest.mark.parametrize(
+    ("book", "period"),
+    [
+        ("fj-2018-city-gov", "2 weeks, counted from the day after receipt"),  # 接到通报2周内
+        ("nd-2020-county-gov", "by the notice's due"),  # 未按期完成整改: no period stated
+        ("nd-2020-city-dept", "3 working days"),  # 未在3个工作日内
+    ],
+)
+def test_rulebooks_show_prints_each_rules_period(tmp_path: Path, book: str, period: str) -> None:
+    shown = tracker("rulebooks", "show", book, data=tmp_path / "data").stdout
+    assert period in shown
 
 
 def test_stdin_input(tmp_path: Path, files: tuple[Path, Path]) -> None:

@@ -15,7 +15,15 @@ from tracker.pipeline import Tracker
 STREAM = [
     ev("vuln.notice", "2018-03-01T10:00", notice_id="V1", system="OA"),
     ev("outreach.notice", "2018-03-02T10:00", unit="fz.gl", notice_id="O1", terminals=["a", "b"]),
-    ev("vuln.notice", "2018-03-03T10:00", unit="fz", notice_id="V2", system="门户网站"),
+    # its own due is kept and shown; the clause's 2 weeks (to 2018-03-18T00:00) judge it
+    ev(
+        "vuln.notice",
+        "2018-03-03T10:00",
+        unit="fz",
+        notice_id="V2",
+        system="门户网站",
+        due="2018-03-25T18:00",
+    ),
     tick("2018-03-20T00:00"),
     ev("vuln.feedback", "2018-03-10T10:00", notice_id="V1"),
 ]
@@ -102,7 +110,45 @@ def test_status_is_built_from_the_store_alone(sink: Sink) -> None:
     assert [(r.unit, r.year, r.rulebook, str(r.deducted)) for r in rows] == [
         ("fz", 2018, "t-city", "2.2")
     ]
-    assert [(d.ref, d.status) for d in rows[0].deadlines] == [("V2", "overdue")]
+    assert [d.model_dump(mode="json") for d in rows[0].deadlines] == [
+        {
+            "ref": "V2",
+            "due": "2018-03-18T00:00:00+08:00",
+            "status": "overdue",
+            "notice_due": "2018-03-25T18:00:00+08:00",
+        }
+    ]
+
+
+def test_a_store_made_before_notice_due_gains_the_column(chdb_dsn: str) -> None:
+    from sinks.clickhouse import ClickHouseSink, connect, split_dsn
+
+    _, db = split_dsn(chdb_dsn)
+    client = connect(chdb_dsn)
+    client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    # the deadlines table and its reader view as contract v1 made them
+    client.command(
+        f"""CREATE TABLE {db}.deadlines (
+            unit String, kind LowCardinality(String), ref String, year UInt16, event_id String,
+            noticed_at DateTime64(3, 'Asia/Shanghai'), due DateTime64(3, 'Asia/Shanghai'),
+            status LowCardinality(String), feedback_at Nullable(DateTime64(3, 'Asia/Shanghai')),
+            updated_at DateTime64(3, 'Asia/Shanghai'), version UInt64
+        ) ENGINE = ReplacingMergeTree(version) ORDER BY (unit, kind, ref)"""
+    )
+    client.command(
+        f"CREATE VIEW {db}.deadlines_v AS SELECT * EXCEPT version FROM {db}.deadlines FINAL"
+    )
+    client.close()
+    store = ClickHouseSink(chdb_dsn)
+    try:
+        batch = _fill(store)
+        latest = {(d.unit, d.kind, d.ref): d for d in batch.deadlines}
+        assert store.deadlines() == [latest[k] for k in sorted(latest)]
+        for view in ("deadlines_v", "deadlines_now"):
+            columns = store.client.query(f"SELECT * FROM {db}.{view} LIMIT 0").column_names
+            assert "notice_due" in columns, view
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ def test_malformed_records_become_dead_letters(
             at="2018-03-01T10:00:00",
         ),  # naive
         _json(event_id="x3", type="vuln.feedback", unit="fj.gat", notice_id="nope", at=at),
-        _json(event_id="x4", type="clock.tick", at="2999-01-01T00:00:00+08:00"),
+        _json(event_id="x4", type="clock.tick", at="2199-01-01T00:00:00+08:00"),
     ]
     worker = Worker(kafka_broker, prefix, tmp_path / "w")
     with running(worker):

@@ -6,7 +6,7 @@ import itertools
 import json
 import re
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -150,15 +150,30 @@ def test_ticks_have_no_unit_are_regular_and_the_last_resolves_every_deadline() -
     assert all(e["type"] != "clock.tick" or "unit" not in e for e in custom)
 
 
+def judged_due(notice: dict[str, Any]) -> datetime:
+    """The instant that judges a demo notice (contract 5.7): its own due under the 2020 clauses
+    (按期), else 2 weeks to 24:00 of the 14th day after the day of receipt."""
+    at = when(notice["at"])
+    if at.year in demo.DUE_JUDGED_YEARS:
+        return when(notice["due"])
+    return datetime.combine(at.date() + timedelta(days=15), time(0), at.tzinfo)
+
+
+def test_notices_judged_by_their_due_carry_one() -> None:
+    notices = [e for e in events() if e["type"] == "vuln.notice"]
+    judged = [n for n in notices if when(n["at"]).year in demo.DUE_JUDGED_YEARS]
+    assert judged and all(when(n["due"]) > when(n["at"]) for n in judged)
+    others = [n for n in notices if n not in judged]
+    assert 0.05 < sum("due" in n for n in others) / len(others) < 0.3  # shown, judges nothing
+
+
 def test_arrival_order_is_mostly_event_time_with_late_but_on_time_feedback() -> None:
     watermark, behind, late_on_time = when("2000-01-01T00:00:00+08:00"), 0, 0
     dues: dict[str, datetime] = {}
     for e in events():
         at = when(e["at"])
         if e["type"] == "vuln.notice":
-            dues.setdefault(
-                e["notice_id"], when(e["due"]) if "due" in e else at + timedelta(days=14)
-            )
+            dues.setdefault(e["notice_id"], judged_due(e))
         if e["type"] == "vuln.feedback" and at <= dues[e["notice_id"]] < watermark:
             late_on_time += 1
         behind += at < watermark

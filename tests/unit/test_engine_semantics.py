@@ -225,12 +225,12 @@ def test_overdue_deduction_belongs_to_the_year_of_its_notice() -> None:
         engine(),
         [
             ev("vuln.notice", "2018-12-25T10:00", notice_id="V1", system="s"),
-            tick("2019-01-09T00:00"),
+            tick("2019-01-09T00:00:01"),  # due at 24:00 of 8 January (2 weeks)
         ],
     )
     overdue = [e for e in entries(out) if e.rule == "vuln.overdue"]
     assert [(e.year, e.effective_at.isoformat()) for e in overdue] == [
-        (2018, "2019-01-08T10:00:00+08:00")
+        (2018, "2019-01-09T00:00:00+08:00")
     ]
 
 
@@ -238,12 +238,12 @@ def test_overdue_deduction_belongs_to_the_year_of_its_notice() -> None:
 @pytest.mark.parametrize(
     ("event", "due"),
     [
-        # 2 weeks = at + 14 days exactly
+        # 2 weeks = 24:00 of the 14th day after the day of receipt
         (
             lambda: ev("vuln.notice", "2018-03-01T10:00", notice_id="V1", system="s"),
-            "2018-03-15T10:00:00+08:00",
+            "2018-03-16T00:00:00+08:00",
         ),
-        # the notice's own `due` wins
+        # a stated period decides: the notice's own `due` moves nothing
         (
             lambda: ev(
                 "vuln.notice",
@@ -252,7 +252,7 @@ def test_overdue_deduction_belongs_to_the_year_of_its_notice() -> None:
                 system="s",
                 due="2018-03-05T18:00",
             ),
-            "2018-03-05T18:00:00+08:00",
+            "2018-03-16T00:00:00+08:00",
         ),
         # 3 working days: National Day 2020 (Oct 1-8 off) and the make-up Saturday Oct 10
         (
@@ -288,8 +288,8 @@ def test_unknown_calendar_year_is_an_explicit_error() -> None:
 @pytest.mark.parametrize(
     ("tick_at", "status"),
     [
-        ("2018-03-15T10:00", "open"),  # watermark exactly at due: not strictly later, still open
-        ("2018-03-15T10:00:00.001", "overdue"),  # one millisecond later: overdue
+        ("2018-03-16T00:00", "open"),  # watermark exactly at due: not strictly later, still open
+        ("2018-03-16T00:00:00.001", "overdue"),  # one millisecond later: overdue
     ],
 )
 def test_deadline_boundary(tick_at: str, status: str) -> None:
@@ -314,9 +314,9 @@ def test_deadlines_expire_by_due_then_arrival_before_the_event_applies() -> None
     )
     last = out[-1].entries
     assert [(e.rule, e.count_key) for e in last] == [
-        ("vuln.overdue", "gat/A"),  # due 03-15 10:00, arrived second
+        ("vuln.overdue", "gat/A"),  # due 03-16 00:00, arrived second
         ("vuln.overdue", "gat/A2"),  # same due, arrived third
-        ("vuln.overdue", "gat/B"),  # due 03-16 — by now the 3-point cap is full
+        ("vuln.overdue", "gat/B"),  # due 03-17 — by now the 3-point cap is full
         ("extranet.notice", "gat/X1"),  # the event itself comes last
     ]
 
@@ -325,8 +325,8 @@ def test_deadlines_expire_by_due_then_arrival_before_the_event_applies() -> None
 @pytest.mark.parametrize(
     ("feedback_at", "status", "expected_net"),
     [
-        ("2018-03-15T10:00", "met", "1"),  # feedback exactly at the due instant is on time
-        ("2018-03-15T10:00:01", "late", "2"),  # one second late: the overdue deduction stands
+        ("2018-03-16T00:00", "met", "1"),  # feedback exactly at the due instant is on time
+        ("2018-03-16T00:00:01", "late", "2"),  # one second late: the overdue deduction stands
     ],
 )
 def test_feedback_at_the_boundary(feedback_at: str, status: str, expected_net: str) -> None:
@@ -485,8 +485,8 @@ def test_every_deadline_status_occurs() -> None:
             ev(
                 "event.retracted", "2018-03-06T10:00", target_event_id=n[4].event_id, reason="error"
             ),
-            tick("2018-03-17T12:00"),  # V2, V3 overdue; V4 still open (due 03-18 10:00)
-            ev("vuln.feedback", "2018-03-17T13:00", notice_id="V3"),  # late
+            tick("2018-03-18T12:00"),  # V2, V3 overdue; V4 still open (due 03-19 00:00)
+            ev("vuln.feedback", "2018-03-18T13:00", notice_id="V3"),  # late
         ],
     )
     final = {}

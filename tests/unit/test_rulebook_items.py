@@ -54,7 +54,8 @@ def notice(kind: str, **fields: Any) -> Make:
 
 
 def overdue(kind: str, ref: str) -> Make:
-    """A notice or signal, then a tick a month later: nothing was remediated."""
+    """A notice or signal, then a tick a month later: nothing was remediated. A vulnerability
+    notice carries a due 10 days on, which the 2020 clauses (按期) judge it by."""
 
     def make(i: int, year: int, unit: str) -> list[dict[str, Any]]:
         first = {
@@ -65,6 +66,7 @@ def overdue(kind: str, ref: str) -> Make:
         }
         if kind == "vuln.notice":
             first["system"] = "OA"
+            first["due"] = f"{year}-03-{i + 12:02d}T10:00:00+08:00"
         return [first, {"type": "clock.tick", "at": f"{year}-05-{i + 1:02d}T00:00:00+08:00"}]
 
     return make

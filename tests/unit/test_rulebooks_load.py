@@ -88,7 +88,7 @@ KEY_RULES = [
     # 2018 province: 1 per vulnerability notice
     "fj-2018-provincial-dept/cii-netsec/6 cap=-: vuln.notice 1 per_notice own",
     # 2017 province: vulnerability not repaired with feedback within 2 weeks
-    "fj-2017-provincial-dept/cii-netsec/7 cap=-: vuln.overdue 1 per_notice own period_days=14",
+    "fj-2017-provincial-dept/cii-netsec/7 cap=-: vuln.overdue 1 per_notice own calendar_days=14",
     # 2018 province: 1 per extranet notice
     "fj-2018-provincial-dept/cii-netsec/8 cap=-: extranet.notice 1 per_notice own",
     # 2017 province: graded protection not implemented, 2 once a year
@@ -97,7 +97,7 @@ KEY_RULES = [
     "fj-2018-provincial-dept/mlps/1 cap=-: mlps.finding 2 once_per_year own",
     # 2018 city: vulnerability notice and overdue share one item cap of 4 (two rows, one item)
     "fj-2018-city-gov/govsys-netsec/1 cap=4: vuln.notice 1 per_notice jurisdiction",
-    "fj-2018-city-gov/govsys-netsec/1 cap=4: vuln.overdue 1 per_notice jurisdiction period_days=14",
+    "fj-2018-city-gov/govsys-netsec/1 cap=4: vuln.overdue 1 per_notice jurisdiction calendar_days=14",
     # 2018 city: both outreach causes, 0.2 per notice, together at most 2 (two rows, one item)
     "fj-2018-city-gov/govsys-netsec/2 cap=2: outreach.notice[cause=violation] 0.2 per_notice jurisdiction",
     "fj-2018-city-gov/govsys-netsec/2 cap=2: outreach.notice[cause=registrar_missing] 0.2 per_notice jurisdiction",
@@ -106,7 +106,7 @@ KEY_RULES = [
     # 2020 county: graded protection, uncapped item under an indicator maximum of 10
     "nd-2020-county-gov/project-security/1 cap=-: mlps.finding 2 per_year_system jurisdiction",
     # 2020 county: vulnerability not rectified by its deadline, at most 8
-    "nd-2020-county-gov/cii-netsec/1 cap=8: vuln.overdue 2 per_notice jurisdiction period_days=14",
+    "nd-2020-county-gov/cii-netsec/1 cap=8: vuln.overdue 2 per_notice jurisdiction by_notice_due=True",
     # 2020 county: major incident, at most 4
     "nd-2020-county-gov/cii-netsec/2 cap=4: incident.report 4 per_incident jurisdiction",
     # 2020 county: crypto not applied, at most 4
@@ -116,7 +116,7 @@ KEY_RULES = [
     # 2020 city department: graded protection, 2 per own system
     "nd-2020-city-dept/mlps/1 cap=-: mlps.finding 2 per_year_system own",
     # 2020 city department: vulnerability not rectified by its deadline, at most 2
-    "nd-2020-city-dept/cii-netsec/1 cap=2: vuln.overdue 1 per_notice own period_days=14",
+    "nd-2020-city-dept/cii-netsec/1 cap=2: vuln.overdue 1 per_notice own by_notice_due=True",
     # 2020 city department: major incident, at most 2
     "nd-2020-city-dept/cii-netsec/2 cap=2: incident.report 2 per_incident own",
     # 2020 city department: crypto and extranet together at most 2 (two rows, one item)
@@ -150,6 +150,29 @@ def test_key_clauses(where: str) -> None:
     assert render_item(book_id, indicator, number) == expected
 
 
+# Each overdue rule's period, as `tracker rulebooks show` words it (contract 5.7).
+PERIODS = {
+    "fj-2017-provincial-dept/cii-netsec/7": "2 weeks, counted from the day after receipt",
+    "fj-2018-provincial-dept/cii-netsec/7": "2 weeks, counted from the day after receipt",
+    "fj-2018-city-gov/govsys-netsec/1": "2 weeks, counted from the day after receipt",
+    "nd-2020-county-gov/cii-netsec/1": "by the notice's due",  # 未按期完成整改: no period stated
+    "nd-2020-city-dept/cii-netsec/1": "by the notice's due",
+    "nd-2020-city-dept/supervision-leads/3(1)": "3 working days",
+}
+
+
+def test_every_overdue_rule_states_its_period() -> None:
+    found = {
+        f"{b.id}/{ind.id}/{item.number}": rule.deadline.describe()
+        for b in books().values()
+        for ind in b.indicators
+        for item in ind.items
+        for rule in item.rules
+        if rule.deadline is not None
+    }
+    assert found == PERIODS
+
+
 def test_unruled_indicators_have_their_clauses_listed() -> None:
     for book in books().values():
         for ind in book.indicators:
@@ -176,6 +199,8 @@ indicators:
         rules: %(rules)s
 """
 GOOD_RULES = '[{on: vuln.notice, points: "1", counting: per_notice}]'
+OVERDUE = '[{on: vuln.overdue, points: "1", counting: per_notice, deadline: %s}]'
+SIGNAL_BY_DUE = '[{on: supervision.overdue, points: "1", counting: per_signal, deadline: {by_notice_due: true}}]'
 
 REJECTIONS = [
     # a trigger that is not an event type of the contract
@@ -209,6 +234,24 @@ REJECTIONS = [
         "counting-misfit",
         {"rules": '[{on: vuln.notice, points: "1", counting: per_signal}]'},
         ["counting 'per_signal' does not fit trigger 'vuln.notice'"],
+    ),
+    # the v1 period (at + N days exactly) is gone: say what to write instead
+    (
+        "v1-period",
+        {"rules": OVERDUE % "{period_days: 14}"},
+        ["period_days (contract v1: at + N days) is gone", "calendar_days", "by_notice_due"],
+    ),
+    # a stated period and "by the notice's due" at once
+    (
+        "two-periods",
+        {"rules": OVERDUE % "{calendar_days: 14, by_notice_due: true}"},
+        ["exactly one of calendar_days, working_days or by_notice_due"],
+    ),
+    # a risk-warning signal has no due of its own to be judged by
+    (
+        "signal-by-due",
+        {"rules": SIGNAL_BY_DUE},
+        ["only a vulnerability notice carries a due"],
     ),
 ]
 

@@ -169,8 +169,9 @@ def test_fed_by_the_engine() -> None:
     for event in events:
         outcome = engine.apply(event)
         out += w.feed(outcome.deadlines, engine.watermark)
+    # 2 weeks end at 24:00 of 15 March (contract v2): due 2018-03-16T00:00
     assert summary(out) == [
-        ("deadline.approaching", "3d", datetime(2018, 3, 12, 10, tzinfo=SHANGHAI)),
-        ("deadline.approaching", "1d", datetime(2018, 3, 14, 10, tzinfo=SHANGHAI)),
-        ("deadline.overdue", None, datetime(2018, 3, 15, 10, tzinfo=SHANGHAI)),
+        ("deadline.approaching", "3d", datetime(2018, 3, 13, tzinfo=SHANGHAI)),
+        ("deadline.approaching", "1d", datetime(2018, 3, 15, tzinfo=SHANGHAI)),
+        ("deadline.overdue", None, datetime(2018, 3, 16, tzinfo=SHANGHAI)),
     ]
