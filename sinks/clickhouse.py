@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import operator
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,6 +22,7 @@ from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, StoreError
 from sinks.ddl import statements
+from sinks.dsn import canonical, mask
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 DEFAULT_DATABASE = "tracker"
@@ -45,15 +47,23 @@ def split_dsn(dsn: str) -> tuple[str, str]:
 def connect(dsn: str) -> Client:
     base, _ = split_dsn(dsn)
     if not base.startswith(("chdb:", "http:", "https:")):
-        raise StoreError(f"unsupported store DSN {dsn!r} (use chdb:///DIR or http(s)://HOST:PORT)")
+        raise StoreError(
+            f"unsupported store DSN {mask(dsn)!r} (use chdb:///DIR or http(s)://HOST:PORT)"
+        )
+    driver = logging.getLogger("clickhouse_connect")
+    level = driver.level
+    # the driver logs its own line for a failed first request; the StoreError below says it once
+    driver.setLevel(logging.ERROR)
     try:
         return clickhouse_connect.get_client(dsn=base)
     except Exception as exc:  # the driver raises several unrelated types for "cannot open"
-        raise StoreError(f"cannot open store {dsn}: {_first_line(exc)}") from None
+        raise StoreError(f"cannot open store {mask(dsn)}: {_first_line(exc, dsn)}") from None
+    finally:
+        driver.setLevel(level)
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+def _first_line(exc: BaseException, dsn: str | None = None) -> str:
+    return mask((str(exc).strip().splitlines() or [type(exc).__name__])[0][:300], dsn)
 
 
 def _points(value: Decimal) -> Decimal:
@@ -67,6 +77,9 @@ class ClickHouseSink:
         self.client = client or connect(dsn)
         for sql in statements(self.db):
             self._command(sql)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({canonical(self.dsn)!r})"
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -135,7 +148,7 @@ class ClickHouseSink:
                     values["at"] = local(values["at"])
                     yield LoggedEvent.model_construct(**values)
         except ClickHouseError as exc:
-            raise StoreError(f"store query failed: {_first_line(exc)}") from None
+            raise StoreError(f"store query failed: {_first_line(exc, self.dsn)}") from None
 
     def next_seq(self, partition: int = 0) -> int:
         rows = self._query(
@@ -220,13 +233,13 @@ class ClickHouseSink:
         try:
             self.client.command(sql)
         except ClickHouseError as exc:
-            raise StoreError(f"store command failed: {_first_line(exc)}") from None
+            raise StoreError(f"store command failed: {_first_line(exc, self.dsn)}") from None
 
     def _query(self, sql: str, params: dict[str, Any] | None = None) -> list[Sequence[Any]]:
         try:
             return list(self.client.query(sql, parameters=params).result_rows)
         except ClickHouseError as exc:
-            raise StoreError(f"store query failed: {_first_line(exc)}") from None
+            raise StoreError(f"store query failed: {_first_line(exc, self.dsn)}") from None
 
     def _insert(self, table: str, columns: list[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
