@@ -19,6 +19,7 @@ from schemas.points import format_points
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks import Sink, StoreError, open_sink
+from sinks.dsn import mask
 from tracker import tables
 from tracker.config import ConfigFileError, load_registry
 from tracker.pipeline import Summary, Tracker
@@ -114,7 +115,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     else:
         print(
             f"accepted {summary.accepted}, rejected {summary.rejected}, "
-            f"duplicates {summary.duplicates}  (store: {args.store})"
+            f"duplicates {summary.duplicates}  (store: {tables.printable(mask(args.store))})"
         )
     return 0
 
@@ -163,7 +164,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         print(
-            f"{r.unit} {r.year}  rulebook {r.rulebook or '-'}  deducted {format_points(r.deducted)}"
+            tables.printable(
+                f"{r.unit} {r.year}  rulebook {r.rulebook or '-'}  "
+                f"deducted {format_points(r.deducted)}"
+            )
         )
         if r.indicators:
             print(
@@ -321,10 +325,14 @@ def cmd_rulebooks(args: argparse.Namespace) -> int:
     if book is None:
         raise UserError(f"unknown rulebook {args.id!r} (known: {', '.join(books)})")
     print(
-        f"{book.id}  {book.title}  ({book.tier}, {book.year}; {book.source.seed}: {book.source.where})"
+        tables.printable(
+            f"{book.id}  {book.title}  ({book.tier}, {book.year}; "
+            f"{book.source.seed}: {book.source.where})"
+        )
     )
     for ind in book.indicators:
-        print(f"\n{ind.id}  {ind.name}  max {format_points(ind.max_points)}")
+        print()
+        print(tables.printable(f"{ind.id}  {ind.name}  max {format_points(ind.max_points)}"))
         rows = []
         for item in ind.items:
             for rule in item.rules:
@@ -359,10 +367,14 @@ def cmd_rulebooks(args: argparse.Namespace) -> int:
             )
         for cap in ind.shared_caps:
             print(
-                f"  shared cap {cap.id}: {format_points(cap.cap_points)} over items {', '.join(cap.items)}"
+                tables.printable(
+                    f"  shared cap {cap.id}: {format_points(cap.cap_points)} "
+                    f"over items {', '.join(cap.items)}"
+                )
             )
         for un in ind.unruled:
-            print(f"  item {un.number} (no rule: {un.why}) {tables.clip(un.clause, 60)}")
+            line = f"  item {un.number} (no rule: {un.why}) {tables.clip(un.clause, 60)}"
+            print(tables.printable(line))
     return 0
 
 

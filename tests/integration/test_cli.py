@@ -177,3 +177,40 @@ def test_errors_are_one_line_without_traceback(
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_human_views_escape_control_characters(tmp_path: Path) -> None:
+    """Ids, names and raw lines come from outside: a terminal must show them, not obey them."""
+    units = tmp_path / "units.yaml"
+    units.write_text(
+        UNITS.replace("name: 福建省公安厅", 'name: "公安厅\\e]0;owned\\a"'), encoding="utf-8"
+    )
+    evil = "V-\x1b[31m\x1b[2J\r\u202eX"
+    events = [
+        {**EVENTS[0], "notice_id": evil},
+        {**EVENTS[1], "event_id": "e2\x1b[1A"},
+        {"event_id": "t1", "type": "clock.tick", "at": "2018-04-01T00:00:00+08:00"},
+    ]
+    lines = [json.dumps(e, ensure_ascii=False) for e in events]
+    lines.append('{"event_id": "bad\x1b[2J\x07", "broken')  # raw control bytes in a dead letter
+    stream = tmp_path / "events.jsonl"
+    stream.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = tmp_path / "data"
+    tracker("ingest", "--units", str(units), str(stream), data=data)
+    views = {
+        "status": tracker("status", data=data).stdout,
+        "status --unit": tracker("status", "--unit", "fj.gat", data=data).stdout,
+        "deadlines": tracker("deadlines", "--all", data=data).stdout,
+        "rejects": tracker("rejects", data=data).stdout,
+        "ledger": tracker("ledger", data=data).stdout,
+    }
+    for name, out in views.items():
+        unsafe = [ch for ch in out if (ord(ch) < 32 and ch != "\n") or ch in "\x7f\u202e"]
+        assert not unsafe, (name, unsafe)
+    assert "V-\\x1b[31m\\x1b[2J\\r\\u202eX" in views["deadlines"]
+    assert "\\x1b]0;owned\\x07" in views["status"]
+    assert "bad\\x1b[2J\\x07" in views["rejects"]
+    assert "e2\\x1b[1A" in views["ledger"]
+    # JSON output keeps the exact values
+    deadlines = json.loads(tracker("deadlines", "--all", "--json", data=data).stdout)
+    assert evil in {d["ref"] for d in deadlines}
