@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from sinks.base import StoreError
+
 MASK = "***"
 DEFAULT_DATABASE = "tracker"
 # user:PASSWORD@ in any URL inside a text (the password ends at the last @ before the host)
@@ -19,6 +21,14 @@ _SECRET_PARAM = re.compile(
     r"(?P<head>\b(?:password|passwd|pass|pwd|secret|token|access_token)=)(?P<secret>[^&\s'\"]*)",
     re.IGNORECASE,
 )
+
+
+class NoStoreError(StoreError):
+    """A reader was pointed at a place that holds no store; nothing was created there."""
+
+
+class StoreHeldError(StoreError):
+    """The embedded store's directory is open in another process (chDB allows one)."""
 
 
 def mask(text: str, dsn: str | None = None) -> str:
@@ -71,3 +81,20 @@ def canonical(dsn: str) -> str:
         query = urlencode({"database": database})
         return urlunsplit((parts.scheme, f"{user}{host}:{port}", "/", query, ""))
     return mask(dsn)
+
+
+def store_id_file(path: Path, database: str) -> Path:
+    """Next to an embedded store, its id (also in its meta table), readable without opening the
+    store: while a worker holds the directory, a reader checks the worker serves this store."""
+    return path / f"tracker-{database}.store-id"
+
+
+def embedded_store_id(dsn: str) -> str | None:
+    location = chdb_location(dsn)
+    if location is None:
+        return None
+    try:
+        text = store_id_file(*location).read_text(encoding="ascii").strip()
+    except (OSError, ValueError):
+        return None
+    return text if re.fullmatch(r"[0-9a-f]{32}", text) else None

@@ -19,7 +19,7 @@ from schemas.points import format_points
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks import Sink, StoreError, open_sink
-from sinks.dsn import mask
+from sinks.dsn import NoStoreError, StoreHeldError, mask
 from tracker import tables
 from tracker.config import ConfigFileError, load_registry
 from tracker.pipeline import Summary, Tracker
@@ -48,28 +48,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def open_store(dsn: str, *, reading: bool = False) -> Sink:
-    """The store; for reading, a worker's web API when the worker holds the embedded store.
-
-    An embedded chDB directory is locked by the process that opened it, so while `tracker worker`
-    runs on the default store, status/ledger/deadlines/rejects ask the worker instead.
-    """
-    try:
+    """The store; for reading, an existing store only (a read creates nothing anywhere), and
+    through the web views of the worker that holds it when that is an embedded store: an
+    embedded chDB directory can be open in one process only."""
+    if not reading:
         return open_sink(dsn)
-    except StoreError as exc:
-        if not (reading and dsn.startswith("chdb:") and "chdb engine" in str(exc)):
-            raise
-        from tracker.remote import RemoteStore, worker_url
+    from tracker.remote import connect_worker, held_by_another_process
 
-        url = worker_url()
-        remote = RemoteStore(url)
+    try:
+        if held_by_another_process(dsn):
+            return connect_worker(dsn)
         try:
-            remote.progress()
-        except StoreError:
-            raise StoreError(
-                f"the embedded store {dsn} is held by another process, and no worker answers at "
-                f"{url} (set TRACKER_WORKER_URL)"
-            ) from None
-        return remote
+            return open_sink(dsn, create=False)
+        except StoreHeldError:  # a worker took the directory between the check and the open
+            return connect_worker(dsn)
+    except NoStoreError as exc:
+        raise UserError(
+            f"{exc}; `tracker ingest` or `tracker worker` creates a store (or give --store)"
+        ) from None
 
 
 def _config(sink: Sink) -> tuple[Registry, dict[str, Rulebook]]:

@@ -90,3 +90,22 @@ def test_cli_errors_do_not_show_the_password(capsys: pytest.CaptureFixture[str])
     assert captured.err.startswith("tracker: error: cannot open store http://tracker:***@")
     # the driver's own warning line ("Unexpected Http Driver Exception") is not repeated
     assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_same_store(tmp_path: Path) -> None:
+    from tracker.remote import same_store
+
+    store = tmp_path / "s"
+    store.mkdir()
+    dsn = f"chdb://{store}"
+    here = canonical(dsn)
+    id_a, id_b = "a" * 32, "b" * 32
+    # no id next to the store: by canonical DSN
+    assert same_store(dsn, {"store_id": id_a, "dsn": here})
+    assert not same_store(dsn, {"store_id": id_a, "dsn": here.replace("/s?", "/t?")})
+    assert same_store(f"chdb://{tmp_path}/x/../s", {"store_id": None, "dsn": here})
+    (store / "tracker-tracker.store-id").write_text(id_a + "\n")
+    # ids on both sides decide, whatever path the worker sees (a container, a bind mount)
+    assert same_store(dsn, {"store_id": id_a, "dsn": "chdb:///data/chdb?database=tracker"})
+    assert not same_store(dsn, {"store_id": id_b, "dsn": here})  # recreated under the same path
+    assert same_store(dsn, {"store_id": None, "dsn": here})  # a worker that gives no id
