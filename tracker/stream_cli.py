@@ -239,10 +239,15 @@ def cmd_post(args: argparse.Namespace) -> int:
     if summary.not_sent:
         from streams.post import line_ranges
 
+        where = "line" if len(summary.unsent) == 1 else "lines"
+        again = (  # an id made up for flags would change if the command were simply repeated
+            f"post it again with --event-id {json.loads(lines[0].raw)['event_id']}"
+            if args.type is not None
+            else "post them again (an event id already in the topic is ignored)"
+        )
         _say(
-            f"tracker post: not sent: {summary.not_sent} event(s), lines "
-            f"{line_ranges(summary.unsent)}: {broker}: {summary.error}; post them again "
-            "(an event id already in the topic is ignored)"
+            f"tracker post: not sent: {summary.not_sent} event(s), {where} "
+            f"{line_ranges(summary.unsent)}: {broker}: {summary.error}; {again}"
         )
     if args.json:
         print(json.dumps({**summary.as_dict(), "broker": bootstrap, "broker_from": source,
