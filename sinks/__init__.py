@@ -6,13 +6,14 @@ from sinks.base import Batch, Sink, StoreError
 from sinks.memory import MemorySink
 
 
-def open_sink(dsn: str) -> Sink:
-    """`memory://` for tests, otherwise a ClickHouse DSN (chDB or server)."""
+def open_sink(dsn: str, *, create: bool = True) -> Sink:
+    """`memory://` for tests, otherwise a ClickHouse DSN (chDB or server); `create=False` opens
+    an existing store only, and raises StoreError when there is none."""
     if dsn.startswith("memory:"):
         return MemorySink()
     from sinks.clickhouse import ClickHouseSink  # imported lazily: the driver is heavy
 
-    return ClickHouseSink(dsn)
+    return ClickHouseSink(dsn, create=create)
 
 
 __all__ = ["Batch", "MemorySink", "Sink", "StoreError", "open_sink"]

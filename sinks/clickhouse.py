@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
+from uuid import uuid4
 
-import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
@@ -20,10 +18,10 @@ from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, StoreError
+from sinks.connection import connect, require_embedded_store, split_dsn
+from sinks.connection import first_line as _first_line
 from sinks.ddl import statements
-
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-DEFAULT_DATABASE = "tracker"
+from sinks.dsn import NoStoreError, canonical, chdb_location, store_id_file
 
 LEDGER_COLS = list(LedgerEntry.model_fields)
 DEADLINE_COLS = list(DeadlineState.model_fields)
@@ -31,42 +29,94 @@ LETTER_COLS = list(DeadLetter.model_fields)
 EVENT_COLS = list(LoggedEvent.model_fields)
 
 
-def split_dsn(dsn: str) -> tuple[str, str]:
-    """The DSN without its `database` parameter, and that database (default `tracker`)."""
-    parsed = urlparse(dsn)
-    query = parse_qs(parsed.query)
-    database = query.pop("database", [DEFAULT_DATABASE])[0]
-    if not _NAME.match(database):
-        raise StoreError(f"invalid database name {database!r}")
-    rest = urlencode({k: v[0] for k, v in query.items()})
-    return urlunparse(parsed._replace(query=rest)), database
-
-
-def connect(dsn: str) -> Client:
-    base, _ = split_dsn(dsn)
-    if not base.startswith(("chdb:", "http:", "https:")):
-        raise StoreError(f"unsupported store DSN {dsn!r} (use chdb:///DIR or http(s)://HOST:PORT)")
-    try:
-        return clickhouse_connect.get_client(dsn=base)
-    except Exception as exc:  # the driver raises several unrelated types for "cannot open"
-        raise StoreError(f"cannot open store {dsn}: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-
-
 def _points(value: Decimal) -> Decimal:
     return value.normalize() if value else Decimal(0)
 
 
+# what the readers query: a database without them is not (yet) a tracker store
+READ_TABLES = ("meta", "events", "ledger", "deadlines", "dead_letters")
+STORE_ID = "store_id"  # meta key: a random id given to the store when it is created
+
+__all__ = ["ClickHouseSink", "connect", "split_dsn"]
+
+
 class ClickHouseSink:
-    def __init__(self, dsn: str, *, client: Client | None = None) -> None:
+    """`create=False` opens an existing store only (readers): a missing one is a NoStoreError
+    and nothing is created, neither directories nor databases nor tables."""
+
+    def __init__(self, dsn: str, *, client: Client | None = None, create: bool = True) -> None:
         self.dsn = dsn
         _, self.db = split_dsn(dsn)
+        if client is None and not create:
+            require_embedded_store(dsn)
         self.client = client or connect(dsn)
-        for sql in statements(self.db):
-            self._command(sql)
+        try:
+            if create:
+                for sql in statements(self.db):
+                    self._command(sql)
+                self._ensure_store_id()
+            else:
+                self._require_tables()
+        except StoreError:
+            if client is None:
+                self.client.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({canonical(self.dsn)!r})"
+
+    def identity(self) -> dict[str, str | None]:
+        """Which store this is: its id and its canonical DSN (password masked). A worker serves
+        it, so a reader falling back to the worker can check it is the store it wanted."""
+        return {"store_id": self.store_id(), "dsn": canonical(self.dsn)}
+
+    def store_id(self) -> str | None:
+        rows = self._query(
+            f"SELECT value FROM {self.db}.meta FINAL WHERE key = {{k:String}}", {"k": STORE_ID}
+        )
+        return str(rows[0][0]) if rows else None
+
+    def _ensure_store_id(self) -> None:
+        """Give a new store its id (a store from before ids gets one on its next writer's open),
+        and keep the copy next to an embedded store in step."""
+        found = self.store_id()
+        if found is None:
+            self._insert(
+                "meta", ["key", "value", "saved_at"], [[STORE_ID, uuid4().hex, datetime.now(UTC)]]
+            )
+            # read back: of two writers creating the store at once, the later row wins for both
+            found = self.store_id()
+        location = chdb_location(self.dsn)
+        if location is None or found is None:
+            return
+        copy = store_id_file(*location)
+        try:
+            if not copy.is_file() or copy.read_text(encoding="ascii").strip() != found:
+                copy.write_text(found + "\n", encoding="ascii")
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot write {copy}: {exc}") from None
+
+    def _require_tables(self) -> None:
+        where = f"no store at {canonical(self.dsn)}"
+        names = {
+            str(r[0])
+            for r in self._query(
+                "SELECT name FROM system.tables WHERE database = {db:String}", {"db": self.db}
+            )
+        }
+        exists = (
+            names
+            or self._query(
+                "SELECT count() FROM system.databases WHERE name = {db:String}", {"db": self.db}
+            )[0][0]
+        )
+        if not exists:
+            raise NoStoreError(f"{where}: database {self.db!r} does not exist")
+        missing = sorted(set(READ_TABLES) - names)
+        if missing:
+            raise NoStoreError(
+                f"{where}: database {self.db!r} holds no tracker store (no {', '.join(missing)})"
+            )
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -135,7 +185,7 @@ class ClickHouseSink:
                     values["at"] = local(values["at"])
                     yield LoggedEvent.model_construct(**values)
         except ClickHouseError as exc:
-            raise StoreError(f"store query failed: {_first_line(exc)}") from None
+            raise StoreError(f"store query failed: {_first_line(exc, self.dsn)}") from None
 
     def next_seq(self, partition: int = 0) -> int:
         rows = self._query(
@@ -220,13 +270,13 @@ class ClickHouseSink:
         try:
             self.client.command(sql)
         except ClickHouseError as exc:
-            raise StoreError(f"store command failed: {_first_line(exc)}") from None
+            raise StoreError(f"store command failed: {_first_line(exc, self.dsn)}") from None
 
     def _query(self, sql: str, params: dict[str, Any] | None = None) -> list[Sequence[Any]]:
         try:
             return list(self.client.query(sql, parameters=params).result_rows)
         except ClickHouseError as exc:
-            raise StoreError(f"store query failed: {_first_line(exc)}") from None
+            raise StoreError(f"store query failed: {_first_line(exc, self.dsn)}") from None
 
     def _insert(self, table: str, columns: list[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from uuid import uuid4
 
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
 from schemas.registry import Registry
@@ -14,6 +15,7 @@ from sinks.base import Batch
 
 class MemorySink:
     def __init__(self) -> None:
+        self._id = uuid4().hex
         self._config: tuple[Registry, dict[str, Rulebook]] | None = None
         self._events: dict[str, LoggedEvent] = {}
         self._entries: dict[str, LedgerEntry] = {}
@@ -25,6 +27,9 @@ class MemorySink:
 
     def load_config(self) -> tuple[Registry, dict[str, Rulebook]] | None:
         return self._config
+
+    def identity(self) -> dict[str, str | None]:
+        return {"store_id": self._id, "dsn": "memory://"}
 
     def write(self, batch: Batch) -> None:
         for e in batch.events:

@@ -28,6 +28,7 @@ from engine.status import build_status
 from schemas.points import format_points
 from schemas.registry import Registry
 from sinks.base import StoreError
+from sinks.dsn import mask
 from streams.post import Poster, PostSummary
 from streams.topics import Topics, wait_drained
 from tracker import demo, tables
@@ -85,7 +86,7 @@ def run_live_demo(
     remote = RemoteStore(f"http://127.0.0.1:{web_port}")
     try:
         _wait_web(remote, worker, logs / "worker.log")
-        print(f"demo: worker up (store {store}, log {logs / 'worker.log'})", file=out)
+        print(f"demo: worker up (store {mask(store)}, log {logs / 'worker.log'})", file=out)
         events = demo.generate(registry, seed=seed, years=years, scale=scale)
         lines = list(demo.lines(events, bad=demo.bad_lines(seed)))
         produce_s, summary = asyncio.run(_produce(broker.bootstrap, topics, registry, lines))

@@ -1,14 +1,20 @@
-"""Producing events: check each against the contract first, key it by its root unit (so a whole
-jurisdiction subtree is one partition, in order), and send clock ticks to every partition.
+"""Producing events: check every event against the contract first, then key each by its root
+unit (so a whole jurisdiction subtree is one partition, in order) and send clock ticks to every
+partition.
 
 An event the contract rejects outright (bad JSON, schema, unknown unit, naive or too-far-future
-timestamp) is reported and not sent. What only the engine can judge (feedback for an unknown
-notice, say) is sent and, if rejected there, becomes a dead letter.
+timestamp, a line that is not UTF-8) is reported and not sent. What only the engine can judge
+(feedback for an unknown notice, say) is sent and, if rejected there, becomes a dead letter.
+
+Every line is accounted for: sent (the broker confirmed every record of it), rejected (with its
+reason) or not sent (the broker failed or the time ran out first). `post_within` bounds the
+whole network part, from the first connection to the last confirmation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -40,6 +46,8 @@ FIELD_FLAGS = (
     "target_event_id",
     "reason",
 )
+CONFIRM_EVERY = 10_000  # events in flight before waiting for the broker's confirmations
+STOP_GRACE_S = 5.0  # closing the producer after a failure: it would wait for a dead broker
 
 
 def event_from_flags(values: dict[str, Any], now: datetime) -> str:
@@ -61,23 +69,44 @@ def event_from_flags(values: dict[str, Any], now: datetime) -> str:
     return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
 
 
-def raw_events(text: str) -> Iterator[tuple[int, str]]:
-    """(line number, raw event) from JSONL, one JSON object (pretty-printed or not) or a JSON
-    array of objects. Blank lines are skipped."""
-    stripped = text.strip()
-    if stripped.startswith("[") or (stripped.startswith("{") and "\n" in stripped):
+@dataclass(frozen=True)
+class Line:
+    """One event's text and where it was: a line number (JSONL) or a position (JSON array).
+    `problem` says why it cannot be an event before it is even parsed (not UTF-8)."""
+
+    number: int
+    raw: str
+    problem: str | None = None
+
+
+def raw_events(data: bytes | str) -> Iterator[Line]:
+    """The events of a file: JSONL, one JSON object (pretty-printed or not) or a JSON array of
+    objects. Blank lines are skipped; a leading UTF-8 byte order mark is dropped. A line that is
+    not UTF-8 is kept, shown with \\x escapes, and refused."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    stripped = data.strip()
+    if stripped.startswith(b"[") or (stripped.startswith(b"{") and b"\n" in stripped):
         try:
-            doc = json.loads(stripped)
-        except ValueError:
+            doc = json.loads(stripped.decode("utf-8"))
+        except (ValueError, RecursionError):
             doc = None  # JSONL after all (or broken): judged line by line below
         if isinstance(doc, list | dict):
             items = doc if isinstance(doc, list) else [doc]
             for i, item in enumerate(items, 1):
-                yield i, json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+                yield Line(i, json.dumps(item, ensure_ascii=False, separators=(",", ":")))
             return
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            yield number, line.strip()
+    # the line breaks of a text file read by `tracker ingest`: \n, \r\n and \r
+    for number, chunk in enumerate(data.splitlines(), 1):
+        try:
+            text = chunk.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            shown = chunk.decode("utf-8", "backslashreplace").strip()
+            yield Line(number, shown, f"not UTF-8 (byte {exc.start + 1} of the line)")
+            continue
+        if text.strip():
+            yield Line(number, text.strip())
 
 
 class Validator:
@@ -92,6 +121,8 @@ class Validator:
             event = parse_event(raw)
         except EventError as exc:
             return None, exc.reason
+        except Exception as exc:  # whatever the input does to the parser, it is one refusal
+            return None, f"unreadable: {type(exc).__name__}"
         if not isinstance(event, ClockTick) and self.registry.unit(event.unit) is None:
             return None, f"unknown unit {event.unit!r}"
         if event.at > self.clock() + MAX_AHEAD:
@@ -103,11 +134,35 @@ class Validator:
 class PostSummary:
     sent: int = 0
     rejected: int = 0
-    records: int = 0  # Kafka records: a tick is one per partition
-    problems: list[tuple[int, str]] = field(default_factory=list)
+    not_sent: int = 0
+    records: int = 0  # Kafka records of the sent events: a tick is one per partition
+    problems: list[tuple[int, str]] = field(default_factory=list)  # (line, why rejected)
+    unsent: list[int] = field(default_factory=list)  # lines checked, not confirmed by the broker
+    error: str | None = None  # why sending stopped early
 
     def as_dict(self) -> dict[str, int]:
-        return {"sent": self.sent, "rejected": self.rejected, "records": self.records}
+        return {
+            "sent": self.sent,
+            "rejected": self.rejected,
+            "not_sent": self.not_sent,
+            "records": self.records,
+        }
+
+
+@dataclass
+class _Checked:
+    number: int
+    raw: str
+    event: Event
+    futures: list[asyncio.Future[Any]] = field(default_factory=list)
+    records: int = 1
+
+    @property
+    def confirmed(self) -> bool:
+        """The broker acknowledged every record of the event (all of a tick's partitions)."""
+        return len(self.futures) == self.records and all(
+            f.done() and not f.cancelled() and f.exception() is None for f in self.futures
+        )
 
 
 class Poster:
@@ -135,8 +190,22 @@ class Poster:
 
     async def stop(self) -> None:
         if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+    def check(self, lines: Iterable[Line | tuple[int, str]]) -> tuple[PostSummary, list[_Checked]]:
+        """Every event judged before anything goes to the network."""
+        summary, checked = PostSummary(), []
+        for line in lines:
+            if not isinstance(line, Line):
+                line = Line(*line)
+            event, reason = (None, line.problem) if line.problem else self.validator.check(line.raw)
+            if event is None:
+                summary.rejected += 1
+                summary.problems.append((line.number, reason or "rejected"))
+            else:
+                checked.append(_Checked(line.number, line.raw, event))
+        return summary, checked
 
     async def send(self, raw: str, event: Event) -> list[asyncio.Future[Any]]:
         """Produce one checked event; returns the delivery futures (one per record)."""
@@ -156,28 +225,111 @@ class Poster:
             )
         ]
 
-    async def post(self, raws: Iterable[tuple[int, str]]) -> PostSummary:
-        summary = PostSummary()
-        pending: list[asyncio.Future[Any]] = []
-        for number, raw in raws:
-            event, reason = self.validator.check(raw)
-            if event is None:
-                summary.rejected += 1
-                summary.problems.append((number, reason or "rejected"))
-                continue
-            futures = await self.send(raw, event)
-            summary.sent += 1
-            summary.records += len(futures)
-            pending += futures
-            if len(pending) >= 10_000:
-                await _delivered(pending)
-                pending = []
-        await _delivered(pending)
+    async def produce(self, checked: list[_Checked]) -> None:
+        """Send the checked events in order and wait for the broker's confirmations; the first
+        failed delivery stops it (TopicError). Progress stays in `checked` when cancelled."""
+        in_flight: list[asyncio.Future[Any]] = []
+        for item in checked:
+            item.records = self.partitions if isinstance(item.event, ClockTick) else 1
+            item.futures = await self.send(item.raw, item.event)
+            in_flight += item.futures
+            if len(in_flight) >= CONFIRM_EVERY:
+                await _confirmed(in_flight, self.bootstrap)
+                in_flight = []
+        await _confirmed(in_flight, self.bootstrap)
+
+    async def post(self, lines: Iterable[Line | tuple[int, str]]) -> PostSummary:
+        """Check, then produce with a started producer (TopicError if a delivery fails)."""
+        summary, checked = self.check(lines)
+        try:
+            await self.produce(checked)
+        finally:
+            tally(summary, checked)
         return summary
 
 
-async def _delivered(futures: list[asyncio.Future[Any]]) -> None:
+def tally(summary: PostSummary, checked: list[_Checked]) -> None:
+    for item in checked:
+        if item.confirmed:
+            summary.sent += 1
+            summary.records += item.records
+        else:
+            summary.not_sent += 1
+            summary.unsent.append(item.number)
+            for f in item.futures:  # failed later by the closing producer: already counted
+                f.add_done_callback(_retrieved)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+async def post_within(
+    poster: Poster, lines: Iterable[Line | tuple[int, str]], timeout_s: float
+) -> PostSummary:
+    """Check every event, then start, send and wait for the broker within `timeout_s` in all;
+    whatever was not confirmed by then is counted as not sent, with the reason in `error`."""
+    summary, checked = poster.check(lines)
+    if not checked:
+        return summary
+
+    async def run() -> None:
+        await poster.start()
+        await poster.produce(checked)
+
+    task = asyncio.ensure_future(run())
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        if task in done:
+            exc = task.exception()
+            if isinstance(exc, TopicError | KafkaError):
+                summary.error = str(exc) if isinstance(exc, TopicError) else f"Kafka: {exc}"
+            elif exc is not None:
+                raise exc
+        else:
+            summary.error = f"no answer from the broker within {timeout_s:g}s (--timeout)"
+            task.cancel()
+            await asyncio.wait({task}, timeout=STOP_GRACE_S)
+            task.add_done_callback(_retrieved)
+    finally:
+        await _bounded_stop(poster)
+        tally(summary, checked)
+    if summary.not_sent and summary.error is None:
+        summary.error = "the broker did not confirm every record"
+    return summary
+
+
+async def _bounded_stop(poster: Poster) -> None:
+    """Close the producer; after a failure it may wait on a dead broker, so not for long."""
+    stopping = asyncio.ensure_future(poster.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=STOP_GRACE_S)
+    if stopping not in done:
+        stopping.cancel()
+    with contextlib.suppress(BaseException):
+        await asyncio.wait({stopping}, timeout=1)
+        if stopping.done() and not stopping.cancelled():
+            stopping.exception()  # retrieved: a failed close is not worth a warning
+
+
+async def _confirmed(futures: list[asyncio.Future[Any]], bootstrap: str) -> None:
     try:
         await asyncio.gather(*futures)
     except KafkaError as exc:
-        raise TopicError(f"could not produce to Kafka: {exc}") from None
+        raise TopicError(f"could not produce to Kafka at {bootstrap}: {exc}") from None
+
+
+def line_ranges(numbers: Iterable[int]) -> str:
+    """`1-3, 7, 9-10`: line numbers as short ranges."""
+    out: list[str] = []
+    start = prev = None
+    for n in sorted(set(numbers)):
+        if prev is not None and n == prev + 1:
+            prev = n
+            continue
+        if start is not None:
+            out.append(f"{start}-{prev}" if prev != start else f"{start}")
+        start = prev = n
+    if start is not None:
+        out.append(f"{start}-{prev}" if prev != start else f"{start}")
+    return ", ".join(out)

@@ -16,7 +16,7 @@ from streams.processor import KafkaReader, PartitionState
 from streams.settings import Config
 from streams.topics import Topics, end_offsets, group_lag, wait_drained
 from streams.warnings import WarningPolicy
-from tracker.remote import RemoteStore, held_by_another_process, worker_url
+from tracker.remote import RemoteStore, connect_worker, held_by_another_process
 
 
 @dataclass
@@ -83,11 +83,13 @@ def diff(replayed: Sink, live: Sink) -> tuple[Diff, Diff]:
 
 
 def open_live(store: str, url: str | None) -> Sink:
+    """The live store to compare with: the worker named, else the store itself (an existing
+    one only), through the worker that holds it while one does."""
     if url is not None:
         return RemoteStore(url)
     if held_by_another_process(store):
-        return RemoteStore(worker_url())  # a running worker holds the embedded store
-    return open_sink(store)
+        return connect_worker(store)  # refuses a worker that holds another store
+    return open_sink(store, create=False)
 
 
 def run_replay(

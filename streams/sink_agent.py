@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
 from sinks.base import Batch, Sink
+from sinks.dsn import mask
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ async def write_until_done(
         except Exception as exc:  # any store failure: the batch must not be dropped
             stats.failures += 1
             stats.failing = True
-            stats.last_error = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+            stats.last_error = mask((str(exc).splitlines() or [type(exc).__name__])[0][:300])
             log.warning(
                 "store write of %d records failed (attempt %d), retrying in %.1fs: %s",
                 len(batch),

@@ -10,6 +10,8 @@
     GET /tracker/unit-years             [[unit, year], ...]
     GET /tracker/watermark              {"watermark": RFC 3339 or null}
     GET /tracker/progress               what this worker has processed and written
+    GET /tracker/store                  {"store_id": ..., "dsn": canonical DSN, password masked}:
+                                        which store this worker holds, checked by readers
 
 Reads run on the store thread, after any write already queued there.
 """
@@ -85,6 +87,13 @@ def _watermark(sink: Sink) -> bytes:
     return json.dumps({"watermark": iso(mark) if mark is not None else None}).encode()
 
 
+def _identity(sink: Sink) -> bytes:
+    identify = getattr(sink, "identity", None)  # every store has it; a stand-in may not
+    if identify is None:
+        raise LookupError(f"{type(sink).__name__} cannot say which store it is")
+    return json.dumps(identify()).encode()
+
+
 def _query(name: str, request: Request) -> Callable[[Sink], bytes]:
     q = request.query
     if name == "status":
@@ -106,12 +115,24 @@ def _query(name: str, request: Request) -> Callable[[Sink], bytes]:
         return _config
     if name == "totals":
         return _totals
+    if name == "store":
+        return _identity
     if name == "unit-years":
         return lambda s: json.dumps(sorted(s.event_unit_years()), ensure_ascii=False).encode()
     return _watermark
 
 
-READS = ("status", "ledger", "deadlines", "rejects", "config", "totals", "unit-years", "watermark")
+READS = (
+    "status",
+    "ledger",
+    "deadlines",
+    "rejects",
+    "config",
+    "totals",
+    "unit-years",
+    "watermark",
+    "store",
+)
 
 
 def register(

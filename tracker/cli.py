@@ -12,8 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sinks.dsn import mask
 from tracker import commands, demo_cli, ops_cli, stream_cli
 from tracker.config import default_store
+from tracker.tables import printable
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands.run(args)
     except commands.UserError as exc:
-        print(f"tracker: error: {exc}", file=sys.stderr)
+        # a message can quote what the user gave or a file holds: shown, not obeyed
+        print(f"tracker: error: {printable(mask(str(exc)))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tracker: interrupted", file=sys.stderr)
@@ -129,7 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("TRACKER_DEBUG"):
             raise
         print(
-            f"tracker: internal error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr
+            printable(
+                mask(f"tracker: internal error: {type(exc).__name__}: {exc}".splitlines()[0])
+            ),
+            file=sys.stderr,
         )
         return 1
 

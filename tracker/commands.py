@@ -19,6 +19,7 @@ from schemas.points import format_points
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks import Sink, StoreError, open_sink
+from sinks.dsn import NoStoreError, StoreHeldError, mask
 from tracker import tables
 from tracker.config import ConfigFileError, load_registry
 from tracker.pipeline import Summary, Tracker
@@ -47,28 +48,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def open_store(dsn: str, *, reading: bool = False) -> Sink:
-    """The store; for reading, a worker's web API when the worker holds the embedded store.
-
-    An embedded chDB directory is locked by the process that opened it, so while `tracker worker`
-    runs on the default store, status/ledger/deadlines/rejects ask the worker instead.
-    """
-    try:
+    """The store; for reading, an existing store only (a read creates nothing anywhere), and
+    through the web views of the worker that holds it when that is an embedded store: an
+    embedded chDB directory can be open in one process only."""
+    if not reading:
         return open_sink(dsn)
-    except StoreError as exc:
-        if not (reading and dsn.startswith("chdb:") and "chdb engine" in str(exc)):
-            raise
-        from tracker.remote import RemoteStore, worker_url
+    from tracker.remote import connect_worker, held_by_another_process
 
-        url = worker_url()
-        remote = RemoteStore(url)
+    try:
+        if held_by_another_process(dsn):
+            return connect_worker(dsn)
         try:
-            remote.progress()
-        except StoreError:
-            raise StoreError(
-                f"the embedded store {dsn} is held by another process, and no worker answers at "
-                f"{url} (set TRACKER_WORKER_URL)"
-            ) from None
-        return remote
+            return open_sink(dsn, create=False)
+        except StoreHeldError:  # a worker took the directory between the check and the open
+            return connect_worker(dsn)
+    except NoStoreError as exc:
+        raise UserError(
+            f"{exc}; `tracker ingest` or `tracker worker` creates a store (or give --store)"
+        ) from None
 
 
 def _config(sink: Sink) -> tuple[Registry, dict[str, Rulebook]]:
@@ -114,7 +111,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     else:
         print(
             f"accepted {summary.accepted}, rejected {summary.rejected}, "
-            f"duplicates {summary.duplicates}  (store: {args.store})"
+            f"duplicates {summary.duplicates}  (store: {tables.printable(mask(args.store))})"
         )
     return 0
 
@@ -163,7 +160,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         print(
-            f"{r.unit} {r.year}  rulebook {r.rulebook or '-'}  deducted {format_points(r.deducted)}"
+            tables.printable(
+                f"{r.unit} {r.year}  rulebook {r.rulebook or '-'}  "
+                f"deducted {format_points(r.deducted)}"
+            )
         )
         if r.indicators:
             print(
@@ -324,10 +324,14 @@ def cmd_rulebooks(args: argparse.Namespace) -> int:
     if book is None:
         raise UserError(f"unknown rulebook {args.id!r} (known: {', '.join(books)})")
     print(
-        f"{book.id}  {book.title}  ({book.tier}, {book.year}; {book.source.seed}: {book.source.where})"
+        tables.printable(
+            f"{book.id}  {book.title}  ({book.tier}, {book.year}; "
+            f"{book.source.seed}: {book.source.where})"
+        )
     )
     for ind in book.indicators:
-        print(f"\n{ind.id}  {ind.name}  max {format_points(ind.max_points)}")
+        print()
+        print(tables.printable(f"{ind.id}  {ind.name}  max {format_points(ind.max_points)}"))
         rows = []
         for item in ind.items:
             for rule in item.rules:
@@ -362,10 +366,14 @@ def cmd_rulebooks(args: argparse.Namespace) -> int:
             )
         for cap in ind.shared_caps:
             print(
-                f"  shared cap {cap.id}: {format_points(cap.cap_points)} over items {', '.join(cap.items)}"
+                tables.printable(
+                    f"  shared cap {cap.id}: {format_points(cap.cap_points)} "
+                    f"over items {', '.join(cap.items)}"
+                )
             )
         for un in ind.unruled:
-            print(f"  item {un.number} (no rule: {un.why}) {tables.clip(un.clause, 60)}")
+            line = f"  item {un.number} (no rule: {un.why}) {tables.clip(un.clause, 60)}"
+            print(tables.printable(line))
     return 0
 
 

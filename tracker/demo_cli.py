@@ -8,6 +8,7 @@ from decimal import Decimal
 from engine.status import build_status
 from rulebooks import load_rulebooks
 from schemas.points import format_points
+from sinks.dsn import mask
 from tracker import tables
 from tracker.commands import UserError, ingest, open_store
 from tracker.config import DEMO_REGISTRY, load_registry
@@ -49,7 +50,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     books = dict(load_rulebooks())
     events = demo.generate(registry, seed=args.seed, years=_years(args.years), scale=args.scale)
     lines = list(demo.lines(events, bad=demo.bad_lines(args.seed)))
-    print(f"demo: {len(lines)} events for {len(registry.units)} units, store {args.store}")
+    print(f"demo: {len(lines)} events for {len(registry.units)} units, store {mask(args.store)}")
     sink = open_store(args.store)
     try:
         summary = ingest(sink, registry, books, official_calendar(), lines, "demo")

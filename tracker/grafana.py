@@ -21,6 +21,7 @@ import niquests
 from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException, GrafanaTimeoutError
 
+from sinks.dsn import mask
 from tracker import dashboard_json
 from tracker.dashboard_json import DATASOURCE_TYPE, DATASOURCE_UID
 
@@ -53,7 +54,7 @@ def clickhouse_datasource(
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise GrafanaPushError(
             f"the data source URL must be http(s)://USER:PASS@HOST:PORT/?database=NAME, "
-            f"not {_redact(store_dsn)!r}"
+            f"not {mask(store_dsn)!r}"
         )
     secure = parsed.scheme == "https"
     database = parse_qs(parsed.query).get("database", ["tracker"])[0]
@@ -99,7 +100,7 @@ def push(
         raise GrafanaPushError(f"cannot read the dashboards: {exc}") from None
     datasource = clickhouse_datasource(store_dsn_for_grafana)
     api = connect(url, token, timeout=timeout)
-    call = _caller(_redact(url))
+    call = _caller(mask(url))
     result = PushResult(
         datasource=upsert_datasource(api, datasource, call),
         folder_uid=upsert_folder(api, folder, call) if folder else None,
@@ -118,13 +119,13 @@ def connect(url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT) -> Grafan
     `token` is a service-account token, or `user:password` for basic authentication."""
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise GrafanaPushError(f"the Grafana URL must be http(s)://HOST:PORT, not {_redact(url)!r}")
+        raise GrafanaPushError(f"the Grafana URL must be http(s)://HOST:PORT, not {mask(url)!r}")
     # grafana-client appends "api" to the path as is: keep exactly one slash before it
     base = url.split("?", 1)[0].rstrip("/") + "/"
     user, sep, password = token.partition(":")
     credential: str | tuple[str, str] = (user, password) if sep else token
     api: GrafanaApi = GrafanaApi.from_url(base, credential=credential, timeout=timeout)
-    shown = _redact(url)
+    shown = mask(url)
     # /api/health answers without a token (grafana-client's health.check reads a signed-in page)
     health = _caller(shown)("reach /api/health", lambda: api.client.GET("/health"))
     if not isinstance(health, Mapping) or "database" not in health:
@@ -232,7 +233,3 @@ def _network(exc: Exception) -> str:
 def _one_line(value: object) -> str:
     text = str(value or "").strip()
     return (text.splitlines() or [""])[0][:200]
-
-
-def _redact(dsn: str) -> str:
-    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", dsn)

@@ -16,7 +16,6 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -25,6 +24,7 @@ from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, StoreError
+from sinks.dsn import canonical, chdb_location, embedded_store_id, mask
 
 WORKER_URL_ENV = "TRACKER_WORKER_URL"
 DEFAULT_WORKER_URL = "http://127.0.0.1:6066"
@@ -43,7 +43,11 @@ class RemoteStore:
 
     def __init__(self, url: str, timeout_s: float = 30.0) -> None:
         self.url = url.rstrip("/")
+        self.shown = mask(self.url)
         self.timeout_s = timeout_s
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.shown!r})"
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -86,22 +90,30 @@ class RemoteStore:
         result: dict[str, Any] = self._get("progress")
         return result
 
+    def identity(self) -> dict[str, str | None]:
+        """Which store the worker holds: {"store_id": ..., "dsn": canonical, masked}."""
+        data = self._get("store")
+        if not isinstance(data, dict) or not isinstance(data.get("dsn"), str):
+            raise StoreError(f"the worker at {self.shown} does not say which store it holds")
+        store_id = data.get("store_id")
+        return {"store_id": store_id if isinstance(store_id, str) else None, "dsn": data["dsn"]}
+
     def close(self) -> None:
         pass
 
     # -- not over HTTP -------------------------------------------------------------------------
 
     def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None:
-        raise StoreError(f"the store is read-only through the worker at {self.url}")
+        raise StoreError(f"the store is read-only through the worker at {self.shown}")
 
     def write(self, batch: Batch) -> None:
-        raise StoreError(f"the store is read-only through the worker at {self.url}")
+        raise StoreError(f"the store is read-only through the worker at {self.shown}")
 
     def logged_events(self) -> Iterator[LoggedEvent]:
-        raise StoreError(f"the event log is not served by the worker at {self.url}")
+        raise StoreError(f"the event log is not served by the worker at {self.shown}")
 
     def next_seq(self, partition: int = 0) -> int:
-        raise StoreError(f"the event log is not served by the worker at {self.url}")
+        raise StoreError(f"the event log is not served by the worker at {self.shown}")
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -113,30 +125,63 @@ class RemoteStore:
                 body: bytes = response.read()
                 return body
         except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise StoreError(
+                    f"what answers at {self.shown} has no /tracker/{path}: not a tracker worker, "
+                    "or one from before this version"
+                ) from None
             try:
                 reason = json.loads(exc.read()).get("error") or exc.reason
-            except ValueError:
+            except (ValueError, AttributeError):
                 reason = exc.reason
-            raise StoreError(f"worker at {self.url}: {reason}") from None
+            raise StoreError(f"worker at {self.shown}: {reason}") from None
         except (urllib.error.URLError, OSError) as exc:
             why = getattr(exc, "reason", exc)
-            raise StoreError(f"cannot reach the worker at {self.url}: {why}") from None
+            raise StoreError(f"cannot reach the worker at {self.shown}: {why}") from None
 
     def _get(self, path: str, **params: Any) -> Any:
-        return json.loads(self._raw(path, **params))
+        try:
+            return json.loads(self._raw(path, **params))
+        except ValueError:
+            raise StoreError(f"what answers at {self.shown} does not speak JSON") from None
 
 
-def chdb_path(dsn: str) -> Path | None:
-    """The directory of an embedded chDB DSN (`chdb:///dir?database=x`), else None."""
-    parsed = urllib.parse.urlparse(dsn)
-    if parsed.scheme != "chdb" or not parsed.path:
-        return None
-    return Path(parsed.path)
+def connect_worker(dsn: str, url: str | None = None) -> RemoteStore:
+    """The read views of the worker at `url` (default: $TRACKER_WORKER_URL), once it has shown
+    that the store it holds is `dsn`: whatever else answers there is refused, with a message
+    saying which store it holds instead."""
+    remote = RemoteStore(url or worker_url())
+    wanted = canonical(dsn)
+    try:
+        served = remote.identity()
+    except StoreError as exc:
+        raise StoreError(
+            f"the store {wanted} is held by another process, and no worker that holds it answers "
+            f"at {remote.shown} (set {WORKER_URL_ENV}): {exc}"
+        ) from None
+    if not same_store(dsn, served):
+        raise StoreError(
+            f"the store {wanted} is held by another process, but the worker at {remote.shown} "
+            f"holds another store ({served['dsn']}, id {served['store_id'] or 'unknown'}): set "
+            f"{WORKER_URL_ENV} to the web address of the worker that holds {wanted}"
+        )
+    return remote
+
+
+def same_store(dsn: str, served: Mapping[str, str | None]) -> bool:
+    """Whether what a worker says it holds is the store `dsn`: by the store ids when both are
+    known (an embedded store keeps a copy of its id next to it), else by canonical DSN."""
+    wanted_id, served_id = embedded_store_id(dsn), served.get("store_id")
+    if wanted_id and served_id:
+        return wanted_id == served_id
+    return served.get("dsn") == canonical(dsn)
 
 
 def held_by_another_process(dsn: str) -> bool:
-    """True when another process has the chDB directory open (chDB locks `<dir>/status`)."""
-    path = chdb_path(dsn)
+    """True when another process has the chDB directory open (chDB locks `<dir>/status`).
+    Asked before opening, so the engine never tries a held directory (and prints nothing)."""
+    location = chdb_location(dsn)
+    path = location[0] if location else None
     if path is None or not (path / "status").is_file():
         return False
     try:

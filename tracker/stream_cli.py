@@ -19,6 +19,8 @@ from typing import Any
 from tracker.commands import UserError, user_errors
 from tracker.config import data_dir, default_store
 
+DEFAULT_POST_TIMEOUT_S = 60.0
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("kafka", help="start, stop or check the local Kafka broker")
@@ -39,6 +41,14 @@ def register(sub: Any) -> None:
     p.add_argument("--terminals", metavar="T1,T2")
     for name in ("control", "signal-id", "target-event-id", "reason"):
         p.add_argument(f"--{name}")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_POST_TIMEOUT_S,
+        metavar="S",
+        help="give up after S seconds in all (connecting, sending, confirmations); what the "
+        f"broker has not confirmed by then is reported as not sent (default {DEFAULT_POST_TIMEOUT_S:g})",
+    )
     p.add_argument("--json", action="store_true", help="end with a JSON summary line")
     p.set_defaults(handler=cmd_post)
 
@@ -109,11 +119,34 @@ def default_table_store() -> str:
 
 
 def _kafka_args(p: argparse.ArgumentParser) -> None:
-    from streams.settings import default_bootstrap
+    from streams.settings import DEFAULT_BOOTSTRAP, KAFKA_ENV
 
-    p.add_argument("--bootstrap", default=default_bootstrap(), help="default: $TRACKER_KAFKA")
+    p.add_argument(
+        "--bootstrap",
+        default=None,
+        metavar="HOST:PORT",
+        help=f"the Kafka broker (default: ${KAFKA_ENV}, else {DEFAULT_BOOTSTRAP})",
+    )
     p.add_argument("--topic-prefix", default="tracker")
     p.add_argument("--partitions", type=int, default=4, help="when creating the topics")
+
+
+def broker_of(args: argparse.Namespace) -> tuple[str, str]:
+    """The broker to use and where that came from, to say with the results: a forgotten
+    --bootstrap must not pass unnoticed when some other broker answers on the default port."""
+    from streams.settings import DEFAULT_BOOTSTRAP, KAFKA_ENV
+
+    if args.bootstrap:
+        return args.bootstrap, "--bootstrap"
+    if os.environ.get(KAFKA_ENV):
+        return os.environ[KAFKA_ENV], f"${KAFKA_ENV}"
+    return DEFAULT_BOOTSTRAP, f"default: no --bootstrap, no ${KAFKA_ENV}"
+
+
+def _bootstrap(args: argparse.Namespace) -> str:
+    bootstrap, _ = broker_of(args)
+    args.bootstrap = bootstrap
+    return bootstrap
 
 
 def _units_arg(p: argparse.ArgumentParser) -> None:
@@ -176,40 +209,64 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 
 def cmd_post(args: argparse.Namespace) -> int:
+    """Exit 0: every event sent; 1: some lines rejected, every other one sent; 2: some events
+    not sent (broker unreachable, failing or too slow), or nothing could be read at all."""
     from datetime import UTC, datetime
 
-    from streams.post import FIELD_FLAGS, Poster, event_from_flags, raw_events
+    from streams.post import FIELD_FLAGS, Poster, event_from_flags, post_within, raw_events
 
     if (args.file is None) == (args.type is None):
         raise UserError("give either --file FILE|- or --type with the event's flags")
+    if not args.timeout > 0:
+        raise UserError("--timeout must be a positive number of seconds")
+    bootstrap, source = broker_of(args)
     with user_errors():
         from tracker.config import load_registry
 
         registry = load_registry(_units(args))
         if args.file is not None:
-            text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
-            raws = list(raw_events(text))
+            data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+            lines = list(raw_events(data))
         else:
             values = {k: getattr(args, k) for k in ("type", "unit", "at", "event_id", *FIELD_FLAGS)}
-            raws = [(1, event_from_flags(values, datetime.now(UTC)))]
-    poster = Poster(args.bootstrap, _topics(args), registry, args.partitions)
-
-    async def run() -> Any:
-        await poster.start()
-        try:
-            return await poster.post(raws)
-        finally:
-            await poster.stop()
-
+            lines = list(raw_events(event_from_flags(values, datetime.now(UTC))))
+    poster = Poster(bootstrap, _topics(args), registry, args.partitions)
     with kafka_errors():
-        summary = asyncio.run(run())
+        summary = asyncio.run(post_within(poster, lines, args.timeout))
+    broker = f"broker {bootstrap} ({source})"
     for number, reason in summary.problems:
-        print(f"tracker post: not sent: event {number}: {reason}", file=sys.stderr)
+        _say(f"tracker post: rejected: line {number}: {reason}")
+    if summary.not_sent:
+        from streams.post import line_ranges
+
+        where = "line" if len(summary.unsent) == 1 else "lines"
+        again = (  # an id made up for flags would change if the command were simply repeated
+            f"post it again with --event-id {json.loads(lines[0].raw)['event_id']}"
+            if args.type is not None
+            else "post them again (an event id already in the topic is ignored)"
+        )
+        _say(
+            f"tracker post: not sent: {summary.not_sent} event(s), {where} "
+            f"{line_ranges(summary.unsent)}: {broker}: {summary.error}; {again}"
+        )
     if args.json:
-        print(json.dumps(summary.as_dict()))
+        print(json.dumps({**summary.as_dict(), "broker": bootstrap, "broker_from": source,
+                          "topic": poster.topics.events, "error": summary.error,
+                          "rejected_lines": [{"line": n, "reason": r} for n, r in summary.problems],
+                          "not_sent_lines": summary.unsent}, ensure_ascii=False))  # fmt: skip
     else:
-        print(f"sent {summary.sent}, rejected {summary.rejected}  (topic {poster.topics.events})")
-    return 1 if summary.rejected else 0
+        print(
+            f"sent {summary.sent}, not sent {summary.not_sent}, rejected {summary.rejected}  "
+            f"({broker}, topic {poster.topics.events})"
+        )
+    return 2 if summary.not_sent else 1 if summary.rejected else 0
+
+
+def _say(message: str) -> None:
+    from sinks.dsn import mask
+    from tracker.tables import printable
+
+    print(printable(mask(message)), file=sys.stderr)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -226,7 +283,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = WorkerSettings(
         config=config,
         role=args.role,
-        bootstrap=args.bootstrap,
+        bootstrap=_bootstrap(args),
         topics=_topics(args),
         partitions=args.partitions,
         store=args.store or default_store(),
@@ -250,6 +307,7 @@ def cmd_ticker(args: argparse.Namespace) -> int:
     from streams.topics import ensure_topics
 
     topics = _topics(args)
+    _bootstrap(args)
     if args.interval_s <= 0:
         raise UserError("--interval-s must be positive")
     with kafka_errors(quiet=args.once):
@@ -273,7 +331,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         config = Config.load(_units(args), args.rulebooks, args.holidays)
         return run_replay(
             config,
-            bootstrap=args.bootstrap,
+            bootstrap=_bootstrap(args),
             topics=_topics(args),
             store=args.store or default_store(),
             worker_url=args.worker_url,

@@ -188,7 +188,7 @@ def test_stdin_input(tmp_path: Path, files: tuple[Path, Path]) -> None:
     [
         (["ingest", "--units", "missing.yaml", "x.jsonl"], "missing.yaml"),  # no registry file
         (["status", "--store", "ftp://nowhere"], "unsupported store DSN"),  # a DSN we cannot use
-        (["status"], "no data yet"),  # an empty store
+        (["status"], "no store at"),  # nothing ingested yet
         (["rulebooks", "show", "nope"], "unknown rulebook"),
     ],
 )
@@ -199,3 +199,75 @@ def test_errors_are_one_line_without_traceback(
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_human_views_escape_control_characters(tmp_path: Path) -> None:
+    """Ids, names and raw lines come from outside: a terminal must show them, not obey them."""
+    units = tmp_path / "units.yaml"
+    units.write_text(
+        UNITS.replace("name: 福建省公安厅", 'name: "公安厅\\e]0;owned\\a"'), encoding="utf-8"
+    )
+    evil = "V-\x1b[31m\x1b[2J\r\u202eX"
+    events = [
+        {**EVENTS[0], "notice_id": evil},
+        {**EVENTS[1], "event_id": "e2\x1b[1A"},
+        {"event_id": "t1", "type": "clock.tick", "at": "2018-04-01T00:00:00+08:00"},
+    ]
+    lines = [json.dumps(e, ensure_ascii=False) for e in events]
+    lines.append('{"event_id": "bad\x1b[2J\x07", "broken')  # raw control bytes in a dead letter
+    stream = tmp_path / "events.jsonl"
+    stream.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = tmp_path / "data"
+    tracker("ingest", "--units", str(units), str(stream), data=data)
+    views = {
+        "status": tracker("status", data=data).stdout,
+        "status --unit": tracker("status", "--unit", "fj.gat", data=data).stdout,
+        "deadlines": tracker("deadlines", "--all", data=data).stdout,
+        "rejects": tracker("rejects", data=data).stdout,
+        "ledger": tracker("ledger", data=data).stdout,
+    }
+    for name, out in views.items():
+        unsafe = [ch for ch in out if (ord(ch) < 32 and ch != "\n") or ch in "\x7f\u202e"]
+        assert not unsafe, (name, unsafe)
+    assert "V-\\x1b[31m\\x1b[2J\\r\\u202eX" in views["deadlines"]
+    assert "\\x1b]0;owned\\x07" in views["status"]
+    assert "bad\\x1b[2J\\x07" in views["rejects"]
+    assert "e2\\x1b[1A" in views["ledger"]
+    # JSON output keeps the exact values
+    deadlines = json.loads(tracker("deadlines", "--all", "--json", data=data).stdout)
+    assert evil in {d["ref"] for d in deadlines}
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("command", ["status", "ledger", "deadlines", "rejects"])
+def test_reads_of_a_missing_store_fail_and_create_nothing(tmp_path: Path, command: str) -> None:
+    """A read never creates a store: not at a new path, not in an existing folder that holds no
+    store (a system folder, say), not as another database next to an existing store."""
+    missing = tmp_path / "nowhere" / "chdb"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "keep.txt").write_text("x")
+    store = tmp_path / "store"
+    units = tmp_path / "units.yaml"
+    units.write_text(UNITS, encoding="utf-8")
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps(EVENTS[0]) + "\n", encoding="utf-8")
+    tracker("ingest", "--units", str(units), "--store", f"chdb://{store}", str(events),
+            data=tmp_path)  # fmt: skip
+    before = _tree(store)
+    for dsn, why in [
+        (f"chdb://{missing}", "does not exist"),
+        (f"chdb://{empty}", "holds no tracker store"),
+        (f"chdb://{store}?database=other", "holds no tracker store"),
+    ]:
+        result = tracker(command, "--store", dsn, data=tmp_path / "data", check=False)
+        assert result.returncode == 2, (dsn, result.stdout, result.stderr)
+        assert "tracker: error: no store at" in result.stderr and why in result.stderr, dsn
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "nowhere").exists()
+    assert _tree(empty) == ["keep.txt"]
+    assert _tree(store) == before
+    assert not (tmp_path / "data").exists()

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from streams.__main__ import main
-from streams.post import Poster, Validator, event_from_flags, raw_events
-from streams.topics import Topics, partition_for
+from streams.post import Poster, Validator, event_from_flags, post_within, raw_events
+from streams.topics import TopicError, Topics, partition_for
 from tests.builders import REGISTRY
 
 NOW = datetime(2018, 3, 1, 2, 0, tzinfo=UTC)
@@ -36,15 +43,42 @@ def test_event_from_flags() -> None:
     assert tick == {"event_id": "t1", "type": "clock.tick", "at": "2018-03-01T10:00:00+08:00"}
 
 
+def _lines(data: bytes | str) -> list[tuple[int, str, str | None]]:
+    return [(line.number, line.raw, line.problem) for line in raw_events(data)]
+
+
 def test_raw_events_reads_jsonl_objects_and_arrays() -> None:
-    assert list(raw_events('{"a":1}\n\n  {"b":2}  \n{broken\n')) == [
-        (1, '{"a":1}'),
-        (3, '{"b":2}'),
-        (4, "{broken"),
+    assert _lines('{"a":1}\n\n  {"b":2}  \n{broken\n') == [
+        (1, '{"a":1}', None),
+        (3, '{"b":2}', None),
+        (4, "{broken", None),
     ]
-    assert list(raw_events('{\n  "a": 1,\n  "b": "几"\n}\n')) == [(1, '{"a":1,"b":"几"}')]
-    assert list(raw_events('[{"a":1},\n {"b":2}]')) == [(1, '{"a":1}'), (2, '{"b":2}')]
-    assert list(raw_events("")) == []
+    assert _lines('{\n  "a": 1,\n  "b": "几"\n}\n') == [(1, '{"a":1,"b":"几"}', None)]
+    assert _lines('[{"a":1},\n {"b":2}]') == [(1, '{"a":1}', None), (2, '{"b":2}', None)]
+    assert _lines("") == []
+
+
+@pytest.mark.parametrize(
+    ("data", "lines"),
+    [
+        # a line that is not UTF-8 is refused with its number; the others go on
+        (b'{"a":1}\n\xff\xfe{"b":2}\n{"c":3}', [(1, '{"a":1}', None),
+         (2, '\\xff\\xfe{"b":2}', "not UTF-8 (byte 1 of the line)"), (3, '{"c":3}', None)]),
+        # CRLF and lone CR end lines as they do for `tracker ingest`
+        (b'{"a":1}\r\n{"b":2}\r{"c":3}\r\n', [(1, '{"a":1}', None), (2, '{"b":2}', None),
+                                             (3, '{"c":3}', None)]),
+        # U+2028 inside a JSON string is part of the line, not a line break
+        ('{"a":"x\u2028y"}\n'.encode(), [(1, '{"a":"x\u2028y"}', None)]),
+        # a byte order mark in front of the first line is dropped
+        (b'\xef\xbb\xbf{"a":1}\n', [(1, '{"a":1}', None)]),
+        # an unterminated array is read line by line
+        (b'[{"a":1},\n{"b":', [(1, '[{"a":1},', None), (2, '{"b":', None)]),
+        # arrays nested far deeper than any parser's limit: judged (refused later), no crash
+        (b"[" * 100_000, [(1, "[" * 100_000, None)]),
+    ],
+)  # fmt: skip
+def test_raw_events_from_bytes(data: bytes, lines: list[tuple[int, str, str | None]]) -> None:
+    assert _lines(data) == lines
 
 
 def test_validator() -> None:
@@ -90,7 +124,7 @@ def test_keys_ticks_and_rejections() -> None:
     tick = '{"event_id":"t1","type":"clock.tick","at":"2018-03-02T00:00:00+08:00"}'
     bad = county.replace("fz.gl.x", "nowhere")
     summary = asyncio.run(poster.post([(1, county), (2, bad), (3, tick)]))
-    assert summary.as_dict() == {"sent": 2, "rejected": 1, "records": 5}
+    assert summary.as_dict() == {"sent": 2, "rejected": 1, "not_sent": 0, "records": 5}
     assert summary.problems == [(2, "unknown unit 'nowhere'")]
     first, *ticks = producer.sent
     # keyed by the root of its jurisdiction: the city, so the city's caps see it in order
@@ -101,3 +135,119 @@ def test_keys_ticks_and_rejections() -> None:
 def test_cli_wants_a_file_or_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["post", "--units", "x.yaml"]) == 2
     assert "either --file" in capsys.readouterr().err
+
+
+GOOD = '{"event_id":"e%d","type":"mlps.finding","unit":"gat","system":"s","at":"2018-03-01T09:00:00+08:00"}'
+
+
+def test_every_event_is_checked_before_the_network() -> None:
+    """A broken line late in a file is reported even when the broker is never reached."""
+    seen: list[str] = []
+
+    class Recording(Poster):
+        async def start(self, *, create_topics: bool = True) -> None:
+            seen.append(f"start after {checks} checks")
+            raise TopicError("no broker here")
+
+    poster = Recording("unused:9092", Topics("p"), REGISTRY)
+    checks = 0
+    check = poster.validator.check
+
+    def counting(raw: str) -> Any:
+        nonlocal checks
+        checks += 1
+        return check(raw)
+
+    poster.validator.check = counting  # type: ignore[method-assign]
+    lines = [(i, GOOD % i) for i in range(1, 5)] + [(5, "{broken")]
+    summary = asyncio.run(post_within(poster, lines, timeout_s=5))
+    assert seen == ["start after 5 checks"]
+    assert (summary.sent, summary.not_sent, summary.rejected) == (0, 4, 1)
+    assert summary.unsent == [1, 2, 3, 4] and summary.problems[0][0] == 5
+    assert summary.error == "no broker here"
+
+
+@contextmanager
+def silent_broker() -> Iterator[str]:
+    """Accepts connections and never answers: a broker that hangs."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+
+
+@pytest.mark.parametrize("broker", ["closed", "silent"])
+def test_cli_post_gives_up_in_bounded_time_with_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], broker: str
+) -> None:
+    units = tmp_path / "units.yaml"
+    units.write_text(UNITS_YAML, encoding="utf-8")
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(
+        [(GOOD % i).replace('"gat"', '"fj.gat"').encode() for i in range(1, 4)]
+        + [b"{broken", b"", b"\xff\xfe"]
+    ))  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        if broker == "closed":
+            address = f"127.0.0.1:{_free_port()}"
+        else:
+            address = stack.enter_context(silent_broker())
+        started = time.monotonic()
+        code = main(["post", "--units", str(units), "--file", str(events), "--bootstrap", address,
+                     "--timeout", "2", "--json"])  # fmt: skip
+        elapsed = time.monotonic() - started
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert elapsed < 2 + 10, elapsed  # the timeout, plus the grace to close the producer
+    summary = json.loads(out.splitlines()[-1])
+    assert {k: summary[k] for k in ("sent", "not_sent", "rejected")} == {
+        "sent": 0, "not_sent": 3, "rejected": 2}  # fmt: skip
+    assert summary["broker"] == address and summary["broker_from"] == "--bootstrap"
+    assert summary["not_sent_lines"] == [1, 2, 3]
+    assert [r["line"] for r in summary["rejected_lines"]] == [4, 6]
+    assert f"tracker post: not sent: 3 event(s), lines 1-3: broker {address} (--bootstrap)" in err
+    assert "tracker post: rejected: line 6: not UTF-8" in err
+
+
+def test_cli_post_names_the_broker_and_where_it_came_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    units = tmp_path / "units.yaml"
+    units.write_text(UNITS_YAML, encoding="utf-8")
+    address = f"127.0.0.1:{_free_port()}"
+    flags = ["post", "--units", str(units), "--type", "clock.tick", "--timeout", "1"]
+    monkeypatch.setenv("TRACKER_KAFKA", address)
+    assert main(flags) == 2
+    out, err = capsys.readouterr()
+    assert f"broker {address} ($TRACKER_KAFKA)" in out + err
+    monkeypatch.delenv("TRACKER_KAFKA")
+    assert main(flags) == 2
+    out, err = capsys.readouterr()
+    assert "broker 127.0.0.1:9092 (default: no --bootstrap, no $TRACKER_KAFKA)" in out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+UNITS_YAML = """
+assessments:
+  - {year: 2018, tier: provincial-dept, rulebook: fj-2018-provincial-dept}
+units:
+  - {id: fj.gat, name: 福建省公安厅, tier: provincial-dept}
+"""

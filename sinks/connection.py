@@ -1,0 +1,111 @@
+"""Opening a ClickHouse connection: the DSN's database, the embedded engine's directory, and
+failures said once, in one line, without the password."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from sinks.base import StoreError
+from sinks.dsn import (
+    DEFAULT_DATABASE,
+    NoStoreError,
+    StoreHeldError,
+    canonical,
+    chdb_location,
+    mask,
+)
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# what chDB prints on stderr itself when another process has the directory open
+_LOCKED = re.compile(r"Cannot lock file (\S+)\. Another server instance")
+
+
+def split_dsn(dsn: str) -> tuple[str, str]:
+    """The DSN without its `database` parameter, and that database (default `tracker`)."""
+    parsed = urlparse(dsn)
+    query = parse_qs(parsed.query)
+    database = query.pop("database", [DEFAULT_DATABASE])[0]
+    if not _NAME.match(database):
+        raise StoreError(f"invalid database name {database!r}")
+    rest = urlencode({k: v[0] for k, v in query.items()})
+    return urlunparse(parsed._replace(query=rest)), database
+
+
+def connect(dsn: str) -> Client:
+    base, _ = split_dsn(dsn)
+    if not base.startswith(("chdb:", "http:", "https:")):
+        raise StoreError(
+            f"unsupported store DSN {mask(dsn)!r} (use chdb:///DIR or http(s)://HOST:PORT)"
+        )
+    driver = logging.getLogger("clickhouse_connect")
+    level = driver.level
+    # the driver logs its own line for a failed first request; the StoreError below says it once
+    driver.setLevel(logging.ERROR)
+    try:
+        with _engine_stderr(base.startswith("chdb:")) as said:
+            return clickhouse_connect.get_client(dsn=base)
+    except Exception as exc:  # the driver raises several unrelated types for "cannot open"
+        locked = next((m for m in map(_LOCKED.search, said) if m), None)
+        if locked:
+            raise StoreHeldError(
+                f"cannot open store {canonical(dsn)}: another process holds it "
+                f"({locked[1]} is locked)"
+            ) from None
+        raise StoreError(f"cannot open store {mask(dsn)}: {first_line(exc, dsn)}") from None
+    finally:
+        driver.setLevel(level)
+
+
+def first_line(exc: BaseException, dsn: str | None = None) -> str:
+    return mask((str(exc).strip().splitlines() or [type(exc).__name__])[0][:300], dsn)
+
+
+@contextmanager
+def _engine_stderr(embedded: bool) -> Iterator[list[str]]:
+    """What the embedded engine writes straight to file descriptor 2 while it starts: its
+    "Cannot lock file" line is read here and said once in the StoreError (not on every read
+    while a worker holds the store); any other line is passed on to stderr as it was."""
+    said: list[str] = []
+    if not embedded:
+        yield said
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield said
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            said += capture.read().decode("utf-8", "replace").splitlines()
+            rest = [line for line in said if not _LOCKED.search(line)]
+            if rest:
+                print("\n".join(rest), file=sys.stderr)
+
+
+def require_embedded_store(dsn: str) -> None:
+    """For a chDB DSN, that its directory holds the database, checked on disk: the embedded
+    engine creates its directories on start, wherever it is pointed."""
+    location = chdb_location(dsn)
+    if location is None:
+        return
+    path, database = location
+    if not path.is_dir():
+        raise NoStoreError(f"no store at {canonical(dsn)}: {path} does not exist")
+    if not (path / "metadata" / f"{database}.sql").is_file():
+        raise NoStoreError(
+            f"no store at {canonical(dsn)}: {path} holds no tracker store (no database {database!r})"
+        )
