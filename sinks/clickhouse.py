@@ -21,6 +21,7 @@ from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, StoreError
 from sinks.ddl import statements
+from sinks.faulty import before_write
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 DEFAULT_DATABASE = "tracker"
@@ -231,6 +232,7 @@ class ClickHouseSink:
     def _insert(self, table: str, columns: list[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
+        before_write(table)
         try:
             self.client.insert(f"{self.db}.{table}", rows, column_names=columns)
         except ClickHouseError as exc:

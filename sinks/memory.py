@@ -10,6 +10,7 @@ from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch
+from sinks.faulty import before_write
 
 
 class MemorySink:
@@ -21,23 +22,33 @@ class MemorySink:
         self._letters: dict[str, DeadLetter] = {}
 
     def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None:
+        before_write("config")
         self._config = (registry, dict(rulebooks))
 
     def load_config(self) -> tuple[Registry, dict[str, Rulebook]] | None:
         return self._config
 
     def write(self, batch: Batch) -> None:
-        for e in batch.events:
-            self._events.setdefault(e.event_id, e)
-        for entry in batch.entries:
-            self._entries.setdefault(entry.entry_id, entry)
-        for d in batch.deadlines:
-            key = (d.unit, d.kind, d.ref)
-            old = self._deadlines.get(key)
-            if old is None or d.version >= old.version:
-                self._deadlines[key] = d
-        for letter in batch.dead_letters:
-            self._letters.setdefault(letter.letter_id, letter)
+        # one "insert" per table, like ClickHouse, so that a write drill can strike between them
+        if batch.events:
+            before_write("events")
+            for e in batch.events:
+                self._events.setdefault(e.event_id, e)
+        if batch.entries:
+            before_write("ledger")
+            for entry in batch.entries:
+                self._entries.setdefault(entry.entry_id, entry)
+        if batch.deadlines:
+            before_write("deadlines")
+            for d in batch.deadlines:
+                key = (d.unit, d.kind, d.ref)
+                old = self._deadlines.get(key)
+                if old is None or d.version >= old.version:
+                    self._deadlines[key] = d
+        if batch.dead_letters:
+            before_write("dead_letters")
+            for letter in batch.dead_letters:
+                self._letters.setdefault(letter.letter_id, letter)
 
     def logged_events(self) -> Iterator[LoggedEvent]:
         yield from sorted(self._events.values(), key=lambda e: (e.partition, e.seq))

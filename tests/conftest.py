@@ -7,7 +7,7 @@ own database, dropped afterwards.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,3 +42,26 @@ def sink(request: pytest.FixtureRequest) -> Iterator[Sink]:
     store = ClickHouseSink(request.getfixturevalue("chdb_dsn"))
     yield store
     store.close()
+
+
+@pytest.fixture(params=["memory", "clickhouse"])
+def new_store(request: pytest.FixtureRequest) -> Iterator[Callable[[], Sink]]:
+    """Makes any number of fresh, empty stores of one kind (each chDB one in its own database)."""
+    made: list[Sink] = []
+
+    def new() -> Sink:
+        if request.param == "memory":
+            store: Sink = MemorySink()
+        else:
+            from sinks.clickhouse import ClickHouseSink
+
+            path = request.getfixturevalue("chdb_path")
+            store = ClickHouseSink(f"chdb://{path}?database=t_{uuid.uuid4().hex[:12]}")
+        made.append(store)
+        return store
+
+    yield new
+    for store in made:
+        if hasattr(store, "db"):
+            store.client.command(f"DROP DATABASE IF EXISTS {store.db}")
+        store.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tracker import commands, demo_cli, ops_cli, stream_cli
 from tracker.config import default_store
+from tracker.pipeline import BATCH_SIZE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="holiday list for years the official calendar data does not know",
     )
     p.add_argument("--json", action="store_true", help="end with a JSON summary line")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=BATCH_SIZE,
+        metavar="N",
+        help=f"records per store write (default {BATCH_SIZE})",
+    )
     p.add_argument("file", metavar="FILE.jsonl|-")
 
     for name, helptext in (

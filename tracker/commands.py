@@ -21,7 +21,7 @@ from schemas.rulebook import Rulebook
 from sinks import Sink, StoreError, open_sink
 from tracker import tables
 from tracker.config import ConfigFileError, load_registry
-from tracker.pipeline import Summary, Tracker
+from tracker.pipeline import BATCH_SIZE, Summary, Tracker
 from tracker.workdays import HolidayFileError, official_calendar
 
 
@@ -88,25 +88,33 @@ def ingest(
     calendar: WorkCalendar,
     lines: Any,
     origin: str,
+    *,
+    batch_size: int = BATCH_SIZE,
 ) -> Summary:
     sink.save_config(registry, books)
-    tracker = Tracker(sink, registry, books, calendar)
+    tracker = Tracker(sink, registry, books, calendar, batch_size=batch_size)
     tracker.restore()
     return tracker.feed_lines(lines, origin)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
     registry = load_registry(args.units)
     books = dict(load_rulebooks(args.rulebooks))
     calendar = official_calendar(args.holidays)
     sink = open_store(args.store)
     try:
         if args.file == "-":
-            summary = ingest(sink, registry, books, calendar, sys.stdin, "stdin")
+            summary = ingest(
+                sink, registry, books, calendar, sys.stdin, "stdin", batch_size=args.batch_size
+            )
         else:
             path = Path(args.file)
             with path.open(encoding="utf-8") as handle:
-                summary = ingest(sink, registry, books, calendar, handle, path.name)
+                summary = ingest(
+                    sink, registry, books, calendar, handle, path.name, batch_size=args.batch_size
+                )
     finally:
         sink.close()
     if args.json:

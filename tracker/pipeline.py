@@ -19,6 +19,7 @@ from schemas.rulebook import Rulebook
 from sinks.base import Batch, Sink
 
 Clock = Callable[[], datetime]
+BATCH_SIZE = 20_000  # records per store write: big parts for ClickHouse, bounded memory
 
 
 def wall_clock() -> datetime:
@@ -46,7 +47,7 @@ class Tracker:
         calendar: WorkCalendar,
         *,
         clock: Clock = wall_clock,
-        batch_size: int = 20_000,
+        batch_size: int = BATCH_SIZE,
         partition: int = 0,
     ) -> None:
         self.sink = sink
