@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sinks.base import Batch, Sink, StoreError
+from sinks.base import Batch, Sink, Store, StoreError
 from sinks.memory import MemorySink
 
 
-def open_sink(dsn: str) -> Sink:
+def open_sink(dsn: str) -> Store:
     """`memory://` for tests, otherwise a ClickHouse DSN (chDB or server)."""
     if dsn.startswith("memory:"):
         return MemorySink()
@@ -15,4 +15,4 @@ def open_sink(dsn: str) -> Sink:
     return ClickHouseSink(dsn)
 
 
-__all__ = ["Batch", "MemorySink", "Sink", "StoreError", "open_sink"]
+__all__ = ["Batch", "MemorySink", "Sink", "Store", "StoreError", "open_sink"]

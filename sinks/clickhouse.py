@@ -106,11 +106,25 @@ class ClickHouseSink:
         )
 
     def write(self, batch: Batch) -> None:
-        """Insert a batch; each table's rows carry ids, so a repeated write is absorbed."""
+        """Insert a batch in the crash-safe order of `sinks.base`; each table's rows carry ids,
+        so a repeated write is absorbed. Each insert is one atomic data part."""
+        self._insert("dead_letters", LETTER_COLS, list(map(_LETTER_ROW, batch.dead_letters)))
         self._insert("events", EVENT_COLS, list(map(_EVENT_ROW, batch.events)))
         self._insert("ledger", LEDGER_COLS, list(map(_LEDGER_ROW, batch.entries)))
         self._insert("deadlines", DEADLINE_COLS, list(map(_DEADLINE_ROW, batch.deadlines)))
-        self._insert("dead_letters", LETTER_COLS, list(map(_LETTER_ROW, batch.dead_letters)))
+        now = datetime.now(UTC)
+        self._insert(
+            "batches",
+            ["partition", "through_seq", "events", "written_at"],
+            [[p, seq, len(batch.events), now] for p, seq in batch.commit_marks().items()],
+        )
+
+    def committed_seq(self, partition: int = 0) -> int:
+        rows = self._query(
+            f"SELECT max(through_seq) FROM {self.db}.batches WHERE partition = {{p:UInt16}}",
+            {"p": partition},
+        )
+        return int(rows[0][0] or 0)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -128,15 +142,23 @@ class ClickHouseSink:
         return registry, books
 
     def logged_events(self) -> Iterator[LoggedEvent]:
+        """Streamed: no other query or insert can run on this client until it is consumed or
+        closed."""
         sql = f"SELECT {', '.join(EVENT_COLS)} FROM {self.db}.events FINAL ORDER BY partition, seq"
         try:
             with self.client.query_rows_stream(sql) as stream:
                 for row in stream:
-                    values = dict(zip(EVENT_COLS, row, strict=True))
-                    values["at"] = local(values["at"])
-                    yield LoggedEvent.model_construct(**values)
+                    yield _logged(row)
         except ClickHouseError as exc:
             raise StoreError(f"store query failed: {_first_line(exc)}") from None
+
+    def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:
+        rows = self._query(
+            f"SELECT {', '.join(EVENT_COLS)} FROM {self.db}.events FINAL "
+            "WHERE partition = {p:UInt16} AND seq > {s:UInt64} ORDER BY seq LIMIT {n:UInt64}",
+            {"p": partition, "s": seq, "n": limit},
+        )
+        return [_logged(row) for row in rows]
 
     def next_seq(self, partition: int = 0) -> int:
         rows = self._query(
@@ -244,6 +266,12 @@ _EVENT_ROW = operator.attrgetter(*EVENT_COLS)
 _LEDGER_ROW = operator.attrgetter(*LEDGER_COLS)
 _DEADLINE_ROW = operator.attrgetter(*DEADLINE_COLS)
 _LETTER_ROW = operator.attrgetter(*LETTER_COLS)
+
+
+def _logged(row: Sequence[Any]) -> LoggedEvent:
+    values = dict(zip(EVENT_COLS, row, strict=True))
+    values["at"] = local(values["at"])
+    return LoggedEvent.model_construct(**values)
 
 
 def _filters(unit: str | None, year: int | None) -> tuple[str, dict[str, Any]]:

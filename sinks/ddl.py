@@ -33,6 +33,12 @@ TABLES: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS {{db}}.dead_letters (
             letter_id String, origin String, raw String, reason String, received_at {TS}
         ) ENGINE = ReplacingMergeTree ORDER BY letter_id""",
+    # Commit marks of `write` (sinks/base.py): the outputs of every logged event of `partition`
+    # up to `through_seq` are stored; restore re-derives those of the events after the last one.
+    "batches": f"""
+        CREATE TABLE IF NOT EXISTS {{db}}.batches (
+            partition UInt16, through_seq UInt64, events UInt32, written_at {TS}
+        ) ENGINE = ReplacingMergeTree ORDER BY (partition, through_seq)""",
     "meta": """
         CREATE TABLE IF NOT EXISTS {db}.meta (
             key String, value String, saved_at DateTime64(6)

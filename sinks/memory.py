@@ -20,6 +20,7 @@ class MemorySink:
         self._entries: dict[str, LedgerEntry] = {}
         self._deadlines: dict[tuple[str, str, str], DeadlineState] = {}
         self._letters: dict[str, DeadLetter] = {}
+        self._committed: dict[int, int] = {}
 
     def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None:
         before_write("config")
@@ -29,7 +30,12 @@ class MemorySink:
         return self._config
 
     def write(self, batch: Batch) -> None:
-        # one "insert" per table, like ClickHouse, so that a write drill can strike between them
+        """In the order of `sinks.base`, one "insert" per table as in ClickHouse, so that a write
+        drill can strike between any two of them."""
+        if batch.dead_letters:
+            before_write("dead_letters")
+            for letter in batch.dead_letters:
+                self._letters.setdefault(letter.letter_id, letter)
         if batch.events:
             before_write("events")
             for e in batch.events:
@@ -45,13 +51,21 @@ class MemorySink:
                 old = self._deadlines.get(key)
                 if old is None or d.version >= old.version:
                     self._deadlines[key] = d
-        if batch.dead_letters:
-            before_write("dead_letters")
-            for letter in batch.dead_letters:
-                self._letters.setdefault(letter.letter_id, letter)
+        marks = batch.commit_marks()
+        if marks:
+            before_write("batches")
+            for partition, seq in marks.items():
+                self._committed[partition] = max(seq, self._committed.get(partition, 0))
+
+    def committed_seq(self, partition: int = 0) -> int:
+        return self._committed.get(partition, 0)
 
     def logged_events(self) -> Iterator[LoggedEvent]:
         yield from sorted(self._events.values(), key=lambda e: (e.partition, e.seq))
+
+    def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:
+        rows = [e for e in self._events.values() if e.partition == partition and e.seq > seq]
+        return sorted(rows, key=lambda e: e.seq)[:limit]
 
     def next_seq(self, partition: int = 0) -> int:
         return 1 + max(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sinks import MemorySink, Sink
+from sinks import MemorySink, Store
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +33,7 @@ def chdb_dsn(chdb_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture(params=["memory", "clickhouse"])
-def sink(request: pytest.FixtureRequest) -> Iterator[Sink]:
+def sink(request: pytest.FixtureRequest) -> Iterator[Store]:
     if request.param == "memory":
         yield MemorySink()
         return
@@ -45,13 +45,13 @@ def sink(request: pytest.FixtureRequest) -> Iterator[Sink]:
 
 
 @pytest.fixture(params=["memory", "clickhouse"])
-def new_store(request: pytest.FixtureRequest) -> Iterator[Callable[[], Sink]]:
+def new_store(request: pytest.FixtureRequest) -> Iterator[Callable[[], Store]]:
     """Makes any number of fresh, empty stores of one kind (each chDB one in its own database)."""
-    made: list[Sink] = []
+    made: list[Store] = []
 
-    def new() -> Sink:
+    def new() -> Store:
         if request.param == "memory":
-            store: Sink = MemorySink()
+            store: Store = MemorySink()
         else:
             from sinks.clickhouse import ClickHouseSink
 

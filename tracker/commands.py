@@ -18,7 +18,7 @@ from rulebooks import RulebookError, load_rulebooks
 from schemas.points import format_points
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
-from sinks import Sink, StoreError, open_sink
+from sinks import Sink, Store, StoreError, open_sink
 from tracker import tables
 from tracker.config import ConfigFileError, load_registry
 from tracker.pipeline import BATCH_SIZE, Summary, Tracker
@@ -82,7 +82,7 @@ def _config(sink: Sink) -> tuple[Registry, dict[str, Rulebook]]:
 
 
 def ingest(
-    sink: Sink,
+    sink: Store,
     registry: Registry,
     books: dict[str, Rulebook],
     calendar: WorkCalendar,
@@ -103,7 +103,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     registry = load_registry(args.units)
     books = dict(load_rulebooks(args.rulebooks))
     calendar = official_calendar(args.holidays)
-    sink = open_store(args.store)
+    sink = open_sink(args.store)
     try:
         if args.file == "-":
             summary = ingest(

@@ -16,7 +16,7 @@ from schemas.events import ClockTick, Event, EventError, parse_event
 from schemas.ledger import DeadLetter, LoggedEvent, trusted
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
-from sinks.base import Batch, Sink
+from sinks.base import Batch, Store, StoreError
 
 Clock = Callable[[], datetime]
 BATCH_SIZE = 20_000  # records per store write: big parts for ClickHouse, bounded memory
@@ -41,7 +41,7 @@ class Tracker:
 
     def __init__(
         self,
-        sink: Sink,
+        sink: Store,
         registry: Registry,
         rulebooks: Mapping[str, Rulebook],
         calendar: WorkCalendar,
@@ -60,14 +60,43 @@ class Tracker:
         self._seq = 0
 
     def restore(self) -> int:
-        """Replay every logged event (outputs already stored) so new input continues the stream."""
+        """Replay every logged event so that new input continues the stream, and finish the
+        writes of a run that stopped half-way (sinks/base.py): the outputs of the events logged
+        after the last commit mark are derived again and written, with a new mark."""
+        committed = self.sink.committed_seq(self.partition)
         replayed = 0
-        for logged in self.sink.logged_events():
-            if logged.partition == self.partition:
-                self.engine.apply(parse_event(logged.raw))
-                self._seq = max(self._seq, logged.seq)
+        events = self.sink.logged_events()
+        try:
+            for logged in events:
+                if logged.partition != self.partition:
+                    continue
+                if logged.seq > committed:
+                    break  # the tail, replayed below page by page with its outputs
+                self._replay(logged)
                 replayed += 1
+        finally:
+            close = getattr(events, "close", None)  # a store's result stream blocks its writes
+            if close is not None:
+                close()
+        while page := self.sink.logged_events_after(self.partition, self._seq, self.batch_size):
+            redo = Batch(events=page)  # rewritten as well: the commit mark is made from them
+            for logged in page:
+                outcome = self._replay(logged)
+                redo.entries.extend(outcome.entries)
+                redo.deadlines.extend(outcome.deadlines)
+            self.sink.write(redo)
+            replayed += len(page)
         return replayed
+
+    def _replay(self, logged: LoggedEvent) -> Outcome:
+        try:
+            event = parse_event(logged.raw)
+        except EventError as exc:
+            raise StoreError(
+                f"the event log holds an invalid event at seq {logged.seq}: {exc.reason}"
+            ) from None
+        self._seq = max(self._seq, logged.seq)
+        return self.engine.apply(event)
 
     def feed_lines(self, lines: Iterable[str], origin: str) -> Summary:
         for number, line in enumerate(lines, start=1):
