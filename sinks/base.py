@@ -90,6 +90,10 @@ class Store(Sink, Protocol):
         """The seq through which the outputs of the partition's logged events are all stored."""
         ...
 
+    def known_events(self, event_ids: Sequence[str]) -> set[str]:
+        """Those of the ids that are in the event log (of any partition)."""
+        ...
+
     def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:
         """Up to `limit` logged events of the partition with a higher seq, in seq order."""
         ...

@@ -25,6 +25,7 @@ from sinks.faulty import before_write
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 DEFAULT_DATABASE = "tracker"
+_LOOKUP_CHUNK = 10_000  # ids per IN (...) lookup: bounded query size
 
 LEDGER_COLS = list(LedgerEntry.model_fields)
 DEADLINE_COLS = list(DeadlineState.model_fields)
@@ -151,6 +152,17 @@ class ClickHouseSink:
                     yield _logged(row)
         except ClickHouseError as exc:
             raise StoreError(f"store query failed: {_first_line(exc)}") from None
+
+    def known_events(self, event_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(event_ids), _LOOKUP_CHUNK):
+            rows = self._query(
+                f"SELECT DISTINCT event_id FROM {self.db}.events "
+                "WHERE event_id IN {ids:Array(String)}",
+                {"ids": list(event_ids[start : start + _LOOKUP_CHUNK])},
+            )
+            found.update(str(r[0]) for r in rows)
+        return found
 
     def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:
         rows = self._query(

@@ -63,6 +63,9 @@ class MemorySink:
     def logged_events(self) -> Iterator[LoggedEvent]:
         yield from sorted(self._events.values(), key=lambda e: (e.partition, e.seq))
 
+    def known_events(self, event_ids: Sequence[str]) -> set[str]:
+        return {i for i in event_ids if i in self._events}
+
     def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:
         rows = [e for e in self._events.values() if e.partition == partition and e.seq > seq]
         return sorted(rows, key=lambda e: e.seq)[:limit]

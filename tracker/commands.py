@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -86,7 +86,7 @@ def ingest(
     registry: Registry,
     books: dict[str, Rulebook],
     calendar: WorkCalendar,
-    lines: Any,
+    lines: Iterable[bytes | str],
     origin: str,
     *,
     batch_size: int = BATCH_SIZE,
@@ -105,13 +105,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     calendar = official_calendar(args.holidays)
     sink = open_sink(args.store)
     try:
+        # bytes, not text: a line that is not UTF-8 is one dead letter, not the end of the run
         if args.file == "-":
             summary = ingest(
-                sink, registry, books, calendar, sys.stdin, "stdin", batch_size=args.batch_size
+                sink,
+                registry,
+                books,
+                calendar,
+                sys.stdin.buffer,
+                "stdin",
+                batch_size=args.batch_size,
             )
         else:
             path = Path(args.file)
-            with path.open(encoding="utf-8") as handle:
+            with path.open("rb") as handle:
                 summary = ingest(
                     sink, registry, books, calendar, handle, path.name, batch_size=args.batch_size
                 )

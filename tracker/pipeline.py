@@ -1,10 +1,14 @@
 """The in-process tracker: raw lines -> contract check -> engine -> batched, idempotent store writes.
 
 `tracker ingest` uses it directly; the Faust worker uses the same steps per Kafka record.
+
+No line stops a run: a line that is not UTF-8, not an event, rejected by the engine, or that makes
+the engine raise becomes a dead letter naming its line, and the next line is read.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -20,6 +24,7 @@ from sinks.base import Batch, Store, StoreError
 
 Clock = Callable[[], datetime]
 BATCH_SIZE = 20_000  # records per store write: big parts for ClickHouse, bounded memory
+BOM = "\ufeff"
 
 
 def wall_clock() -> datetime:
@@ -34,6 +39,16 @@ class Summary:
 
     def as_dict(self) -> dict[str, int]:
         return {"accepted": self.accepted, "rejected": self.rejected, "duplicates": self.duplicates}
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """An event the engine rejected, held until the flush tells whether it is in the log."""
+
+    event_id: str
+    raw: str
+    origin: str
+    reason: str
 
 
 class Tracker:
@@ -51,12 +66,14 @@ class Tracker:
         partition: int = 0,
     ) -> None:
         self.sink = sink
+        self._config = (registry, rulebooks, calendar)
         self.engine = Engine(registry, rulebooks, calendar)
         self.clock = clock
         self.batch_size = batch_size
         self.partition = partition
         self.summary = Summary()
         self._batch = Batch()
+        self._refused: list[_Refused] = []
         self._seq = 0
 
     def restore(self) -> int:
@@ -98,9 +115,21 @@ class Tracker:
         self._seq = max(self._seq, logged.seq)
         return self.engine.apply(event)
 
-    def feed_lines(self, lines: Iterable[str], origin: str) -> Summary:
+    def feed_lines(self, lines: Iterable[bytes | str], origin: str) -> Summary:
+        """Lines as read from a file (bytes, as the CLI reads them) or text; numbered from 1."""
         for number, line in enumerate(lines, start=1):
-            self.feed(line, f"{origin}:{number}")
+            where = f"{origin}:{number}"
+            data = line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass")
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raw = base64.b64encode(data.rstrip(b"\r\n")).decode("ascii")
+                reason = f"malformed: not UTF-8 text (byte {exc.start}); raw is the line in base64"
+                self._reject(raw, where, reason)
+                continue
+            if number == 1:
+                text = text.removeprefix(BOM)  # some editors start a UTF-8 file with one
+            self.feed(text, where)
         self.flush()
         return self.summary
 
@@ -113,12 +142,25 @@ class Tracker:
         except EventError as exc:
             self._reject(text, origin, exc.reason)
             return None
+        except Exception as exc:  # a parser defect must not stop the run
+            self._reject(text, origin, f"cannot be read: {_one_line(exc)}")
+            return None
         return self.apply(event, text, origin)
 
     def apply(self, event: Event, raw: str, origin: str) -> Outcome:
-        outcome = self.engine.apply(event, now=self.clock())
+        """Apply one event. A rejected event counts as a duplicate instead when the event log
+        holds its id (decided at the next flush): the engine forgets the records of closed years,
+        and an event already logged is a duplicate before any other check."""
+        try:
+            outcome = self.engine.apply(event, now=self.clock())
+        except Exception as exc:
+            reason = f"cannot be applied: {_one_line(exc)}"
+            self._reject(raw, origin, reason)
+            self._rebuild()
+            return Outcome("rejected", event.event_id, reason=reason)
         if outcome.status == "rejected":
-            self._reject(raw, origin, outcome.reason or "rejected")
+            reason = outcome.reason or "rejected"
+            self._refused.append(_Refused(event.event_id, raw, origin, reason))
         elif outcome.status == "duplicate":
             self.summary.duplicates += 1
         else:
@@ -127,11 +169,12 @@ class Tracker:
             self._batch.events.append(logged_event(event, raw, self.partition, self._seq))
             self._batch.entries.extend(outcome.entries)
             self._batch.deadlines.extend(outcome.deadlines)
-        if len(self._batch) >= self.batch_size:
+        if len(self._batch) + len(self._refused) >= self.batch_size:
             self.flush()
         return outcome
 
     def flush(self) -> None:
+        self._settle_refused()
         if not len(self._batch):
             return
         letters = self._batch.dead_letters
@@ -141,6 +184,28 @@ class Tracker:
             self._batch.dead_letters = [d for d in letters if d.letter_id not in known]
         self.sink.write(self._batch)
         self._batch = Batch()
+
+    def _settle_refused(self) -> None:
+        """One store lookup for all the engine's rejections since the last flush."""
+        if not self._refused:
+            return
+        ids = sorted({r.event_id for r in self._refused})
+        logged = self.sink.known_events(ids)
+        logged.update(e.event_id for e in self._batch.events)
+        refused, self._refused = self._refused, []
+        for r in refused:
+            if r.event_id in logged:
+                self.summary.duplicates += 1
+            else:
+                self._reject(r.raw, r.origin, r.reason)
+
+    def _rebuild(self) -> None:
+        """The engine raised half-way through an event, so its state may hold part of that event:
+        store what came before, and rebuild the engine from the log."""
+        self.flush()
+        self.engine = Engine(*self._config)
+        self._seq = 0
+        self.restore()
 
     def _reject(self, raw: str, origin: str, reason: str) -> None:
         self.summary.rejected += 1
@@ -153,6 +218,11 @@ class Tracker:
                 received_at=local(self.clock()),
             )
         )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return (text.strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def letter_id(origin: str, raw: str) -> str:

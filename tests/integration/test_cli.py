@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -177,3 +178,27 @@ def test_errors_are_one_line_without_traceback(
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_no_line_stops_an_ingest(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    """A BOM, a line that is not UTF-8 and an instant out of range: the run goes on, and each bad
+    line is a dead letter naming its line, the undecodable one kept as base64 of its bytes."""
+    units, _ = files
+    good = [json.dumps(e, ensure_ascii=False).encode() for e in EVENTS]
+    year_one = good[0].replace(b"2018-03-01", b"0001-01-01").replace(b'"e1"', b'"y1"')
+    stream = tmp_path / "mixed.jsonl"
+    stream.write_bytes(
+        b"\n".join([b"\xef\xbb\xbf" + good[0], b"\xff\xfe not text", year_one, *good[1:]]) + b"\n"
+    )
+    result = tracker("ingest", "--units", str(units), "--json", str(stream), data=tmp_path / "d")
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        "accepted": 5,
+        "rejected": 2,
+        "duplicates": 0,
+    }
+    letters = json.loads(tracker("rejects", "--json", data=tmp_path / "d").stdout)
+    by_origin = {r["origin"]: r for r in letters}
+    assert set(by_origin) == {"mixed.jsonl:2", "mixed.jsonl:3"}
+    assert base64.b64decode(by_origin["mixed.jsonl:2"]["raw"]) == b"\xff\xfe not text"
+    assert "not UTF-8" in by_origin["mixed.jsonl:2"]["reason"]
+    assert by_origin["mixed.jsonl:3"]["raw"] == year_one.decode()

@@ -79,7 +79,7 @@ def expected(upto: int) -> dict[str, Any]:
     """The store after an uninterrupted ingest of the first `upto` lines (in-process)."""
     registry = load_registry(_units_path)
     sink = MemorySink()
-    data = LINES[:upto]
+    data = [line.encode() for line in LINES[:upto]]  # as the CLI reads a file
     ingest(
         sink,
         registry,

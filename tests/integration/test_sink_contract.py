@@ -96,6 +96,13 @@ def test_a_write_commits_the_outputs_of_its_events(sink: Store) -> None:
     assert sink.logged_events_after(0, len(STREAM), limit=10) == []
 
 
+def test_known_events_are_those_in_the_log(sink: Store) -> None:
+    _fill(sink)
+    ids = [e.event_id for e in STREAM]
+    assert sink.known_events([ids[0], "nope", ids[-1]]) == {ids[0], ids[-1]}
+    assert sink.known_events([]) == set()
+
+
 def test_filters_and_totals(sink: Sink) -> None:
     _fill(sink)
     assert {e.unit for e in sink.ledger(unit="fz")} == {"fz"}
