@@ -17,6 +17,7 @@ already there), then writes the mark.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +46,20 @@ class Batch:
             if e.seq > marks.get(e.partition, -1):
                 marks[e.partition] = e.seq
         return marks
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryChange:
+    """One change of the registry recorded in a store (the first save counts, from "")."""
+
+    changed_at: datetime
+    old_hash: str
+    new_hash: str
+    registry: str  # the new registry, as JSON
+
+
+def registry_hash(registry_json: str) -> str:
+    return hashlib.sha256(registry_json.encode()).hexdigest()[:16]
 
 
 class StoreError(RuntimeError):
@@ -88,6 +103,10 @@ class Store(Sink, Protocol):
 
     def committed_seq(self, partition: int = 0) -> int:
         """The seq through which the outputs of the partition's logged events are all stored."""
+        ...
+
+    def registry_changes(self) -> list[RegistryChange]:
+        """Every registry change that `save_config` recorded, oldest first."""
         ...
 
     def known_events(self, event_ids: Sequence[str]) -> set[str]:

@@ -19,7 +19,7 @@ from engine.clock import local
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
-from sinks.base import Batch, StoreError
+from sinks.base import Batch, RegistryChange, StoreError, registry_hash
 from sinks.ddl import statements
 from sinks.faulty import before_write
 
@@ -75,6 +75,7 @@ class ClickHouseSink:
     def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None:
         now = datetime.now(UTC)
         used = {a.rulebook for a in registry.assessments}
+        self._record_registry_change(registry.model_dump_json(), now)
         meta = [["registry", registry.model_dump_json(), now]] + [
             [f"rulebook:{b.id}", b.model_dump_json(), now]
             for b in rulebooks.values()
@@ -105,6 +106,33 @@ class ClickHouseSink:
         self._insert(
             "items", ["rulebook", "indicator", "item", "clause", "cap_points", "saved_at"], items
         )
+
+    def _record_registry_change(self, new: str, now: datetime) -> None:
+        """Before the registry itself is saved: a crash in between leaves the change recorded,
+        and the retry, finding it as the last row, does not record it twice."""
+        rows = self._query(f"SELECT value FROM {self.db}.meta FINAL WHERE key = 'registry'")
+        old_hash = registry_hash(str(rows[0][0])) if rows else ""
+        new_hash = registry_hash(new)
+        if old_hash == new_hash:
+            return
+        last = self._query(
+            f"SELECT old_hash, new_hash FROM {self.db}.registry_changes "
+            "ORDER BY changed_at DESC LIMIT 1"
+        )
+        if last and (last[0][0], last[0][1]) == (old_hash, new_hash):
+            return
+        self._insert(
+            "registry_changes",
+            ["changed_at", "old_hash", "new_hash", "registry"],
+            [[now, old_hash, new_hash, new]],
+        )
+
+    def registry_changes(self) -> list[RegistryChange]:
+        rows = self._query(
+            f"SELECT changed_at, old_hash, new_hash, registry FROM {self.db}.registry_changes "
+            "ORDER BY changed_at"
+        )
+        return [RegistryChange(local(t), str(o), str(n), str(r)) for t, o, n, r in rows]
 
     def write(self, batch: Batch) -> None:
         """Insert a batch in the crash-safe order of `sinks.base`; each table's rows carry ids,

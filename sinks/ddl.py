@@ -43,6 +43,11 @@ TABLES: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS {db}.meta (
             key String, value String, saved_at DateTime64(6)
         ) ENGINE = ReplacingMergeTree(saved_at) ORDER BY key""",
+    # Every registry `save_config` stored, with the hash of the one it replaced: an audit trail.
+    "registry_changes": """
+        CREATE TABLE IF NOT EXISTS {db}.registry_changes (
+            changed_at DateTime64(6, 'UTC'), old_hash String, new_hash String, registry String
+        ) ENGINE = MergeTree ORDER BY changed_at""",
     "units": """
         CREATE TABLE IF NOT EXISTS {db}.units (
             id String, name String, tier LowCardinality(String), parent Nullable(String),

@@ -45,9 +45,12 @@ class WriteDrill:
 
     action: str  # "kill" or "error"
     at: int
+    table: str | None = None  # count only the writes into this table
     writes: int = 0
 
     def before_write(self, table: str) -> None:
+        if self.table is not None and table != self.table:
+            return
         self.writes += 1
         if self.writes != self.at:
             return
@@ -80,10 +83,10 @@ def before_write(table: str) -> None:
 
 
 @contextmanager
-def write_drill(action: str, at: int) -> Iterator[WriteDrill]:
+def write_drill(action: str, at: int, table: str | None = None) -> Iterator[WriteDrill]:
     """Arm a drill in this process for the duration of a block (in-process tests)."""
     global _drill
-    previous, _drill = _drill, WriteDrill(action, at)
+    previous, _drill = _drill, WriteDrill(action, at, table)
     try:
         yield _drill
     finally:

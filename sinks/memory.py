@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
-from sinks.base import Batch
+from sinks.base import Batch, RegistryChange, registry_hash
 from sinks.faulty import before_write
 
 
@@ -21,10 +21,22 @@ class MemorySink:
         self._deadlines: dict[tuple[str, str, str], DeadlineState] = {}
         self._letters: dict[str, DeadLetter] = {}
         self._committed: dict[int, int] = {}
+        self._changes: list[RegistryChange] = []
 
     def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None:
         before_write("config")
+        new = registry.model_dump_json()
+        old = self._config[0].model_dump_json() if self._config else ""
+        if new != old:
+            self._changes.append(
+                RegistryChange(
+                    datetime.now(UTC), registry_hash(old) if old else "", registry_hash(new), new
+                )
+            )
         self._config = (registry, dict(rulebooks))
+
+    def registry_changes(self) -> list[RegistryChange]:
+        return list(self._changes)
 
     def load_config(self) -> tuple[Registry, dict[str, Rulebook]] | None:
         return self._config

@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"records per store write (default {BATCH_SIZE})",
     )
+    p.add_argument(
+        "--replace-registry",
+        action="store_true",
+        help="accept a registry that drops units or assessments the store has events for",
+    )
     p.add_argument("file", metavar="FILE.jsonl|-")
 
     for name, helptext in (

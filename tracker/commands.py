@@ -22,6 +22,7 @@ from sinks import Sink, Store, StoreError, open_sink
 from tracker import tables
 from tracker.config import ConfigFileError, load_registry
 from tracker.pipeline import BATCH_SIZE, Summary, Tracker
+from tracker.registry_guard import RegistryChangeError, check_registry_change
 from tracker.workdays import HolidayFileError, official_calendar
 
 
@@ -33,7 +34,14 @@ class UserError(Exception):
 def user_errors() -> Iterator[None]:
     try:
         yield
-    except (StoreError, ConfigFileError, RulebookError, HolidayFileError, ConfigError) as exc:
+    except (
+        StoreError,
+        ConfigFileError,
+        RulebookError,
+        HolidayFileError,
+        ConfigError,
+        RegistryChangeError,
+    ) as exc:
         raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(f"{exc.filename or ''}: {exc.strerror}".lstrip(": ")) from None
@@ -90,11 +98,29 @@ def ingest(
     origin: str,
     *,
     batch_size: int = BATCH_SIZE,
+    replace_registry: bool = False,
 ) -> Summary:
+    stored = sink.load_config()
+    if stored is not None and not _same_config(stored, registry, books):
+        # A run that stopped half-way is finished with the registry and rulebooks it began with,
+        # so that its events' outputs are the ones it would have written.
+        if sink.committed_seq() < sink.next_seq() - 1:
+            Tracker(sink, *stored, calendar, batch_size=batch_size).restore()
+        check_registry_change(sink, registry, replace=replace_registry)
     sink.save_config(registry, books)
     tracker = Tracker(sink, registry, books, calendar, batch_size=batch_size)
     tracker.restore()
     return tracker.feed_lines(lines, origin)
+
+
+def _same_config(
+    stored: tuple[Registry, dict[str, Rulebook]], registry: Registry, books: dict[str, Rulebook]
+) -> bool:
+    old_registry, old_books = stored
+    used = {a.rulebook for a in registry.assessments}
+    return old_registry == registry and all(
+        books.get(book_id) == book for book_id, book in old_books.items() if book_id in used
+    )
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -103,6 +129,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     registry = load_registry(args.units)
     books = dict(load_rulebooks(args.rulebooks))
     calendar = official_calendar(args.holidays)
+    options: dict[str, Any] = {
+        "batch_size": args.batch_size,
+        "replace_registry": args.replace_registry,
+    }
     sink = open_sink(args.store)
     try:
         # bytes, not text: a line that is not UTF-8 is one dead letter, not the end of the run
@@ -119,9 +149,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         else:
             path = Path(args.file)
             with path.open("rb") as handle:
-                summary = ingest(
-                    sink, registry, books, calendar, handle, path.name, batch_size=args.batch_size
-                )
+                summary = ingest(sink, registry, books, calendar, handle, path.name, **options)
     finally:
         sink.close()
     if args.json:

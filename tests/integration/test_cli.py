@@ -202,3 +202,30 @@ def test_no_line_stops_an_ingest(tmp_path: Path, files: tuple[Path, Path]) -> No
     assert base64.b64decode(by_origin["mixed.jsonl:2"]["raw"]) == b"\xff\xfe not text"
     assert "not UTF-8" in by_origin["mixed.jsonl:2"]["reason"]
     assert by_origin["mixed.jsonl:3"]["raw"] == year_one.decode()
+
+
+def test_a_registry_dropping_units_with_events_is_refused(
+    tmp_path: Path, files: tuple[Path, Path]
+) -> None:
+    units, stream = files
+    data = tmp_path / "d"
+    tracker("ingest", "--units", str(units), str(stream), data=data)
+    status = tracker("status", "--json", data=data).stdout
+    smaller = tmp_path / "smaller.yaml"  # fj.gat (with events) gone, the city's 2018 book too
+    smaller.write_text(
+        "\n".join(
+            line
+            for line in UNITS.splitlines()
+            if "fj.gat" not in line and "city-gov, rule" not in line
+        ),
+        encoding="utf-8",
+    )
+    refused = tracker("ingest", "--units", str(smaller), str(stream), data=data, check=False)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "drops units the store has events for: fj.gat" in refused.stderr
+    assert "city-gov 2018 (fj-2018-city-gov)" in refused.stderr
+    assert "--replace-registry" in refused.stderr
+    assert tracker("status", "--json", data=data).stdout == status  # nothing was changed
+
+    tracker("ingest", "--units", str(smaller), "--replace-registry", str(stream), data=data)
+    assert tracker("status", "--json", data=data).stdout != status

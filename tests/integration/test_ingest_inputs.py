@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 
 from engine import Engine
-from sinks import MemorySink, Store
+from schemas.registry import Assessment
+from sinks import MemorySink, Store, StoreError
+from sinks.faulty import write_drill
 from tests.builders import BOOKS, REGISTRY, calendar
 from tests.integration.store_dump import dump
 from tracker.commands import ingest
@@ -146,3 +148,36 @@ def test_a_byte_order_mark_on_the_first_line_is_stripped(
     sink: Store, lines: list[bytes | str]
 ) -> None:
     assert run(sink, lines).as_dict() == {"accepted": 3, "rejected": 0, "duplicates": 0}
+
+
+def test_a_run_stopped_half_way_is_finished_with_the_registry_it_began_with(
+    new_store: Callable[[], Store],
+) -> None:
+    """The next run brings a registry that adds the 2018 county assessment: the events of the
+    stopped run still get exactly the outputs the old registry gave them."""
+    county = REGISTRY.model_copy(
+        update={
+            "assessments": (
+                *REGISTRY.assessments,
+                Assessment(year=2018, tier="county-gov", rulebook="t-city-county"),
+            )
+        }
+    )
+    books = {
+        **BOOKS,
+        "t-city-county": BOOKS["t-city"].model_copy(
+            update={"id": "t-city-county", "tier": "county-gov"}
+        ),
+    }
+    lines = [
+        line("v1", "vuln.notice", "2018-03-01T10:00:00", unit="fz.gl", notice_id="V1", system="OA")
+    ]
+    reference = MemorySink()
+    run(reference, lines)
+    store = new_store()
+    with write_drill("error", 1, table="ledger"), pytest.raises(StoreError):
+        run(store, lines)
+    assert store.ledger() == []
+    ingest(store, county, books, calendar(), [], "next.jsonl")
+    assert store.ledger() == reference.ledger()
+    assert store.deadlines() == reference.deadlines()

@@ -12,7 +12,9 @@ import pytest
 
 from engine.status import build_status
 from schemas.ledger import DeadLetter
+from schemas.registry import Registry
 from sinks import Batch, MemorySink, Sink, Store, StoreError
+from sinks.base import registry_hash
 from sinks.faulty import write_drill
 from tests.builders import BOOKS, REGISTRY, engine, ev, tick
 from tests.integration.store_dump import dump, lines_covered
@@ -94,6 +96,27 @@ def test_a_write_commits_the_outputs_of_its_events(sink: Store) -> None:
     assert sink.committed_seq(partition=1) == 0
     assert [e.seq for e in sink.logged_events_after(0, 2, limit=2)] == [3, 4]
     assert sink.logged_events_after(0, len(STREAM), limit=10) == []
+
+
+def test_every_registry_change_is_recorded(sink: Store) -> None:
+    other = Registry.model_validate(
+        {"assessments": REGISTRY.assessments, "units": REGISTRY.units[:-1]}
+    )
+    for registry in (REGISTRY, REGISTRY, other, REGISTRY):  # the repeated save is no change
+        sink.save_config(registry, BOOKS)
+    changes = sink.registry_changes()
+    first, second = (
+        registry_hash(REGISTRY.model_dump_json()),
+        registry_hash(other.model_dump_json()),
+    )
+    assert [(c.old_hash, c.new_hash) for c in changes] == [
+        ("", first),
+        (first, second),
+        (second, first),
+    ]
+    assert Registry.model_validate_json(changes[1].registry) == other
+    assert changes[0].changed_at <= changes[1].changed_at <= changes[2].changed_at
+    assert changes[0].changed_at.tzinfo is not None
 
 
 def test_known_events_are_those_in_the_log(sink: Store) -> None:
