@@ -4,7 +4,7 @@
 `check_registry_change(store, registry, replace=...)`: a registry that drops units or assessments
 the store has events for - or moves such a unit to another tier or parent - is refused unless the
 operator says `--replace-registry`. The store records every registry change it saves
-(`registry_changes`: old and new hash, time, the new registry), refused or not.
+(`registry_changes`: old and new hash, time, the new registry); a refused one changes nothing.
 """
 
 from __future__ import annotations
