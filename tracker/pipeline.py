@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -116,8 +116,9 @@ class Tracker:
         return self.engine.apply(event)
 
     def feed_lines(self, lines: Iterable[bytes | str], origin: str) -> Summary:
-        """Lines as read from a file (bytes, as the CLI reads them) or text; numbered from 1."""
-        for number, line in enumerate(lines, start=1):
+        """Lines as read from a file (bytes, as the CLI reads them) or text; numbered from 1.
+        Bytes end a line at LF, CR LF or a lone CR, as a file read as text does."""
+        for number, line in enumerate(_universal_newlines(lines), start=1):
             where = f"{origin}:{number}"
             data = line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass")
             try:
@@ -218,6 +219,14 @@ class Tracker:
                 received_at=local(self.clock()),
             )
         )
+
+
+def _universal_newlines(lines: Iterable[bytes | str]) -> Iterator[bytes | str]:
+    for line in lines:
+        if isinstance(line, bytes) and b"\r" in line:
+            yield from line.splitlines(keepends=True)
+        else:
+            yield line
 
 
 def _one_line(exc: BaseException) -> str:

@@ -111,10 +111,10 @@ def files(draw: st.DrawFn) -> bytes:
 
 
 def non_blank(data: bytes) -> list[tuple[int, bytes]]:
-    """Numbered lines as a binary file yields them (the CLI reads bytes), without the blank ones
+    """Numbered lines as a text file has them (ended by LF, CR LF or CR), without the blank ones
     (spec section 2; a BOM on the first line is not content)."""
     kept = []
-    for number, raw in enumerate(io.BytesIO(data), start=1):
+    for number, raw in enumerate(data.splitlines(keepends=True), start=1):
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

@@ -4,6 +4,7 @@ stores: re-ingesting is a no-op, no line stops the run, a BOM is not an error.""
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -181,3 +182,19 @@ def test_a_run_stopped_half_way_is_finished_with_the_registry_it_began_with(
     ingest(store, county, books, calendar(), [], "next.jsonl")
     assert store.ledger() == reference.ledger()
     assert store.deadlines() == reference.deadlines()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\n".join(GOOD),  # LF
+        b"\r\n".join(GOOD),  # CR LF
+        b"\r".join(GOOD),  # a lone CR ends a line too, as when the file is read as text
+    ],
+)
+def test_line_ends(sink: Store, data: bytes) -> None:
+    assert run(sink, io.BytesIO(data + b"\r\n")).as_dict() == {
+        "accepted": 3,
+        "rejected": 0,
+        "duplicates": 0,
+    }
