@@ -35,10 +35,11 @@ TABLES: dict[str, str] = {
         ) ENGINE = ReplacingMergeTree ORDER BY letter_id""",
     # Commit marks of `write` (sinks/base.py): the outputs of every logged event of `partition`
     # up to `through_seq` are stored; restore re-derives those of the events after the last one.
+    # Readers take max(through_seq); merges keep one row per partition, so the table stays small.
     "batches": f"""
         CREATE TABLE IF NOT EXISTS {{db}}.batches (
             partition UInt16, through_seq UInt64, events UInt32, written_at {TS}
-        ) ENGINE = ReplacingMergeTree ORDER BY (partition, through_seq)""",
+        ) ENGINE = ReplacingMergeTree(through_seq) ORDER BY partition""",
     "meta": """
         CREATE TABLE IF NOT EXISTS {db}.meta (
             key String, value String, saved_at DateTime64(6)

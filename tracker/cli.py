@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tracker import commands, demo_cli, ops_cli, stream_cli
+from tracker import commands, demo_cli, ingest, ops_cli, stream_cli
 from tracker.config import default_store
 from tracker.pipeline import BATCH_SIZE
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     p = sub.add_parser("ingest", help="apply a JSONL file (or - for stdin) through the engine")
+    p.set_defaults(handler=ingest.cmd_ingest)
     p.add_argument("--units", required=True, type=Path, metavar="UNITS.yaml")
     store_arg(p)
     p.add_argument(

@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from engine import ConfigError, WorkCalendar
+from engine import ConfigError
 from engine.clock import iso, local
 from engine.status import build_status
 from rulebooks import RulebookError, load_rulebooks
 from schemas.points import format_points
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
-from sinks import Sink, Store, StoreError, open_sink
+from sinks import Sink, StoreError, open_sink
 from tracker import tables
-from tracker.config import ConfigFileError, load_registry
-from tracker.pipeline import BATCH_SIZE, Summary, Tracker
-from tracker.registry_guard import RegistryChangeError, check_registry_change
-from tracker.workdays import HolidayFileError, official_calendar
+from tracker.config import ConfigFileError
+from tracker.registry_guard import RegistryChangeError
+from tracker.workdays import HolidayFileError
 
 
 class UserError(Exception):
@@ -84,82 +81,6 @@ def _config(sink: Sink) -> tuple[Registry, dict[str, Rulebook]]:
     if config is None:
         raise UserError("the store holds no data yet: run `tracker ingest` first")
     return config
-
-
-# -- ingest ------------------------------------------------------------------------------------
-
-
-def ingest(
-    sink: Store,
-    registry: Registry,
-    books: dict[str, Rulebook],
-    calendar: WorkCalendar,
-    lines: Iterable[bytes | str],
-    origin: str,
-    *,
-    batch_size: int = BATCH_SIZE,
-    replace_registry: bool = False,
-) -> Summary:
-    stored = sink.load_config()
-    if stored is not None and not _same_config(stored, registry, books):
-        # A run that stopped half-way is finished with the registry and rulebooks it began with,
-        # so that its events' outputs are the ones it would have written.
-        if sink.committed_seq() < sink.next_seq() - 1:
-            Tracker(sink, *stored, calendar, batch_size=batch_size).restore()
-        check_registry_change(sink, registry, replace=replace_registry)
-    sink.save_config(registry, books)
-    tracker = Tracker(sink, registry, books, calendar, batch_size=batch_size)
-    tracker.restore()
-    return tracker.feed_lines(lines, origin)
-
-
-def _same_config(
-    stored: tuple[Registry, dict[str, Rulebook]], registry: Registry, books: dict[str, Rulebook]
-) -> bool:
-    old_registry, old_books = stored
-    used = {a.rulebook for a in registry.assessments}
-    return old_registry == registry and all(
-        books.get(book_id) == book for book_id, book in old_books.items() if book_id in used
-    )
-
-
-def cmd_ingest(args: argparse.Namespace) -> int:
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
-    registry = load_registry(args.units)
-    books = dict(load_rulebooks(args.rulebooks))
-    calendar = official_calendar(args.holidays)
-    options: dict[str, Any] = {
-        "batch_size": args.batch_size,
-        "replace_registry": args.replace_registry,
-    }
-    sink = open_sink(args.store)
-    try:
-        # bytes, not text: a line that is not UTF-8 is one dead letter, not the end of the run
-        if args.file == "-":
-            summary = ingest(
-                sink,
-                registry,
-                books,
-                calendar,
-                sys.stdin.buffer,
-                "stdin",
-                batch_size=args.batch_size,
-            )
-        else:
-            path = Path(args.file)
-            with path.open("rb") as handle:
-                summary = ingest(sink, registry, books, calendar, handle, path.name, **options)
-    finally:
-        sink.close()
-    if args.json:
-        print(json.dumps(summary.as_dict()))
-    else:
-        print(
-            f"accepted {summary.accepted}, rejected {summary.rejected}, "
-            f"duplicates {summary.duplicates}  (store: {args.store})"
-        )
-    return 0
 
 
 # -- reading -----------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from rulebooks import load_rulebooks
 from schemas.points import format_points
 from sinks import open_sink
 from tracker import tables
-from tracker.commands import UserError, ingest
+from tracker.commands import UserError
 from tracker.config import DEMO_REGISTRY, load_registry
+from tracker.ingest import ingest
 from tracker.workdays import official_calendar
 
 

@@ -41,16 +41,6 @@ class Summary:
         return {"accepted": self.accepted, "rejected": self.rejected, "duplicates": self.duplicates}
 
 
-@dataclass(frozen=True, slots=True)
-class _Refused:
-    """An event the engine rejected, held until the flush tells whether it is in the log."""
-
-    event_id: str
-    raw: str
-    origin: str
-    reason: str
-
-
 class Tracker:
     """One engine and one store; `restore()` first replays the store's log to rebuild state."""
 
@@ -73,8 +63,9 @@ class Tracker:
         self.partition = partition
         self.summary = Summary()
         self._batch = Batch()
-        self._refused: list[_Refused] = []
         self._seq = 0
+        self._in_log: set[str] = set()  # of the ids of the lines being applied
+        self._log_written = True  # whether the store's log may hold any event (restore tells)
 
     def restore(self) -> int:
         """Replay every logged event so that new input continues the stream, and finish the
@@ -103,6 +94,7 @@ class Tracker:
                 redo.deadlines.extend(outcome.deadlines)
             self.sink.write(redo)
             replayed += len(page)
+        self._log_written = replayed > 0
         return replayed
 
     def _replay(self, logged: LoggedEvent) -> Outcome:
@@ -118,40 +110,69 @@ class Tracker:
     def feed_lines(self, lines: Iterable[bytes | str], origin: str) -> Summary:
         """Lines as read from a file (bytes, as the CLI reads them) or text; numbered from 1.
         Bytes end a line at LF, CR LF or a lone CR, as a file read as text does."""
+        chunk: list[tuple[str, bytes | str, bool]] = []
         for number, line in enumerate(_universal_newlines(lines), start=1):
-            where = f"{origin}:{number}"
-            data = line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass")
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raw = base64.b64encode(data.rstrip(b"\r\n")).decode("ascii")
-                reason = f"malformed: not UTF-8 text (byte {exc.start}); raw is the line in base64"
-                self._reject(raw, where, reason)
-                continue
-            if number == 1:
-                text = text.removeprefix(BOM)  # some editors start a UTF-8 file with one
-            self.feed(text, where)
+            chunk.append((f"{origin}:{number}", line, number == 1))
+            if len(chunk) >= self.batch_size:
+                self._feed_chunk(chunk)
+                chunk = []
+        self._feed_chunk(chunk)
         self.flush()
         return self.summary
 
-    def feed(self, raw: str, origin: str) -> Outcome | None:
-        text = raw.strip()
-        if not text:
-            return None  # blank lines are skipped, not rejected (spec section 2)
+    def feed(self, raw: str, origin: str) -> None:
+        """One line of text (a first line: a BOM is dropped)."""
+        self._feed_chunk([(origin, raw, True)])
+
+    def _feed_chunk(self, chunk: list[tuple[str, bytes | str, bool]]) -> None:
+        """Read a chunk of lines, look their event ids up in the log at once, then apply them
+        in order: an event already in the log is a duplicate before any other check (spec 2;
+        the engine remembers no tick ids and forgets the events of closed years)."""
+        parsed = []
+        for where, line, first in chunk:
+            event, text = self._read(line, where, first=first)
+            if event is not None:
+                parsed.append((where, event, text))
+        self._in_log = self._logged([e.event_id for _, e, _ in parsed])
+        for where, event, text in parsed:
+            self.apply(event, text, where)
+
+    def _read(self, line: bytes | str, where: str, *, first: bool) -> tuple[Event | None, str]:
+        """The event on a line, or None (a blank line, or a dead letter now)."""
+        data = line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass")
         try:
-            event = parse_event(text)
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raw = base64.b64encode(data.rstrip(b"\r\n")).decode("ascii")
+            reason = f"malformed: not UTF-8 text (byte {exc.start}); raw is the line in base64"
+            self._reject(raw, where, reason)
+            return None, ""
+        if first:
+            text = text.removeprefix(BOM)  # some editors start a UTF-8 file with one
+        text = text.strip()
+        if not text:
+            return None, text  # blank lines are skipped, not rejected (spec section 2)
+        try:
+            return parse_event(text), text
         except EventError as exc:
-            self._reject(text, origin, exc.reason)
-            return None
+            self._reject(text, where, exc.reason)
         except Exception as exc:  # a parser defect must not stop the run
-            self._reject(text, origin, f"cannot be read: {_one_line(exc)}")
-            return None
-        return self.apply(event, text, origin)
+            self._reject(text, where, f"cannot be read: {_one_line(exc)}")
+        return None, text
+
+    def _logged(self, ids: list[str]) -> set[str]:
+        """Which of the ids the event log holds, counting the batch not yet written."""
+        pending = {e.event_id for e in self._batch.events}
+        found = {i for i in ids if i in pending}
+        if self._log_written and ids:
+            found |= self.sink.known_events(sorted(set(ids) - found))
+        return found
 
     def apply(self, event: Event, raw: str, origin: str) -> Outcome:
-        """Apply one event. A rejected event counts as a duplicate instead when the event log
-        holds its id (decided at the next flush): the engine forgets the records of closed years,
-        and an event already logged is a duplicate before any other check."""
+        """Apply one event unless its id is already logged (see `_feed_chunk`)."""
+        if event.event_id in self._in_log:
+            self.summary.duplicates += 1
+            return Outcome("duplicate", event.event_id)
         try:
             outcome = self.engine.apply(event, now=self.clock())
         except Exception as exc:
@@ -160,22 +181,21 @@ class Tracker:
             self._rebuild()
             return Outcome("rejected", event.event_id, reason=reason)
         if outcome.status == "rejected":
-            reason = outcome.reason or "rejected"
-            self._refused.append(_Refused(event.event_id, raw, origin, reason))
+            self._reject(raw, origin, outcome.reason or "rejected")
         elif outcome.status == "duplicate":
             self.summary.duplicates += 1
         else:
             self.summary.accepted += 1
             self._seq += 1
+            self._in_log.add(event.event_id)
             self._batch.events.append(logged_event(event, raw, self.partition, self._seq))
             self._batch.entries.extend(outcome.entries)
             self._batch.deadlines.extend(outcome.deadlines)
-        if len(self._batch) + len(self._refused) >= self.batch_size:
+        if len(self._batch) >= self.batch_size:
             self.flush()
         return outcome
 
     def flush(self) -> None:
-        self._settle_refused()
         if not len(self._batch):
             return
         letters = self._batch.dead_letters
@@ -183,22 +203,9 @@ class Tracker:
             # a re-ingested bad line keeps its first dead letter (and its first received_at)
             known = self.sink.known_letters([d.letter_id for d in letters])
             self._batch.dead_letters = [d for d in letters if d.letter_id not in known]
+        self._log_written |= bool(self._batch.events)
         self.sink.write(self._batch)
         self._batch = Batch()
-
-    def _settle_refused(self) -> None:
-        """One store lookup for all the engine's rejections since the last flush."""
-        if not self._refused:
-            return
-        ids = sorted({r.event_id for r in self._refused})
-        logged = self.sink.known_events(ids)
-        logged.update(e.event_id for e in self._batch.events)
-        refused, self._refused = self._refused, []
-        for r in refused:
-            if r.event_id in logged:
-                self.summary.duplicates += 1
-            else:
-                self._reject(r.raw, r.origin, r.reason)
 
     def _rebuild(self) -> None:
         """The engine raised half-way through an event, so its state may hold part of that event:

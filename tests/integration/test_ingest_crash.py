@@ -23,8 +23,8 @@ import pytest
 from rulebooks import load_rulebooks
 from sinks import MemorySink
 from tests.integration.store_dump import MARK, dump, lines_covered
-from tracker.commands import ingest
 from tracker.config import load_registry
+from tracker.ingest import ingest
 from tracker.workdays import official_calendar
 
 UNITS = """

@@ -17,7 +17,7 @@ from sinks import MemorySink, Store, StoreError
 from sinks.faulty import write_drill
 from tests.builders import BOOKS, REGISTRY, calendar
 from tests.integration.store_dump import dump
-from tracker.commands import ingest
+from tracker.ingest import ingest
 from tracker.pipeline import Summary
 
 
@@ -197,4 +197,33 @@ def test_line_ends(sink: Store, data: bytes) -> None:
         "accepted": 3,
         "rejected": 0,
         "duplicates": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("reuse", "batch_size"),
+    [
+        # a tick reusing an event's id (the engine remembers no tick ids): found by Hypothesis
+        (line("v1", "clock.tick", "2020-07-01T00:00:00", unit=None), 3),
+        # the same, while v1 is still in the unwritten batch
+        (line("v1", "clock.tick", "2020-07-01T00:00:00", unit=None), 100),
+        # a new event of an open year reusing the id of an event of the closed year 2018
+        (line("v1", "extranet.notice", "2020-07-01T10:00:00", notice_id="X9"), 3),
+        # a line the engine cannot apply (year 1), reusing a logged id: found by Hypothesis
+        (line("v1", "vuln.feedback", "0001-01-01T00:00:00", notice_id="V1"), 3),
+        # a second tick with the id of an earlier tick
+        (line("t1", "clock.tick", "2020-07-01T00:00:00", unit=None), 3),
+    ],
+)
+def test_an_event_id_already_logged_is_a_duplicate_whatever_the_event(
+    sink: Store, reuse: bytes, batch_size: int
+) -> None:
+    assert run(sink, [*TWO_YEARS, reuse], batch_size=batch_size).as_dict() == {
+        "accepted": 5,
+        "rejected": 1,
+        "duplicates": 1,
+    }
+    logged = {e.event_id: e.raw for e in sink.logged_events()}
+    assert logged == {
+        json.loads(raw)["event_id"]: raw.decode() for raw in TWO_YEARS if raw.startswith(b'{"')
     }

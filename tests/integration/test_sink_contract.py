@@ -18,7 +18,7 @@ from sinks.base import registry_hash
 from sinks.faulty import write_drill
 from tests.builders import BOOKS, REGISTRY, engine, ev, tick
 from tests.integration.store_dump import dump, lines_covered
-from tracker.commands import ingest
+from tracker.ingest import ingest
 from tracker.pipeline import Tracker
 
 STREAM = [
