@@ -74,7 +74,7 @@ def bench_engine(lines: list[str]) -> None:
 
 
 def bench_ingest(lines: list[str]) -> None:
-    from tracker.commands import ingest
+    from tracker.ingest import ingest
 
     registry, books, calendar = (
         load_registry(DEMO_REGISTRY),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sinks.base import Batch, Sink, StoreError
+from sinks.base import Batch, Sink, Store, StoreError
 from sinks.memory import MemorySink
 
 
-def open_sink(dsn: str, *, create: bool = True) -> Sink:
+def open_sink(dsn: str, *, create: bool = True) -> Store:
     """`memory://` for tests, otherwise a ClickHouse DSN (chDB or server); `create=False` opens
     an existing store only, and raises StoreError when there is none."""
     if dsn.startswith("memory:"):
@@ -16,4 +16,4 @@ def open_sink(dsn: str, *, create: bool = True) -> Sink:
     return ClickHouseSink(dsn, create=create)
 
 
-__all__ = ["Batch", "MemorySink", "Sink", "StoreError", "open_sink"]
+__all__ = ["Batch", "MemorySink", "Sink", "Store", "StoreError", "open_sink"]

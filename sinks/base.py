@@ -1,7 +1,23 @@
-"""The store port: what the tracker writes and reads, whatever the backend."""
+"""The store port: what the tracker writes and reads, whatever the backend.
+
+Crash safety of a write (what `tracker ingest` relies on): `write` stores a batch table by table
+in this order, each insert idempotent on deterministic ids:
+
+1. dead letters - they cannot be derived again from anything stored, so they go first;
+2. the events, appended to the event log - the write-ahead log: once an event is there, its
+   outputs can always be derived again by replaying the log;
+3. the ledger entries and 4. the deadline states - derived from the events;
+5. a commit mark per partition: "the outputs of every logged event up to seq N are stored".
+
+A process that dies between any two inserts leaves logged events whose outputs may be missing,
+always after the last commit mark; the next `Tracker.restore()` replays the log, derives the
+outputs of exactly those events again and writes them (the replacing tables absorb what was
+already there), then writes the mark.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +38,28 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.events) + len(self.entries) + len(self.deadlines) + len(self.dead_letters)
+
+    def commit_marks(self) -> dict[int, int]:
+        """Per partition, the highest seq of the batch's events: what the batch commits."""
+        marks: dict[int, int] = {}
+        for e in self.events:
+            if e.seq > marks.get(e.partition, -1):
+                marks[e.partition] = e.seq
+        return marks
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryChange:
+    """One change of the registry recorded in a store (the first save counts, from "")."""
+
+    changed_at: datetime
+    old_hash: str
+    new_hash: str
+    registry: str  # the new registry, as JSON
+
+
+def registry_hash(registry_json: str) -> str:
+    return hashlib.sha256(registry_json.encode()).hexdigest()[:16]
 
 
 class StoreError(RuntimeError):
@@ -58,3 +96,23 @@ class Sink(Protocol):
     def watermark(self) -> datetime | None: ...
 
     def close(self) -> None: ...
+
+
+class Store(Sink, Protocol):
+    """A store that `tracker ingest` writes: the port plus what crash recovery needs."""
+
+    def committed_seq(self, partition: int = 0) -> int:
+        """The seq through which the outputs of the partition's logged events are all stored."""
+        ...
+
+    def registry_changes(self) -> list[RegistryChange]:
+        """Every registry change that `save_config` recorded, oldest first."""
+        ...
+
+    def known_events(self, event_ids: Sequence[str]) -> set[str]:
+        """Those of the ids that are in the event log (of any partition)."""
+        ...
+
+    def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:
+        """Up to `limit` logged events of the partition with a higher seq, in seq order."""
+        ...

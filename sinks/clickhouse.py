@@ -17,11 +17,14 @@ from engine.clock import local
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
-from sinks.base import Batch, StoreError
+from sinks.base import Batch, RegistryChange, StoreError, registry_hash
 from sinks.connection import connect, require_embedded_store, split_dsn
 from sinks.connection import first_line as _first_line
 from sinks.ddl import statements
 from sinks.dsn import NoStoreError, canonical, chdb_location, store_id_file
+from sinks.faulty import before_write
+
+_LOOKUP_CHUNK = 10_000  # ids per IN (...) lookup: bounded query size
 
 LEDGER_COLS = list(LedgerEntry.model_fields)
 DEADLINE_COLS = list(DeadlineState.model_fields)
@@ -123,6 +126,7 @@ class ClickHouseSink:
     def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None:
         now = datetime.now(UTC)
         used = {a.rulebook for a in registry.assessments}
+        self._record_registry_change(registry.model_dump_json(), now)
         meta = [["registry", registry.model_dump_json(), now]] + [
             [f"rulebook:{b.id}", b.model_dump_json(), now]
             for b in rulebooks.values()
@@ -154,12 +158,53 @@ class ClickHouseSink:
             "items", ["rulebook", "indicator", "item", "clause", "cap_points", "saved_at"], items
         )
 
+    def _record_registry_change(self, new: str, now: datetime) -> None:
+        """Before the registry itself is saved: a crash in between leaves the change recorded,
+        and the retry, finding it as the last row, does not record it twice."""
+        rows = self._query(f"SELECT value FROM {self.db}.meta FINAL WHERE key = 'registry'")
+        old_hash = registry_hash(str(rows[0][0])) if rows else ""
+        new_hash = registry_hash(new)
+        if old_hash == new_hash:
+            return
+        last = self._query(
+            f"SELECT old_hash, new_hash FROM {self.db}.registry_changes "
+            "ORDER BY changed_at DESC LIMIT 1"
+        )
+        if last and (last[0][0], last[0][1]) == (old_hash, new_hash):
+            return
+        self._insert(
+            "registry_changes",
+            ["changed_at", "old_hash", "new_hash", "registry"],
+            [[now, old_hash, new_hash, new]],
+        )
+
+    def registry_changes(self) -> list[RegistryChange]:
+        rows = self._query(
+            f"SELECT changed_at, old_hash, new_hash, registry FROM {self.db}.registry_changes "
+            "ORDER BY changed_at"
+        )
+        return [RegistryChange(local(t), str(o), str(n), str(r)) for t, o, n, r in rows]
+
     def write(self, batch: Batch) -> None:
-        """Insert a batch; each table's rows carry ids, so a repeated write is absorbed."""
+        """Insert a batch in the crash-safe order of `sinks.base`; each table's rows carry ids,
+        so a repeated write is absorbed. Each insert is one atomic data part."""
+        self._insert("dead_letters", LETTER_COLS, list(map(_LETTER_ROW, batch.dead_letters)))
         self._insert("events", EVENT_COLS, list(map(_EVENT_ROW, batch.events)))
         self._insert("ledger", LEDGER_COLS, list(map(_LEDGER_ROW, batch.entries)))
         self._insert("deadlines", DEADLINE_COLS, list(map(_DEADLINE_ROW, batch.deadlines)))
-        self._insert("dead_letters", LETTER_COLS, list(map(_LETTER_ROW, batch.dead_letters)))
+        now = datetime.now(UTC)
+        self._insert(
+            "batches",
+            ["partition", "through_seq", "events", "written_at"],
+            [[p, seq, len(batch.events), now] for p, seq in batch.commit_marks().items()],
+        )
+
+    def committed_seq(self, partition: int = 0) -> int:
+        rows = self._query(
+            f"SELECT max(through_seq) FROM {self.db}.batches WHERE partition = {{p:UInt16}}",
+            {"p": partition},
+        )
+        return int(rows[0][0] or 0)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -177,15 +222,34 @@ class ClickHouseSink:
         return registry, books
 
     def logged_events(self) -> Iterator[LoggedEvent]:
+        """Streamed: no other query or insert can run on this client until it is consumed or
+        closed."""
         sql = f"SELECT {', '.join(EVENT_COLS)} FROM {self.db}.events FINAL ORDER BY partition, seq"
         try:
             with self.client.query_rows_stream(sql) as stream:
                 for row in stream:
-                    values = dict(zip(EVENT_COLS, row, strict=True))
-                    values["at"] = local(values["at"])
-                    yield LoggedEvent.model_construct(**values)
+                    yield _logged(row)
         except ClickHouseError as exc:
             raise StoreError(f"store query failed: {_first_line(exc, self.dsn)}") from None
+
+    def known_events(self, event_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(event_ids), _LOOKUP_CHUNK):
+            rows = self._query(
+                f"SELECT DISTINCT event_id FROM {self.db}.events "
+                "WHERE event_id IN {ids:Array(String)}",
+                {"ids": list(event_ids[start : start + _LOOKUP_CHUNK])},
+            )
+            found.update(str(r[0]) for r in rows)
+        return found
+
+    def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:
+        rows = self._query(
+            f"SELECT {', '.join(EVENT_COLS)} FROM {self.db}.events FINAL "
+            "WHERE partition = {p:UInt16} AND seq > {s:UInt64} ORDER BY seq LIMIT {n:UInt64}",
+            {"p": partition, "s": seq, "n": limit},
+        )
+        return [_logged(row) for row in rows]
 
     def next_seq(self, partition: int = 0) -> int:
         rows = self._query(
@@ -281,6 +345,7 @@ class ClickHouseSink:
     def _insert(self, table: str, columns: list[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
+        before_write(table)
         try:
             self.client.insert(f"{self.db}.{table}", rows, column_names=columns)
         except ClickHouseError as exc:
@@ -292,6 +357,12 @@ _EVENT_ROW = operator.attrgetter(*EVENT_COLS)
 _LEDGER_ROW = operator.attrgetter(*LEDGER_COLS)
 _DEADLINE_ROW = operator.attrgetter(*DEADLINE_COLS)
 _LETTER_ROW = operator.attrgetter(*LETTER_COLS)
+
+
+def _logged(row: Sequence[Any]) -> LoggedEvent:
+    values = dict(zip(EVENT_COLS, row, strict=True))
+    values["at"] = local(values["at"])
+    return LoggedEvent.model_construct(**values)
 
 
 def _filters(unit: str | None, year: int | None) -> tuple[str, dict[str, Any]]:

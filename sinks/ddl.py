@@ -33,10 +33,22 @@ TABLES: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS {{db}}.dead_letters (
             letter_id String, origin String, raw String, reason String, received_at {TS}
         ) ENGINE = ReplacingMergeTree ORDER BY letter_id""",
+    # Commit marks of `write` (sinks/base.py): the outputs of every logged event of `partition`
+    # up to `through_seq` are stored; restore re-derives those of the events after the last one.
+    # Readers take max(through_seq); merges keep one row per partition, so the table stays small.
+    "batches": f"""
+        CREATE TABLE IF NOT EXISTS {{db}}.batches (
+            partition UInt16, through_seq UInt64, events UInt32, written_at {TS}
+        ) ENGINE = ReplacingMergeTree(through_seq) ORDER BY partition""",
     "meta": """
         CREATE TABLE IF NOT EXISTS {db}.meta (
             key String, value String, saved_at DateTime64(6)
         ) ENGINE = ReplacingMergeTree(saved_at) ORDER BY key""",
+    # Every registry `save_config` stored, with the hash of the one it replaced: an audit trail.
+    "registry_changes": """
+        CREATE TABLE IF NOT EXISTS {db}.registry_changes (
+            changed_at DateTime64(6, 'UTC'), old_hash String, new_hash String, registry String
+        ) ENGINE = MergeTree ORDER BY changed_at""",
     "units": """
         CREATE TABLE IF NOT EXISTS {db}.units (
             id String, name String, tier LowCardinality(String), parent Nullable(String),

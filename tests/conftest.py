@@ -7,12 +7,12 @@ own database, dropped afterwards.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from sinks import MemorySink, Sink
+from sinks import MemorySink, Store
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +33,7 @@ def chdb_dsn(chdb_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture(params=["memory", "clickhouse"])
-def sink(request: pytest.FixtureRequest) -> Iterator[Sink]:
+def sink(request: pytest.FixtureRequest) -> Iterator[Store]:
     if request.param == "memory":
         yield MemorySink()
         return
@@ -42,3 +42,26 @@ def sink(request: pytest.FixtureRequest) -> Iterator[Sink]:
     store = ClickHouseSink(request.getfixturevalue("chdb_dsn"))
     yield store
     store.close()
+
+
+@pytest.fixture(params=["memory", "clickhouse"])
+def new_store(request: pytest.FixtureRequest) -> Iterator[Callable[[], Store]]:
+    """Makes any number of fresh, empty stores of one kind (each chDB one in its own database)."""
+    made: list[Store] = []
+
+    def new() -> Store:
+        if request.param == "memory":
+            store: Store = MemorySink()
+        else:
+            from sinks.clickhouse import ClickHouseSink
+
+            path = request.getfixturevalue("chdb_path")
+            store = ClickHouseSink(f"chdb://{path}?database=t_{uuid.uuid4().hex[:12]}")
+        made.append(store)
+        return store
+
+    yield new
+    for store in made:
+        if hasattr(store, "db"):
+            store.client.command(f"DROP DATABASE IF EXISTS {store.db}")
+        store.close()

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sinks.dsn import mask
-from tracker import commands, demo_cli, ops_cli, stream_cli
+from tracker import commands, demo_cli, ingest, ops_cli, stream_cli
 from tracker.config import default_store
+from tracker.pipeline import BATCH_SIZE
 from tracker.tables import printable
 
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     p = sub.add_parser("ingest", help="apply a JSONL file (or - for stdin) through the engine")
+    p.set_defaults(handler=ingest.cmd_ingest)
     p.add_argument("--units", required=True, type=Path, metavar="UNITS.yaml")
     store_arg(p)
     p.add_argument(
@@ -49,6 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="holiday list for years the official calendar data does not know",
     )
     p.add_argument("--json", action="store_true", help="end with a JSON summary line")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=BATCH_SIZE,
+        metavar="N",
+        help=f"records per store write (default {BATCH_SIZE})",
+    )
+    p.add_argument(
+        "--replace-registry",
+        action="store_true",
+        help="accept a registry that drops units or assessments the store has events for",
+    )
     p.add_argument("file", metavar="FILE.jsonl|-")
 
     for name, helptext in (

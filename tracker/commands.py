@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from engine import ConfigError, WorkCalendar
+from engine import ConfigError
 from engine.clock import iso, local
 from engine.status import build_status
 from rulebooks import RulebookError, load_rulebooks
@@ -19,11 +17,11 @@ from schemas.points import format_points
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks import Sink, StoreError, open_sink
-from sinks.dsn import NoStoreError, StoreHeldError, mask
+from sinks.dsn import NoStoreError, StoreHeldError
 from tracker import tables
-from tracker.config import ConfigFileError, load_registry
-from tracker.pipeline import Summary, Tracker
-from tracker.workdays import HolidayFileError, official_calendar
+from tracker.config import ConfigFileError
+from tracker.registry_guard import RegistryChangeError
+from tracker.workdays import HolidayFileError
 
 
 class UserError(Exception):
@@ -34,7 +32,14 @@ class UserError(Exception):
 def user_errors() -> Iterator[None]:
     try:
         yield
-    except (StoreError, ConfigFileError, RulebookError, HolidayFileError, ConfigError) as exc:
+    except (
+        StoreError,
+        ConfigFileError,
+        RulebookError,
+        HolidayFileError,
+        ConfigError,
+        RegistryChangeError,
+    ) as exc:
         raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(f"{exc.filename or ''}: {exc.strerror}".lstrip(": ")) from None
@@ -73,47 +78,6 @@ def _config(sink: Sink) -> tuple[Registry, dict[str, Rulebook]]:
     if config is None:
         raise UserError("the store holds no data yet: run `tracker ingest` first")
     return config
-
-
-# -- ingest ------------------------------------------------------------------------------------
-
-
-def ingest(
-    sink: Sink,
-    registry: Registry,
-    books: dict[str, Rulebook],
-    calendar: WorkCalendar,
-    lines: Any,
-    origin: str,
-) -> Summary:
-    sink.save_config(registry, books)
-    tracker = Tracker(sink, registry, books, calendar)
-    tracker.restore()
-    return tracker.feed_lines(lines, origin)
-
-
-def cmd_ingest(args: argparse.Namespace) -> int:
-    registry = load_registry(args.units)
-    books = dict(load_rulebooks(args.rulebooks))
-    calendar = official_calendar(args.holidays)
-    sink = open_store(args.store)
-    try:
-        if args.file == "-":
-            summary = ingest(sink, registry, books, calendar, sys.stdin, "stdin")
-        else:
-            path = Path(args.file)
-            with path.open(encoding="utf-8") as handle:
-                summary = ingest(sink, registry, books, calendar, handle, path.name)
-    finally:
-        sink.close()
-    if args.json:
-        print(json.dumps(summary.as_dict()))
-    else:
-        print(
-            f"accepted {summary.accepted}, rejected {summary.rejected}, "
-            f"duplicates {summary.duplicates}  (store: {tables.printable(mask(args.store))})"
-        )
-    return 0
 
 
 # -- reading -----------------------------------------------------------------------------------

@@ -8,10 +8,12 @@ from decimal import Decimal
 from engine.status import build_status
 from rulebooks import load_rulebooks
 from schemas.points import format_points
+from sinks import open_sink
 from sinks.dsn import mask
 from tracker import tables
-from tracker.commands import UserError, ingest, open_store
+from tracker.commands import UserError
 from tracker.config import DEMO_REGISTRY, load_registry
+from tracker.ingest import ingest
 from tracker.workdays import official_calendar
 
 
@@ -51,7 +53,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     events = demo.generate(registry, seed=args.seed, years=_years(args.years), scale=args.scale)
     lines = list(demo.lines(events, bad=demo.bad_lines(args.seed)))
     print(f"demo: {len(lines)} events for {len(registry.units)} units, store {mask(args.store)}")
-    sink = open_store(args.store)
+    sink = open_sink(args.store)
     try:
         summary = ingest(sink, registry, books, official_calendar(), lines, "demo")
         print(

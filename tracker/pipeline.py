@@ -1,12 +1,16 @@
 """The in-process tracker: raw lines -> contract check -> engine -> batched, idempotent store writes.
 
 `tracker ingest` uses it directly; the Faust worker uses the same steps per Kafka record.
+
+No line stops a run: a line that is not UTF-8, not an event, rejected by the engine, or that makes
+the engine raise becomes a dead letter naming its line, and the next line is read.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,9 +20,11 @@ from schemas.events import ClockTick, Event, EventError, parse_event
 from schemas.ledger import DeadLetter, LoggedEvent, trusted
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
-from sinks.base import Batch, Sink
+from sinks.base import Batch, Store, StoreError
 
 Clock = Callable[[], datetime]
+BATCH_SIZE = 20_000  # records per store write: big parts for ClickHouse, bounded memory
+BOM = "\ufeff"
 
 
 def wall_clock() -> datetime:
@@ -40,16 +46,17 @@ class Tracker:
 
     def __init__(
         self,
-        sink: Sink,
+        sink: Store,
         registry: Registry,
         rulebooks: Mapping[str, Rulebook],
         calendar: WorkCalendar,
         *,
         clock: Clock = wall_clock,
-        batch_size: int = 20_000,
+        batch_size: int = BATCH_SIZE,
         partition: int = 0,
     ) -> None:
         self.sink = sink
+        self._config = (registry, rulebooks, calendar)
         self.engine = Engine(registry, rulebooks, calendar)
         self.clock = clock
         self.batch_size = batch_size
@@ -57,36 +64,122 @@ class Tracker:
         self.summary = Summary()
         self._batch = Batch()
         self._seq = 0
+        self._in_log: set[str] = set()  # of the ids of the lines being applied
+        self._log_written = True  # whether the store's log may hold any event (restore tells)
 
     def restore(self) -> int:
-        """Replay every logged event (outputs already stored) so new input continues the stream."""
+        """Replay every logged event so that new input continues the stream, and finish the
+        writes of a run that stopped half-way (sinks/base.py): the outputs of the events logged
+        after the last commit mark are derived again and written, with a new mark."""
+        committed = self.sink.committed_seq(self.partition)
         replayed = 0
-        for logged in self.sink.logged_events():
-            if logged.partition == self.partition:
-                self.engine.apply(parse_event(logged.raw))
-                self._seq = max(self._seq, logged.seq)
+        events = self.sink.logged_events()
+        try:
+            for logged in events:
+                if logged.partition != self.partition:
+                    continue
+                if logged.seq > committed:
+                    break  # the tail, replayed below page by page with its outputs
+                self._replay(logged)
                 replayed += 1
+        finally:
+            close = getattr(events, "close", None)  # a store's result stream blocks its writes
+            if close is not None:
+                close()
+        while page := self.sink.logged_events_after(self.partition, self._seq, self.batch_size):
+            redo = Batch(events=page)  # rewritten as well: the commit mark is made from them
+            for logged in page:
+                outcome = self._replay(logged)
+                redo.entries.extend(outcome.entries)
+                redo.deadlines.extend(outcome.deadlines)
+            self.sink.write(redo)
+            replayed += len(page)
+        self._log_written = replayed > 0
         return replayed
 
-    def feed_lines(self, lines: Iterable[str], origin: str) -> Summary:
-        for number, line in enumerate(lines, start=1):
-            self.feed(line, f"{origin}:{number}")
+    def _replay(self, logged: LoggedEvent) -> Outcome:
+        try:
+            event = parse_event(logged.raw)
+        except EventError as exc:
+            raise StoreError(
+                f"the event log holds an invalid event at seq {logged.seq}: {exc.reason}"
+            ) from None
+        self._seq = max(self._seq, logged.seq)
+        return self.engine.apply(event)
+
+    def feed_lines(self, lines: Iterable[bytes | str], origin: str) -> Summary:
+        """Lines as read from a file (bytes, as the CLI reads them) or text; numbered from 1.
+        Bytes end a line at LF, CR LF or a lone CR, as a file read as text does."""
+        chunk: list[tuple[str, bytes | str, bool]] = []
+        for number, line in enumerate(_universal_newlines(lines), start=1):
+            chunk.append((f"{origin}:{number}", line, number == 1))
+            if len(chunk) >= self.batch_size:
+                self._feed_chunk(chunk)
+                chunk = []
+        self._feed_chunk(chunk)
         self.flush()
         return self.summary
 
-    def feed(self, raw: str, origin: str) -> Outcome | None:
-        text = raw.strip()
-        if not text:
-            return None  # blank lines are skipped, not rejected (spec section 2)
+    def feed(self, raw: str, origin: str) -> None:
+        """One line of text (a first line: a BOM is dropped)."""
+        self._feed_chunk([(origin, raw, True)])
+
+    def _feed_chunk(self, chunk: list[tuple[str, bytes | str, bool]]) -> None:
+        """Read a chunk of lines, look their event ids up in the log at once, then apply them
+        in order: an event already in the log is a duplicate before any other check (spec 2;
+        the engine remembers no tick ids and forgets the events of closed years)."""
+        parsed = []
+        for where, line, first in chunk:
+            event, text = self._read(line, where, first=first)
+            if event is not None:
+                parsed.append((where, event, text))
+        self._in_log = self._logged([e.event_id for _, e, _ in parsed])
+        for where, event, text in parsed:
+            self.apply(event, text, where)
+
+    def _read(self, line: bytes | str, where: str, *, first: bool) -> tuple[Event | None, str]:
+        """The event on a line, or None (a blank line, or a dead letter now)."""
+        data = line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass")
         try:
-            event = parse_event(text)
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raw = base64.b64encode(data.rstrip(b"\r\n")).decode("ascii")
+            reason = f"malformed: not UTF-8 text (byte {exc.start}); raw is the line in base64"
+            self._reject(raw, where, reason)
+            return None, ""
+        if first:
+            text = text.removeprefix(BOM)  # some editors start a UTF-8 file with one
+        text = text.strip()
+        if not text:
+            return None, text  # blank lines are skipped, not rejected (spec section 2)
+        try:
+            return parse_event(text), text
         except EventError as exc:
-            self._reject(text, origin, exc.reason)
-            return None
-        return self.apply(event, text, origin)
+            self._reject(text, where, exc.reason)
+        except Exception as exc:  # a parser defect must not stop the run
+            self._reject(text, where, f"cannot be read: {_one_line(exc)}")
+        return None, text
+
+    def _logged(self, ids: list[str]) -> set[str]:
+        """Which of the ids the event log holds, counting the batch not yet written."""
+        pending = {e.event_id for e in self._batch.events}
+        found = {i for i in ids if i in pending}
+        if self._log_written and ids:
+            found |= self.sink.known_events(sorted(set(ids) - found))
+        return found
 
     def apply(self, event: Event, raw: str, origin: str) -> Outcome:
-        outcome = self.engine.apply(event, now=self.clock())
+        """Apply one event unless its id is already logged (see `_feed_chunk`)."""
+        if event.event_id in self._in_log:
+            self.summary.duplicates += 1
+            return Outcome("duplicate", event.event_id)
+        try:
+            outcome = self.engine.apply(event, now=self.clock())
+        except Exception as exc:
+            reason = f"cannot be applied: {_one_line(exc)}"
+            self._reject(raw, origin, reason)
+            self._rebuild()
+            return Outcome("rejected", event.event_id, reason=reason)
         if outcome.status == "rejected":
             self._reject(raw, origin, outcome.reason or "rejected")
         elif outcome.status == "duplicate":
@@ -94,6 +187,7 @@ class Tracker:
         else:
             self.summary.accepted += 1
             self._seq += 1
+            self._in_log.add(event.event_id)
             self._batch.events.append(logged_event(event, raw, self.partition, self._seq))
             self._batch.entries.extend(outcome.entries)
             self._batch.deadlines.extend(outcome.deadlines)
@@ -109,8 +203,17 @@ class Tracker:
             # a re-ingested bad line keeps its first dead letter (and its first received_at)
             known = self.sink.known_letters([d.letter_id for d in letters])
             self._batch.dead_letters = [d for d in letters if d.letter_id not in known]
+        self._log_written |= bool(self._batch.events)
         self.sink.write(self._batch)
         self._batch = Batch()
+
+    def _rebuild(self) -> None:
+        """The engine raised half-way through an event, so its state may hold part of that event:
+        store what came before, and rebuild the engine from the log."""
+        self.flush()
+        self.engine = Engine(*self._config)
+        self._seq = 0
+        self.restore()
 
     def _reject(self, raw: str, origin: str, reason: str) -> None:
         self.summary.rejected += 1
@@ -123,6 +226,19 @@ class Tracker:
                 received_at=local(self.clock()),
             )
         )
+
+
+def _universal_newlines(lines: Iterable[bytes | str]) -> Iterator[bytes | str]:
+    for line in lines:
+        if isinstance(line, bytes) and b"\r" in line:
+            yield from line.splitlines(keepends=True)
+        else:
+            yield line
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return (text.strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def letter_id(origin: str, raw: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -271,3 +272,54 @@ def test_reads_of_a_missing_store_fail_and_create_nothing(tmp_path: Path, comman
     assert _tree(empty) == ["keep.txt"]
     assert _tree(store) == before
     assert not (tmp_path / "data").exists()
+
+
+def test_no_line_stops_an_ingest(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    """A BOM, a line that is not UTF-8 and an instant out of range: the run goes on, and each bad
+    line is a dead letter naming its line, the undecodable one kept as base64 of its bytes."""
+    units, _ = files
+    good = [json.dumps(e, ensure_ascii=False).encode() for e in EVENTS]
+    year_one = good[0].replace(b"2018-03-01", b"0001-01-01").replace(b'"e1"', b'"y1"')
+    stream = tmp_path / "mixed.jsonl"
+    stream.write_bytes(
+        b"\n".join([b"\xef\xbb\xbf" + good[0], b"\xff\xfe not text", year_one, *good[1:]]) + b"\n"
+    )
+    result = tracker("ingest", "--units", str(units), "--json", str(stream), data=tmp_path / "d")
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        "accepted": 5,
+        "rejected": 2,
+        "duplicates": 0,
+    }
+    letters = json.loads(tracker("rejects", "--json", data=tmp_path / "d").stdout)
+    by_origin = {r["origin"]: r for r in letters}
+    assert set(by_origin) == {"mixed.jsonl:2", "mixed.jsonl:3"}
+    assert base64.b64decode(by_origin["mixed.jsonl:2"]["raw"]) == b"\xff\xfe not text"
+    assert "not UTF-8" in by_origin["mixed.jsonl:2"]["reason"]
+    assert by_origin["mixed.jsonl:3"]["raw"] == year_one.decode()
+
+
+def test_a_registry_dropping_units_with_events_is_refused(
+    tmp_path: Path, files: tuple[Path, Path]
+) -> None:
+    units, stream = files
+    data = tmp_path / "d"
+    tracker("ingest", "--units", str(units), str(stream), data=data)
+    status = tracker("status", "--json", data=data).stdout
+    smaller = tmp_path / "smaller.yaml"  # fj.gat (with events) gone, the city's 2018 book too
+    smaller.write_text(
+        "\n".join(
+            line
+            for line in UNITS.splitlines()
+            if "fj.gat" not in line and "city-gov, rule" not in line
+        ),
+        encoding="utf-8",
+    )
+    refused = tracker("ingest", "--units", str(smaller), str(stream), data=data, check=False)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "drops units the store has events for: fj.gat" in refused.stderr
+    assert "city-gov 2018 (fj-2018-city-gov)" in refused.stderr
+    assert "--replace-registry" in refused.stderr
+    assert tracker("status", "--json", data=data).stdout == status  # nothing was changed
+
+    tracker("ingest", "--units", str(smaller), "--replace-registry", str(stream), data=data)
+    assert tracker("status", "--json", data=data).stdout != status

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from engine.status import build_status
 from schemas.ledger import DeadLetter
-from sinks import Batch, Sink
+from schemas.registry import Registry
+from sinks import Batch, MemorySink, Sink, Store, StoreError
+from sinks.base import registry_hash
+from sinks.faulty import write_drill
 from tests.builders import BOOKS, REGISTRY, engine, ev, tick
+from tests.integration.store_dump import dump, lines_covered
+from tracker.ingest import ingest
 from tracker.pipeline import Tracker
 
 STREAM = [
@@ -86,6 +95,43 @@ def test_writing_the_same_batch_twice_changes_nothing(sink: Sink) -> None:
         sink.totals(),
     )
     assert before == after
+
+
+def test_a_write_commits_the_outputs_of_its_events(sink: Store) -> None:
+    assert sink.committed_seq() == 0
+    _fill(sink)
+    assert sink.committed_seq() == len(STREAM)  # the mark is written last, after the outputs
+    assert sink.committed_seq(partition=1) == 0
+    assert [e.seq for e in sink.logged_events_after(0, 2, limit=2)] == [3, 4]
+    assert sink.logged_events_after(0, len(STREAM), limit=10) == []
+
+
+def test_every_registry_change_is_recorded(sink: Store) -> None:
+    other = Registry.model_validate(
+        {"assessments": REGISTRY.assessments, "units": REGISTRY.units[:-1]}
+    )
+    for registry in (REGISTRY, REGISTRY, other, REGISTRY):  # the repeated save is no change
+        sink.save_config(registry, BOOKS)
+    changes = sink.registry_changes()
+    first, second = (
+        registry_hash(REGISTRY.model_dump_json()),
+        registry_hash(other.model_dump_json()),
+    )
+    assert [(c.old_hash, c.new_hash) for c in changes] == [
+        ("", first),
+        (first, second),
+        (second, first),
+    ]
+    assert Registry.model_validate_json(changes[1].registry) == other
+    assert changes[0].changed_at <= changes[1].changed_at <= changes[2].changed_at
+    assert changes[0].changed_at.tzinfo is not None
+
+
+def test_known_events_are_those_in_the_log(sink: Store) -> None:
+    _fill(sink)
+    ids = [e.event_id for e in STREAM]
+    assert sink.known_events([ids[0], "nope", ids[-1]]) == {ids[0], ids[-1]}
+    assert sink.known_events([]) == set()
 
 
 def test_filters_and_totals(sink: Sink) -> None:
@@ -172,3 +218,58 @@ def _fresh(sink: Sink) -> Sink:
     from sinks import MemorySink
 
     return MemorySink()
+
+
+# The contract stream with bad lines between its events, written in batches of 3 records.
+LINES = [e.model_dump_json() for e in STREAM]
+LINES[2:2] = ["{not json"]
+LINES[4:4] = [
+    '{"event_id": "x", "type": "vuln.notice", "unit": "nobody", "at": "2018-03-03T10:00:00+08:00", "notice_id": "N", "system": "s"}'
+]
+
+
+def _ingest(sink: Store, lines: Sequence[str]) -> None:
+    ingest(sink, REGISTRY, BOOKS, engine().calendar, lines, "f.jsonl", batch_size=3)
+
+
+def _expected(lines: Sequence[str]) -> dict[str, Any]:
+    sink = MemorySink()
+    _ingest(sink, lines)
+    return dump(sink)
+
+
+def _outputs(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k != "letters"}
+
+
+def test_a_store_error_at_any_write_is_recovered_by_the_next_run(
+    new_store: Callable[[], Store],
+) -> None:
+    """An insert fails (disk full, store down) at write N: the next run - with the same file, or
+    with an empty one and then the same file - leaves the store as an uninterrupted run does."""
+    full = _expected(LINES)
+    failures = []
+    for n in itertools.count(1):
+        same, empty = new_store(), new_store()
+        with write_drill("error", n) as drill, contextlib.suppress(StoreError):
+            _ingest(same, LINES)
+        if drill.writes < n:
+            break  # n is past the last write
+        with write_drill("error", n), pytest.raises(StoreError):
+            _ingest(empty, LINES)
+
+        _ingest(same, LINES)
+        if dump(same) != full:
+            failures.append(f"write {n}: re-run with the same lines differs")
+        _ingest(empty, [])
+        got = dump(empty)
+        want = _expected(LINES[: lines_covered(got, LINES)])
+        if _outputs(got) != _outputs(want) or not (
+            set(map(tuple, want["letters"])) <= set(map(tuple, got["letters"]))
+        ):
+            failures.append(f"write {n}: re-run with no lines differs")
+        _ingest(empty, LINES)
+        if dump(empty) != full:
+            failures.append(f"write {n}: the same lines after an empty re-run differ")
+    assert n > 6, "the stream should take several writes"
+    assert failures == [], f"{len(failures)} of {3 * (n - 1)} re-runs differ: {failures}"

@@ -1,0 +1,73 @@
+"""A store's whole content as comparable JSON, and a runner that re-runs `tracker` in a fresh
+process and dumps the store it wrote (chDB opens one store path per process, so the test process
+cannot read the store of a crashed child itself).
+
+    python -m tests.integration.store_dump DSN '[["ingest", ...], ...]'
+
+runs each argument list through the CLI entry point, in order, and prints one line per run:
+`store-dump: {"code": exit code, "dump": the store after that run}`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from engine.status import build_status
+from sinks.base import Sink
+
+MARK = "store-dump: "  # tells the dumps from what `tracker` itself prints
+
+
+def dump(sink: Sink) -> dict[str, Any]:
+    """Everything a user can read back; dead letters without their wall-clock receipt time."""
+    config = sink.load_config()
+    status = []
+    if config is not None:
+        registry, books = config
+        status = [
+            s.model_dump(mode="json")
+            for s in build_status(
+                registry, books, sink.totals(), sink.deadlines(), sink.event_unit_years()
+            )
+        ]
+    return {
+        "events": [e.model_dump(mode="json") for e in sink.logged_events()],
+        "ledger": [e.model_dump(mode="json") for e in sink.ledger()],
+        "deadlines": [d.model_dump(mode="json") for d in sink.deadlines()],
+        "letters": sorted([d.origin, d.raw, d.reason] for d in sink.dead_letters()),
+        "status": status,
+    }
+
+
+def lines_covered(got: dict[str, Any], lines: list[str]) -> int:
+    """How many lines of a file the logged events of a dump cover (batches are file prefixes)."""
+    logged = {e["event_id"] for e in got["events"]}
+    return max((i + 1 for i, line in enumerate(lines) if _event_id(line) in logged), default=0)
+
+
+def _event_id(line: str) -> str | None:
+    try:
+        return str(json.loads(line)["event_id"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def main(argv: list[str]) -> int:
+    from sinks.clickhouse import ClickHouseSink
+    from tracker.cli import main as tracker
+
+    dsn, runs = argv[0], json.loads(argv[1])
+    for args in runs:
+        code = tracker(args)
+        sink = ClickHouseSink(dsn)
+        try:
+            print(MARK + json.dumps({"code": code, "dump": dump(sink)}), flush=True)
+        finally:
+            sink.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

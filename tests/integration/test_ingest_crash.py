@@ -1,0 +1,193 @@
+"""`tracker ingest` killed (SIGKILL) or failed by the store at each of its store writes in turn:
+the next run - with the same file, or with an empty one - leaves the store as if nothing happened.
+
+Each case runs real processes on a real embedded chDB store; the write drill
+(`TRACKER_WRITE_FAULT=kill:N`, sinks/faulty.py) makes the child kill itself just before its Nth
+insert, whichever table that is, so every gap between two writes is hit once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rulebooks import load_rulebooks
+from sinks import MemorySink
+from tests.integration.store_dump import MARK, dump, lines_covered
+from tracker.config import load_registry
+from tracker.ingest import ingest
+from tracker.workdays import official_calendar
+
+UNITS = """
+assessments:
+  - {year: 2018, tier: provincial-dept, rulebook: fj-2018-provincial-dept}
+  - {year: 2018, tier: city-gov, rulebook: fj-2018-city-gov}
+units:
+  - {id: fj.gat, name: 福建省公安厅, tier: provincial-dept}
+  - {id: fj.fz, name: 福州市人民政府, tier: city-gov}
+  - {id: fj.fz.gl, name: 鼓楼区人民政府, tier: county-gov, parent: fj.fz}
+"""
+
+
+def _ev(event_id: str, type_: str, at: str, unit: str | None = "fj.gat", **extra: Any) -> str:
+    body = {"event_id": event_id, "type": type_, "at": f"2018-{at}:00+08:00", **extra}
+    if unit:
+        body["unit"] = unit
+    return json.dumps(body, ensure_ascii=False)
+
+
+# Deductions, deadlines that expire, a late feedback reversing an overdue, a retraction, bad lines.
+LINES = [
+    _ev("e1", "vuln.notice", "03-01T10:00", notice_id="V-1", system="OA"),
+    _ev("e2", "outreach.notice", "03-02T10:00", notice_id="O-1", terminals=["T1", "T2"]),
+    "{not json",
+    _ev("e3", "vuln.notice", "03-03T09:00", unit="fj.fz.gl", notice_id="V-2", system="门户网站"),
+    _ev("t1", "clock.tick", "03-20T00:00", unit=None),
+    _ev("e4", "vuln.feedback", "03-10T10:00", notice_id="V-1"),
+    '{"event_id": "b1", "type": "vuln.notice", "unit": "fj.gat", "at": "2018-03-01T10:00:00"}',
+    _ev("e5", "extranet.notice", "04-01T10:00", notice_id="X-1"),
+    _ev("e6", "terminal.finding", "04-02T10:00", terminal="T9", finding="unregistered"),
+    _ev("e7", "event.retracted", "04-03T10:00", target_event_id="e5", reason="posted in error"),
+    _ev("e8", "vuln.notice", "04-05T10:00", unit="fj.fz", notice_id="V-3", system="OA"),
+    _ev("t2", "clock.tick", "05-01T00:00", unit=None),
+    _ev("e9", "vuln.feedback", "05-02T10:00", unit="fj.fz", notice_id="V-3"),
+]
+BATCH = 12  # records per store write: three batches, a dozen store writes
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    folder = tmp_path_factory.mktemp("crash")
+    units, stream, empty = folder / "units.yaml", folder / "events.jsonl", folder / "empty.jsonl"
+    units.write_text(UNITS, encoding="utf-8")
+    stream.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    empty.write_bytes(b"")
+    return units, stream, empty
+
+
+@cache
+def expected(upto: int) -> dict[str, Any]:
+    """The store after an uninterrupted ingest of the first `upto` lines (in-process)."""
+    registry = load_registry(_units_path)
+    sink = MemorySink()
+    data = [line.encode() for line in LINES[:upto]]  # as the CLI reads a file
+    ingest(
+        sink,
+        registry,
+        dict(load_rulebooks()),
+        official_calendar(),
+        data,
+        "events.jsonl",
+        batch_size=BATCH,
+    )
+    return dump(sink)
+
+
+_units_path = Path()
+
+
+def _ingest_args(units: Path, store: Path, file: Path) -> list[str]:
+    return [
+        "ingest",
+        "--units",
+        str(units),
+        "--store",
+        f"chdb://{store}",
+        "--batch-size",
+        str(BATCH),
+        "--json",
+        str(file),
+    ]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "TRACKER_WRITE_FAULT"}
+    return {**env, "TRACKER_STORE": "", **extra}
+
+
+def _rerun(store: Path, runs: list[list[str]]) -> subprocess.Popen[str]:
+    """Each run of `tracker` in one fresh process, with the store dumped after each."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.store_dump", f"chdb://{store}", json.dumps(runs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+
+
+def _dumps(child: subprocess.Popen[str]) -> list[dict[str, Any]]:
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 0, err
+    return [
+        json.loads(line.removeprefix(MARK)) for line in out.splitlines() if line.startswith(MARK)
+    ]
+
+
+def _same_outputs(got: dict[str, Any], want: dict[str, Any]) -> bool:
+    keys = ("events", "ledger", "deadlines", "status")
+    return all(got[k] == want[k] for k in keys)
+
+
+def test_kill_9_at_every_store_write(tmp_path: Path, files: tuple[Path, Path, Path]) -> None:
+    global _units_path
+    units, stream, empty = files
+    _units_path = units
+    full = expected(len(LINES))
+    failures: list[str] = []
+    n = 0
+    while True:
+        n += 1
+        store = tmp_path / f"kill-{n}"
+        killed = subprocess.run(
+            [sys.executable, "-m", "tracker.cli", *_ingest_args(units, store, stream)],
+            capture_output=True,
+            text=True,
+            env=_env(TRACKER_WRITE_FAULT=f"kill:{n}"),
+            timeout=300,
+        )
+        if killed.returncode == 0:
+            break  # n is past the last write of the stream
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        copy = tmp_path / f"kill-{n}-copy"
+        shutil.copytree(store, copy, symlinks=True)  # chDB links tables relatively
+
+        # the two re-runs use separate stores, so they run side by side
+        same_run = _rerun(store, [_ingest_args(units, store, stream)])
+        empty_run = _rerun(
+            copy, [_ingest_args(units, copy, empty), _ingest_args(units, copy, stream)]
+        )
+        (same,) = _dumps(same_run)
+        after_empty, then_same = _dumps(empty_run)
+        if same["code"] != 0 or not _same_outputs(same["dump"], full):
+            failures.append(f"write {n}: re-run with the same file differs")
+        elif same["dump"]["letters"] != full["letters"]:
+            failures.append(f"write {n}: re-run with the same file: dead letters differ")
+
+        got = after_empty["dump"]
+        want = expected(lines_covered(got, LINES))
+        letters = {tuple(x) for x in got["letters"]}
+        if after_empty["code"] != 0 or not _same_outputs(got, want):
+            failures.append(f"write {n}: re-run with an empty file differs")
+        elif (
+            not {tuple(x) for x in want["letters"]}
+            <= letters
+            <= {tuple(x) for x in full["letters"]}
+        ):
+            failures.append(f"write {n}: re-run with an empty file: dead letters differ")
+        if then_same["code"] != 0 or then_same["dump"] != full:
+            failures.append(f"write {n}: the same file after the empty re-run differs")
+    assert n > 10, "the stream should take a dozen store writes"
+    last = tmp_path / f"kill-{n}"
+    (clean,) = _dumps(_rerun(last, [_ingest_args(units, last, empty)]))
+    assert clean["dump"] == full  # the uninterrupted run matches the in-process expectation
+    assert failures == [], f"{len(failures)} of {2 * (n - 1)} re-runs differ"

@@ -1,0 +1,96 @@
+"""`tracker ingest`: a JSONL file or stdin through the engine into the store, in-process.
+
+A run first finishes what a stopped run left half-written (`Tracker.restore`, sinks/base.py),
+then checks the registry against the store's events (tracker/registry_guard.py). See
+docs/ingest.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable
+from contextlib import nullcontext
+from pathlib import Path
+
+from engine import WorkCalendar
+from rulebooks import load_rulebooks
+from schemas.registry import Registry
+from schemas.rulebook import Rulebook
+from sinks import Store, open_sink
+from sinks.dsn import mask
+from tracker.commands import UserError
+from tracker.config import load_registry
+from tracker.pipeline import BATCH_SIZE, Summary, Tracker
+from tracker.registry_guard import check_registry_change
+from tracker.tables import printable
+from tracker.workdays import official_calendar
+
+
+def ingest(
+    sink: Store,
+    registry: Registry,
+    books: dict[str, Rulebook],
+    calendar: WorkCalendar,
+    lines: Iterable[bytes | str],
+    origin: str,
+    *,
+    batch_size: int = BATCH_SIZE,
+    replace_registry: bool = False,
+) -> Summary:
+    stored = sink.load_config()
+    if stored is not None and not _same_config(stored, registry, books):
+        # A run that stopped half-way is finished with the registry and rulebooks it began with,
+        # so that its events' outputs are the ones it would have written.
+        if sink.committed_seq() < sink.next_seq() - 1:
+            Tracker(sink, *stored, calendar, batch_size=batch_size).restore()
+        check_registry_change(sink, registry, replace=replace_registry)
+    sink.save_config(registry, books)
+    tracker = Tracker(sink, registry, books, calendar, batch_size=batch_size)
+    tracker.restore()
+    return tracker.feed_lines(lines, origin)
+
+
+def _same_config(
+    stored: tuple[Registry, dict[str, Rulebook]], registry: Registry, books: dict[str, Rulebook]
+) -> bool:
+    old_registry, old_books = stored
+    used = {a.rulebook for a in registry.assessments}
+    return old_registry == registry and all(
+        books.get(book_id) == book for book_id, book in old_books.items() if book_id in used
+    )
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    registry = load_registry(args.units)
+    books = dict(load_rulebooks(args.rulebooks))
+    calendar = official_calendar(args.holidays)
+    stdin = args.file == "-"
+    origin = "stdin" if stdin else Path(args.file).name
+    sink = open_sink(args.store)
+    try:
+        # bytes, not text: a line that is not UTF-8 is one dead letter, not the end of the run
+        with nullcontext(sys.stdin.buffer) if stdin else Path(args.file).open("rb") as lines:
+            summary = ingest(
+                sink,
+                registry,
+                books,
+                calendar,
+                lines,
+                origin,
+                batch_size=args.batch_size,
+                replace_registry=args.replace_registry,
+            )
+    finally:
+        sink.close()
+    if args.json:
+        print(json.dumps(summary.as_dict()))
+    else:
+        print(
+            f"accepted {summary.accepted}, rejected {summary.rejected}, "
+            f"duplicates {summary.duplicates}  (store: {printable(mask(args.store))})"
+        )
+    return 0
