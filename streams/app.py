@@ -130,7 +130,7 @@ def build_app(settings: WorkerSettings, partitions: int) -> tuple[faust.App, Sto
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
         store=settings.table_store,
-        datadir=str(settings.data_dir / "faust"),
+        datadir=str(settings.faust_dir),
         autodiscover=False,
         topic_partitions=partitions,
         topic_replication_factor=1,
@@ -264,7 +264,7 @@ class Worker(faust.Worker):
 
 def run_worker(settings: WorkerSettings, loglevel: str = "info") -> int:
     """Create the topics, then run the Faust worker until SIGTERM/SIGINT."""
-    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    settings.faust_dir.mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     changelogs = (

@@ -83,6 +83,13 @@ class WorkerSettings:
         return self.topics.group(self.role)
 
     @property
+    def faust_dir(self) -> Path:
+        """Faust's own data directory (its table files and version marker): one per app id, so
+        workers of other topic prefixes or roles can share `data_dir` without reading each
+        other's local state as their own (Faust refuses to start on such a mix-up)."""
+        return self.data_dir / "faust" / self.app_id
+
+    @property
     def runs_processor(self) -> bool:
         return self.role in ("all", "processor")
 
