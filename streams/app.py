@@ -39,7 +39,6 @@ from streams.topics import OUTPUT_MAX_BYTES, ensure_topics, quiet_kafka
 from streams.web import register
 
 log = logging.getLogger(__name__)
-SNAPSHOT_TABLE = "snapshots"
 
 
 class Emitter:
@@ -129,7 +128,9 @@ def build_app(settings: WorkerSettings, partitions: int) -> tuple[faust.App, Sto
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
-        store=settings.table_store,
+        # No tables: engine state is rebuilt from the input topic, never read back from a
+        # changelog (streams/processor.py).
+        store="memory://",
         datadir=str(settings.faust_dir),
         autodiscover=False,
         topic_partitions=partitions,
@@ -146,6 +147,10 @@ def build_app(settings: WorkerSettings, partitions: int) -> tuple[faust.App, Sto
         producer_linger=0.005,
         producer_max_request_size=OUTPUT_MAX_BYTES,
         web_enabled=True,
+        # Only our own views (streams/web.py): Faust's table pages serve table contents to
+        # anyone who reaches the port, its router pages the cluster's layout.
+        web_tables_enabled=False,
+        web_router_enabled=False,
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
         web_port=settings.web_port,
@@ -166,21 +171,11 @@ def build_app(settings: WorkerSettings, partitions: int) -> tuple[faust.App, Sto
 
     if settings.runs_processor:
         emitter = Emitter(app, settings, holds)
-        table = app.Table(
-            SNAPSHOT_TABLE,
-            default=None,
-            partitions=partitions,
-            # value_type=bytes makes Faust use the raw codec for the changelog (keys: JSON)
-            key_type=str,
-            value_type=bytes,
-        )
         proc = processor = Processor(
             settings.config,
             topics.events,
             partitions,
             KafkaReader(settings.bootstrap, topics.events),
-            table,
-            snapshot_every=settings.snapshot_every,
             policy=settings.warnings,
         )
         source = held_topic(
@@ -267,14 +262,9 @@ def run_worker(settings: WorkerSettings, loglevel: str = "info") -> int:
     settings.faust_dir.mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    changelogs = (
-        [f"{settings.app_id}-{SNAPSHOT_TABLE}-changelog"] if settings.runs_processor else []
-    )
     with quiet_kafka():
         partitions = loop.run_until_complete(
-            ensure_topics(
-                settings.bootstrap, settings.topics, settings.partitions, changelogs=changelogs
-            )
+            ensure_topics(settings.bootstrap, settings.topics, settings.partitions)
         )
     if partitions != settings.partitions:
         log.warning("%s has %d partitions; using them", settings.topics.events, partitions)

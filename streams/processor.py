@@ -1,5 +1,10 @@
 """The processor: one engine per input partition, its state a pure function of the partition's
-prefix, so it is rebuilt by replaying the partition (from a snapshot) instead of being stored.
+prefix, so it is rebuilt by replaying the partition from offset 0 instead of being stored.
+
+Nothing but the input topic is read back into the engine: there are no engine snapshots (they
+were pickles in a changelog topic, so whoever could write that topic could run code in the
+worker). A rebuild therefore costs a replay of the partition up to the record; a checkpoint of
+plain, validated data can bound it later.
 
 Every record's outputs are a deterministic function of that prefix and the record itself (the
 "processing wall clock" of the 10-minutes-ahead check is the broker's append timestamp, stored
@@ -12,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -22,7 +27,6 @@ from engine import Engine
 from engine.clock import local
 from schemas.events import ClockTick, EventError, parse_event
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
-from streams import snapshots
 from streams.settings import Config
 from streams.topics import partition_for
 from streams.warnings import DeadlineWarning, Warner, WarningPolicy
@@ -142,21 +146,16 @@ class Processor:
         topic: str,
         partitions: int,
         reader: Reader,
-        table: MutableMapping[str, bytes] | None = None,
         *,
-        snapshot_every: int = 10_000,
         policy: WarningPolicy | None = None,
     ) -> None:
         self.config = config
         self.topic = topic
         self.partitions = partitions
         self.reader = reader
-        self.table = table
-        self.snapshot_every = snapshot_every
         self.policy = policy or WarningPolicy()
         self.rebuilds = 0
         self._states: dict[int, PartitionState] = {}
-        self._since_snapshot: dict[int, int] = {}
         self.covered_from: dict[int, int] = {}
 
     async def handle(self, rec: Record, fetched_from: int | None = None) -> list[Outputs]:
@@ -186,13 +185,6 @@ class Processor:
             self.covered_from[p] = start if state is None else min(self.covered_from[p], start)
             state, skipped = await self.rebuild(p, rec.offset, gap_from)
         out = state.apply(rec)
-        count = self._since_snapshot[p] = self._since_snapshot.get(p, 0) + 1
-        if self.table is not None and count >= self.snapshot_every:
-            # Called while handling a record of this partition, so a Faust table writes the
-            # snapshot to the same changelog partition, which is restored with it on rebalance.
-            size = snapshots.save(self.table, p, rec.offset, state, self.config.fingerprint)
-            self._since_snapshot[p] = 0
-            log.info("snapshot of partition %d at offset %d (%d bytes)", p, rec.offset, size)
         return [*skipped, out]
 
     async def rebuild(
@@ -202,19 +194,10 @@ class Processor:
         dropped (they were emitted when those records were first processed, before their
         commit), except for records from `emit_from` on, which were never processed."""
         started = time.monotonic()
-        found = None
-        if self.table is not None:
-            # the snapshot must come before every record whose outputs are wanted
-            before = offset if emit_from is None else min(offset, emit_from)
-            found = snapshots.load(self.table, partition, before, self.config.fingerprint)
-        if found is not None:
-            start, state = found[0] + 1, found[1]
-        else:
-            start = 0
-            state = PartitionState(self.config, partition, self.partitions, self.policy)
+        state = PartitionState(self.config, partition, self.partitions, self.policy)
         replayed, emitted = 0, []
-        if start < offset:
-            async for batch in self.reader(partition, start, offset):
+        if offset > 0:
+            async for batch in self.reader(partition, 0, offset):
                 for rec in batch:
                     out = state.apply(rec)
                     if emit_from is not None and rec.offset >= emit_from:
@@ -223,14 +206,12 @@ class Processor:
                 await asyncio.sleep(0)  # keep heartbeats and the web server responsive
         state.offset = offset - 1
         self._states[partition] = state
-        self._since_snapshot[partition] = replayed
         self.rebuilds += 1
         log.info(
-            "partition %d rebuilt up to offset %d: snapshot %s, %d records replayed "
+            "partition %d rebuilt up to offset %d: %d records replayed "
             "(%d of them never processed before) in %.2fs",
             partition,
             offset - 1,
-            "none" if found is None else found[0],
             replayed,
             len(emitted),
             time.monotonic() - started,

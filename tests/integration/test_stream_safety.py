@@ -1,14 +1,28 @@
-"""What no record, no neighbour and no crash may do to a worker (issue 7): workers of different
-topic prefixes sharing one data directory."""
+"""What no record, no neighbour and no crash may do to a worker (issue 7): code smuggled in as
+an engine snapshot, workers of different topic prefixes sharing one data directory."""
 
 from __future__ import annotations
 
+import asyncio
+import builtins
+import hashlib
+import json
+import pickle
+import urllib.error
+import urllib.request
+import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from streams.settings import Config
+from streams.topics import Topics, ensure_topics
 from tests.integration.kafka_fixture import kafka_broker, local_kafka  # noqa: F401
 from tests.integration.test_streaming import (
+    BOOKS,
+    REGISTRY,
     Worker,
     assert_same_as_ingest,
     demo_lines,
@@ -18,8 +32,105 @@ from tests.integration.test_streaming import (
     running,
     unique_topic,
 )
+from tracker.workdays import official_calendar
 
 pytestmark = pytest.mark.integration
+
+
+class Payload:
+    """Unpickling this creates `marker`: what a crafted snapshot record could make a worker do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return builtins.open, (str(self.marker), "w")
+
+
+def _fingerprint(config: Config) -> str:
+    """The configuration digest old workers stored with (and checked on) a snapshot."""
+    h = hashlib.sha256(config.registry.model_dump_json().encode())
+    for book_id in sorted(config.rulebooks):
+        h.update(config.rulebooks[book_id].model_dump_json().encode())
+    cal = config.calendar
+    for part in (cal.years, cal.holidays, cal.workdays):
+        h.update(repr(sorted(part)).encode())
+    return h.hexdigest()[:16]
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_crafted_snapshot_record_runs_nothing(
+    kafka_broker: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    prefix = unique_topic("evil")
+    topics = Topics(prefix)
+    lines = demo_lines(seed=43)[:400]
+    marker = tmp_path / "pwned"
+    blob = zlib.compress(pickle.dumps(Payload(marker)))
+    # What the snapshot table used to accept: a manifest naming one chunk, checksum and
+    # configuration fingerprint right (both are easy to know for anyone who can read the topics).
+    fingerprint = _fingerprint(Config(REGISTRY, BOOKS, official_calendar()))
+    manifest = [{"offset": 0, "chunks": 1, "sha256": hashlib.sha256(blob).hexdigest(),
+                 "config": fingerprint}]  # fmt: skip
+    changelog = f"{topics.group('all')}-snapshots-changelog"
+    worker = Worker(kafka_broker, prefix, tmp_path / "w")
+    with running(worker):
+        worker.wait_web()
+        post(kafka_broker, prefix, lines[:200])
+        drain(kafka_broker, prefix)
+        assert worker.stop() == 0
+
+        async def produce() -> None:
+            # the topic an older worker left behind
+            await ensure_topics(kafka_broker, topics, 4, changelogs=[changelog])
+            producer = AIOKafkaProducer(bootstrap_servers=kafka_broker)
+            await producer.start()
+            try:
+                for p in range(4):
+                    await producer.send_and_wait(
+                        changelog, blob, key=json.dumps(f"{p}:0:0").encode(), partition=p
+                    )
+                    await producer.send_and_wait(
+                        changelog,
+                        json.dumps(manifest).encode(),
+                        key=json.dumps(str(p)).encode(),
+                        partition=p,
+                    )
+                # the same payload where the processor and the sink read
+                await producer.send_and_wait(
+                    topics.events, pickle.dumps(Payload(marker)), partition=0
+                )
+                await producer.send_and_wait(
+                    topics.ledger, pickle.dumps(Payload(marker)), partition=0
+                )
+            finally:
+                await producer.stop()
+
+        asyncio.run(produce())
+        worker.start()
+        worker.wait_web()
+        post(kafka_broker, prefix, lines[200:])
+        drain(kafka_broker, prefix)
+        assert not marker.exists()
+        assert worker.proc is not None and worker.proc.poll() is None, worker.tail()
+        live = worker.remote()
+        assert_same_as_ingest(live, reference(lines))
+        assert live.progress()["sink"]["skipped"] == 1  # the ledger record
+        letters = live.dead_letters()
+        assert [d.reason for d in letters] == ["malformed: not UTF-8 text"]  # the input record
+        # Faust's own table pages served the pickled state: off, as are its other built-in pages
+        assert _status(f"{worker.url}/table/") == 404
+        assert _status(f"{worker.url}/table/snapshots/") == 404
+        assert _status(f"{worker.url}/router/") == 404
+        assert worker.stop() == 0
 
 
 def test_workers_of_two_prefixes_share_one_data_dir(
@@ -28,12 +139,9 @@ def test_workers_of_two_prefixes_share_one_data_dir(
 ) -> None:
     shared = tmp_path / "data"
     lines = demo_lines(seed=41)[:400]
-    # The default table store keeps files in the data dir; small snapshot intervals make both
-    # workers write there.
-    extra = ("--table-store", "rocksdb", "--snapshot-every", "5", "--commit-interval-s", "0.2",
-             "--sink-within-s", "0.2", "--session-timeout-s", "6")  # fmt: skip
-    a = Worker(kafka_broker, unique_topic("nsa"), tmp_path / "a", data=shared, extra=extra)
-    b = Worker(kafka_broker, unique_topic("nsb"), tmp_path / "b", data=shared, extra=extra)
+    # Faust keeps local state (table files, once RocksDB snapshots) in its data directory.
+    a = Worker(kafka_broker, unique_topic("nsa"), tmp_path / "a", data=shared)
+    b = Worker(kafka_broker, unique_topic("nsb"), tmp_path / "b", data=shared)
     with running(b):
         b.wait_web()
         post(kafka_broker, b.prefix, lines[:60])
@@ -50,3 +158,4 @@ def test_workers_of_two_prefixes_share_one_data_dir(
         drain(kafka_broker, b.prefix, timeout_s=60)
         assert b.proc is not None and b.proc.poll() is None, b.tail()
         assert_same_as_ingest(b.remote(), reference(lines[:120]))
+    assert {d.name for d in (shared / "faust").iterdir()} == {f"{w.prefix}-worker" for w in (a, b)}

@@ -45,8 +45,6 @@ pytestmark = pytest.mark.integration
 REGISTRY = load_registry(DEMO_REGISTRY)
 BOOKS = dict(load_rulebooks())
 FAST = (
-    "--table-store",
-    "memory",
     "--commit-interval-s",
     "0.2",
     "--sink-within-s",
