@@ -196,8 +196,22 @@ def build_app(settings: WorkerSettings, partitions: int) -> tuple[faust.App, Sto
                 ts = round(msg.timestamp * 1000) if msg.timestamp is not None else None
                 record = Record(msg.topic, msg.partition, msg.offset, ts, msg.value)
                 futures = []
-                for out in await proc.handle(record, holds.lowest(msg.tp)):
-                    futures += await emitter.emit(out, msg.partition)
+                try:
+                    for out in await proc.handle(record, holds.lowest(msg.tp)):
+                        futures += await emitter.emit(out, msg.partition)
+                except Exception:
+                    # Never let the agent crash: Faust would restart it at the next record,
+                    # whose release would commit this one without its outputs. This record
+                    # stays held (uncommitted) and the partition's engine is dropped: the next
+                    # record rebuilds it and produces this record's outputs first.
+                    log.exception(
+                        "%s/%d/%d: processing failed; retried with the partition's next record",
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                    )
+                    proc.forget({msg.partition})
+                    continue
                 emitter.hold(msg.tp, proc.covered_from[msg.partition], msg.offset, futures)
                 emitter.release()
 

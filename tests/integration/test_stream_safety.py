@@ -1,5 +1,6 @@
-"""What no record, no neighbour and no crash may do to a worker (issue 7): code smuggled in as
-an engine snapshot, workers of different topic prefixes sharing one data directory."""
+"""What no record, no neighbour and no crash may do to a worker (issue 7): a record the engine
+fails on, code smuggled in as an engine snapshot, workers of different topic prefixes sharing one
+data directory."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streams.settings import Config
-from streams.topics import Topics, ensure_topics
+from streams.topics import Topics, ensure_topics, partition_for
 from tests.integration.kafka_fixture import kafka_broker, local_kafka  # noqa: F401
 from tests.integration.test_streaming import (
     BOOKS,
     REGISTRY,
     Worker,
+    _streams,
     assert_same_as_ingest,
     demo_lines,
     drain,
@@ -45,6 +47,108 @@ class Payload:
 
     def __reduce__(self) -> tuple[Any, tuple[str, str]]:
         return builtins.open, (str(self.marker), "w")
+
+
+# Records `tracker post` would have refused once the models bound the years, produced directly:
+# the engine failed on each (OverflowError) and, after any restart, on every record after it.
+POISON = [
+    {"event_id": "poison-due", "type": "vuln.notice", "unit": "fj.gat", "notice_id": "V-P",
+     "system": "OA", "at": "2018-03-01T10:00:00+08:00", "due": "0001-01-01T00:00:00+08:00"},
+    {"event_id": "poison-at", "type": "vuln.notice", "unit": "fj.gat", "notice_id": "V-Q",
+     "system": "OA", "at": "9999-12-31T23:59:59-12:00"},
+]  # fmt: skip
+
+
+def test_a_record_the_engine_fails_on_is_a_dead_letter_and_stays_one(
+    kafka_broker: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    prefix = unique_topic("poison")
+    topics = Topics(prefix)
+    lines = demo_lines(seed=44)[:450]
+    worker = Worker(kafka_broker, prefix, tmp_path / "w")
+    with running(worker):
+        worker.wait_web()
+        post(kafka_broker, prefix, lines[:150])
+
+        async def produce() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=kafka_broker)
+            await producer.start()
+            try:
+                for event in POISON:  # in fj.gat's partition, as `post` would route them
+                    p = partition_for(REGISTRY.root("fj.gat"), 4)
+                    await producer.send_and_wait(
+                        topics.events, json.dumps(event).encode(), partition=p
+                    )
+            finally:
+                await producer.stop()
+
+        asyncio.run(produce())
+        post(kafka_broker, prefix, lines[150:300])  # the partition goes on
+        drain(kafka_broker, prefix)
+        live = worker.remote()
+        letters = {json.loads(d.raw)["event_id"]: d for d in live.dead_letters()}
+        assert sorted(letters) == ["poison-at", "poison-due"]
+        assert_same_as_ingest(live, reference(lines[:300]))
+        # A restart rebuilds the partition through the poison: the same letters, nothing stops.
+        worker.kill()
+        worker.start()
+        worker.wait_web()
+        post(kafka_broker, prefix, lines[300:])
+        drain(kafka_broker, prefix)
+        assert worker.proc is not None and worker.proc.poll() is None, worker.tail()
+        live = worker.remote()
+        assert {d.letter_id: d for d in live.dead_letters()} == {
+            d.letter_id: d for d in letters.values()
+        }
+        assert_same_as_ingest(live, reference(lines))
+        replay = _streams("replay", "--from-kafka", "--bootstrap", kafka_broker, "--topic-prefix",
+                          prefix, "--worker-url", worker.url)  # fmt: skip
+        assert replay.returncode == 0, replay.stdout + replay.stderr
+        assert "differences: 0" in replay.stdout
+        assert worker.stop() == 0
+
+
+# Loaded by the worker's interpreter at start (PYTHONPATH): the first send of one event's outputs
+# fails, as a bug outside the engine (serialising, producing) would.
+FAIL_ONCE = """
+import os
+import streams.app
+
+_emit = streams.app.Emitter.emit
+_failed = []
+
+
+async def emit(self, out, partition):
+    if not _failed and out.logged is not None and out.logged.event_id == os.environ["FAIL_EMIT"]:
+        _failed.append(out.logged.event_id)
+        raise RuntimeError("injected emit failure")
+    return await _emit(self, out, partition)
+
+
+streams.app.Emitter.emit = emit
+"""
+
+
+def test_a_failure_outside_the_engine_loses_no_record(
+    kafka_broker: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    prefix = unique_topic("emitfail")
+    lines = demo_lines(seed=45)[:300]
+    target = next(json.loads(x)["event_id"] for x in lines[100:] if '"clock.tick"' not in x)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FAIL_ONCE)
+    env = {"PYTHONPATH": str(hook), "FAIL_EMIT": target}
+    worker = Worker(kafka_broker, prefix, tmp_path / "w", env=env)
+    with running(worker):
+        worker.wait_web()
+        post(kafka_broker, prefix, lines)
+        drain(kafka_broker, prefix, timeout_s=90)
+        assert "injected emit failure" in worker.log.read_text()
+        assert_same_as_ingest(worker.remote(), reference(lines))
+        assert worker.proc is not None and worker.proc.poll() is None, worker.tail()
 
 
 def _fingerprint(config: Config) -> str:

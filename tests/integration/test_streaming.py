@@ -71,6 +71,7 @@ class Worker:
     extra: Sequence[str] = FAST
     store: str | None = None
     data: Path | None = None  # TRACKER_DATA (default: its own, under workdir)
+    env: dict[str, str] = field(default_factory=dict)  # more environment variables
     web_port: int = field(default_factory=lambda: free_ports(1)[0])
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -95,7 +96,7 @@ class Worker:
         cmd += ["--role", self.role, "--web-port", str(self.web_port), "--store", self.dsn]
         cmd += [*self.extra]
         data = self.data or self.workdir / "data"
-        env = {**os.environ, "TRACKER_DATA": str(data), "TRACKER_STORE": ""}
+        env = {**os.environ, "TRACKER_DATA": str(data), "TRACKER_STORE": "", **self.env}
         with self.log.open("ab") as out:
             out.write(f"\n=== start {self.starts} ===\n".encode())
             self.proc = subprocess.Popen(
