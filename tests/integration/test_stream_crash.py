@@ -70,6 +70,77 @@ def test_kill_9_at_random_moments_changes_nothing(
     )
 
 
+# Loaded by the worker's interpreter at start (PYTHONPATH): SIGKILL at one exact step.
+KILL_AT = """
+import os
+import signal
+
+where, nth = os.environ["KILL_AT"].rsplit(":", 1)
+calls = []
+
+
+def kill_on_nth():
+    calls.append(1)
+    if len(calls) == int(nth):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+if where == "store-insert-ledger":
+    import sinks.clickhouse
+
+    insert = sinks.clickhouse.ClickHouseSink._insert
+
+    def _insert(self, table, columns, rows):
+        if table == "ledger" and rows:
+            kill_on_nth()  # this batch's events are in the store, its ledger rows are not
+        return insert(self, table, columns, rows)
+
+    sinks.clickhouse.ClickHouseSink._insert = _insert
+elif where == "processor-release":
+    import streams.holds
+
+    release = streams.holds.Holds.release_through
+
+    def release_through(self, tp, covered_from, offset):
+        kill_on_nth()  # the record's outputs are in Kafka, its input offset not committed
+        return release(self, tp, covered_from, offset)
+
+    streams.holds.Holds.release_through = release_through
+"""
+
+
+@pytest.mark.parametrize(
+    "kill_at",
+    [
+        "store-insert-ledger:2",  # between the store's inserts of one batch, before the commit
+        "processor-release:150",  # between the outputs' produce and the input's commit
+    ],
+)
+def test_kill_9_between_a_write_and_its_commit_loses_nothing(
+    kafka_broker: str,  # noqa: F811
+    tmp_path: Path,
+    kill_at: str,
+) -> None:
+    prefix = unique_topic("between")
+    lines = demo_lines(seed=51)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_AT)
+    worker = Worker(kafka_broker, prefix, tmp_path / "w")
+    worker.env = {"PYTHONPATH": str(hook), "KILL_AT": kill_at}
+    with running(worker):
+        worker.wait_web()
+        post(kafka_broker, prefix, lines)
+        assert worker.proc is not None
+        worker.proc.wait(timeout=120)  # it kills itself at that step
+        assert worker.proc.returncode == -9
+        worker.env = {}
+        worker.start()
+        worker.wait_web()
+        drain(kafka_broker, prefix)
+        assert_same_as_ingest(worker.remote(), reference(lines))
+
+
 def test_two_processors_share_partitions_through_rebalances(
     kafka_broker: str,  # noqa: F811
     tmp_path: Path,
