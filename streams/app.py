@@ -27,7 +27,7 @@ from collections import deque
 from typing import Any, cast
 
 import faust
-from faust.types import TP, StreamT
+from faust.types import TP, Message, StreamT
 
 from sinks import Sink, open_sink
 from sinks.faulty import FaultySink
@@ -39,6 +39,7 @@ from streams.topics import OUTPUT_MAX_BYTES, ensure_topics, quiet_kafka
 from streams.web import register
 
 log = logging.getLogger(__name__)
+MAX_RETRY_S = 10.0
 
 
 class Emitter:
@@ -186,6 +187,34 @@ def build_app(settings: WorkerSettings, partitions: int) -> tuple[faust.App, Sto
             partitions=partitions,
         )
 
+        async def outputs_of(msg: Message, record: Record) -> list[asyncio.Future[Any]] | None:
+            """Produce the outputs of `record` (and of records Faust skipped before it). Nothing
+            may make the agent crash: Faust would restart it at the next record, whose release
+            would commit this one without its outputs. So a failure (engine failures are dead
+            letters already: this is producing, or reading the partition for a rebuild) is
+            retried with backoff, the partition's engine rebuilt, until it succeeds or the
+            partition has moved to a new generation (None: the record is not acked)."""
+            delay = 0.2
+            while True:
+                try:
+                    futures: list[asyncio.Future[Any]] = []
+                    for out in await proc.handle(record, holds.lowest(msg.tp)):
+                        futures += await emitter.emit(out, msg.partition)
+                    return futures
+                except Exception:
+                    log.exception(
+                        "%s/%d/%d: processing failed; retrying in %.1fs",
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                        delay,
+                    )
+                proc.forget({msg.partition})  # the engine may be half-way through the record
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_S)
+                if emitter.failed or msg.generation_id != app.consumer_generation_id:
+                    return None
+
         @app.agent(source, name="processor")
         async def process(stream: StreamT[Any]) -> None:
             manual = cast("faust.Stream[Any]", stream).noack()
@@ -195,23 +224,9 @@ def build_app(settings: WorkerSettings, partitions: int) -> tuple[faust.App, Sto
                 msg = event.message
                 ts = round(msg.timestamp * 1000) if msg.timestamp is not None else None
                 record = Record(msg.topic, msg.partition, msg.offset, ts, msg.value)
-                futures = []
-                try:
-                    for out in await proc.handle(record, holds.lowest(msg.tp)):
-                        futures += await emitter.emit(out, msg.partition)
-                except Exception:
-                    # Never let the agent crash: Faust would restart it at the next record,
-                    # whose release would commit this one without its outputs. This record
-                    # stays held (uncommitted) and the partition's engine is dropped: the next
-                    # record rebuilds it and produces this record's outputs first.
-                    log.exception(
-                        "%s/%d/%d: processing failed; retried with the partition's next record",
-                        msg.topic,
-                        msg.partition,
-                        msg.offset,
-                    )
-                    proc.forget({msg.partition})
-                    continue
+                futures = await outputs_of(msg, record)
+                if futures is None:
+                    continue  # the partition moved meanwhile: its next owner processes it
                 emitter.hold(msg.tp, proc.covered_from[msg.partition], msg.offset, futures)
                 emitter.release()
 
