@@ -27,7 +27,7 @@ from collections import deque
 from typing import Any, cast
 
 import faust
-from faust.types import TP, StreamT
+from faust.types import TP, Message, StreamT
 
 from sinks import Sink, open_sink
 from sinks.faulty import FaultySink
@@ -39,7 +39,7 @@ from streams.topics import OUTPUT_MAX_BYTES, ensure_topics, quiet_kafka
 from streams.web import register
 
 log = logging.getLogger(__name__)
-SNAPSHOT_TABLE = "snapshots"
+MAX_RETRY_S = 10.0
 
 
 class Emitter:
@@ -129,8 +129,10 @@ def build_app(settings: WorkerSettings, partitions: int) -> tuple[faust.App, Sto
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
-        store=settings.table_store,
-        datadir=str(settings.data_dir / "faust"),
+        # No tables: engine state is rebuilt from the input topic, never read back from a
+        # changelog (streams/processor.py).
+        store="memory://",
+        datadir=str(settings.faust_dir),
         autodiscover=False,
         topic_partitions=partitions,
         topic_replication_factor=1,
@@ -146,6 +148,10 @@ def build_app(settings: WorkerSettings, partitions: int) -> tuple[faust.App, Sto
         producer_linger=0.005,
         producer_max_request_size=OUTPUT_MAX_BYTES,
         web_enabled=True,
+        # Only our own views (streams/web.py): Faust's table pages serve table contents to
+        # anyone who reaches the port, its router pages the cluster's layout.
+        web_tables_enabled=False,
+        web_router_enabled=False,
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
         web_port=settings.web_port,
@@ -166,21 +172,11 @@ def build_app(settings: WorkerSettings, partitions: int) -> tuple[faust.App, Sto
 
     if settings.runs_processor:
         emitter = Emitter(app, settings, holds)
-        table = app.Table(
-            SNAPSHOT_TABLE,
-            default=None,
-            partitions=partitions,
-            # value_type=bytes makes Faust use the raw codec for the changelog (keys: JSON)
-            key_type=str,
-            value_type=bytes,
-        )
         proc = processor = Processor(
             settings.config,
             topics.events,
             partitions,
             KafkaReader(settings.bootstrap, topics.events),
-            table,
-            snapshot_every=settings.snapshot_every,
             policy=settings.warnings,
         )
         source = held_topic(
@@ -191,6 +187,34 @@ def build_app(settings: WorkerSettings, partitions: int) -> tuple[faust.App, Sto
             partitions=partitions,
         )
 
+        async def outputs_of(msg: Message, record: Record) -> list[asyncio.Future[Any]] | None:
+            """Produce the outputs of `record` (and of records Faust skipped before it). Nothing
+            may make the agent crash: Faust would restart it at the next record, whose release
+            would commit this one without its outputs. So a failure (engine failures are dead
+            letters already: this is producing, or reading the partition for a rebuild) is
+            retried with backoff, the partition's engine rebuilt, until it succeeds or the
+            partition has moved to a new generation (None: the record is not acked)."""
+            delay = 0.2
+            while True:
+                try:
+                    futures: list[asyncio.Future[Any]] = []
+                    for out in await proc.handle(record, holds.lowest(msg.tp)):
+                        futures += await emitter.emit(out, msg.partition)
+                    return futures
+                except Exception:
+                    log.exception(
+                        "%s/%d/%d: processing failed; retrying in %.1fs",
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                        delay,
+                    )
+                proc.forget({msg.partition})  # the engine may be half-way through the record
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_S)
+                if emitter.failed or msg.generation_id != app.consumer_generation_id:
+                    return None
+
         @app.agent(source, name="processor")
         async def process(stream: StreamT[Any]) -> None:
             manual = cast("faust.Stream[Any]", stream).noack()
@@ -200,9 +224,9 @@ def build_app(settings: WorkerSettings, partitions: int) -> tuple[faust.App, Sto
                 msg = event.message
                 ts = round(msg.timestamp * 1000) if msg.timestamp is not None else None
                 record = Record(msg.topic, msg.partition, msg.offset, ts, msg.value)
-                futures = []
-                for out in await proc.handle(record, holds.lowest(msg.tp)):
-                    futures += await emitter.emit(out, msg.partition)
+                futures = await outputs_of(msg, record)
+                if futures is None:
+                    continue  # the partition moved meanwhile: its next owner processes it
                 emitter.hold(msg.tp, proc.covered_from[msg.partition], msg.offset, futures)
                 emitter.release()
 
@@ -264,17 +288,12 @@ class Worker(faust.Worker):
 
 def run_worker(settings: WorkerSettings, loglevel: str = "info") -> int:
     """Create the topics, then run the Faust worker until SIGTERM/SIGINT."""
-    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    settings.faust_dir.mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    changelogs = (
-        [f"{settings.app_id}-{SNAPSHOT_TABLE}-changelog"] if settings.runs_processor else []
-    )
     with quiet_kafka():
         partitions = loop.run_until_complete(
-            ensure_topics(
-                settings.bootstrap, settings.topics, settings.partitions, changelogs=changelogs
-            )
+            ensure_topics(settings.bootstrap, settings.topics, settings.partitions)
         )
     if partitions != settings.partitions:
         log.warning("%s has %d partitions; using them", settings.topics.events, partitions)

@@ -1,5 +1,10 @@
 """The processor: one engine per input partition, its state a pure function of the partition's
-prefix, so it is rebuilt by replaying the partition (from a snapshot) instead of being stored.
+prefix, so it is rebuilt by replaying the partition from offset 0 instead of being stored.
+
+Nothing but the input topic is read back into the engine: there are no engine snapshots (they
+were pickles in a changelog topic, so whoever could write that topic could run code in the
+worker). A rebuild therefore costs a replay of the partition up to the record; a checkpoint of
+plain, validated data can bound it later.
 
 Every record's outputs are a deterministic function of that prefix and the record itself (the
 "processing wall clock" of the 10-minutes-ahead check is the broker's append timestamp, stored
@@ -10,9 +15,10 @@ outputs it produced before, with the same ids, and the idempotent sink absorbs t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, MutableMapping
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -22,7 +28,6 @@ from engine import Engine
 from engine.clock import local
 from schemas.events import ClockTick, EventError, parse_event
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
-from streams import snapshots
 from streams.settings import Config
 from streams.topics import partition_for
 from streams.warnings import DeadlineWarning, Warner, WarningPolicy
@@ -56,17 +61,36 @@ class Outputs:
 
 
 class PartitionState:
-    """The engine and the warning tracker of one input partition, and the last offset applied."""
+    """The engine and the warning tracker of one input partition, and the last offset applied.
 
-    def __init__(self, config: Config, partition: int, partitions: int, policy: WarningPolicy):
+    `failed` maps the offsets of records whose application failed after the engine had started
+    on them to their dead letters: such a record is not applied again, so a state rebuilt with
+    it is that of the partition without those records. After a new failure `tainted` is set:
+    the engine may hold part of that record, and must be rebuilt before it is used again."""
+
+    def __init__(
+        self,
+        config: Config,
+        partition: int,
+        partitions: int,
+        policy: WarningPolicy,
+        failed: dict[int, Outputs] | None = None,
+    ) -> None:
         self.engine = Engine(config.registry, config.rulebooks, config.calendar)
         self.warner = Warner(config.calendar, policy)
         self.partition = partition
         self.partitions = partitions
         self.offset = -1
+        self.failed: dict[int, Outputs] = {} if failed is None else failed
+        self.tainted = False
+        self._engaged = False
 
     def apply(self, rec: Record) -> Outputs:
+        """The outputs of one record; never raises (any failure is the record's dead letter)."""
         self.offset = rec.offset
+        known = self.failed.get(rec.offset)
+        if known is not None:
+            return known
         data = rec.value or b""
         try:
             text = data.decode("utf-8").strip()
@@ -74,6 +98,26 @@ class PartitionState:
             return self._letter(rec, data.decode("utf-8", "replace"), "malformed: not UTF-8 text")
         if not text:
             return Outputs()  # blank lines are skipped, not rejected (spec section 2)
+        self._engaged = False
+        try:
+            return self._apply(rec, text)
+        except Exception as exc:  # whatever it is, it is this record's: the partition goes on
+            reason = failure_reason(exc)
+            log.error(
+                "%s/%d/%d: %s; the record is a dead letter",
+                rec.topic,
+                rec.partition,
+                rec.offset,
+                reason,
+                exc_info=True,
+            )
+            out = self._letter(rec, text, reason)
+            if self._engaged:
+                self.tainted = True
+                self.failed[rec.offset] = out
+            return out
+
+    def _apply(self, rec: Record, text: str) -> Outputs:
         try:
             event = parse_event(text)
         except EventError as exc:
@@ -83,6 +127,7 @@ class PartitionState:
             if misplaced:
                 return self._letter(rec, text, misplaced)
         now = stamp(rec.timestamp_ms)
+        self._engaged = True  # from here on a failure may leave the engine changed
         outcome = self.engine.apply(event, now=now)
         if outcome.status == "rejected":
             return self._letter(rec, text, outcome.reason or "rejected")
@@ -122,13 +167,68 @@ class PartitionState:
         return Outputs(letter=letter)
 
 
+def failure_reason(exc: BaseException) -> str:
+    """A dead letter's reason for a failure: the same for the same failure (no addresses)."""
+    detail = (str(exc).splitlines() or [""])[0][:300]
+    name = type(exc).__name__
+    return f"internal error: {name}: {detail}" if detail else f"internal error: {name}"
+
+
 def stamp(timestamp_ms: int | None) -> datetime | None:
     if timestamp_ms is None or timestamp_ms < 0:
         return None
-    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+    try:
+        return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):  # not a broker's timestamp
+        return None
 
 
-Reader = Callable[[int, int, int], AsyncIterator[list[Record]]]
+Reader = Callable[[int, int, int], AsyncGenerator[list[Record], None]]
+
+
+@dataclass(slots=True)
+class Replayed:
+    state: PartitionState
+    emitted: list[Outputs]  # the outputs of the records from `emit_from` on
+    records: int  # records read
+    passes: int  # 1, plus one per failure met for the first time
+
+
+async def replay_partition(
+    config: Config,
+    partition: int,
+    partitions: int,
+    policy: WarningPolicy,
+    reader: Reader,
+    end: int,
+    *,
+    emit_from: int | None = None,
+    failed: dict[int, Outputs] | None = None,
+) -> Replayed:
+    """The state after applying the partition's records [0, end). A record failing halfway for
+    the first time is added to `failed` and the replay starts again, without it."""
+    failed = {} if failed is None else failed
+    passes, records = 0, 0
+    while True:
+        passes += 1
+        state = PartitionState(config, partition, partitions, policy, failed)
+        emitted: list[Outputs] = []
+        if end > 0:
+            async with contextlib.aclosing(reader(partition, 0, end)) as batches:
+                async for batch in batches:
+                    for rec in batch:
+                        out = state.apply(rec)
+                        if state.tainted:
+                            break
+                        if emit_from is not None and rec.offset >= emit_from:
+                            emitted.append(out)
+                    records += len(batch)
+                    if state.tainted:
+                        break
+                    await asyncio.sleep(0)  # keep heartbeats and the web server responsive
+        if not state.tainted:
+            state.offset = end - 1
+            return Replayed(state, emitted, records, passes)
 
 
 class Processor:
@@ -142,21 +242,17 @@ class Processor:
         topic: str,
         partitions: int,
         reader: Reader,
-        table: MutableMapping[str, bytes] | None = None,
         *,
-        snapshot_every: int = 10_000,
         policy: WarningPolicy | None = None,
     ) -> None:
         self.config = config
         self.topic = topic
         self.partitions = partitions
         self.reader = reader
-        self.table = table
-        self.snapshot_every = snapshot_every
         self.policy = policy or WarningPolicy()
         self.rebuilds = 0
         self._states: dict[int, PartitionState] = {}
-        self._since_snapshot: dict[int, int] = {}
+        self._failed: dict[int, dict[int, Outputs]] = {}  # per partition, see PartitionState
         self.covered_from: dict[int, int] = {}
 
     async def handle(self, rec: Record, fetched_from: int | None = None) -> list[Outputs]:
@@ -186,13 +282,9 @@ class Processor:
             self.covered_from[p] = start if state is None else min(self.covered_from[p], start)
             state, skipped = await self.rebuild(p, rec.offset, gap_from)
         out = state.apply(rec)
-        count = self._since_snapshot[p] = self._since_snapshot.get(p, 0) + 1
-        if self.table is not None and count >= self.snapshot_every:
-            # Called while handling a record of this partition, so a Faust table writes the
-            # snapshot to the same changelog partition, which is restored with it on rebalance.
-            size = snapshots.save(self.table, p, rec.offset, state, self.config.fingerprint)
-            self._since_snapshot[p] = 0
-            log.info("snapshot of partition %d at offset %d (%d bytes)", p, rec.offset, size)
+        if state.tainted:
+            log.info("partition %d: record %d failed, rebuilding without it", p, rec.offset)
+            state, _ = await self.rebuild(p, rec.offset + 1)
         return [*skipped, out]
 
     async def rebuild(
@@ -202,40 +294,29 @@ class Processor:
         dropped (they were emitted when those records were first processed, before their
         commit), except for records from `emit_from` on, which were never processed."""
         started = time.monotonic()
-        found = None
-        if self.table is not None:
-            # the snapshot must come before every record whose outputs are wanted
-            before = offset if emit_from is None else min(offset, emit_from)
-            found = snapshots.load(self.table, partition, before, self.config.fingerprint)
-        if found is not None:
-            start, state = found[0] + 1, found[1]
-        else:
-            start = 0
-            state = PartitionState(self.config, partition, self.partitions, self.policy)
-        replayed, emitted = 0, []
-        if start < offset:
-            async for batch in self.reader(partition, start, offset):
-                for rec in batch:
-                    out = state.apply(rec)
-                    if emit_from is not None and rec.offset >= emit_from:
-                        emitted.append(out)
-                replayed += len(batch)
-                await asyncio.sleep(0)  # keep heartbeats and the web server responsive
-        state.offset = offset - 1
-        self._states[partition] = state
-        self._since_snapshot[partition] = replayed
+        failed = self._failed.setdefault(partition, {})
+        done = await replay_partition(
+            self.config,
+            partition,
+            self.partitions,
+            self.policy,
+            self.reader,
+            offset,
+            emit_from=emit_from,
+            failed=failed,
+        )
+        self._states[partition] = done.state
         self.rebuilds += 1
         log.info(
-            "partition %d rebuilt up to offset %d: snapshot %s, %d records replayed "
+            "partition %d rebuilt up to offset %d: %d records replayed "
             "(%d of them never processed before) in %.2fs",
             partition,
             offset - 1,
-            "none" if found is None else found[0],
-            replayed,
-            len(emitted),
+            done.records,
+            len(done.emitted),
             time.monotonic() - started,
         )
-        return state, emitted
+        return done.state, done.emitted
 
     def forget(self, partitions: set[int]) -> None:
         for p in partitions:
@@ -250,7 +331,9 @@ class KafkaReader:
         self.bootstrap = bootstrap
         self.topic = topic
 
-    async def __call__(self, partition: int, start: int, end: int) -> AsyncIterator[list[Record]]:
+    async def __call__(
+        self, partition: int, start: int, end: int
+    ) -> AsyncGenerator[list[Record], None]:
         tp = TopicPartition(self.topic, partition)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None

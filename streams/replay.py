@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from sinks import MemorySink, Sink, open_sink
 from sinks.base import Batch
-from streams.processor import KafkaReader, PartitionState
+from streams.processor import KafkaReader, replay_partition
 from streams.settings import Config
 from streams.topics import Topics, end_offsets, group_lag, wait_drained
 from streams.warnings import WarningPolicy
@@ -39,21 +39,20 @@ async def replay_topic(config: Config, bootstrap: str, topics: Topics) -> tuple[
     reader = KafkaReader(bootstrap, topics.events)
     total = 0
     for tp, end in sorted(ends.items()):
-        state = PartitionState(config, tp.partition, len(ends), WarningPolicy())
-        if end == 0:
-            continue
-        async for records in reader(tp.partition, 0, end):
-            batch = Batch()
-            for rec in records:
-                out = state.apply(rec)
-                if out.logged is not None:
-                    batch.events.append(out.logged)
-                batch.entries.extend(out.entries)
-                batch.deadlines.extend(out.deadlines)
-                if out.letter is not None:
-                    batch.dead_letters.append(out.letter)
-            scratch.write(batch)
-            total += len(records)
+        # the worker's own replay: a record that fails is a dead letter here too
+        done = await replay_partition(
+            config, tp.partition, len(ends), WarningPolicy(), reader, end, emit_from=0
+        )
+        batch = Batch()
+        for out in done.emitted:
+            if out.logged is not None:
+                batch.events.append(out.logged)
+            batch.entries.extend(out.entries)
+            batch.deadlines.extend(out.deadlines)
+            if out.letter is not None:
+                batch.dead_letters.append(out.letter)
+        scratch.write(batch)
+        total += end
     return scratch, total
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -44,18 +42,6 @@ class Config:
             load_registry(units), dict(load_rulebooks(rulebooks)), official_calendar(holidays)
         )
 
-    @cached_property
-    def fingerprint(self) -> str:
-        """Changes whenever anything the engine's decisions depend on changes: a snapshot taken
-        under another configuration is ignored (the partition is replayed instead)."""
-        h = hashlib.sha256(self.registry.model_dump_json().encode())
-        for book_id in sorted(self.rulebooks):
-            h.update(self.rulebooks[book_id].model_dump_json().encode())
-        cal = self.calendar
-        for part in (cal.years, cal.holidays, cal.workdays):
-            h.update(repr(sorted(part)).encode())
-        return h.hexdigest()[:16]
-
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -66,9 +52,7 @@ class WorkerSettings:
     partitions: int = DEFAULT_PARTITIONS
     store: str = "memory://"
     web_port: int = DEFAULT_WEB_PORT
-    table_store: str = "rocksdb://"
     data_dir: Path = Path(".data")
-    snapshot_every: int = 10_000
     sink_max_records: int = 5_000
     sink_within_s: float = 0.5
     commit_interval_s: float = 0.5
@@ -81,6 +65,13 @@ class WorkerSettings:
     @property
     def app_id(self) -> str:
         return self.topics.group(self.role)
+
+    @property
+    def faust_dir(self) -> Path:
+        """Faust's own data directory (its table files and version marker): one per app id, so
+        workers of other topic prefixes or roles can share `data_dir` without reading each
+        other's local state as their own (Faust refuses to start on such a mix-up)."""
+        return self.data_dir / "faust" / self.app_id
 
     @property
     def runs_processor(self) -> bool:

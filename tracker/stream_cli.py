@@ -60,13 +60,10 @@ def register(sub: Any) -> None:
     p.add_argument("--web-port", type=int, default=6066)
     p.add_argument("--rulebooks", type=Path, default=None, metavar="DIR")
     p.add_argument("--holidays", type=Path, default=None, metavar="FILE")
-    p.add_argument(
-        "--table-store",
-        choices=("rocksdb", "memory"),
-        default=None,
-        help="where snapshots live between restarts (default: rocksdb if rocksdict is installed)",
-    )
-    p.add_argument("--snapshot-every", type=int, default=10_000, metavar="N")
+    # Engine snapshots were removed (issue 7): these are accepted, with a warning, so existing
+    # scripts keep starting.
+    p.add_argument("--table-store", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--snapshot-every", default=None, help=argparse.SUPPRESS)
     p.add_argument("--sink-batch", type=int, default=5_000, metavar="N")
     p.add_argument("--sink-within-s", type=float, default=0.5, metavar="S")
     p.add_argument("--commit-interval-s", type=float, default=0.5, metavar="S")
@@ -103,19 +100,6 @@ def register(sub: Any) -> None:
     p.add_argument("--holidays", type=Path, default=None, metavar="FILE")
     p.add_argument("--wait-s", type=float, default=60.0, help="wait for the live store to catch up")
     p.set_defaults(handler=cmd_replay)
-
-
-def default_table_store() -> str:
-    """RocksDB keeps snapshots on local disk across restarts; should rocksdict (a dependency) be
-    missing, the memory store restores them from the changelog topic at each start instead."""
-    import importlib.util
-
-    if importlib.util.find_spec("rocksdict") is not None:
-        return "rocksdb"
-    print("tracker worker: rocksdict is not installed: snapshots in memory (restored from "
-          "Kafka at each start); reinstall the package to keep them on disk",
-          file=sys.stderr)  # fmt: skip
-    return "memory"
 
 
 def _kafka_args(p: argparse.ArgumentParser) -> None:
@@ -276,6 +260,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     with user_errors():
         config = Config.load(_units(args), args.rulebooks, args.holidays)
+    for flag, value in (
+        ("--table-store", args.table_store),
+        ("--snapshot-every", args.snapshot_every),
+    ):
+        if value is not None:
+            print(f"tracker worker: {flag} is ignored: engine state is rebuilt from the input "
+                  "topic, there are no snapshots any more", file=sys.stderr)  # fmt: skip
     try:
         leads = WarningPolicy.parse(args.warn_leads)
     except ValueError as exc:
@@ -288,9 +279,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         store=args.store or default_store(),
         web_port=args.web_port,
-        table_store=f"{args.table_store or default_table_store()}://",
         data_dir=data_dir(),
-        snapshot_every=args.snapshot_every,
         sink_max_records=args.sink_batch,
         sink_within_s=args.sink_within_s,
         commit_interval_s=args.commit_interval_s,

@@ -1,5 +1,5 @@
-"""The processor's rebuild-by-replay, snapshots and re-emission, without a broker: a list plays
-the input partition and a dict plays the Faust table."""
+"""The processor's rebuild-by-replay and re-emission, without a broker: a list plays the input
+partition."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams import snapshots
 from streams.processor import Outputs, PartitionState, Processor, Record
 from streams.settings import Config
 from streams.topics import partition_for
@@ -51,8 +50,8 @@ class ListReader:
             yield self.records[i : min(i + 7, end)]
 
 
-def processor(table: dict[str, bytes] | None = None, every: int = 10) -> Processor:
-    return Processor(CONFIG, "in", 1, ListReader(RECORDS), table, snapshot_every=every)
+def processor() -> Processor:
+    return Processor(CONFIG, "in", 1, ListReader(RECORDS))
 
 
 def key(out: Outputs) -> tuple[object, ...]:
@@ -90,10 +89,11 @@ def test_one_pass_matches_the_engine_and_produces_everything() -> None:
 
 @pytest.mark.parametrize("crash_at", [0, 1, 9, 10, 11, 40, len(RECORDS) - 1])
 def test_a_restart_re_emits_exactly_what_was_emitted_before(crash_at: int) -> None:
-    table: dict[str, bytes] = {}
     expected = straight()
-    run(processor(table), RECORDS[: crash_at + 5])  # processed further than was committed
-    again = run(processor(table), RECORDS[crash_at:])  # redelivered from the committed offset
+    run(processor(), RECORDS[: crash_at + 5])  # processed further than was committed
+    reader = ListReader(RECORDS)
+    again = run(Processor(CONFIG, "in", 1, reader), RECORDS[crash_at:])  # redelivered
+    assert reader.calls == ([(0, 0, crash_at)] if crash_at else [])  # rebuilt from offset 0
     assert [key(o) for o in again] == [key(o) for o in expected[crash_at:]]
 
 
@@ -114,38 +114,6 @@ def test_records_skipped_by_faust_are_emitted_with_the_next_one() -> None:
     got = run(fresh, RECORDS[23:25], fetched_from=20)
     assert [key(o) for o in got] == [key(o) for o in expected[20:25]]
     assert fresh.covered_from[0] == 20
-
-
-def test_snapshots_bound_the_replay_and_keep_two() -> None:
-    table: dict[str, bytes] = {}
-    run(processor(table, every=10), RECORDS[:45])
-    manifest = snapshots.manifest(table, 0)
-    assert [m["offset"] for m in manifest] == [39, 29]
-    assert len(table) == 1 + sum(m["chunks"] for m in manifest)  # older chunks were dropped
-    reader = ListReader(RECORDS)
-    proc = Processor(CONFIG, "in", 1, reader, table, snapshot_every=10)
-    run(proc, RECORDS[45:47])
-    assert reader.calls == [(0, 40, 45)]
-    # a redelivery from before the newest snapshot falls back to the older one
-    proc = Processor(CONFIG, "in", 1, reader, table, snapshot_every=1000)
-    run(proc, RECORDS[35:36])
-    assert reader.calls[-1] == (0, 30, 35)
-    # records skipped before the first one must be re-emitted: a snapshot past them won't do
-    proc = Processor(CONFIG, "in", 1, reader, table, snapshot_every=1000)
-    got = run(proc, RECORDS[43:44], fetched_from=38)
-    assert reader.calls[-1] == (0, 30, 43)
-    assert [key(o) for o in got] == [key(o) for o in straight()[38:44]]
-
-
-def test_unusable_snapshots_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(snapshots, "CHUNK_BYTES", 1000)
-    table: dict[str, bytes] = {}
-    run(processor(table, every=10), RECORDS[:25])
-    newest = snapshots.manifest(table, 0)[0]
-    assert newest["chunks"] > 3
-    table[f"0:{newest['offset']}:1"] = b"garbage"
-    assert snapshots.load(table, 0, 100, CONFIG.fingerprint)[0] == 9  # type: ignore[index]
-    assert snapshots.load(table, 0, 100, "another-config") is None
 
 
 def test_dead_letters_and_the_processing_clock() -> None:

@@ -45,8 +45,6 @@ pytestmark = pytest.mark.integration
 REGISTRY = load_registry(DEMO_REGISTRY)
 BOOKS = dict(load_rulebooks())
 FAST = (
-    "--table-store",
-    "memory",
     "--commit-interval-s",
     "0.2",
     "--sink-within-s",
@@ -72,6 +70,8 @@ class Worker:
     role: str = "all"
     extra: Sequence[str] = FAST
     store: str | None = None
+    data: Path | None = None  # TRACKER_DATA (default: its own, under workdir)
+    env: dict[str, str] = field(default_factory=dict)  # more environment variables
     web_port: int = field(default_factory=lambda: free_ports(1)[0])
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -95,7 +95,8 @@ class Worker:
         cmd += ["--topic-prefix", self.prefix, "--units", str(DEMO_REGISTRY)]
         cmd += ["--role", self.role, "--web-port", str(self.web_port), "--store", self.dsn]
         cmd += [*self.extra]
-        env = {**os.environ, "TRACKER_DATA": str(self.workdir / "data"), "TRACKER_STORE": ""}
+        data = self.data or self.workdir / "data"
+        env = {**os.environ, "TRACKER_DATA": str(data), "TRACKER_STORE": "", **self.env}
         with self.log.open("ab") as out:
             out.write(f"\n=== start {self.starts} ===\n".encode())
             self.proc = subprocess.Popen(
