@@ -72,21 +72,22 @@ def by_id(entries: list[LedgerEntry]) -> dict[str, LedgerEntry]:
 
 
 def stream(late_feedback_at: str) -> list[str]:
-    """Two notices of fz.gl (city fz counts them, jurisdiction rules), due 14 days later; the
-    first expires at a tick; an event of another root unit (gat, another partition) then moves
-    the clock past the second's due; then V-1's feedback arrives, dated `late_feedback_at`."""
+    """Two notices of fz.gl (city fz counts them, jurisdiction rules), due at 24:00 of the 14th
+    day after receipt; the first expires at a tick; an event of another root unit (gat, another
+    partition) then moves the clock past the second's due; then V-1's feedback arrives, dated
+    `late_feedback_at`."""
     return [
-        notice("n1", "fz.gl", "2018-02-01T10:00:00+08:00", "V-1"),
-        notice("n2", "fz.gl", "2018-02-02T10:00:00+08:00", "V-2"),
-        tick("2018-02-15T12:00:00+08:00"),  # V-1 (due 02-15 10:00) overdue everywhere
-        notice("g1", "gat", "2018-02-16T11:00:00+08:00", "G-1"),  # past V-2's due (02-16 10:00)
+        notice("n1", "fz.gl", "2018-02-01T10:00:00+08:00", "V-1"),  # due 02-16 00:00
+        notice("n2", "fz.gl", "2018-02-02T10:00:00+08:00", "V-2"),  # due 02-17 00:00
+        tick("2018-02-16T12:00:00+08:00"),  # V-1 overdue everywhere
+        notice("g1", "gat", "2018-02-17T11:00:00+08:00", "G-1"),  # past V-2's due
         feedback("f1", "fz.gl", late_feedback_at, "V-1"),
         tick("2018-02-20T00:00:00+08:00"),
     ]
 
 
 def test_in_time_order_live_and_ingest_ledgers_are_equal_seq_included() -> None:
-    lines = stream(late_feedback_at="2018-02-16T12:00:00+08:00")  # after g1: in time order
+    lines = stream(late_feedback_at="2018-02-17T12:00:00+08:00")  # after g1: in time order
     want, got = ingest(lines), live(lines)
     assert len(want) >= 5
     assert by_id(got) == by_id(want)
@@ -94,7 +95,7 @@ def test_in_time_order_live_and_ingest_ledgers_are_equal_seq_included() -> None:
 
 def test_a_late_event_can_swap_seq_but_nothing_else() -> None:
     # The repair was on time (before V-1's due) but is delivered after g1: ingest has already
-    # expired V-2 when it arrives, fz's partition has not (its clock is at the tick, 02-15).
+    # expired V-2 when it arrives, fz's partition has not (its clock is at the tick, 02-16).
     lines = stream(late_feedback_at="2018-02-15T09:00:00+08:00")
     want, got = by_id(ingest(lines)), by_id(live(lines))
     assert want.keys() == got.keys()
