@@ -12,6 +12,7 @@ from uuid import uuid4
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
+from pydantic import ValidationError
 
 from engine.clock import local
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
@@ -213,12 +214,23 @@ class ClickHouseSink:
         values: dict[str, str] = {str(k): str(v) for k, v in rows}
         if "registry" not in values:
             return None
-        registry = Registry.model_validate_json(values["registry"])
-        books = {
-            k.split(":", 1)[1]: Rulebook.model_validate_json(v)
-            for k, v in values.items()
-            if k.startswith("rulebook:")
-        }
+        # the store's own rows are input like any other: a row this version cannot read (a store
+        # written under contract v1, or an edited row) is a clear error, not a crash
+        key = "registry"
+        try:
+            registry = Registry.model_validate_json(values["registry"])
+            books = {}
+            for key, value in values.items():
+                if key.startswith("rulebook:"):
+                    books[key.split(":", 1)[1]] = Rulebook.model_validate_json(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise StoreError(
+                f"the store's recorded {key} cannot be read by this version ({where}: "
+                f"{first['msg']}); a store written under contract v1 must be rebuilt: ingest its "
+                "events into a new store"
+            ) from None
         return registry, books
 
     def logged_events(self) -> Iterator[LoggedEvent]:

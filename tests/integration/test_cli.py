@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -323,3 +324,34 @@ def test_a_registry_dropping_units_with_events_is_refused(
 
     tracker("ingest", "--units", str(smaller), "--replace-registry", str(stream), data=data)
     assert tracker("status", "--json", data=data).stdout != status
+
+
+def test_a_store_row_this_version_cannot_read_is_a_clear_error(
+    tmp_path: Path, files: tuple[Path, Path]
+) -> None:
+    """The store's own rows are untrusted input: a rulebook recorded under contract v1
+    (`period_days`) is refused with one line saying what to do, not an internal error."""
+    units, stream = files
+    data = tmp_path / "d"
+    tracker("ingest", "--units", str(units), str(stream), data=data)
+    from sinks.clickhouse import ClickHouseSink  # after the CLI released the chDB directory
+
+    sink = ClickHouseSink(f"chdb://{data / 'chdb'}")
+    try:
+        row = sink.client.query(
+            "SELECT value FROM tracker.meta FINAL WHERE key = 'rulebook:fj-2018-provincial-dept'"
+        ).result_rows[0][0]
+        v1 = row.replace('"calendar_days":14', '"period_days":14')
+        assert v1 != row
+        sink.client.insert(
+            "tracker.meta",
+            [["rulebook:fj-2018-provincial-dept", v1, datetime.now(UTC)]],
+            column_names=["key", "value", "saved_at"],
+        )
+    finally:
+        sink.close()
+    result = tracker("status", data=data, check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "internal error" not in result.stderr
+    assert "rulebook:fj-2018-provincial-dept cannot be read by this version" in result.stderr
+    assert "contract v1" in result.stderr
