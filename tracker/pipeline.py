@@ -135,7 +135,7 @@ class Tracker:
                 parsed.append((where, event, text))
         self._in_log = self._logged([e.event_id for _, e, _ in parsed])
         for where, event, text in parsed:
-            self.apply(event, text, where)
+            self._apply(event, text, where)
 
     def _read(self, line: bytes | str, where: str, *, first: bool) -> tuple[Event | None, str]:
         """The event on a line, or None (a blank line, or a dead letter now)."""
@@ -168,7 +168,7 @@ class Tracker:
             found |= self.sink.known_events(sorted(set(ids) - found))
         return found
 
-    def apply(self, event: Event, raw: str, origin: str) -> Outcome:
+    def _apply(self, event: Event, raw: str, origin: str) -> Outcome:
         """Apply one event unless its id is already logged (see `_feed_chunk`)."""
         if event.event_id in self._in_log:
             self.summary.duplicates += 1
