@@ -81,14 +81,15 @@ class Engine:
 
     def apply(self, event: Event, *, now: datetime | None = None) -> Outcome:
         """Apply one event; a rejected event changes nothing (not even the watermark)."""
-        if isinstance(event, ClockTick):
-            if self.watermark is not None and event.at <= self.watermark:
-                # Tick ids are not remembered (there are millions); one that does not move the
-                # clock has no effect, and is not logged, so a replay sees the same expiries.
-                return Outcome(
-                    "duplicate", event.event_id, reason="tick does not advance the clock"
-                )
-        elif self._find_record(event.event_id) is not None:
+        # Tick ids are not remembered (there are millions); one that does not move the clock has
+        # no effect, and is not logged, so a replay sees the same expiries.
+        if (
+            isinstance(event, ClockTick)
+            and self.watermark is not None
+            and event.at <= self.watermark
+        ):
+            return Outcome("duplicate", event.event_id, reason="tick does not advance the clock")
+        if self._find_record(event.event_id) is not None:  # any type reusing a known id
             return Outcome("duplicate", event.event_id)
         year = assessment_year(event.at)
         try:

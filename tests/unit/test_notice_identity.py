@@ -138,3 +138,13 @@ def test_re_evaluated_entries_cite_the_remaining_supporting_events() -> None:
     v4 = [e for e in standing(out) if e.count_key == "gat/V4"]
     assert [(e.event_ids, str(e.applied)) for e in v4] == [((v4b.event_id,), "1")]
     assert not any(v4a.event_id in e.event_ids for e in standing(out))
+
+
+def test_a_tick_reusing_an_accepted_event_id_is_a_duplicate() -> None:
+    # Contract 2: a repeated event_id is ignored, whatever its type. Ticks are not remembered,
+    # but an id the engine knows must not be logged again as a tick: the store keeps one row
+    # per event id, so the notice's row would be replaced and a replay would lose the notice.
+    notice = ev("vuln.notice", "2018-03-01T10:00", unit="p", notice_id="V1", system="OA")
+    reuse = tick("2018-03-02T00:00").model_copy(update={"event_id": notice.event_id})
+    out = apply_all(shipped_engine(), [notice, reuse])
+    assert [o.status for o in out] == ["accepted", "duplicate"]
