@@ -53,6 +53,7 @@ class Emitter:
         self.pending: deque[tuple[TP, int, int, list[asyncio.Future[Any]]]] = deque()
         self.failed = False
         self.processed: dict[int, int] = {}
+        self.stuck: dict[TP, int] = {}
 
     async def emit(self, out: Outputs, partition: int) -> list[asyncio.Future[Any]]:
         """Hand the outputs to the producer; the futures resolve when the broker has them."""
@@ -104,7 +105,16 @@ class Emitter:
                 return
             self.pending.popleft()
             self.processed[tp.partition] = offset
-            self.holds.release_through(tp, covered_from, offset)
+            stuck = self.holds.release_through(tp, covered_from, offset)
+            if stuck is not None and self.stuck.get(tp) != stuck:
+                self.stuck[tp] = stuck
+                log.error(
+                    "%s/%d: record %d was fetched but never processed; its partition commits "
+                    "nothing past it until it is fetched again (rebalance or restart)",
+                    tp.topic,
+                    tp.partition,
+                    stuck,
+                )
 
 
 def _json(value: Any) -> bytes:
@@ -253,9 +263,22 @@ def build_app(settings: WorkerSettings, partitions: int) -> tuple[faust.App, Sto
                 # take_events acks the batch when the generator resumes or is closed - also
                 # when this task is cancelled mid-retry at shutdown; the hold (holds.py) keeps
                 # those acks from being final until the write has succeeded.
-                batch = decoder.decode((e.message.topic, e.message.value) for e in events)
+                messages = [e.message for e in events]
+                batch = decoder.decode((m.topic, m.value) for m in messages)
                 await write_until_done(store, batch, stats)
-                holds.release([e.message for e in events])
+                # Records Faust fetched and skipped before this batch: it would not fetch them
+                # again, and its commit would pass a single one (holds.py). Their values are
+                # here: write them too before the batch's release lets a commit pass them.
+                skipped = holds.skipped(messages)
+                if skipped:
+                    log.warning(
+                        "%d records were fetched but never reached the sink (%s); writing them",
+                        len(skipped),
+                        ", ".join(f"{m.topic}/{m.partition}/{m.offset}" for m in skipped[:5]),
+                    )
+                    extra = decoder.decode((m.topic, m.value) for m in skipped)
+                    await write_until_done(store, extra, stats)
+                holds.release([*skipped, *messages])
 
         progress["sink"] = stats
 

@@ -10,6 +10,14 @@ So every message of our topics gets one extra reference when it is decoded (befo
 sees it) and is registered here; no ack by Faust can then be the final one. The agent releases
 a message - drops the reference and acks it - only when its work is durable: the processor's
 outputs acknowledged by the broker, the sink's batch written to the store.
+
+Holding alone fails when Faust skips a message and never fetches it again (it did at every
+start while the worker had a Faust table: records fetched during its recovery never reached the
+agents). Faust's commit then stops for good behind two such records ("pipeline stuck"), or -
+its head-of-queue check is off by one - commits past a single one: a lost row. The agents
+therefore deal with skipped records themselves: the processor produces their outputs from the
+rebuild (Processor.handle) and never releases anything past one it could not cover; the sink
+writes the held skipped messages it finds among a batch's (`skipped`) before releasing it.
 """
 
 from __future__ import annotations
@@ -41,23 +49,37 @@ class Holds:
         heap = self._held.get(tp)
         return heap[0][0] if heap else None
 
-    def release_through(self, tp: TP, covered_from: int, offset: int) -> None:
+    def release_through(self, tp: TP, covered_from: int, offset: int) -> int | None:
         """Release the held messages of `tp` from `covered_from` up to `offset`: the processor
         has made the outputs of every record in that range durable (skipped ones included, see
-        Processor.handle). A message below the range was fetched but never processed: it stays
-        held, so the commit waits for it to be fetched again."""
+        Processor.handle). A held message below the range was fetched but never processed:
+        it and everything after it stay held, so no commit can pass it (until a rebalance or a
+        restart fetches it again); its offset is returned (None if there is none)."""
         heap = self._held.get(tp)
         while heap and heap[0][0] <= offset:
-            message = heapq.heappop(heap)[2]
-            if message.offset >= covered_from:
-                self._release(message)
-            else:  # dropped from the heap but never acked: the commit stops before it
-                log.warning("%s offset %d was fetched but not processed: not committing it",
-                            tp, message.offset)  # fmt: skip
+            if heap[0][0] < covered_from:
+                return heap[0][0]
+            self._release(heapq.heappop(heap)[2])
+        return None
+
+    def skipped(self, messages: Sequence[Message]) -> list[Message]:
+        """Held messages of the batch's partitions that are not in the batch but come before
+        its last offset in their partition: a stream delivers a partition in offset order, so
+        these were fetched and never delivered."""
+        last: dict[TP, int] = {}
+        for m in messages:
+            last[m.tp] = max(m.offset, last.get(m.tp, m.offset))
+        batch = {id(m) for m in messages}
+        return [
+            item[2]
+            for tp, offset in last.items()
+            for item in sorted(self._held.get(tp, []))
+            if item[0] < offset and id(item[2]) not in batch
+        ]
 
     def release(self, messages: Sequence[Message]) -> None:
-        """Release exactly these messages (the sink: a skipped record stays held, so the commit
-        cannot pass it until it is fetched again and written)."""
+        """Release exactly these messages (the sink's written batch, and the skipped records it
+        wrote with it)."""
         done = {id(m) for m in messages}
         for tp in {m.tp for m in messages}:
             heap = self._held.get(tp, [])

@@ -141,6 +141,55 @@ def test_kill_9_between_a_write_and_its_commit_loses_nothing(
         assert_same_as_ingest(worker.remote(), reference(lines))
 
 
+# Loaded by the worker's interpreter at start (PYTHONPATH): the sink's stream skips the given
+# ledger records the first time they are fetched, the way Faust skips a message it thinks it will
+# fetch again (stamped with another consumer generation; it is acked and not delivered).
+SKIP_ONCE = """
+import os
+import streams.holds
+
+hold = streams.holds.Holds.hold
+offsets = {int(x) for x in os.environ["SKIP_LEDGER_0"].split(",")}
+
+
+def skipping_hold(self, message):
+    hold(self, message)
+    if message.topic.endswith(".ledger") and message.partition == 0 and message.offset in offsets:
+        offsets.discard(message.offset)
+        message.generation_id = -1
+
+
+streams.holds.Holds.hold = skipping_hold
+"""
+
+
+@pytest.mark.parametrize(
+    "skipped",
+    [
+        "5",  # Faust's commit used to pass it: the ledger row was lost
+        "5,6",  # Faust's commit used to stop there for good: "pipeline stuck"
+    ],
+)
+def test_records_faust_skips_reach_the_store(
+    kafka_broker: str,  # noqa: F811
+    tmp_path: Path,
+    skipped: str,
+) -> None:
+    prefix = unique_topic("skip")
+    lines = demo_lines(seed=52)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SKIP_ONCE)
+    worker = Worker(kafka_broker, prefix, tmp_path / "w")
+    worker.env = {"PYTHONPATH": str(hook), "SKIP_LEDGER_0": skipped}
+    with running(worker):
+        worker.wait_web()
+        post(kafka_broker, prefix, lines)
+        drain(kafka_broker, prefix, timeout_s=90)
+        assert_same_as_ingest(worker.remote(), reference(lines))
+        assert "never reached the sink" in worker.log.read_text()
+
+
 def test_two_processors_share_partitions_through_rebalances(
     kafka_broker: str,  # noqa: F811
     tmp_path: Path,
