@@ -64,6 +64,11 @@ def register(sub: Any) -> None:
     # scripts keep starting.
     p.add_argument("--table-store", default=None, help=argparse.SUPPRESS)
     p.add_argument("--snapshot-every", default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--replace-registry",
+        action="store_true",
+        help="accept a registry that drops units or assessments the store has events for",
+    )
     p.add_argument("--sink-batch", type=int, default=5_000, metavar="N")
     p.add_argument("--sink-within-s", type=float, default=0.5, metavar="S")
     p.add_argument("--commit-interval-s", type=float, default=0.5, metavar="S")
@@ -271,13 +276,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
         leads = WarningPolicy.parse(args.warn_leads)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    store = args.store or default_store()
+    if args.role != "processor":  # the roles that record the registry in the store
+        with user_errors():
+            _check_registry(store, config.registry, replace=args.replace_registry)
     settings = WorkerSettings(
         config=config,
         role=args.role,
         bootstrap=_bootstrap(args),
         topics=_topics(args),
         partitions=args.partitions,
-        store=args.store or default_store(),
+        store=store,
         web_port=args.web_port,
         data_dir=data_dir(),
         sink_max_records=args.sink_batch,
@@ -289,6 +298,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     )
     with kafka_errors(quiet=False):
         return run_worker(settings, loglevel=args.loglevel)
+
+
+def _check_registry(store: str, registry: Any, *, replace: bool) -> None:
+    """Before any broker is contacted: the same refusal as `tracker ingest` of a registry that
+    would take away what the store's events were deducted under (tracker/registry_guard.py)."""
+    from sinks import open_sink
+    from tracker.registry_guard import check_registry_change
+
+    sink = open_sink(store)
+    try:
+        check_registry_change(sink, registry, replace=replace)
+    finally:
+        sink.close()
 
 
 def cmd_ticker(args: argparse.Namespace) -> int:

@@ -355,3 +355,25 @@ def test_a_store_row_this_version_cannot_read_is_a_clear_error(
     assert "internal error" not in result.stderr
     assert "rulebook:fj-2018-provincial-dept cannot be read by this version" in result.stderr
     assert "contract v1" in result.stderr
+
+
+def test_a_worker_with_a_registry_dropping_units_with_events_is_refused(
+    tmp_path: Path, files: tuple[Path, Path]
+) -> None:
+    """The worker records its registry in the store as ingest does: the same refusal, before any
+    broker is contacted (nothing listens on the bootstrap address given here)."""
+    units, stream = files
+    data = tmp_path / "d"
+    tracker("ingest", "--units", str(units), str(stream), data=data)
+    status = tracker("status", "--json", data=data).stdout
+    smaller = tmp_path / "smaller.yaml"
+    smaller.write_text(
+        "\n".join(line for line in UNITS.splitlines() if "fj.gat" not in line), encoding="utf-8"
+    )
+    refused = tracker(
+        "worker", "--units", str(smaller), "--bootstrap", "127.0.0.1:1", data=data, check=False
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "drops units the store has events for: fj.gat" in refused.stderr
+    assert "--replace-registry" in refused.stderr
+    assert tracker("status", "--json", data=data).stdout == status
