@@ -24,7 +24,7 @@ INPUT_CONFIG = {
     # The broker stamps each record when it is appended; the processor uses that stamp as the
     # "processing wall clock" of the 10-minutes-ahead check, so a replay decides the same way.
     "message.timestamp.type": "LogAppendTime",
-    # Engine state is rebuilt by replaying a partition from its start (or a snapshot): the
+    # Engine state is rebuilt by replaying a partition from its start (there are no snapshots): the
     # input log is the system of record and must never be deleted.
     "retention.ms": "-1",
     "retention.bytes": "-1",
