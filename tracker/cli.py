@@ -19,8 +19,18 @@ from tracker.pipeline import BATCH_SIZE
 from tracker.tables import printable
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("deduction-tracker")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tracker", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"tracker {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def store_arg(p: argparse.ArgumentParser) -> None:
@@ -139,6 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a message can quote what the user gave or a file holds: shown, not obeyed
         print(f"tracker: error: {printable(mask(str(exc)))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader closed the pipe (`tracker ledger | head`): stop quietly, as a Unix filter
+        # does. stdout goes to /dev/null so that the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a filter the pipe stopped
     except KeyboardInterrupt:
         print("tracker: interrupted", file=sys.stderr)
         return 130

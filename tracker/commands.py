@@ -41,6 +41,8 @@ def user_errors() -> Iterator[None]:
         RegistryChangeError,
     ) as exc:
         raise UserError(str(exc)) from None
+    except BrokenPipeError:
+        raise  # the reader of our output went away (`tracker ledger | head`): not an error
     except OSError as exc:
         raise UserError(f"{exc.filename or ''}: {exc.strerror}".lstrip(": ")) from None
 

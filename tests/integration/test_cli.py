@@ -377,3 +377,43 @@ def test_a_worker_with_a_registry_dropping_units_with_events_is_refused(
     assert "drops units the store has events for: fj.gat" in refused.stderr
     assert "--replace-registry" in refused.stderr
     assert tracker("status", "--json", data=data).stdout == status
+
+
+def test_a_reader_closing_the_pipe_early_is_not_an_error(tmp_path: Path) -> None:
+    """`tracker ledger | head -1`: the reader went away; quiet, as any Unix filter is."""
+    units = tmp_path / "units.yaml"
+    units.write_text(UNITS, encoding="utf-8")
+    stream = tmp_path / "events.jsonl"
+    findings = [  # far more ledger output than a pipe buffer holds
+        {"event_id": f"f{i}", "type": "terminal.finding", "unit": "fj.gat",
+         "at": "2018-05-01T10:00:00+08:00", "terminal": f"T{i}", "finding": "unregistered"}
+        for i in range(3000)
+    ]  # fmt: skip
+    stream.write_text("\n".join(json.dumps(f) for f in findings) + "\n", encoding="utf-8")
+    data = tmp_path / "d"
+    tracker("ingest", "--units", str(units), str(stream), data=data)
+    for command in ("ledger", "ledger --json", "rejects"):
+        result = subprocess.run(
+            f"{sys.executable} -m tracker.cli {command} | head -1",
+            shell=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TRACKER_DATA": str(data), "TRACKER_STORE": ""},
+            timeout=300,
+        )
+        assert result.stderr == "", (command, result.stderr)
+
+
+def test_python_m_tracker_and_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    env = {**os.environ, "TRACKER_DATA": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "tracker", "--version"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"tracker {version('deduction-tracker')}"
+    helped = subprocess.run(
+        [sys.executable, "-m", "tracker", "--help"], capture_output=True, text=True, env=env
+    )
+    assert helped.returncode == 0 and "usage: tracker" in helped.stdout
