@@ -60,8 +60,11 @@ def chdb_location(dsn: str) -> tuple[Path, str] | None:
     parts = urlsplit(dsn)
     if parts.scheme != "chdb" or parts.netloc or not parts.path:
         return None
-    database = dict(parse_qsl(parts.query)).get("database") or DEFAULT_DATABASE
-    return Path(unquote(parts.path)), database
+    return Path(unquote(parts.path)), _database(parts.query)
+
+
+def _database(query: str) -> str:
+    return dict(parse_qsl(query)).get("database") or DEFAULT_DATABASE
 
 
 def canonical(dsn: str) -> str:
@@ -73,7 +76,7 @@ def canonical(dsn: str) -> str:
         path, database = location
         return f"chdb://{path.resolve()}?database={database}"
     parts = urlsplit(dsn)
-    database = dict(parse_qsl(parts.query)).get("database") or DEFAULT_DATABASE
+    database = _database(parts.query)
     if parts.scheme in ("http", "https") and parts.hostname:
         port = parts.port or (8443 if parts.scheme == "https" else 8123)
         user = f"{unquote(parts.username)}@" if parts.username else ""
