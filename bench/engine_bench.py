@@ -20,13 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from config.holidays import official_calendar
+from config.registry import DEMO_REGISTRY, load_registry
+from config.rulebooks import load_rulebooks
 from engine import Engine
-from rulebooks import load_rulebooks
 from schemas.events import parse_event
 from tracker import demo
 from tracker.cli import tune_gc
-from tracker.config import DEMO_REGISTRY, load_registry
-from tracker.workdays import official_calendar
 
 
 def rss_mib() -> float:
@@ -82,9 +82,9 @@ def bench_ingest(lines: list[str]) -> None:
         official_calendar(),
     )
     with tempfile.TemporaryDirectory(prefix="bench-chdb-") as folder:
-        from sinks.clickhouse import ClickHouseSink
+        from sinks.clickhouse import ClickHouseStore
 
-        sink = ClickHouseSink(f"chdb://{folder}?database=bench")
+        sink = ClickHouseStore(f"chdb://{folder}?database=bench")
         t0 = time.perf_counter()
         summary = ingest(sink, registry, books, calendar, lines, "bench")
         ingest_s = time.perf_counter() - t0

@@ -37,12 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from config.registry import DEMO_REGISTRY, load_registry
 from schemas.events import ClockTick, parse_event
 from streams.broker import LocalKafka
 from streams.topics import Topics, ensure_topics, partition_for, wait_drained
 from tests.integration.kafka_fixture import free_ports, kafka_lib_cache
 from tracker import demo
-from tracker.config import DEMO_REGISTRY, load_registry
 
 REGISTRY = load_registry(DEMO_REGISTRY)
 
@@ -72,7 +72,7 @@ class Workers:
         store = f"chdb://{self.workdir / 'chdb'}"
         env = {**os.environ, "TRACKER_DATA": str(self.workdir / "data")}
         for role, port in self.ports.items():
-            cmd = [sys.executable, "-m", "streams", "worker", "--bootstrap", self.bootstrap]
+            cmd = [sys.executable, "-m", "tracker", "worker", "--bootstrap", self.bootstrap]
             cmd += ["--topic-prefix", self.prefix, "--units", str(DEMO_REGISTRY), "--role", role]
             cmd += ["--web-port", str(port), "--store", store, "--loglevel", "info"]
             log = (self.workdir / f"{role}.log").open("ab")

@@ -1,7 +1,7 @@
 """The official PRC working-day calendar, as a value (spec 5.7).
 
 The engine stays pure: the official holiday data is handed in as a `WorkCalendar` value, built by
-an adapter (`tracker.workdays`) from chinesecalendar plus an optional override file.
+an adapter (`config.holidays`) from chinesecalendar plus an optional override file.
 """
 
 from __future__ import annotations

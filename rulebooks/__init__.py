@@ -1,74 +1,7 @@
-"""The transcribed rulebooks (one YAML file per id) and their loader.
-
-The loader turns a broken rulebook into one clear message naming the file and the field.
-"""
+"""The transcribed rulebooks, one YAML file per id: data only (loaded by `config.rulebooks`)."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from pathlib import Path
 
-import yaml
-from pydantic import ValidationError
-
-from schemas.rulebook import Rulebook
-
 RULEBOOK_DIR = Path(__file__).resolve().parent
-
-
-class _Yaml12Loader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false, so a key such as `on:` stays the string "on"."""
-
-
-_Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def safe_load(text: str) -> object:
-    """Parse YAML safely with YAML 1.2 booleans; a syntax error becomes a ValueError."""
-    try:
-        return yaml.load(text, Loader=_Yaml12Loader)
-    except yaml.YAMLError as exc:
-        raise ValueError(" ".join(str(exc).split())) from None
-
-
-class RulebookError(ValueError):
-    """A rulebook file that cannot be used; the message is one line naming the file."""
-
-
-def parse_rulebook(text: str, origin: str = "<rulebook>") -> Rulebook:
-    try:
-        data = safe_load(text)
-    except ValueError as exc:
-        raise RulebookError(f"{origin}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise RulebookError(f"{origin}: a rulebook must be a YAML mapping")
-    try:
-        return Rulebook.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise RulebookError(f"{origin}: {loc}: {first['msg']}") from None
-
-
-def load_rulebook(path: Path) -> Rulebook:
-    book = parse_rulebook(path.read_text(encoding="utf-8"), origin=path.name)
-    if book.id != path.stem:
-        raise RulebookError(f"{path.name}: id {book.id!r} does not match the file name")
-    return book
-
-
-def load_rulebooks(directory: Path | None = None) -> Mapping[str, Rulebook]:
-    """Every `*.yaml` rulebook of a directory (the shipped ones by default), by id."""
-    folder = directory or RULEBOOK_DIR
-    books = {}
-    for path in sorted(folder.glob("*.yaml")):
-        book = load_rulebook(path)
-        books[book.id] = book
-    return books

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from sinks.base import Batch, Sink, Store, StoreError
-from sinks.memory import MemorySink
+from sinks.base import Batch, Store, StoreError, StoreReader, StoreWriter
+from sinks.memory import MemoryStore
 
 
-def open_sink(dsn: str, *, create: bool = True) -> Store:
+def open_store(dsn: str, *, create: bool = True) -> Store:
     """`memory://` for tests, otherwise a ClickHouse DSN (chDB or server); `create=False` opens
     an existing store only, and raises StoreError when there is none."""
     if dsn.startswith("memory:"):
-        return MemorySink()
-    from sinks.clickhouse import ClickHouseSink  # imported lazily: the driver is heavy
+        return MemoryStore()
+    from sinks.clickhouse import ClickHouseStore  # imported lazily: the driver is heavy
 
-    return ClickHouseSink(dsn, create=create)
+    return ClickHouseStore(dsn, create=create)
 
 
-__all__ = ["Batch", "MemorySink", "Sink", "Store", "StoreError", "open_sink"]
+__all__ = [
+    "Batch",
+    "MemoryStore",
+    "Store",
+    "StoreError",
+    "StoreReader",
+    "StoreWriter",
+    "open_store",
+]

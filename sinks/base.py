@@ -66,18 +66,11 @@ class StoreError(RuntimeError):
     """The store cannot be reached or used; the message is one line for the user."""
 
 
-class Sink(Protocol):
-    """Every write is idempotent: writing the same batch twice changes nothing."""
-
-    def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None: ...
+class StoreReader(Protocol):
+    """What reading commands, the web views and dashboards need: the recorded configuration and
+    the derived tables. A worker-served store (`sinks.remote`) implements this half only."""
 
     def load_config(self) -> tuple[Registry, dict[str, Rulebook]] | None: ...
-
-    def write(self, batch: Batch) -> None: ...
-
-    def logged_events(self) -> Iterator[LoggedEvent]: ...
-
-    def next_seq(self, partition: int = 0) -> int: ...
 
     def ledger(self, unit: str | None = None, year: int | None = None) -> list[LedgerEntry]: ...
 
@@ -86,8 +79,6 @@ class Sink(Protocol):
     ) -> list[DeadlineState]: ...
 
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]: ...
-
-    def known_letters(self, letter_ids: Sequence[str]) -> set[str]: ...
 
     def totals(self) -> dict[tuple[str, int, str], Decimal]: ...
 
@@ -98,8 +89,21 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-class Store(Sink, Protocol):
-    """A store that `tracker ingest` writes: the port plus what crash recovery needs."""
+class StoreWriter(Protocol):
+    """What ingest, the sink agent and crash recovery need. Every write is idempotent: writing
+    the same batch twice changes nothing."""
+
+    def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None: ...
+
+    def write(self, batch: Batch) -> None: ...
+
+    def logged_events(self) -> Iterator[LoggedEvent]: ...
+
+    def next_seq(self, partition: int = 0) -> int: ...
+
+    def known_letters(self, letter_ids: Sequence[str]) -> set[str]:
+        """Those of the dead-letter ids that are stored."""
+        ...
 
     def committed_seq(self, partition: int = 0) -> int:
         """The seq through which the outputs of the partition's logged events are all stored."""
@@ -116,3 +120,9 @@ class Store(Sink, Protocol):
     def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:
         """Up to `limit` logged events of the partition with a higher seq, in seq order."""
         ...
+
+    def close(self) -> None: ...
+
+
+class Store(StoreReader, StoreWriter, Protocol):
+    """A store opened on its backend (chDB, a ClickHouse server, memory): both halves."""

@@ -41,10 +41,10 @@ def _points(value: Decimal) -> Decimal:
 READ_TABLES = ("meta", "events", "ledger", "deadlines", "dead_letters")
 STORE_ID = "store_id"  # meta key: a random id given to the store when it is created
 
-__all__ = ["ClickHouseSink", "connect", "split_dsn"]
+__all__ = ["ClickHouseStore", "connect", "split_dsn"]
 
 
-class ClickHouseSink:
+class ClickHouseStore:
     """`create=False` opens an existing store only (readers): a missing one is a NoStoreError
     and nothing is created, neither directories nor databases nor tables."""
 

@@ -1,6 +1,6 @@
 """Fault drills for the store: an outage on demand, and a crash or an error at the Nth write.
 
-`tracker worker --fault-file PATH` wraps its store in `FaultySink`, so an operator (or a test) can
+`tracker worker --fault-file PATH` wraps its store in `FaultyStore`, so an operator (or a test) can
 make "ClickHouse unavailable" happen on demand and watch the sink retry and then catch up.
 
 `TRACKER_WRITE_FAULT=kill:N` (or `error:N`) makes the process kill itself with SIGKILL (or fail
@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sinks.base import Batch, Sink, StoreError
+from sinks.base import Batch, Store, StoreError
 
 DRILL_ENV = "TRACKER_WRITE_FAULT"
 
 
-class FaultySink:
-    def __init__(self, inner: Sink, fault_file: Path) -> None:
+class FaultyStore:
+    def __init__(self, inner: Store, fault_file: Path) -> None:
         self.inner = inner
         self.fault_file = fault_file
         self.failed_writes = 0

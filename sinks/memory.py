@@ -14,7 +14,7 @@ from sinks.base import Batch, RegistryChange, registry_hash
 from sinks.faulty import before_write
 
 
-class MemorySink:
+class MemoryStore:
     def __init__(self) -> None:
         self._id = uuid4().hex
         self._config: tuple[Registry, dict[str, Rulebook]] | None = None

@@ -13,7 +13,7 @@ open bugs):
 - both: Faust also acks records it skips around rebalances; `streams/holds.py` keeps those acks
   from letting a commit pass unprocessed records.
 
-Run it with `python -m streams worker ...` (or `tracker worker`).
+Run it with `tracker worker ...`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any, cast
 import faust
 from faust.types import TP, Message, StreamT
 
-from sinks import Sink, open_sink
-from sinks.faulty import FaultySink
+from sinks import Store, open_store
+from sinks.faulty import FaultyStore
 from streams.holds import Holds
 from streams.processor import KafkaReader, Outputs, Processor, Record
 from streams.settings import WorkerSettings
@@ -121,16 +121,16 @@ def _json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _open_store(settings: WorkerSettings) -> Sink:
+def _open_store(settings: WorkerSettings) -> Store:
     """The store with the registry and rulebooks recorded (status needs nothing but the store)."""
-    sink: Sink = open_sink(settings.store)
+    sink: Store = open_store(settings.store)
     try:
         sink.save_config(settings.config.registry, settings.config.rulebooks)
     except Exception:
         sink.close()  # opened again on the next attempt
         raise
     if settings.fault_file is not None:
-        sink = FaultySink(sink, settings.fault_file)
+        sink = FaultyStore(sink, settings.fault_file)
     return sink
 
 

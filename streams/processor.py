@@ -26,12 +26,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine import Engine
 from engine.clock import local
+from engine.step import letter_id, logged_event
+from engine.warnings import DeadlineWarning, Warner, WarningPolicy
 from schemas.events import ClockTick, EventError, parse_event
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
 from streams.settings import Config
 from streams.topics import partition_for
-from streams.warnings import DeadlineWarning, Warner, WarningPolicy
-from tracker.pipeline import letter_id, logged_event
 
 log = logging.getLogger(__name__)
 

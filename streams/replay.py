@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from sinks import MemorySink, Sink, open_sink
+from engine.warnings import WarningPolicy
+from sinks import MemoryStore, StoreReader, open_store
 from sinks.base import Batch
+from sinks.remote import RemoteStore, connect_worker, held_by_another_process
 from streams.processor import KafkaReader, replay_partition
 from streams.settings import Config
 from streams.topics import Topics, end_offsets, group_lag, wait_drained
-from streams.warnings import WarningPolicy
-from tracker.remote import RemoteStore, connect_worker, held_by_another_process
 
 
 @dataclass
@@ -30,11 +30,11 @@ class Diff:
         return len(self.missing) + len(self.extra) + len(self.changed)
 
 
-async def replay_topic(config: Config, bootstrap: str, topics: Topics) -> tuple[MemorySink, int]:
+async def replay_topic(config: Config, bootstrap: str, topics: Topics) -> tuple[MemoryStore, int]:
     """Every input partition from offset 0 to its current end; returns the store and the number
     of records read."""
     ends = await end_offsets(bootstrap, [topics.events])
-    scratch = MemorySink()
+    scratch = MemoryStore()
     scratch.save_config(config.registry, config.rulebooks)
     reader = KafkaReader(bootstrap, topics.events)
     total = 0
@@ -65,7 +65,7 @@ async def live_groups(bootstrap: str, topics: Topics) -> tuple[str, str]:
     return topics.group("processor"), topics.group("sink")
 
 
-def diff(replayed: Sink, live: Sink) -> tuple[Diff, Diff]:
+def diff(replayed: StoreReader, live: StoreReader) -> tuple[Diff, Diff]:
     ledger = Diff()
     mine = {e.entry_id: e for e in replayed.ledger()}
     theirs = {e.entry_id: e for e in live.ledger()}
@@ -81,14 +81,14 @@ def diff(replayed: Sink, live: Sink) -> tuple[Diff, Diff]:
     return ledger, deadlines
 
 
-def open_live(store: str, url: str | None) -> Sink:
+def open_live(store: str, url: str | None) -> StoreReader:
     """The live store to compare with: the worker named, else the store itself (an existing
     one only), through the worker that holds it while one does."""
     if url is not None:
         return RemoteStore(url)
     if held_by_another_process(store):
         return connect_worker(store)  # refuses a worker that holds another store
-    return open_sink(store, create=False)
+    return open_store(store, create=False)
 
 
 def run_replay(
@@ -100,7 +100,7 @@ def run_replay(
     worker_url: str | None,
     wait_s: float,
 ) -> int:
-    async def replay() -> tuple[MemorySink, int, bool]:
+    async def replay() -> tuple[MemoryStore, int, bool]:
         groups = await live_groups(bootstrap, topics)
         caught_up = await wait_drained(bootstrap, topics, groups, timeout_s=wait_s)
         scratch, total = await replay_topic(config, bootstrap, topics)

@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from config.holidays import official_calendar
+from config.registry import load_registry
+from config.rulebooks import load_rulebooks
 from engine import WorkCalendar
-from rulebooks import load_rulebooks
+from engine.warnings import WarningPolicy
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from streams.topics import DEFAULT_PARTITIONS, Topics
-from streams.warnings import WarningPolicy
-from tracker.config import load_registry
-from tracker.workdays import official_calendar
 
 Role = Literal["all", "processor", "sink"]
 KAFKA_ENV = "TRACKER_KAFKA"

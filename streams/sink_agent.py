@@ -18,7 +18,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
-from sinks.base import Batch, Sink
+from sinks.base import Batch, Store
 from sinks.dsn import mask
 from streams.topics import Topics
 
@@ -31,15 +31,15 @@ class StoreThread:
     """Runs every call against the store on one dedicated thread; opens the store lazily there
     (and again on the next call if opening failed, e.g. a ClickHouse server still down)."""
 
-    def __init__(self, opener: Callable[[], Sink]) -> None:
+    def __init__(self, opener: Callable[[], Store]) -> None:
         self._opener = opener
-        self._sink: Sink | None = None
+        self._sink: Store | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
-    async def call(self, fn: Callable[[Sink], T]) -> T:
+    async def call(self, fn: Callable[[Store], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, fn)
 
-    def _run(self, fn: Callable[[Sink], T]) -> T:
+    def _run(self, fn: Callable[[Store], T]) -> T:
         if self._sink is None:
             self._sink = self._opener()
         return fn(self._sink)

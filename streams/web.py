@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from engine.clock import iso
 from engine.status import build_status
 from schemas.points import format_points
-from sinks.base import Sink
+from sinks.base import StoreReader
 from streams.sink_agent import StoreThread
 
 
@@ -51,7 +51,7 @@ def _models(rows: Sequence[BaseModel]) -> bytes:
     return b"[" + b",".join(r.model_dump_json().encode() for r in rows) + b"]"
 
 
-def _status(sink: Sink, unit: str | None, year: int | None) -> bytes:
+def _status(sink: StoreReader, unit: str | None, year: int | None) -> bytes:
     config = sink.load_config()
     if config is None:
         return b"[]"
@@ -68,7 +68,7 @@ def _status(sink: Sink, unit: str | None, year: int | None) -> bytes:
     return json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False).encode()
 
 
-def _config(sink: Sink) -> bytes:
+def _config(sink: StoreReader) -> bytes:
     config = sink.load_config()
     if config is None:
         return b"null"
@@ -77,24 +77,24 @@ def _config(sink: Sink) -> bytes:
     return f'{{"registry":{registry.model_dump_json()},"rulebooks":{{{",".join(parts)}}}}}'.encode()
 
 
-def _totals(sink: Sink) -> bytes:
+def _totals(sink: StoreReader) -> bytes:
     rows = [[u, y, i, format_points(v)] for (u, y, i), v in sorted(sink.totals().items())]
     return json.dumps(rows, ensure_ascii=False).encode()
 
 
-def _watermark(sink: Sink) -> bytes:
+def _watermark(sink: StoreReader) -> bytes:
     mark = sink.watermark()
     return json.dumps({"watermark": iso(mark) if mark is not None else None}).encode()
 
 
-def _identity(sink: Sink) -> bytes:
+def _identity(sink: StoreReader) -> bytes:
     identify = getattr(sink, "identity", None)  # every store has it; a stand-in may not
     if identify is None:
         raise LookupError(f"{type(sink).__name__} cannot say which store it is")
     return json.dumps(identify()).encode()
 
 
-def _query(name: str, request: Request) -> Callable[[Sink], bytes]:
+def _query(name: str, request: Request) -> Callable[[StoreReader], bytes]:
     q = request.query
     if name == "status":
         unit, year = _filters(q)

@@ -7,12 +7,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from config.holidays import official_calendar
+from config.rulebooks import load_rulebooks, parse_rulebook
 from engine import Engine, Outcome, WorkCalendar
-from rulebooks import load_rulebooks, parse_rulebook
 from schemas.events import Event, parse_event
 from schemas.ledger import LedgerEntry
 from schemas.registry import Registry
-from tracker.workdays import official_calendar
 
 # A miniature of the real 2018 province and city rulebooks, so engine tests do not depend on
 # transcription details; the real rulebooks have their own table-driven tests.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sinks import MemorySink, Store
+from sinks import MemoryStore, Store
 
 
 @pytest.fixture(scope="session")
@@ -35,11 +35,11 @@ def chdb_dsn(chdb_path: Path) -> Iterator[str]:
 @pytest.fixture(params=["memory", "clickhouse"])
 def sink(request: pytest.FixtureRequest) -> Iterator[Store]:
     if request.param == "memory":
-        yield MemorySink()
+        yield MemoryStore()
         return
-    from sinks.clickhouse import ClickHouseSink
+    from sinks.clickhouse import ClickHouseStore
 
-    store = ClickHouseSink(request.getfixturevalue("chdb_dsn"))
+    store = ClickHouseStore(request.getfixturevalue("chdb_dsn"))
     yield store
     store.close()
 
@@ -51,12 +51,12 @@ def new_store(request: pytest.FixtureRequest) -> Iterator[Callable[[], Store]]:
 
     def new() -> Store:
         if request.param == "memory":
-            store: Store = MemorySink()
+            store: Store = MemoryStore()
         else:
-            from sinks.clickhouse import ClickHouseSink
+            from sinks.clickhouse import ClickHouseStore
 
             path = request.getfixturevalue("chdb_path")
-            store = ClickHouseSink(f"chdb://{path}?database=t_{uuid.uuid4().hex[:12]}")
+            store = ClickHouseStore(f"chdb://{path}?database=t_{uuid.uuid4().hex[:12]}")
         made.append(store)
         return store
 

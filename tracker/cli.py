@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from config.settings import default_store
 from sinks.dsn import mask
 from tracker import commands, demo_cli, ingest, ops_cli, stream_cli
-from tracker.config import default_store
 from tracker.pipeline import BATCH_SIZE
 from tracker.tables import printable
 

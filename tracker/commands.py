@@ -9,19 +9,19 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from config.holidays import HolidayFileError
+from config.registry import ConfigFileError
+from config.rulebooks import RulebookError, load_rulebooks
 from engine import ConfigError
 from engine.clock import iso, local
 from engine.status import build_status
-from rulebooks import RulebookError, load_rulebooks
 from schemas.points import format_points
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
-from sinks import Sink, StoreError, open_sink
+from sinks import StoreError, StoreReader, open_store
 from sinks.dsn import NoStoreError, StoreHeldError
 from tracker import tables
-from tracker.config import ConfigFileError
 from tracker.registry_guard import RegistryChangeError
-from tracker.workdays import HolidayFileError
 
 
 class UserError(Exception):
@@ -54,19 +54,17 @@ def run(args: argparse.Namespace) -> int:
         return result
 
 
-def open_store(dsn: str, *, reading: bool = False) -> Sink:
-    """The store; for reading, an existing store only (a read creates nothing anywhere), and
-    through the web views of the worker that holds it when that is an embedded store: an
-    embedded chDB directory can be open in one process only."""
-    if not reading:
-        return open_sink(dsn)
-    from tracker.remote import connect_worker, held_by_another_process
+def open_for_reading(dsn: str) -> StoreReader:
+    """An existing store only (a read creates nothing anywhere), and through the web views of
+    the worker that holds it when that is an embedded store: an embedded chDB directory can be
+    open in one process only."""
+    from sinks.remote import connect_worker, held_by_another_process
 
     try:
         if held_by_another_process(dsn):
             return connect_worker(dsn)
         try:
-            return open_sink(dsn, create=False)
+            return open_store(dsn, create=False)
         except StoreHeldError:  # a worker took the directory between the check and the open
             return connect_worker(dsn)
     except NoStoreError as exc:
@@ -75,7 +73,7 @@ def open_store(dsn: str, *, reading: bool = False) -> Sink:
         ) from None
 
 
-def _config(sink: Sink) -> tuple[Registry, dict[str, Rulebook]]:
+def _config(sink: StoreReader) -> tuple[Registry, dict[str, Rulebook]]:
     config = sink.load_config()
     if config is None:
         raise UserError("the store holds no data yet: run `tracker ingest` first")
@@ -86,7 +84,7 @@ def _config(sink: Sink) -> tuple[Registry, dict[str, Rulebook]]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    sink = open_store(args.store, reading=True)
+    sink = open_for_reading(args.store)
     try:
         registry, books = _config(sink)
         rows = build_status(
@@ -159,7 +157,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
-    sink = open_store(args.store, reading=True)
+    sink = open_for_reading(args.store)
     try:
         _, books = _config(sink)
         entries = sink.ledger(unit=args.unit, year=args.year)
@@ -216,7 +214,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
 
 def cmd_deadlines(args: argparse.Namespace) -> int:
-    sink = open_store(args.store, reading=True)
+    sink = open_for_reading(args.store)
     try:
         states = sink.deadlines(unit=args.unit, year=args.year)
         now = local(datetime.fromisoformat(args.now)) if args.now else sink.watermark()
@@ -249,7 +247,7 @@ def _time_left(due: datetime, now: datetime) -> str:
 
 
 def cmd_rejects(args: argparse.Namespace) -> int:
-    sink = open_store(args.store, reading=True)
+    sink = open_for_reading(args.store)
     try:
         letters = sink.dead_letters(limit=args.limit)
     finally:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 from decimal import Decimal
 
+from config.holidays import official_calendar
+from config.registry import DEMO_REGISTRY, load_registry
+from config.rulebooks import load_rulebooks
 from engine.status import build_status
-from rulebooks import load_rulebooks
 from schemas.points import format_points
-from sinks import open_sink
+from sinks import open_store
 from sinks.dsn import mask
 from tracker import tables
 from tracker.commands import UserError
-from tracker.config import DEMO_REGISTRY, load_registry
 from tracker.ingest import ingest
-from tracker.workdays import official_calendar
 
 
 def _years(text: str) -> tuple[int, ...]:
@@ -40,8 +40,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     if not args.embedded:
-        from streams.live_demo import EMBEDDED, run_live_demo
-        from tracker.config import data_dir
+        from config.settings import data_dir
+        from tracker.live_demo import EMBEDDED, run_live_demo
 
         code = run_live_demo(data_dir(), seed=args.seed, years=_years(args.years), scale=args.scale)
         if code != EMBEDDED:
@@ -53,7 +53,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     events = demo.generate(registry, seed=args.seed, years=_years(args.years), scale=args.scale)
     lines = list(demo.lines(events, bad=demo.bad_lines(args.seed)))
     print(f"demo: {len(lines)} events for {len(registry.units)} units, store {mask(args.store)}")
-    sink = open_sink(args.store)
+    sink = open_store(args.store)
     try:
         summary = ingest(sink, registry, books, official_calendar(), lines, "demo")
         print(

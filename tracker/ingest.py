@@ -14,18 +14,18 @@ from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
 
+from config.holidays import official_calendar
+from config.registry import load_registry
+from config.rulebooks import load_rulebooks
 from engine import WorkCalendar
-from rulebooks import load_rulebooks
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
-from sinks import Store, open_sink
+from sinks import Store, open_store
 from sinks.dsn import mask
 from tracker.commands import UserError
-from tracker.config import load_registry
 from tracker.pipeline import BATCH_SIZE, Summary, Tracker
 from tracker.registry_guard import check_registry_change
 from tracker.tables import printable
-from tracker.workdays import official_calendar
 
 
 def ingest(
@@ -70,7 +70,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     calendar = official_calendar(args.holidays)
     stdin = args.file == "-"
     origin = "stdin" if stdin else Path(args.file).name
-    sink = open_sink(args.store)
+    sink = open_store(args.store)
     try:
         # bytes, not text: a line that is not UTF-8 is one dead letter, not the end of the run
         with nullcontext(sys.stdin.buffer) if stdin else Path(args.file).open("rb") as lines:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import yaml
 
+from config.registry import ConfigFileError, load_registry
+from config.settings import settings
 from tracker import access
 from tracker.commands import UserError
-from tracker.config import STORE_ENV, ConfigFileError, load_registry
 from tracker.grafana import GrafanaPushError, push
 
 TOKEN_ENV = "GRAFANA_TOKEN"
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=None,
         metavar="DSN",
         help="the store as Grafana reaches it: http(s)://USER:PASS@HOST:8123/?database=NAME "
-        f"(default: ${STORE_ENV} when it is such a URL)",
+        "(default: $TRACKER_STORE when it is such a URL)",
     )
     p.add_argument("--folder", default=None, help="Grafana folder title (default: General)")
     p.add_argument(
@@ -83,7 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def cmd_dashboards_push(args: argparse.Namespace) -> int:
     if not args.token:
         raise UserError(f"give --token (or set ${TOKEN_ENV})")
-    dsn = args.datasource_url or os.environ.get(STORE_ENV, "")
+    store = settings().store
+    dsn = args.datasource_url or (store.get_secret_value() if store else "")
     if not dsn.startswith(("http://", "https://")):
         raise UserError(
             "give --datasource-url http(s)://USER:PASS@HOST:8123/?database=NAME: "

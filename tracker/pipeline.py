@@ -9,15 +9,15 @@ the engine raise becomes a dead letter naming its line, and the next line is rea
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from engine import Engine, Outcome, WorkCalendar
-from engine.clock import assessment_year, local
-from schemas.events import ClockTick, Event, EventError, parse_event
-from schemas.ledger import DeadLetter, LoggedEvent, trusted
+from engine.clock import local
+from engine.step import letter_id, logged_event
+from schemas.events import Event, EventError, parse_event
+from schemas.ledger import DeadLetter, LoggedEvent
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, Store, StoreError
@@ -239,24 +239,3 @@ def _universal_newlines(lines: Iterable[bytes | str]) -> Iterator[bytes | str]:
 def _one_line(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return (text.strip().splitlines() or [type(exc).__name__])[0][:300]
-
-
-def letter_id(origin: str, raw: str) -> str:
-    """The same raw line from the same place is one dead letter, however often it is ingested."""
-    return hashlib.sha256(f"{origin}\x1f{raw}".encode()).hexdigest()[:24]
-
-
-def logged_event(event: Event, raw: str, partition: int, seq: int) -> LoggedEvent:
-    return trusted(
-        LoggedEvent,
-        {
-            "event_id": event.event_id,
-            "partition": partition,
-            "seq": seq,
-            "unit": "" if isinstance(event, ClockTick) else event.unit,
-            "type": event.type,
-            "at": local(event.at),
-            "year": assessment_year(event.at),
-            "raw": raw,
-        },
-    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from schemas.registry import Registry
-from sinks.base import Sink
+from sinks.base import Store
 
 
 class RegistryChangeError(ValueError):
@@ -56,7 +56,7 @@ def registry_conflicts(
     return problems
 
 
-def check_registry_change(store: Sink, registry: Registry, *, replace: bool = False) -> list[str]:
+def check_registry_change(store: Store, registry: Registry, *, replace: bool = False) -> list[str]:
     """Refuse (RegistryChangeError) a registry that conflicts with the store's events, unless
     `replace`; returns the conflicts that `replace` overrode (empty when there were none)."""
     stored = store.load_config()

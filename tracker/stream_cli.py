@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from config.settings import data_dir, default_store
 from tracker.commands import UserError, user_errors
-from tracker.config import data_dir, default_store
 
 DEFAULT_POST_TIMEOUT_S = 60.0
 
@@ -210,7 +210,7 @@ def cmd_post(args: argparse.Namespace) -> int:
         raise UserError("--timeout must be a positive number of seconds")
     bootstrap, source = broker_of(args)
     with user_errors():
-        from tracker.config import load_registry
+        from config.registry import load_registry
 
         registry = load_registry(_units(args))
         if args.file is not None:
@@ -259,9 +259,9 @@ def _say(message: str) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from engine.warnings import WarningPolicy
     from streams.app import run_worker
     from streams.settings import Config, WorkerSettings
-    from streams.warnings import WarningPolicy
 
     with user_errors():
         config = Config.load(_units(args), args.rulebooks, args.holidays)
@@ -303,10 +303,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def _check_registry(store: str, registry: Any, *, replace: bool) -> None:
     """Before any broker is contacted: the same refusal as `tracker ingest` of a registry that
     would take away what the store's events were deducted under (tracker/registry_guard.py)."""
-    from sinks import open_sink
+    from sinks import open_store
     from tracker.registry_guard import check_registry_change
 
-    sink = open_sink(store)
+    sink = open_store(store)
     try:
         check_registry_change(sink, registry, replace=replace)
     finally:

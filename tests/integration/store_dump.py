@@ -15,12 +15,12 @@ import sys
 from typing import Any
 
 from engine.status import build_status
-from sinks.base import Sink
+from sinks.base import StoreReader
 
 MARK = "store-dump: "  # tells the dumps from what `tracker` itself prints
 
 
-def dump(sink: Sink) -> dict[str, Any]:
+def dump(sink: StoreReader) -> dict[str, Any]:
     """Everything a user can read back; dead letters without their wall-clock receipt time."""
     config = sink.load_config()
     status = []
@@ -55,13 +55,13 @@ def _event_id(line: str) -> str | None:
 
 
 def main(argv: list[str]) -> int:
-    from sinks.clickhouse import ClickHouseSink
+    from sinks.clickhouse import ClickHouseStore
     from tracker.cli import main as tracker
 
     dsn, runs = argv[0], json.loads(argv[1])
     for args in runs:
         code = tracker(args)
-        sink = ClickHouseSink(dsn)
+        sink = ClickHouseStore(dsn)
         try:
             print(MARK + json.dumps({"code": code, "dump": dump(sink)}), flush=True)
         finally:

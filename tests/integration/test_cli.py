@@ -334,9 +334,9 @@ def test_a_store_row_this_version_cannot_read_is_a_clear_error(
     units, stream = files
     data = tmp_path / "d"
     tracker("ingest", "--units", str(units), str(stream), data=data)
-    from sinks.clickhouse import ClickHouseSink  # after the CLI released the chDB directory
+    from sinks.clickhouse import ClickHouseStore  # after the CLI released the chDB directory
 
-    sink = ClickHouseSink(f"chdb://{data / 'chdb'}")
+    sink = ClickHouseStore(f"chdb://{data / 'chdb'}")
     try:
         row = sink.client.query(
             "SELECT value FROM tracker.meta FINAL WHERE key = 'rulebook:fj-2018-provincial-dept'"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sinks.clickhouse import ClickHouseSink
+from sinks.clickhouse import ClickHouseStore
 from sinks.dashboard_views import statements as dashboard_view_statements
 from tracker import dashboard_json
 from tracker.grafana_sql import (
@@ -46,8 +46,8 @@ MUST_HAVE_ROWS = {
 
 def _demo_lines() -> tuple[Any, Any, list[str]]:
     """The seeded demo stream when its generator and registry exist, else a small local stream."""
-    from rulebooks import load_rulebooks
-    from tracker.config import DEMO_REGISTRY, load_registry
+    from config.registry import DEMO_REGISTRY, load_registry
+    from config.rulebooks import load_rulebooks
 
     try:
         from tracker import demo
@@ -96,12 +96,12 @@ def _local_lines() -> list[str]:
 
 
 @pytest.fixture
-def store(chdb_dsn: str) -> Iterator[ClickHouseSink]:
+def store(chdb_dsn: str) -> Iterator[ClickHouseStore]:
+    from config.holidays import official_calendar
     from tracker.pipeline import Tracker
-    from tracker.workdays import official_calendar
 
     registry, books, lines = _demo_lines()
-    sink = ClickHouseSink(chdb_dsn)
+    sink = ClickHouseStore(chdb_dsn)
     for sql in dashboard_view_statements(sink.db):
         sink.client.command(sql)
     sink.save_config(registry, books)
@@ -110,11 +110,11 @@ def store(chdb_dsn: str) -> Iterator[ClickHouseSink]:
     sink.close()
 
 
-def _rows(sink: ClickHouseSink, sql: str) -> list[Any]:
+def _rows(sink: ClickHouseStore, sql: str) -> list[Any]:
     return list(sink.client.query(sql).result_rows)
 
 
-def _range(sink: ClickHouseSink) -> TimeRange:
+def _range(sink: ClickHouseStore) -> TimeRange:
     """The time picker from the stream's start to now (dead letters carry processing time), with
     Grafana-sized buckets."""
     (first, last), *_ = _rows(sink, f"SELECT min(at), max(at) FROM {sink.db}.events")
@@ -123,7 +123,7 @@ def _range(sink: ClickHouseSink) -> TimeRange:
     return TimeRange(start, end, timedelta(seconds=int(interval.total_seconds())))
 
 
-def _busiest(sink: ClickHouseSink) -> tuple[str, int]:
+def _busiest(sink: ClickHouseStore) -> tuple[str, int]:
     (unit, year), *_ = _rows(
         sink,
         f"SELECT unit, year FROM {sink.db}.ledger FINAL WHERE reverses IS NULL "
@@ -133,7 +133,7 @@ def _busiest(sink: ClickHouseSink) -> tuple[str, int]:
 
 
 def _run_dashboard(
-    sink: ClickHouseSink, uid: str, pins: dict[str, str | list[str]]
+    sink: ClickHouseStore, uid: str, pins: dict[str, str | list[str]]
 ) -> dict[int, tuple[str, list[str], int]]:
     """Expand and run every target; returns panel id -> (expanded SQL, columns, row count)."""
     dashboard = DASHBOARDS[uid]
@@ -171,7 +171,7 @@ def _assert_rows(uid: str, results: dict[int, tuple[str, list[str], int]]) -> No
 # -- every panel runs ------------------------------------------------------------------------
 
 
-def test_province_overview_panels_run(store: ClickHouseSink) -> None:
+def test_province_overview_panels_run(store: ClickHouseStore) -> None:
     _, year = _busiest(store)
     results = _run_dashboard(store, "tracker-province", {"year": str(year)})
     _assert_rows("tracker-province", results)
@@ -186,7 +186,7 @@ def test_province_overview_panels_run(store: ClickHouseSink) -> None:
     assert top["lost"] == lost
 
 
-def test_province_overview_with_a_narrowed_selection(store: ClickHouseSink) -> None:
+def test_province_overview_with_a_narrowed_selection(store: ClickHouseStore) -> None:
     unit, year = _busiest(store)
     (tier,), *_ = _rows(store, f"SELECT tier FROM {store.db}.units FINAL WHERE id = '{unit}'")
     results = _run_dashboard(
@@ -197,7 +197,7 @@ def test_province_overview_with_a_narrowed_selection(store: ClickHouseSink) -> N
     assert {r[0] for r in _rows(store, results[7][0])} <= {unit}
 
 
-def test_unit_status_panels_run(store: ClickHouseSink) -> None:
+def test_unit_status_panels_run(store: ClickHouseStore) -> None:
     unit, year = _busiest(store)
     results = _run_dashboard(store, "tracker-unit", {"unit": unit, "year": str(year)})
     _assert_rows("tracker-unit", results)
@@ -208,7 +208,7 @@ def test_unit_status_panels_run(store: ClickHouseSink) -> None:
     assert all(0 <= left <= top for _, left, top in gauges)
 
 
-def test_audit_trail_panels_run(store: ClickHouseSink) -> None:
+def test_audit_trail_panels_run(store: ClickHouseStore) -> None:
     results = _run_dashboard(store, "tracker-audit", {})
     _assert_rows("tracker-audit", results)
     # one event id narrows the log and the ledger to that event
@@ -222,7 +222,7 @@ def test_audit_trail_panels_run(store: ClickHouseSink) -> None:
     assert count >= 1 and all(event_id in e.split(", ") for e in events)
 
 
-def test_variable_queries_offer_the_store_contents(store: ClickHouseSink) -> None:
+def test_variable_queries_offer_the_store_contents(store: ClickHouseStore) -> None:
     time_range = _range(store)
     variables = dashboard_json.resolve_variables(
         DASHBOARDS["tracker-unit"],

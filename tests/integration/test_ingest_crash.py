@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from rulebooks import load_rulebooks
-from sinks import MemorySink
+from config.holidays import official_calendar
+from config.registry import load_registry
+from config.rulebooks import load_rulebooks
+from sinks import MemoryStore
 from tests.integration.store_dump import MARK, dump, lines_covered
-from tracker.config import load_registry
 from tracker.ingest import ingest
-from tracker.workdays import official_calendar
 
 UNITS = """
 assessments:
@@ -78,7 +78,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 def expected(upto: int) -> dict[str, Any]:
     """The store after an uninterrupted ingest of the first `upto` lines (in-process)."""
     registry = load_registry(_units_path)
-    sink = MemorySink()
+    sink = MemoryStore()
     data = [line.encode() for line in LINES[:upto]]  # as the CLI reads a file
     ingest(
         sink,

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from engine import Engine
 from schemas.events import Event, EventError, parse_event
 from schemas.ledger import DeadlineState, LedgerEntry
-from sinks import MemorySink, Store
+from sinks import MemoryStore, Store
 from tests.builders import BOOKS, REGISTRY, calendar
 from tracker.ingest import ingest
 from tracker.pipeline import Summary
@@ -209,7 +209,7 @@ def _ms(model: LedgerEntry | DeadlineState) -> dict[str, Any]:
 @settings(max_examples=150, deadline=None)
 @given(first=files(), second=files())
 def test_random_input_on_the_memory_store(first: bytes, second: bytes) -> None:
-    store = MemorySink()
+    store = MemoryStore()
     run_and_check(store, first, "a.jsonl")
     run_and_check(store, second, "b.jsonl")
     run_and_check(store, first, "a.jsonl")  # a file ingested before
@@ -219,9 +219,9 @@ def test_random_input_on_the_memory_store(first: bytes, second: bytes) -> None:
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(first=files(), second=files())
 def test_random_input_on_chdb(chdb_path: Path, first: bytes, second: bytes) -> None:
-    from sinks.clickhouse import ClickHouseSink
+    from sinks.clickhouse import ClickHouseStore
 
-    store = ClickHouseSink(f"chdb://{chdb_path}?database=f_{uuid.uuid4().hex[:12]}")
+    store = ClickHouseStore(f"chdb://{chdb_path}?database=f_{uuid.uuid4().hex[:12]}")
     try:
         run_and_check(store, first, "a.jsonl")
         run_and_check(store, second, "b.jsonl")

@@ -13,7 +13,7 @@ import pytest
 
 from engine import Engine
 from schemas.registry import Assessment
-from sinks import MemorySink, Store, StoreError
+from sinks import MemoryStore, Store, StoreError
 from sinks.faulty import write_drill
 from tests.builders import BOOKS, REGISTRY, calendar
 from tests.integration.store_dump import dump
@@ -108,7 +108,7 @@ def test_a_line_that_cannot_be_applied_is_a_dead_letter_and_the_run_goes_on(
     assert letter.origin == "f.jsonl:2" and reason in letter.reason
     if reason == "not UTF-8":
         assert base64.b64decode(letter.raw) == bad
-    reference = MemorySink()
+    reference = MemoryStore()
     run(reference, [GOOD[0], *GOOD[1:]])
     assert sink.ledger() == reference.ledger() and sink.deadlines() == reference.deadlines()
 
@@ -132,7 +132,7 @@ def test_an_engine_failure_half_way_through_an_event_leaves_no_trace(
     assert summary.as_dict() == {"accepted": 3, "rejected": 1, "duplicates": 0}
     (letter,) = sink.dead_letters()
     assert letter.origin == "f.jsonl:2" and "RuntimeError: engine bug" in letter.reason
-    reference = MemorySink()
+    reference = MemoryStore()
     run(reference, [GOOD[0], *GOOD[1:]])
     assert sink.ledger() == reference.ledger() and sink.deadlines() == reference.deadlines()
     assert [e.event_id for e in sink.logged_events()] == ["v1", "v2", "t1"]
@@ -173,7 +173,7 @@ def test_a_run_stopped_half_way_is_finished_with_the_registry_it_began_with(
     lines = [
         line("v1", "vuln.notice", "2018-03-01T10:00:00", unit="fz.gl", notice_id="V1", system="OA")
     ]
-    reference = MemorySink()
+    reference = MemoryStore()
     run(reference, lines)
     store = new_store()
     with write_drill("error", 1, table="ledger"), pytest.raises(StoreError):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from config.registry import DEMO_REGISTRY
 from streams.broker import LocalKafka
 from streams.topics import Topics, end_offsets
 from tests.integration.kafka_fixture import (  # noqa: F401
@@ -28,7 +29,6 @@ from tests.integration.kafka_fixture import (  # noqa: F401
     local_kafka,
     unique_topic,
 )
-from tracker.config import DEMO_REGISTRY
 
 pytestmark = pytest.mark.integration
 

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from config.registry import DEMO_REGISTRY
+from sinks.remote import held_by_another_process
 from tests.integration.kafka_fixture import free_ports, kafka_broker, local_kafka  # noqa: F401
 from tests.integration.test_streaming import Worker, running, unique_topic
-from tracker.config import DEMO_REGISTRY
-from tracker.remote import held_by_another_process
 
 pytestmark = pytest.mark.integration
 
 EVENT = {"event_id": "e1", "type": "mlps.finding", "unit": "fj.gat", "system": "OA",
          "at": "2018-03-01T10:00:00+08:00"}  # fmt: skip
-HOLD = "import sys, time\nfrom sinks.clickhouse import ClickHouseSink\n" \
-       "sink = ClickHouseSink(sys.argv[1])\nprint('held', flush=True)\ntime.sleep(600)\n"  # fmt: skip
+HOLD = "import sys, time\nfrom sinks.clickhouse import ClickHouseStore\n" \
+       "sink = ClickHouseStore(sys.argv[1])\nprint('held', flush=True)\ntime.sleep(600)\n"  # fmt: skip
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

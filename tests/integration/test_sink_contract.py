@@ -13,7 +13,7 @@ import pytest
 from engine.status import build_status
 from schemas.ledger import DeadLetter
 from schemas.registry import Registry
-from sinks import Batch, MemorySink, Sink, Store, StoreError
+from sinks import Batch, MemoryStore, Store, StoreError
 from sinks.base import registry_hash
 from sinks.faulty import write_drill
 from tests.builders import BOOKS, REGISTRY, engine, ev, tick
@@ -38,7 +38,7 @@ STREAM = [
 ]
 
 
-def _fill(sink: Sink) -> Batch:
+def _fill(sink: Store) -> Batch:
     eng = engine()
     batch = Batch()
     for seq, event in enumerate(STREAM, start=1):
@@ -62,7 +62,7 @@ def _fill(sink: Sink) -> Batch:
     return batch
 
 
-def test_round_trip_of_every_record(sink: Sink) -> None:
+def test_round_trip_of_every_record(sink: Store) -> None:
     batch = _fill(sink)
     assert [e.model_dump_json() for e in sink.ledger()] == [
         e.model_dump_json() for e in sorted(batch.entries, key=lambda e: (e.unit, e.year, e.seq))
@@ -77,7 +77,7 @@ def test_round_trip_of_every_record(sink: Sink) -> None:
     assert sink.load_config() == (REGISTRY, BOOKS)
 
 
-def test_writing_the_same_batch_twice_changes_nothing(sink: Sink) -> None:
+def test_writing_the_same_batch_twice_changes_nothing(sink: Store) -> None:
     batch = _fill(sink)
     before = (
         sink.ledger(),
@@ -134,7 +134,7 @@ def test_known_events_are_those_in_the_log(sink: Store) -> None:
     assert sink.known_events([]) == set()
 
 
-def test_filters_and_totals(sink: Sink) -> None:
+def test_filters_and_totals(sink: Store) -> None:
     _fill(sink)
     assert {e.unit for e in sink.ledger(unit="fz")} == {"fz"}
     assert sink.ledger(year=2019) == []
@@ -147,7 +147,7 @@ def test_filters_and_totals(sink: Sink) -> None:
     )
 
 
-def test_status_is_built_from_the_store_alone(sink: Sink) -> None:
+def test_status_is_built_from_the_store_alone(sink: Store) -> None:
     _fill(sink)
     registry, books = sink.load_config()  # type: ignore[misc]
     rows = build_status(
@@ -167,7 +167,7 @@ def test_status_is_built_from_the_store_alone(sink: Sink) -> None:
 
 
 def test_a_store_made_before_notice_due_gains_the_column(chdb_dsn: str) -> None:
-    from sinks.clickhouse import ClickHouseSink, connect, split_dsn
+    from sinks.clickhouse import ClickHouseStore, connect, split_dsn
 
     _, db = split_dsn(chdb_dsn)
     client = connect(chdb_dsn)
@@ -185,7 +185,7 @@ def test_a_store_made_before_notice_due_gains_the_column(chdb_dsn: str) -> None:
         f"CREATE VIEW {db}.deadlines_v AS SELECT * EXCEPT version FROM {db}.deadlines FINAL"
     )
     client.close()
-    store = ClickHouseSink(chdb_dsn)
+    store = ClickHouseStore(chdb_dsn)
     try:
         batch = _fill(store)
         latest = {(d.unit, d.kind, d.ref): d for d in batch.deadlines}
@@ -200,7 +200,7 @@ def test_a_store_made_before_notice_due_gains_the_column(chdb_dsn: str) -> None:
 @pytest.mark.parametrize(
     "batch_size", [1, 3, 1000]
 )  # flushing mid-stream must not change the result
-def test_tracker_restores_from_the_log_and_continues(sink: Sink, batch_size: int) -> None:
+def test_tracker_restores_from_the_log_and_continues(sink: Store, batch_size: int) -> None:
     lines = [e.model_dump_json() for e in STREAM]
     sink.save_config(REGISTRY, BOOKS)
     first = Tracker(sink, REGISTRY, BOOKS, engine().calendar, batch_size=batch_size)
@@ -214,10 +214,10 @@ def test_tracker_restores_from_the_log_and_continues(sink: Sink, batch_size: int
     assert [e.entry_id for e in sink.ledger()] == [e.entry_id for e in one_go.sink.ledger()]
 
 
-def _fresh(sink: Sink) -> Sink:
-    from sinks import MemorySink
+def _fresh(sink: Store) -> Store:
+    from sinks import MemoryStore
 
-    return MemorySink()
+    return MemoryStore()
 
 
 # The contract stream with bad lines between its events, written in batches of 3 records.
@@ -233,7 +233,7 @@ def _ingest(sink: Store, lines: Sequence[str]) -> None:
 
 
 def _expected(lines: Sequence[str]) -> dict[str, Any]:
-    sink = MemorySink()
+    sink = MemoryStore()
     _ingest(sink, lines)
     return dump(sink)
 

@@ -88,14 +88,14 @@ def kill_on_nth():
 if where == "store-insert-ledger":
     import sinks.clickhouse
 
-    insert = sinks.clickhouse.ClickHouseSink._insert
+    insert = sinks.clickhouse.ClickHouseStore._insert
 
     def _insert(self, table, columns, rows):
         if table == "ledger" and rows:
             kill_on_nth()  # this batch's events are in the store, its ledger rows are not
         return insert(self, table, columns, rows)
 
-    sinks.clickhouse.ClickHouseSink._insert = _insert
+    sinks.clickhouse.ClickHouseStore._insert = _insert
 elif where == "processor-release":
     import streams.holds
 

@@ -108,7 +108,7 @@ def test_ticker_ticks_every_partition_from_the_leader_only(
     prefix = unique_topic("tick")
     topics = Topics(prefix)
     worker = Worker(kafka_broker, prefix, tmp_path / "w")
-    cmd = [sys.executable, "-m", "streams", "ticker", "--bootstrap", kafka_broker]
+    cmd = [sys.executable, "-m", "tracker", "ticker", "--bootstrap", kafka_broker]
     cmd += ["--topic-prefix", prefix, "--interval-s", "1"]
     tickers: list[subprocess.Popen[bytes]] = []
     with running(worker):

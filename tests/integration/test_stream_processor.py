@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from engine.warnings import WarningPolicy
 from streams.processor import Outputs, PartitionState, Processor, Record
 from streams.settings import Config
 from streams.topics import partition_for
-from streams.warnings import WarningPolicy
 from tests import builders
 
 CONFIG = Config(builders.REGISTRY, builders.BOOKS, builders.calendar())

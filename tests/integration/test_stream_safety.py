@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from config.holidays import official_calendar
 from streams.settings import Config
 from streams.topics import Topics, ensure_topics, partition_for
 from tests.integration.kafka_fixture import kafka_broker, local_kafka  # noqa: F401
@@ -34,7 +35,6 @@ from tests.integration.test_streaming import (
     running,
     unique_topic,
 )
-from tracker.workdays import official_calendar
 
 pytestmark = pytest.mark.integration
 

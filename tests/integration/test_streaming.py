@@ -1,6 +1,6 @@
 """The live pipeline on a real broker: `post` -> Faust worker -> chDB, compared with `ingest`.
 
-Workers run as subprocesses (`python -m streams worker`), each with its own chDB directory; the
+Workers run as subprocesses (`python -m tracker worker`), each with its own chDB directory; the
 test reads their stores through the worker's web views, as the CLI does while a worker runs.
 The helpers here are shared with the other `test_stream_*` modules.
 """
@@ -22,10 +22,13 @@ from typing import Any, Literal, overload
 
 import pytest
 
+from config.holidays import official_calendar
+from config.registry import DEMO_REGISTRY, load_registry
+from config.rulebooks import load_rulebooks
 from engine.status import build_status
-from rulebooks import load_rulebooks
-from sinks import MemorySink
+from sinks import MemoryStore
 from sinks.base import StoreError
+from sinks.remote import RemoteStore, held_by_another_process
 from streams.post import Poster, PostSummary
 from streams.topics import Topics, wait_drained
 from tests.integration.kafka_fixture import (  # noqa: F401
@@ -35,10 +38,7 @@ from tests.integration.kafka_fixture import (  # noqa: F401
     unique_topic,
 )
 from tracker import demo
-from tracker.config import DEMO_REGISTRY, load_registry
 from tracker.pipeline import Tracker
-from tracker.remote import RemoteStore, held_by_another_process
-from tracker.workdays import official_calendar
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,7 @@ def demo_lines(seed: int, scale: float = 0.05) -> list[str]:
 
 @dataclass
 class Worker:
-    """`python -m streams worker` as a subprocess with its own data dir and chDB store."""
+    """`python -m tracker worker` as a subprocess with its own data dir and chDB store."""
 
     bootstrap: str
     prefix: str
@@ -91,7 +91,7 @@ class Worker:
     def start(self) -> Worker:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.workdir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "streams", "worker", "--bootstrap", self.bootstrap]
+        cmd = [sys.executable, "-m", "tracker", "worker", "--bootstrap", self.bootstrap]
         cmd += ["--topic-prefix", self.prefix, "--units", str(DEMO_REGISTRY)]
         cmd += ["--role", self.role, "--web-port", str(self.web_port), "--store", self.dsn]
         cmd += [*self.extra]
@@ -175,20 +175,20 @@ def drain(bootstrap: str, prefix: str, role: str = "all", timeout_s: float = 180
     assert asyncio.run(wait_drained(bootstrap, topics, groups, timeout_s)), "pipeline stuck"
 
 
-def reference(lines: Sequence[str]) -> MemorySink:
+def reference(lines: Sequence[str]) -> MemoryStore:
     """What `tracker ingest` makes of the same lines (one engine, in-process)."""
-    sink = MemorySink()
+    sink = MemoryStore()
     sink.save_config(REGISTRY, BOOKS)
     Tracker(sink, REGISTRY, BOOKS, official_calendar()).feed_lines(lines, "reference")
     return sink
 
 
-def status_of(sink: MemorySink) -> list[dict[str, Any]]:
+def status_of(sink: MemoryStore) -> list[dict[str, Any]]:
     rows = build_status(REGISTRY, BOOKS, sink.totals(), sink.deadlines(), sink.event_unit_years())
     return [r.model_dump(mode="json") for r in rows]
 
 
-def assert_same_as_ingest(live: RemoteStore, ref: MemorySink) -> None:
+def assert_same_as_ingest(live: RemoteStore, ref: MemoryStore) -> None:
     """Same ledger rows (every field, seq included), deadlines and status as `ingest`."""
     got, want = live.ledger(), ref.ledger()
     missing = {e.entry_id for e in want} - {e.entry_id for e in got}
@@ -224,7 +224,7 @@ def test_post_worker_status_equals_ingest(
     worker = Worker(kafka_broker, prefix, tmp_path / "w")
     with running(worker):
         worker.wait_web()
-        cmd = [sys.executable, "-m", "streams", "post", "--bootstrap", kafka_broker, "--json"]
+        cmd = [sys.executable, "-m", "tracker", "post", "--bootstrap", kafka_broker, "--json"]
         cmd += ["--topic-prefix", prefix, "--units", str(DEMO_REGISTRY), "--file", str(stream)]
         posting = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # Reading while the worker writes: every read goes through the worker's store thread.
@@ -265,7 +265,7 @@ def test_post_worker_status_equals_ingest(
 
 
 def _streams(*args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "streams", *args, "--units", str(DEMO_REGISTRY)]
+    cmd = [sys.executable, "-m", "tracker", *args, "--units", str(DEMO_REGISTRY)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 

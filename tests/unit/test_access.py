@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from config.registry import DEMO_REGISTRY, load_registry
 from schemas.registry import Registry
 from tests.builders import REGISTRY
 from tracker import access, dashboard_json
 from tracker.commands import UserError
-from tracker.config import DEMO_REGISTRY, load_registry
 from tracker.ops_cli import register
 
 POLICY = re.compile(
@@ -168,9 +168,9 @@ def test_statements_parse_with_the_clickhouse_parser(chdb_dsn: str) -> None:
 def test_policies_on_chdb_only_if_it_enforces_them(chdb_dsn: str) -> None:
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
-    from sinks.clickhouse import ClickHouseSink
+    from sinks.clickhouse import ClickHouseStore
 
-    sink = ClickHouseSink(chdb_dsn)
+    sink = ClickHouseStore(chdb_dsn)
     try:
         first = next(s for s in access.plan(REGISTRY).sql if s.startswith("CREATE ROW POLICY"))
         statement = first.replace(" ON tracker.", f" ON {sink.db}.")

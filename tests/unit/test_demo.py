@@ -1,4 +1,4 @@
-"""The demo registry (tracker/data/units-fujian.yaml) and the seeded demo stream (tracker/demo.py)."""
+"""The demo registry (config/data/units-fujian.yaml) and the seeded demo stream (tracker/demo.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from schemas.events import EVENT_TYPES, EventError, parse_event
 from schemas.registry import Registry
 from tracker import demo
 
-REGISTRY_FILE = Path(__file__).resolve().parents[2] / "tracker" / "data" / "units-fujian.yaml"
+REGISTRY_FILE = Path(__file__).resolve().parents[2] / "config" / "data" / "units-fujian.yaml"
 RULEBOOK_DIR = Path(__file__).resolve().parents[2] / "rulebooks"
 ALL_YEARS = (2017, 2018, 2020)
 EIGHT = timedelta(hours=8)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sinks.base import StoreError
-from sinks.clickhouse import ClickHouseSink, connect
+from sinks.clickhouse import ClickHouseStore, connect
 from sinks.dsn import canonical, chdb_location, mask
 from tracker.cli import main
 
@@ -76,9 +76,9 @@ def test_connect_errors_do_not_show_the_password() -> None:
 
 
 def test_sink_repr_masks(chdb_dsn: str) -> None:
-    sink = ClickHouseSink(chdb_dsn)
+    sink = ClickHouseStore(chdb_dsn)
     try:
-        assert repr(sink) == f"ClickHouseSink({canonical(chdb_dsn)!r})"
+        assert repr(sink) == f"ClickHouseStore({canonical(chdb_dsn)!r})"
     finally:
         sink.close()
 
@@ -93,7 +93,7 @@ def test_cli_errors_do_not_show_the_password(capsys: pytest.CaptureFixture[str])
 
 
 def test_same_store(tmp_path: Path) -> None:
-    from tracker.remote import same_store
+    from sinks.remote import same_store
 
     store = tmp_path / "s"
     store.mkdir()

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from engine.warnings import WarningPolicy
 from schemas.events import ClockTick, parse_event
 from schemas.ledger import LedgerEntry
-from sinks import MemorySink
+from sinks import MemoryStore
 from streams.processor import PartitionState, Record
 from streams.settings import Config
 from streams.topics import partition_for
-from streams.warnings import WarningPolicy
 from tests import builders
 from tracker.pipeline import Tracker
 
@@ -43,7 +43,7 @@ def tick(at: str) -> str:
 
 
 def ingest(lines: list[str]) -> list[LedgerEntry]:
-    sink = MemorySink()
+    sink = MemoryStore()
     Tracker(sink, builders.REGISTRY, builders.BOOKS, builders.calendar()).feed_lines(lines, "t")
     return sink.ledger()
 

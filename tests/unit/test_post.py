@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.__main__ import main
 from streams.post import Poster, Validator, event_from_flags, post_within, raw_events
 from streams.topics import TopicError, Topics, partition_for
 from tests.builders import REGISTRY
+from tracker.cli import main
 
 NOW = datetime(2018, 3, 1, 2, 0, tzinfo=UTC)
 

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from engine import Engine, Outcome
+from engine.warnings import WarningPolicy
 from schemas.events import Event
 from streams import processor as processor_module
 from streams.processor import Outputs, PartitionState, Processor, Record
 from streams.settings import Config
-from streams.warnings import WarningPolicy
 from tests import builders
 
 CONFIG = Config(builders.REGISTRY, builders.BOOKS, builders.calendar())

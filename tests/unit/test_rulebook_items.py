@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from config.holidays import official_calendar
+from config.rulebooks import load_rulebooks
 from engine import Engine
-from rulebooks import load_rulebooks
 from schemas.events import Event, parse_event
 from schemas.registry import Registry
-from tracker.workdays import official_calendar
 
 BOOKS = load_rulebooks()
 REGISTRY = Registry.model_validate(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import rulebooks
+from config import rulebooks
 from schemas.points import format_points
 from schemas.rulebook import Rulebook
 

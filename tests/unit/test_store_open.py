@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sinks.base import StoreError
-from sinks.clickhouse import ClickHouseSink, connect, split_dsn
+from sinks.clickhouse import ClickHouseStore, connect, split_dsn
 
 
 def _databases(dsn: str) -> set[str]:
@@ -24,7 +24,7 @@ def test_a_missing_database_is_an_error_and_is_not_created(chdb_dsn: str) -> Non
     client = connect(chdb_dsn)
     try:
         with pytest.raises(StoreError, match=f"no store at .*database {database!r} does not exist"):
-            ClickHouseSink(chdb_dsn, client=client, create=False)
+            ClickHouseStore(chdb_dsn, client=client, create=False)
     finally:
         client.close()
     assert database not in _databases(chdb_dsn)
@@ -36,7 +36,7 @@ def test_a_database_without_the_tables_is_not_a_store(chdb_dsn: str) -> None:
     try:
         client.command(f"CREATE DATABASE {database}")
         with pytest.raises(StoreError, match="holds no tracker store"):
-            ClickHouseSink(chdb_dsn, client=client, create=False)
+            ClickHouseStore(chdb_dsn, client=client, create=False)
         tables = client.query(f"SELECT name FROM system.tables WHERE database = '{database}'")
         assert tables.result_rows == []
     finally:
@@ -44,8 +44,8 @@ def test_a_database_without_the_tables_is_not_a_store(chdb_dsn: str) -> None:
 
 
 def test_an_existing_store_opens_for_reading(chdb_dsn: str) -> None:
-    ClickHouseSink(chdb_dsn).close()
-    sink = ClickHouseSink(chdb_dsn, create=False)
+    ClickHouseStore(chdb_dsn).close()
+    sink = ClickHouseStore(chdb_dsn, create=False)
     try:
         assert sink.load_config() is None and sink.ledger() == []
     finally:
@@ -74,5 +74,5 @@ def test_embedded_store_checked_before_the_engine_starts(
             (root / name).write_text("")
     before = sorted(tmp_path.rglob("*"))
     with pytest.raises(StoreError, match=f"no store at chdb://.*: .*{why}"):
-        ClickHouseSink(f"chdb://{root}", create=False)
+        ClickHouseStore(f"chdb://{root}", create=False)
     assert sorted(tmp_path.rglob("*")) == before

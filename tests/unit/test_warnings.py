@@ -1,4 +1,4 @@
-"""Deadline warnings (streams/warnings.py): pure, no Kafka."""
+"""Deadline warnings (engine/warnings.py): pure, no Kafka."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from config.holidays import official_calendar
 from engine.clock import SHANGHAI
+from engine.warnings import DeadlineWarning, Warner, WarningPolicy
 from schemas.ledger import DeadlineState
-from streams.warnings import DeadlineWarning, Warner, WarningPolicy
 from tests import builders
-from tracker.workdays import official_calendar
 
 CAL = official_calendar()
 T0 = datetime(2018, 3, 1, 10, 0, tzinfo=SHANGHAI)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+from config.yaml12 import safe_load
 from engine.calendar import WorkCalendar
-from rulebooks import safe_load
 
 
 class HolidayFileError(ValueError):

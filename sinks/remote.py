@@ -13,17 +13,17 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from pydantic import TypeAdapter
 
-from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
+from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
-from sinks.base import Batch, StoreError
+from sinks.base import StoreError
 from sinks.dsn import canonical, chdb_location, embedded_store_id, mask
 
 WORKER_URL_ENV = "TRACKER_WORKER_URL"
@@ -39,7 +39,7 @@ def worker_url() -> str:
 
 
 class RemoteStore:
-    """Implements the reading methods of `sinks.base.Sink`; writing raises StoreError."""
+    """The reading half of the store port (`sinks.base.StoreReader`), served by a worker."""
 
     def __init__(self, url: str, timeout_s: float = 30.0) -> None:
         self.url = url.rstrip("/")
@@ -66,10 +66,6 @@ class RemoteStore:
 
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         return _LETTERS.validate_json(self._raw("rejects", limit=limit))
-
-    def known_letters(self, letter_ids: Sequence[str]) -> set[str]:
-        wanted = set(letter_ids)
-        return {d.letter_id for d in self.dead_letters() if d.letter_id in wanted}
 
     def totals(self) -> dict[tuple[str, int, str], Decimal]:
         return {(u, int(y), i): Decimal(v) for u, y, i, v in self._get("totals")}
@@ -100,20 +96,6 @@ class RemoteStore:
 
     def close(self) -> None:
         pass
-
-    # -- not over HTTP -------------------------------------------------------------------------
-
-    def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None:
-        raise StoreError(f"the store is read-only through the worker at {self.shown}")
-
-    def write(self, batch: Batch) -> None:
-        raise StoreError(f"the store is read-only through the worker at {self.shown}")
-
-    def logged_events(self) -> Iterator[LoggedEvent]:
-        raise StoreError(f"the event log is not served by the worker at {self.shown}")
-
-    def next_seq(self, partition: int = 0) -> int:
-        raise StoreError(f"the event log is not served by the worker at {self.shown}")
 
     # -- plumbing ------------------------------------------------------------------------------
 

@@ -1,31 +1,19 @@
-"""Loading the unit registry and choosing the store."""
+"""Loading a unit registry (YAML, contract section 3); the Fujian demo registry ships here."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from rulebooks import safe_load
+from config.yaml12 import safe_load
 from schemas.registry import Registry
 
-DATA_DIR_ENV = "TRACKER_DATA"
-STORE_ENV = "TRACKER_STORE"
 DEMO_REGISTRY = Path(__file__).resolve().parent / "data" / "units-fujian.yaml"
 
 
 class ConfigFileError(ValueError):
     pass
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get(DATA_DIR_ENV, ".data")).resolve()
-
-
-def default_store() -> str:
-    """The embedded chDB store in the data directory, unless TRACKER_STORE says otherwise."""
-    return os.environ.get(STORE_ENV) or f"chdb://{data_dir() / 'chdb'}"
 
 
 def load_registry(path: Path) -> Registry:

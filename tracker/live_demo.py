@@ -24,17 +24,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO
 
+from config.registry import DEMO_REGISTRY, load_registry
+from config.settings import default_store
 from engine.status import build_status
 from schemas.points import format_points
 from schemas.registry import Registry
 from sinks.base import StoreError
 from sinks.dsn import mask
+from sinks.remote import RemoteStore
 from streams.post import Poster, PostSummary
 from streams.topics import Topics, wait_drained
 from tracker import demo, tables
 from tracker.commands import UserError
-from tracker.config import DEMO_REGISTRY, default_store, load_registry
-from tracker.remote import RemoteStore
 
 EMBEDDED = -1  # returned when Java is missing: the caller runs the embedded `ingest` demo
 WEB_PORT = 6066

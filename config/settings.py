@@ -1,0 +1,62 @@
+"""Every setting the tracker reads from its environment, in one model (prefix `TRACKER_`).
+
+Commands take these as the defaults of their options, so an option and its variable mean the same
+in every command; a flag given on the command line wins. Secrets (a DSN may carry a password, the
+Grafana token) are `SecretStr`: they never show in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_KAFKA = "127.0.0.1:9092"
+DEFAULT_WORKER_URL = "http://127.0.0.1:6066"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TRACKER_", env_ignore_empty=True, extra="ignore", frozen=True
+    )
+
+    data: Path = Field(Path(".data"), description="data directory: embedded store, broker, Faust")
+    store: SecretStr | None = Field(None, description="store DSN (default: chDB under `data`)")
+    kafka: str = Field(DEFAULT_KAFKA, description="Kafka bootstrap servers, HOST:PORT[,...]")
+    units: Path | None = Field(None, description="unit registry YAML")
+    rulebooks: Path | None = Field(None, description="rulebook directory (default: shipped)")
+    holidays: Path | None = Field(None, description="holiday override YAML")
+    worker_url: str = Field(DEFAULT_WORKER_URL, description="a running worker's web address")
+    grafana_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("TRACKER_GRAFANA_TOKEN", "GRAFANA_TOKEN"),
+        description="Grafana service-account token, or USER:PASSWORD",
+    )
+    debug: bool = Field(False, description="show tracebacks of internal errors")
+    write_fault: str = Field("", description="store-write fault drill: kill:N or error:N")
+    maven_opts: str = Field("", description="extra options for Maven when fetching Kafka")
+
+    @property
+    def data_dir(self) -> Path:
+        return self.data.resolve()
+
+    def store_dsn(self) -> str:
+        """The store to use: TRACKER_STORE, else the embedded chDB store in the data directory."""
+        if self.store is not None:
+            return self.store.get_secret_value()
+        return f"chdb://{self.data_dir / 'chdb'}"
+
+
+def settings() -> Settings:
+    """The settings as the environment says now (read on each call: tests and the demo set
+    variables for child processes, and a CLI run reads them once)."""
+    return Settings()
+
+
+def data_dir() -> Path:
+    return settings().data_dir
+
+
+def default_store() -> str:
+    return settings().store_dsn()
