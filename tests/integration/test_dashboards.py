@@ -17,8 +17,7 @@ import pytest
 
 from sinks.clickhouse import ClickHouseSink
 from sinks.dashboard_views import statements as dashboard_view_statements
-from tracker import dashboard_json
-from tracker.grafana_sql import (
+from tests.grafana_emulator import (
     ALL,
     ExpandError,
     TimeRange,
@@ -26,8 +25,11 @@ from tracker.grafana_sql import (
     apply_conditional_all,
     expand,
     interpolate_macros,
+    referenced_fields,
     replace_variables,
+    resolve_variables,
 )
+from tracker import dashboard_json
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +144,7 @@ def _run_dashboard(
     def run_variable_query(sql: str) -> list[str]:
         return [str(r[0]) for r in _rows(sink, sql)]
 
-    variables = dashboard_json.resolve_variables(
+    variables = resolve_variables(
         dashboard, run_variable_query, time_range, {"database": sink.db, **pins}
     )
     results: dict[int, tuple[str, list[str], int]] = {}
@@ -157,7 +159,7 @@ def _run_dashboard(
                 pytest.fail(f"{uid} panel {panel['id']} ({panel['title']}) failed: {exc}\n{sql}")
             # chDB returns no header for an empty result, so ask the engine for the shape
             columns = [r[0] for r in _rows(sink, f"DESCRIBE TABLE ({sql})")]
-            missing = dashboard_json.referenced_fields(panel) - set(columns)
+            missing = referenced_fields(panel) - set(columns)
             assert not missing, f"{uid} panel {panel['id']}: fields {missing} not in {columns}"
             results[panel["id"]] = (sql, columns, len(result.result_rows))
     return results
@@ -224,7 +226,7 @@ def test_audit_trail_panels_run(store: ClickHouseSink) -> None:
 
 def test_variable_queries_offer_the_store_contents(store: ClickHouseSink) -> None:
     time_range = _range(store)
-    variables = dashboard_json.resolve_variables(
+    variables = resolve_variables(
         DASHBOARDS["tracker-unit"],
         lambda sql: [str(r[0]) for r in _rows(store, sql)],
         time_range,

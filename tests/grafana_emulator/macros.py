@@ -1,7 +1,7 @@
 """The data source plugin's backend macros, as grafana-plugin-sdk-go's `sqlutil.Interpolate` applies
 them with the ClickHouse plugin's macro map (pkg/macros/macros.go, plugin 4.x): the sdk defaults
 first, the plugin's own over them, longer names first, each match found and then replaced
-everywhere. Used by tracker.grafana_sql.expand, the last of its three passes.
+everywhere. Used by tests.grafana_emulator.sql.expand, the last of its three passes.
 """
 
 from __future__ import annotations

@@ -25,7 +25,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from tracker.grafana_macros import ExpandError, TimeRange, format_interval, interpolate_macros, ms
+from tests.grafana_emulator.macros import (
+    ExpandError,
+    TimeRange,
+    format_interval,
+    interpolate_macros,
+    ms,
+)
 
 __all__ = [
     "ALL",
