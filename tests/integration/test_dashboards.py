@@ -17,17 +17,14 @@ import pytest
 
 from sinks.clickhouse import ClickHouseStore
 from sinks.dashboard_views import statements as dashboard_view_statements
-from tracker import dashboard_json
-from tracker.grafana_sql import (
+from tests.grafana_emulator import (
     ALL,
-    ExpandError,
     TimeRange,
-    Variable,
-    apply_conditional_all,
     expand,
-    interpolate_macros,
-    replace_variables,
+    referenced_fields,
+    resolve_variables,
 )
+from tracker import dashboard_json
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +139,7 @@ def _run_dashboard(
     def run_variable_query(sql: str) -> list[str]:
         return [str(r[0]) for r in _rows(sink, sql)]
 
-    variables = dashboard_json.resolve_variables(
+    variables = resolve_variables(
         dashboard, run_variable_query, time_range, {"database": sink.db, **pins}
     )
     results: dict[int, tuple[str, list[str], int]] = {}
@@ -157,7 +154,7 @@ def _run_dashboard(
                 pytest.fail(f"{uid} panel {panel['id']} ({panel['title']}) failed: {exc}\n{sql}")
             # chDB returns no header for an empty result, so ask the engine for the shape
             columns = [r[0] for r in _rows(sink, f"DESCRIBE TABLE ({sql})")]
-            missing = dashboard_json.referenced_fields(panel) - set(columns)
+            missing = referenced_fields(panel) - set(columns)
             assert not missing, f"{uid} panel {panel['id']}: fields {missing} not in {columns}"
             results[panel["id"]] = (sql, columns, len(result.result_rows))
     return results
@@ -224,7 +221,7 @@ def test_audit_trail_panels_run(store: ClickHouseStore) -> None:
 
 def test_variable_queries_offer_the_store_contents(store: ClickHouseStore) -> None:
     time_range = _range(store)
-    variables = dashboard_json.resolve_variables(
+    variables = resolve_variables(
         DASHBOARDS["tracker-unit"],
         lambda sql: [str(r[0]) for r in _rows(store, sql)],
         time_range,
@@ -301,55 +298,29 @@ def _check_target_sql(uid: str, panel: dict[str, Any], sql: str) -> None:
         assert re.search(r"\bLIMIT \d+$", sql), f"{where}: a province-wide list needs a LIMIT"
 
 
-# -- the expander against the upstream behaviour ----------------------------------------------
-
-RANGE = TimeRange(
-    datetime.fromtimestamp(1415792726.123, UTC),
-    datetime.fromtimestamp(1447328726.456, UTC),
-    timedelta(seconds=20),
-)
+# -- the plugin's time macros on the engine ----------------------------------------------------
 
 
-def test_macros_expand_like_the_plugin() -> None:
-    assert interpolate_macros("WHERE $__timeFilter(time)", RANGE) == (
-        "WHERE time >= toDateTime(1415792726) AND time <= toDateTime(1447328726)"
+def test_time_macros_select_the_same_rows_on_the_engine(store: ClickHouseStore) -> None:
+    """The plugin's filters and the sdk's `$__timeFrom`/`$__timeTo` (string bounds) agree on
+    ClickHouse; `$__timeGroup` is SQL Server's datepart(), which ClickHouse refuses."""
+    (first, last), *_ = _rows(store, f"SELECT min(at), max(at) FROM {store.db}.events")
+    middle = first + (last - first) / 2
+    narrowed = TimeRange(
+        first.replace(microsecond=0) + timedelta(days=1), middle.replace(microsecond=0)
     )
-    assert interpolate_macros("$__timeFilter_ms(t)", RANGE) == (
-        "t >= fromUnixTimestamp64Milli(1415792726123) AND t <= fromUnixTimestamp64Milli(1447328726456)"
-    )
-    assert interpolate_macros("$__fromTime, $__toTime", RANGE) == (
-        "toDateTime(1415792726), toDateTime(1447328726)"
-    )
-    assert interpolate_macros("$__timeInterval(toDate(x)) $__interval_s", RANGE) == (
-        "toStartOfInterval(toDateTime(toDate(x)), INTERVAL 20 second) 20"
-    )
-    assert interpolate_macros("$__dateFilter(d)", RANGE) == (
-        "d >= toDate('2014-11-12') AND d <= toDate('2015-11-12')"
-    )
-    with pytest.raises(ExpandError, match="expected 1 argument"):
-        interpolate_macros("$__timeFilter(a, b)", RANGE)
 
+    def count(where: str) -> int:
+        sql = expand(f"SELECT count() FROM {store.db}.events WHERE {where}", {}, narrowed)
+        (n,), *_ = _rows(store, sql)
+        return int(n)
 
-def test_variables_and_conditional_all_like_grafana() -> None:
-    tier = Variable("tier", [ALL], ("city-gov", "county-gov"))
-    units = Variable("unit", ["fj.gat", "o'brien"])
-    year = Variable("year", "2018")
-    variables = {"tier": tier, "unit": units, "year": year}
-    sql = "$__conditionalAll(tier IN (${tier:singlequote}), $tier)"
-    assert apply_conditional_all(sql, variables) == "1=1"
-    sql = "$__conditionalAll(unit IN (${unit:singlequote}), $unit) AND year = $year"
-    assert expand(sql, variables, RANGE) == r"unit IN ('fj.gat','o\'brien') AND year = 2018"
-    # the plugin's default formatter quotes lists and leaves single values raw
-    assert replace_variables("$unit / [[year]] / ${year:csv}", variables) == (
-        "'fj.gat','o'brien' / 2018 / 2018"
-    )
-    # All without a custom all-value expands to every option
-    assert replace_variables("${tier:singlequote}", variables) == "'city-gov','county-gov'"
-    # upstream quirk: a formatted variable as the second argument is not recognised
-    assert apply_conditional_all("$__conditionalAll(x, ${tier:singlequote})", variables) == "x"
-    # unknown names are left for the macros
-    assert replace_variables("$__timeFilter(at) $nothing", variables, RANGE) == (
-        "$__timeFilter(at) $nothing"
-    )
-    with pytest.raises(ExpandError, match="unknown variable format"):
-        replace_variables("${unit:bogus}", variables)
+    inside = count("$__timeFilter(at)")
+    assert 0 < inside < count("1")
+    assert count("$__timeFilter_ms(at)") == inside
+    assert count("$__timeFrom(at) AND $__timeTo(at)") == inside
+    assert count("at >= $__fromTime AND at <= $__toTime") == inside
+    assert count("$__dateTimeFilter(toDate(at, 'UTC'), at)") == inside
+    grouped = expand(f"SELECT $__timeGroup(at, day) FROM {store.db}.events", {}, narrowed)
+    with pytest.raises(Exception, match=r"(?i)syntax|unknown"):
+        store.client.query(grouped)

@@ -1,17 +1,19 @@
-"""Expand a dashboard panel's SQL the way Grafana 12 and the ClickHouse data source plugin (4.x) do,
-so the panel queries can be run and tested outside Grafana.
+"""Expand a dashboard panel's SQL the way Grafana 12 and the ClickHouse data source plugin do, so
+the panel queries can be run and tested outside Grafana. The plugin's passes (1 and 3) are pinned
+to its release `tests.grafana_emulator.PLUGIN_VERSION` (4.11.2).
 
 Three passes, in the plugin's order:
 
-1. `$__conditionalAll(condition, $var)` (the plugin's frontend, `applyConditionalAll`): the
-   condition, or `1=1` when `$var` is All or empty.
+1. `$__conditionalAll(condition, $var)` (the plugin's frontend, `applyConditionalAll` in
+   `src/data/CHDatasource.ts`): the condition, or `1=1` when `$var` is All or empty.
 2. Template variables (Grafana's template service): `$var`, `${var}`, `${var:format}`, `[[var]]`,
    and the built-ins `$__from`, `$__to`, `$__interval`, `$__interval_ms`, `$__range*`. Without an
    explicit format the plugin's own formatter applies: a list becomes `'a','b'`, a single value
    is inserted raw. Unknown names are left alone, which is what lets the macros through.
-3. Macros (the plugin's backend: grafana-plugin-sdk-go `sqlutil.Interpolate` with the plugin's
-   macro map): `$__timeFilter(col)`, `$__timeFilter_ms`, `$__fromTime`, `$__toTime(_ms)`,
-   `$__dateFilter`, `$__dateTimeFilter`, `$__timeInterval(_ms)`, `$__interval_s`, ...
+3. Macros (the plugin's backend, `macros.py`): `$__timeFilter(col)`, `$__timeFilter_ms`,
+   `$__fromTime`, `$__toTime(_ms)`, `$__dateFilter`, `$__dateTimeFilter`/`$__dt`,
+   `$__timeInterval(_ms)`, `$__interval_s`, and the sdk defaults the plugin does not replace
+   (`$__timeFrom`, `$__timeTo`, `$__timeGroup`, `$__table`, `$__column`, `$__interval(_ms)`).
 
 Each step mirrors the upstream code it names, quirks included (e.g. `${var:singlequote}` as the
 second argument of `$__conditionalAll` is not recognised), so a query that works here works there.
@@ -25,7 +27,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from tracker.grafana_macros import ExpandError, TimeRange, format_interval, interpolate_macros, ms
+from tests.grafana_emulator.macros import (
+    ExpandError,
+    TimeRange,
+    format_interval,
+    interpolate_macros,
+    ms,
+)
 
 __all__ = [
     "ALL",
@@ -186,7 +194,7 @@ def _builtins(time_range: TimeRange) -> dict[str, str]:
         "__from": str(start_ms),
         "__to": str(end_ms),
         "__interval": format_interval(time_range.interval),
-        "__interval_ms": str(int(time_range.interval / timedelta(milliseconds=1))),
+        "__interval_ms": str(time_range.interval // timedelta(milliseconds=1)),
         "__range_ms": str(span),
         "__range_s": str(span // 1000),
         "__range": f"{span // 1000}s",
