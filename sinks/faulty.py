@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from config.settings import settings
 from sinks.base import Batch, Store, StoreError
 
 DRILL_ENV = "TRACKER_WRITE_FAULT"
@@ -77,7 +78,7 @@ def before_write(table: str) -> None:
     global _drill, _armed_from_env
     if not _armed_from_env:
         _armed_from_env = True
-        _drill = _drill or _from_env(os.environ.get(DRILL_ENV, ""))
+        _drill = _drill or _from_env(settings().write_fault)
     if _drill is not None:
         _drill.before_write(table)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,6 +19,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from config.settings import settings
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
@@ -27,7 +27,6 @@ from sinks.base import StoreError
 from sinks.dsn import canonical, chdb_location, embedded_store_id, mask
 
 WORKER_URL_ENV = "TRACKER_WORKER_URL"
-DEFAULT_WORKER_URL = "http://127.0.0.1:6066"
 
 _ENTRIES = TypeAdapter(list[LedgerEntry])
 _DEADLINES = TypeAdapter(list[DeadlineState])
@@ -35,7 +34,7 @@ _LETTERS = TypeAdapter(list[DeadLetter])
 
 
 def worker_url() -> str:
-    return os.environ.get(WORKER_URL_ENV) or DEFAULT_WORKER_URL
+    return settings().worker_url
 
 
 class RemoteStore:

@@ -29,6 +29,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from config.settings import settings
+
 POM = Path(__file__).resolve().parent.parent / "kafka" / "pom.xml"
 SERVER_MAIN = "kafka.Kafka"
 STORAGE_MAIN = "kafka.tools.StorageTool"
@@ -146,7 +148,7 @@ class LocalKafka:
         cmd = ["mvn", "-q", "-B", "-f", str(self.pom), "dependency:copy-dependencies"]
         cmd += [
             f"-DoutputDirectory={staging}",
-            *shlex.split(os.environ.get("TRACKER_MAVEN_OPTS", "")),
+            *shlex.split(settings().maven_opts),
         ]
         _run(cmd, "fetching Kafka jars with Maven", timeout_s=900)
         (staging / _POM_STAMP).write_text(digest + "\n")

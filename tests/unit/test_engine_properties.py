@@ -199,7 +199,9 @@ def test_a_retraction_equals_the_stream_without_the_event(
         reason="error",
     )
     retracted = _totals(apply_all(_engine(), [*stream, retraction]))
-    without = _totals(apply_all(_engine(), [e for e in stream if e is not target]))
+    # Every delivery of the target goes: a duplicate delivery is the same event, and without the
+    # first one the next copy would be applied in its place.
+    without = _totals(apply_all(_engine(), [e for e in stream if e.event_id != target.event_id]))
     assert retracted == without
 
 
