@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 import pytest
 
 from engine import Engine, Outcome
-from schemas.events import Event
+from engine import step as step_module
+from engine.step import Parsed, Refusal, apply_event, read_record
+from schemas.events import Event, parse_event
 from sinks import MemoryStore
 from streams import processor as processor_module
 from streams.processor import Processor, Record
@@ -37,6 +39,7 @@ def event(event_id: str, **fields: object) -> bytes:
 
 
 GOOD = event("e1")
+UNKNOWN_FEEDBACK = event("e4", type="vuln.feedback", system=None, notice_id="V-never")
 
 ROWS: list[tuple[str, list[bytes], bool, int]] = [
     # (name, input values in order, with the raising engine, dead letters expected)
@@ -55,12 +58,7 @@ ROWS: list[tuple[str, list[bytes], bool, int]] = [
     # a blank line (spaces and a tab) is skipped, not rejected
     ("blank", [b" \t ", GOOD], False, 0),
     # the engine rejects it: feedback for a notice the unit never received
-    (
-        "engine-rejects",
-        [event("e4", type="vuln.feedback", system=None, notice_id="V-never")],
-        False,
-        1,
-    ),
+    ("engine-rejects", [UNKNOWN_FEEDBACK], False, 1),
     # the engine raises half-way through the event (a two-line message): one dead letter, and
     # the run goes on without it
     ("engine-raises", [GOOD, event(POISON), event("e5")], True, 1),
@@ -133,3 +131,56 @@ def test_ingest_and_the_processor_make_the_same_dead_letters(
     assert len(ingested[0]) == expected
     # every value is either logged once, a dead letter, blank or a duplicate of a logged one
     assert len(ingested[1]) == len({v for v in values if v.strip()}) - expected
+
+
+READS: list[tuple[bytes | str, bool, str | None, tuple[str, str] | None]] = [
+    # (record, first, event_id read, (raw, reason) refused); neither: a blank record
+    # a byte order mark starting the text is dropped ...
+    (BOM + GOOD, True, "e1", None),
+    # ... anywhere else it is content: not JSON
+    (BOM + GOOD, False, None, (BOM.decode() + GOOD.decode(), "malformed JSON: Invalid JSON: expected value at line 1 column 1")),
+    # a record of only a byte order mark and a line end is blank
+    (BOM + b"\r\n", True, None, None),
+    # not UTF-8: the dead letter keeps the bytes without the line end, the reason the 0-based byte
+    (b"ab\xff\r\n", False, None, ("YWL/", "malformed: not UTF-8 text (byte 2); raw is the line in base64")),
+    # text holding a lone surrogate cannot be UTF-8 either
+    ("\ud800x", False, None, ("7aCAeA==", "malformed: not UTF-8 text (byte 0); raw is the line in base64")),
+    # surrounding white space is not part of the raw text
+    (b"  " + GOOD + b"\n", False, "e1", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("data", "first", "event_id", "refused"), READS)
+def test_reading_a_record(
+    data: bytes | str, first: bool, event_id: str | None, refused: tuple[str, str] | None
+) -> None:
+    read = read_record(data, first=first)
+    if event_id is not None:
+        assert isinstance(read, Parsed) and read.event.event_id == event_id
+        assert read.raw == GOOD.decode()
+    elif refused is not None:
+        assert isinstance(read, Refusal) and (read.raw, read.reason) == refused
+    else:
+        assert read is None
+
+
+def test_a_parser_failure_is_the_record_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(raw: str | bytes) -> Event:
+        raise RecursionError("maximum recursion depth exceeded\nwhile decoding")
+
+    monkeypatch.setattr(step_module, "parse_event", broken)
+    read = read_record(GOOD, first=True)
+    assert isinstance(read, Refusal)
+    assert read.reason == "cannot be read: RecursionError: maximum recursion depth exceeded"
+    assert isinstance(read.failure, RecursionError)
+
+
+def test_an_engine_failure_taints_the_engine() -> None:
+    poison = parse_event(event(POISON))
+    halfway = HalfwayEngine(builders.REGISTRY, builders.BOOKS, builders.calendar())
+    applied = apply_event(halfway, poison, "raw", None)
+    assert applied.tainted and applied.outcome.status == "rejected"
+    assert applied.refusal == Refusal("raw", "cannot be applied: RuntimeError: injected failure")
+    refused = apply_event(builders.engine(), parse_event(UNKNOWN_FEEDBACK), "raw", None)
+    assert not refused.tainted and refused.refusal is not None
+    assert refused.refusal.reason.startswith("vuln.feedback for unknown notice")
