@@ -10,6 +10,10 @@ Every record's outputs are a deterministic function of that prefix and the recor
 "processing wall clock" of the 10-minutes-ahead check is the broker's append timestamp, stored
 with the record), so a record processed again after a crash or a rebalance re-emits exactly the
 outputs it produced before, with the same ids, and the idempotent sink absorbs them.
+
+A record is read and applied by the step `tracker ingest` uses (engine/step.py), so the same
+input makes the same dead letter on both paths; a record is a whole text (a leading byte order
+mark is dropped, as on a file's first line).
 """
 
 from __future__ import annotations
@@ -25,10 +29,17 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine import Engine
-from engine.clock import local
-from engine.step import letter_id, logged_event
+from engine.step import (
+    Parsed,
+    Refusal,
+    apply_event,
+    dead_letter,
+    logged_event,
+    one_line,
+    read_record,
+)
 from engine.warnings import DeadlineWarning, Warner, WarningPolicy
-from schemas.events import ClockTick, EventError, parse_event
+from schemas.events import ClockTick
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
 from streams.settings import Config
 from streams.topics import partition_for
@@ -91,53 +102,34 @@ class PartitionState:
         known = self.failed.get(rec.offset)
         if known is not None:
             return known
-        data = rec.value or b""
-        try:
-            text = data.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            return self._letter(rec, data.decode("utf-8", "replace"), "malformed: not UTF-8 text")
-        if not text:
-            return Outputs()  # blank lines are skipped, not rejected (spec section 2)
         self._engaged = False
+        read = read_record(rec.value or b"", first=True)
+        if read is None:
+            return Outputs()  # blank records are skipped, not rejected (spec section 2)
+        if isinstance(read, Refusal):
+            return self._refuse(rec, read)
         try:
-            return self._apply(rec, text)
-        except Exception as exc:  # whatever it is, it is this record's: the partition goes on
-            reason = failure_reason(exc)
-            log.error(
-                "%s/%d/%d: %s; the record is a dead letter",
-                rec.topic,
-                rec.partition,
-                rec.offset,
-                reason,
-                exc_info=True,
-            )
-            out = self._letter(rec, text, reason)
-            if self._engaged:
-                self.tainted = True
-                self.failed[rec.offset] = out
-            return out
+            return self._apply(rec, read)
+        except Exception as exc:  # making its outputs failed: the record's, not the partition's
+            return self._refuse(rec, Refusal(read.raw, f"cannot be applied: {one_line(exc)}", exc))
 
-    def _apply(self, rec: Record, text: str) -> Outputs:
-        try:
-            event = parse_event(text)
-        except EventError as exc:
-            return self._letter(rec, text, exc.reason)
+    def _apply(self, rec: Record, read: Parsed) -> Outputs:
+        event = read.event
         if not isinstance(event, ClockTick):
             misplaced = self._misplaced(event.unit)
             if misplaced:
-                return self._letter(rec, text, misplaced)
-        now = stamp(rec.timestamp_ms)
+                return self._refuse(rec, Refusal(read.raw, misplaced))
         self._engaged = True  # from here on a failure may leave the engine changed
-        outcome = self.engine.apply(event, now=now)
-        if outcome.status == "rejected":
-            return self._letter(rec, text, outcome.reason or "rejected")
-        if outcome.status == "duplicate":
+        applied = apply_event(self.engine, event, read.raw, stamp(rec.timestamp_ms))
+        if applied.refusal is not None:
+            return self._refuse(rec, applied.refusal)
+        if applied.outcome.status == "duplicate":
             return Outputs()
         return Outputs(
-            logged=logged_event(event, text, self.partition, rec.offset),
-            entries=outcome.entries,
-            deadlines=outcome.deadlines,
-            warnings=self.warner.feed(outcome.deadlines, self.engine.watermark),
+            logged=logged_event(event, read.raw, self.partition, rec.offset),
+            entries=applied.outcome.entries,
+            deadlines=applied.outcome.deadlines,
+            warnings=self.warner.feed(applied.outcome.deadlines, self.engine.watermark),
         )
 
     def _misplaced(self, unit: str) -> str | None:
@@ -154,24 +146,25 @@ class PartitionState:
             f"{expected}: produce it with key {root!r} (its root unit), as `tracker post` does"
         )
 
-    def _letter(self, rec: Record, raw: str, reason: str) -> Outputs:
+    def _refuse(self, rec: Record, refusal: Refusal) -> Outputs:
+        """The record's dead letter. After a failure once the engine had started on the record,
+        the engine must be rebuilt without it (`tainted`), and every rebuild skips it (`failed`)."""
         origin = f"kafka:{rec.topic}/{rec.partition}/{rec.offset}"
         received = stamp(rec.timestamp_ms) or datetime.fromtimestamp(0, UTC)
-        letter = DeadLetter(
-            letter_id=letter_id(origin, raw),
-            origin=origin,
-            raw=raw,
-            reason=reason,
-            received_at=local(received),
-        )
-        return Outputs(letter=letter)
-
-
-def failure_reason(exc: BaseException) -> str:
-    """A dead letter's reason for a failure: the same for the same failure (no addresses)."""
-    detail = (str(exc).splitlines() or [""])[0][:300]
-    name = type(exc).__name__
-    return f"internal error: {name}: {detail}" if detail else f"internal error: {name}"
+        out = Outputs(letter=dead_letter(origin, refusal, received))
+        if refusal.failure is not None:
+            log.error(
+                "%s/%d/%d: %s; the record is a dead letter",
+                rec.topic,
+                rec.partition,
+                rec.offset,
+                refusal.reason,
+                exc_info=refusal.failure,
+            )
+            if self._engaged:
+                self.tainted = True
+                self.failed[rec.offset] = out
+        return out
 
 
 def stamp(timestamp_ms: int | None) -> datetime | None:

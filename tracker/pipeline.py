@@ -1,6 +1,7 @@
 """The in-process tracker: raw lines -> contract check -> engine -> batched, idempotent store writes.
 
-`tracker ingest` uses it directly; the Faust worker uses the same steps per Kafka record.
+`tracker ingest` uses it directly; the Faust processor applies the same step (engine/step.py)
+to each Kafka record.
 
 No line stops a run: a line that is not UTF-8, not an event, rejected by the engine, or that makes
 the engine raise becomes a dead letter naming its line, and the next line is read.
@@ -8,23 +9,20 @@ the engine raise becomes a dead letter naming its line, and the next line is rea
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from engine import Engine, Outcome, WorkCalendar
-from engine.clock import local
-from engine.step import letter_id, logged_event
-from schemas.events import Event, EventError, parse_event
-from schemas.ledger import DeadLetter, LoggedEvent
+from engine.step import Parsed, Refusal, apply_event, dead_letter, logged_event, read_record
+from schemas.events import EventError, parse_event
+from schemas.ledger import LoggedEvent
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, Store, StoreError
 
 Clock = Callable[[], datetime]
 BATCH_SIZE = 20_000  # records per store write: big parts for ClickHouse, bounded memory
-BOM = "\ufeff"
 
 
 def wall_clock() -> datetime:
@@ -128,37 +126,16 @@ class Tracker:
         """Read a chunk of lines, look their event ids up in the log at once, then apply them
         in order: an event already in the log is a duplicate before any other check (spec 2;
         the engine remembers no tick ids and forgets the events of closed years)."""
-        parsed = []
+        parsed: list[tuple[str, Parsed]] = []
         for where, line, first in chunk:
-            event, text = self._read(line, where, first=first)
-            if event is not None:
-                parsed.append((where, event, text))
-        self._in_log = self._logged([e.event_id for _, e, _ in parsed])
-        for where, event, text in parsed:
-            self._apply(event, text, where)
-
-    def _read(self, line: bytes | str, where: str, *, first: bool) -> tuple[Event | None, str]:
-        """The event on a line, or None (a blank line, or a dead letter now)."""
-        data = line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raw = base64.b64encode(data.rstrip(b"\r\n")).decode("ascii")
-            reason = f"malformed: not UTF-8 text (byte {exc.start}); raw is the line in base64"
-            self._reject(raw, where, reason)
-            return None, ""
-        if first:
-            text = text.removeprefix(BOM)  # some editors start a UTF-8 file with one
-        text = text.strip()
-        if not text:
-            return None, text  # blank lines are skipped, not rejected (spec section 2)
-        try:
-            return parse_event(text), text
-        except EventError as exc:
-            self._reject(text, where, exc.reason)
-        except Exception as exc:  # a parser defect must not stop the run
-            self._reject(text, where, f"cannot be read: {_one_line(exc)}")
-        return None, text
+            read = read_record(line, first=first)
+            if isinstance(read, Refusal):
+                self._reject(read, where)
+            elif read is not None:
+                parsed.append((where, read))
+        self._in_log = self._logged([p.event.event_id for _, p in parsed])
+        for where, p in parsed:
+            self._apply(p, where)
 
     def _logged(self, ids: list[str]) -> set[str]:
         """Which of the ids the event log holds, counting the batch not yet written."""
@@ -168,27 +145,26 @@ class Tracker:
             found |= self.sink.known_events(sorted(set(ids) - found))
         return found
 
-    def _apply(self, event: Event, raw: str, origin: str) -> Outcome:
+    def _apply(self, parsed: Parsed, origin: str) -> Outcome:
         """Apply one event unless its id is already logged (see `_feed_chunk`)."""
+        event = parsed.event
         if event.event_id in self._in_log:
             self.summary.duplicates += 1
             return Outcome("duplicate", event.event_id)
-        try:
-            outcome = self.engine.apply(event, now=self.clock())
-        except Exception as exc:
-            reason = f"cannot be applied: {_one_line(exc)}"
-            self._reject(raw, origin, reason)
-            self._rebuild()
-            return Outcome("rejected", event.event_id, reason=reason)
-        if outcome.status == "rejected":
-            self._reject(raw, origin, outcome.reason or "rejected")
+        applied = apply_event(self.engine, event, parsed.raw, self.clock())
+        outcome = applied.outcome
+        if applied.refusal is not None:
+            self._reject(applied.refusal, origin)
+            if applied.tainted:
+                self._rebuild()
+                return outcome
         elif outcome.status == "duplicate":
             self.summary.duplicates += 1
         else:
             self.summary.accepted += 1
             self._seq += 1
             self._in_log.add(event.event_id)
-            self._batch.events.append(logged_event(event, raw, self.partition, self._seq))
+            self._batch.events.append(logged_event(event, parsed.raw, self.partition, self._seq))
             self._batch.entries.extend(outcome.entries)
             self._batch.deadlines.extend(outcome.deadlines)
         if len(self._batch) >= self.batch_size:
@@ -215,17 +191,9 @@ class Tracker:
         self._seq = 0
         self.restore()
 
-    def _reject(self, raw: str, origin: str, reason: str) -> None:
+    def _reject(self, refusal: Refusal, origin: str) -> None:
         self.summary.rejected += 1
-        self._batch.dead_letters.append(
-            DeadLetter(
-                letter_id=letter_id(origin, raw),
-                origin=origin,
-                raw=raw,
-                reason=reason,
-                received_at=local(self.clock()),
-            )
-        )
+        self._batch.dead_letters.append(dead_letter(origin, refusal, self.clock()))
 
 
 def _universal_newlines(lines: Iterable[bytes | str]) -> Iterator[bytes | str]:
@@ -234,8 +202,3 @@ def _universal_newlines(lines: Iterable[bytes | str]) -> Iterator[bytes | str]:
             yield from line.splitlines(keepends=True)
         else:
             yield line
-
-
-def _one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return (text.strip().splitlines() or [type(exc).__name__])[0][:300]

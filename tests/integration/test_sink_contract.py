@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from engine.status import build_status
+from engine.step import logged_event
 from schemas.ledger import DeadLetter
 from schemas.registry import Registry
 from sinks import Batch, MemoryStore, Store, StoreError
@@ -45,8 +46,6 @@ def _fill(sink: Store) -> Batch:
         out = eng.apply(event)
         batch.entries += out.entries
         batch.deadlines += out.deadlines
-        from tracker.pipeline import logged_event
-
         batch.events.append(logged_event(event, event.model_dump_json(), 0, seq))
     batch.dead_letters.append(
         DeadLetter(

@@ -4,6 +4,7 @@ partition."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -131,7 +132,9 @@ def test_dead_letters_and_the_processing_clock() -> None:
     assert state.apply(Record("in", gat, 1, late, json.dumps(event).encode())).logged is not None
     assert state.apply(Record("in", gat, 2, late, b"  ")).letter is None  # blank: skipped
     bad = state.apply(Record("in", gat, 3, late, b"\xff{"))
-    assert bad.letter is not None and bad.letter.reason == "malformed: not UTF-8 text"
+    assert bad.letter is not None
+    assert bad.letter.reason == "malformed: not UTF-8 text (byte 0); raw is the line in base64"
+    assert base64.b64decode(bad.letter.raw) == b"\xff{"  # the record's bytes, nothing lost
     elsewhere = (gat + 1) % 4
     state.partition = elsewhere
     misplaced = state.apply(Record("in", elsewhere, 4, late, json.dumps(event).encode()))

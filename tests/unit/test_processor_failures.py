@@ -107,7 +107,7 @@ def test_the_failing_record_is_a_dead_letter(failing_engine: None) -> None:
     outs = [state.apply(r) for r in RECORDS[: AT + 1]]
     letter = outs[-1].letter
     assert letter is not None
-    assert letter.reason == "internal error: RuntimeError: injected failure"
+    assert letter.reason == "cannot be applied: RuntimeError: injected failure"
     assert letter.origin == f"kafka:in/0/{AT}"
     assert json.loads(letter.raw)["event_id"] == POISON
     assert key(outs[-1]) == (None, (), (), [])  # no output of the half-applied event escapes
@@ -133,7 +133,7 @@ def test_the_partition_goes_on_as_if_the_record_were_not_there(
         assert [key(o) for o in again] == [key(o) for o in outs[restart_at:]]
         assert [o.letter for o in again] == [o.letter for o in outs[restart_at:]]
     letters = [o.letter for o in outs if o.letter is not None]
-    assert [d.reason for d in letters] == ["internal error: RuntimeError: injected failure"]
+    assert [d.reason for d in letters] == ["cannot be applied: RuntimeError: injected failure"]
     # every other record's outputs: exactly those of the stream without the poison
     assert [key(o) for i, o in enumerate(outs) if i != AT] == [
         key(o) for i, o in enumerate(expected) if i != AT
@@ -152,7 +152,7 @@ def test_a_rebuild_that_meets_the_failure_gives_the_same_letter(failing_engine: 
 
 # Poison the engine really met (issue 7): instants whose UTC or Shanghai time is outside the
 # years datetime can hold. Whether the model rejects them (a schema dead letter) or the engine
-# fails on them (an internal-error dead letter), the partition goes on.
+# fails on them (a "cannot be applied" dead letter), the partition goes on.
 REAL_POISON: list[dict[str, Any]] = [
     # a due instant in year 1: converting it to Shanghai time overflows
     {"event_id": "p-due", "type": "vuln.notice", "unit": "fz.gl", "notice_id": "V-P",
