@@ -89,7 +89,11 @@ def test_every_command_option_and_argument_has_help() -> None:
                 continue
             if not getattr(param, "help", None):
                 missing.append(f"{where} {param.opts[0]}")
-            elif getattr(param, "is_flag", False) or param.param_type_name == "argument":
+            elif (
+                getattr(param, "is_flag", False)
+                or param.param_type_name == "argument"
+                or param.required
+            ):
                 continue
             # a value option says what it defaults to, also when that is "nothing given"
             elif param.default is None and not isinstance(param.show_default, str):
