@@ -43,10 +43,22 @@ Token = Annotated[
 ]
 
 
+def _http_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise typer.BadParameter(f"{value!r} is not an http(s):// address")
+    return value
+
+
 @dashboards_app.command("push")
 def cmd_dashboards_push(
     url: Annotated[
-        str, typer.Option("--url", metavar="URL", help="Grafana, e.g. http://127.0.0.1:3000.")
+        str,
+        typer.Option(
+            "--url", metavar="URL", help="Grafana, e.g. http://127.0.0.1:3000.", callback=_http_url
+        ),
     ],
     token: Token = None,
     datasource_url: Annotated[

@@ -310,7 +310,7 @@ def cmd_replay(
             "--worker-url",
             metavar="URL",
             help="Read the live store from this worker.",
-            show_default="$TRACKER_WORKER_URL, else http://127.0.0.1:6066",
+            show_default="the store itself, or the worker holding it ($TRACKER_WORKER_URL)",
         ),
     ] = None,
     rulebooks: options.Rulebooks = None,

@@ -229,3 +229,13 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "tracker: error:" in err
+
+
+def test_dashboards_push_checks_the_url_before_connecting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dsn = "http://reader:pw@clickhouse:8123/?database=tracker"
+    argv = ["dashboards", "push", "--url", "grafana.example:3000", "--token", "t"]
+    assert main([*argv, "--datasource-url", dsn]) == 2
+    err = capsys.readouterr().err
+    assert "--url" in err and "http" in err and len(err.strip().splitlines()) == 1, err
