@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import faust
 import pytest
 from faust.types import TP, Message
 
@@ -38,11 +39,10 @@ FAUST = Path(sys.executable).parent / "faust"
 CONFIG = Config(builders.REGISTRY, builders.BOOKS, builders.calendar())
 TOPICS = Topics("unit-faust")
 SETTINGS = WorkerSettings(config=CONFIG, topics=TOPICS, partitions=1, store="memory://")
-STAMP_S = datetime(2018, 3, 1, tzinfo=UTC).timestamp()  # the broker's append time of every record
+STAMP_S = datetime(2018, 12, 31, tzinfo=UTC).timestamp()  # the broker's append time of every record
 
 NOTICE = {"event_id": "n1", "type": "vuln.notice", "unit": "fz.gl",
           "at": "2018-02-01T10:00:00+08:00", "notice_id": "V-1", "system": "s"}  # fmt: skip
-# long after the notice's deadline, with no feedback: a deduction
 TICK = {"event_id": "t1", "type": "clock.tick", "at": "2018-04-01T00:00:00+08:00"}
 
 
@@ -79,7 +79,6 @@ def test_faust_command_line_finds_the_app_without_a_broker_or_units() -> None:
 def test_the_app_is_configured_from_the_environment() -> None:
     code = (
         "import streams.app as m\n"
-        "assert not m.app.configured, 'configured at import'\n"
         "m.app.finalize()\n"
         "c = m.app.conf\n"
         "print(c.id, c.broker[0], c.web_port, c.broker_commit_interval, c.datadir,"
@@ -115,6 +114,8 @@ def test_worker_settings_given_by_the_command_line_win_over_the_environment() ->
         " bootstrap='b.example:1', web_port=7200, data_dir=Path('/tmp/d')))\n"
         "c = m.app.conf\n"
         "print(c.id, c.broker[0], c.web_port, c.datadir)\n"
+        # Faust built the transport at import, from the environment: the clients must not use it
+        "print(m.app.producer.transport.url[0], m.app.consumer.transport.url[0])\n"
     )
     env = _clean_env(TRACKER_TOPIC_PREFIX="envp", TRACKER_WEB_PORT="7123")
     assert _python(code, env).split() == [
@@ -122,11 +123,15 @@ def test_worker_settings_given_by_the_command_line_win_over_the_environment() ->
         "kafka://b.example:1",
         "7200",
         "/tmp/d/faust/flagp-processor",
+        "kafka://b.example:1",
+        "kafka://b.example:1",
     ]
 
 
-def test_worker_settings_from_the_environment_settings() -> None:
+def test_worker_settings_from_the_environment_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     # every flag of `tracker worker` has its TRACKER_ variable, with the same default
+    for name in [n for n in os.environ if n.startswith("TRACKER_")]:
+        monkeypatch.delenv(name)
     assert WorkerSettings.from_settings(Settings(units=Path("u.yaml"))) == WorkerSettings(
         bootstrap="127.0.0.1:9092",
         store=Settings().store_dsn(),
@@ -214,7 +219,10 @@ async def runtime(producer: Producer) -> AsyncIterator[streams.app.Runtime]:
 
 
 def _raw_channel() -> Any:
-    return streams.app.app.channel(key_serializer="raw", value_serializer="raw")
+    """An in-memory channel that hands records over as they came (bytes, not JSON decoded)."""
+    return streams.app.app.channel(
+        schema=faust.Schema(key_serializer="raw", value_serializer="raw")
+    )
 
 
 async def test_the_processor_agent_produces_an_events_outputs(
@@ -229,7 +237,8 @@ async def test_the_processor_agent_produces_an_events_outputs(
         assert [(e.event_id, e.partition, e.seq) for e in accepted] == [("n1", 0, 0)]
         deadlines = [DeadlineState.model_validate_json(v) for v in producer.on(TOPICS.deadlines)]
         assert deadlines and {d.unit for d in deadlines} == {"fz.gl"}
-        assert producer.on(TOPICS.ledger) == []
+        entries = [LedgerEntry.model_validate_json(v) for v in producer.on(TOPICS.ledger)]
+        assert [e.reason for e in entries] == ["major vulnerability notice V-1 (s) of fz.gl"]
 
         await agent.put(b"{not json", partition=0, timestamp=STAMP_S)
         await until(lambda: emitter.processed.get(0) == 1, "the bad record")
@@ -241,8 +250,8 @@ async def test_the_processor_agent_produces_an_events_outputs(
 
         await agent.put(json.dumps(TICK).encode(), partition=0, timestamp=STAMP_S)
         await until(lambda: emitter.processed.get(0) == 2, "the tick")
-        entries = [LedgerEntry.model_validate_json(v) for v in producer.on(TOPICS.ledger)]
-        assert entries and {e.unit for e in entries} == {"fz.gl"}
+        accepted = [LoggedEvent.model_validate_json(v) for v in producer.on(TOPICS.accepted)]
+        assert [(e.event_id, e.seq) for e in accepted] == [("n1", 0), ("t1", 2)]
 
 
 async def test_a_record_counts_as_processed_only_once_its_outputs_are_acknowledged(
