@@ -8,6 +8,7 @@ Grafana token) are `SecretStr`: they never show in a repr, a log line or an erro
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,22 @@ class Settings(BaseSettings):
     debug: bool = Field(False, description="show tracebacks of internal errors")
     write_fault: str = Field("", description="store-write fault drill: kill:N or error:N")
     maven_opts: str = Field("", description="extra options for Maven when fetching Kafka")
+
+    # The worker (`tracker worker`, or `faust -A streams.app worker`: streams/app.py).
+    topic_prefix: str = Field("tracker", description="prefix of the topics and consumer groups")
+    role: Literal["all", "processor", "sink"] = Field("all", description="what the worker runs")
+    partitions: int = Field(4, ge=1, description="input partitions, when creating the topics")
+    web_port: int = Field(6066, ge=1, le=65535, description="the worker's web port (read views)")
+    sink_batch: int = Field(5_000, ge=1, description="most records the sink writes at once")
+    sink_within_s: float = Field(0.5, gt=0, description="longest the sink waits to fill a batch")
+    commit_interval_s: float = Field(0.5, gt=0, description="how often offsets are committed")
+    session_timeout_s: float = Field(
+        10.0, gt=0, description="how long a dead worker keeps its partitions (Kafka: >= 6 s)"
+    )
+    warn_leads: str = Field("3,1", description="deadline warning leads, working days: 3,1")
+    fault_file: Path | None = Field(
+        None, description="while this file exists every store write fails (outage drills)"
+    )
 
     @property
     def data_dir(self) -> Path:

@@ -1,6 +1,25 @@
 """The Faust worker: the processor agent (input topic -> engine -> output topics) and the sink
 agent (output topics -> store), in one process (role `all`) or apart.
 
+A module-level Faust app with module-level agents, by Faust's conventions: run it with
+`tracker worker ...` or `faust -A streams.app worker`, test the agents with `agent.test_context()`.
+
+Configuration (docs/streaming.md, "The worker app"). Faust configures an app when its first
+agent is declared, so at import: from `worker_settings()`, i.e. the environment's TRACKER_
+variables (config/settings.py, `WorkerSettings.from_settings`): that is all `faust -A` needs.
+`tracker worker` builds a WorkerSettings from its flags and calls `run_worker(settings)`, which
+`configure()`s the app again from them (`config_from_object(force=True)`, and a new broker
+transport, the one thing built from the configuration at import) before it starts. The app id
+(= consumer group: per topic prefix and role) is set in Faust's `on_configured` hook.
+Nothing at import or configuration needs the broker or the unit registry, so
+`faust -A streams.app worker --help` needs neither. They are needed at worker startup: `run_worker`
+creates the topics and calls `start()` before the Faust worker runs; under `faust -A` the
+Worker's first start does the same, before the app starts. `start()` loads the registry and
+rulebooks, builds the processor, the emitter and the store thread (`prepare`, which unit tests
+call with a stand-in producer), binds the agents to the held topics of the prefix (an agent's
+channel is resolved lazily, for configuration late like this), drops the agent the role does
+not run and adds the web views (streams/web.py).
+
 Delivery is at-least-once with idempotency end to end (faust-streaming's `exactly_once` has
 open bugs):
 
@@ -13,7 +32,8 @@ open bugs):
 - both: Faust also acks records it skips around rebalances; `streams/holds.py` keeps those acks
   from letting a commit pass unprocessed records.
 
-Run it with `tracker worker ...`.
+Faust's data directory is one per app id (`WorkerSettings.faust_dir`); the Worker runs without
+Faust's terminal spinner (QuietWorker).
 """
 
 from __future__ import annotations
@@ -23,32 +43,41 @@ import json
 import logging
 import os
 import signal
+import warnings
 from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
+from faust import transport
+from faust.exceptions import AlreadyConfiguredWarning
 from faust.types import TP, Message, StreamT
 
+from config.settings import settings as env_settings
 from sinks import Store, open_store
 from sinks.faulty import FaultyStore
 from streams.holds import Holds
-from streams.processor import KafkaReader, Outputs, Processor, Record
+from streams.processor import KafkaReader, Outputs, Processor, Reader, Record
 from streams.settings import WorkerSettings
 from streams.sink_agent import BatchDecoder, SinkStats, StoreThread, write_until_done
-from streams.topics import OUTPUT_MAX_BYTES, ensure_topics, quiet_kafka
+from streams.topics import OUTPUT_MAX_BYTES, Topics, ensure_topics, quiet_kafka
 from streams.web import register
 
 log = logging.getLogger(__name__)
 MAX_RETRY_S = 10.0
+# The producer's send(topic, key, value, partition, timestamp, headers): a future, resolved
+# when the broker has the record.
+Send = Callable[..., Awaitable["asyncio.Future[Any]"]]
 
 
 class Emitter:
     """Sends a record's outputs and acks input records, in order, once their outputs are
     durable. A send that fails for good stops the worker before its record is acked."""
 
-    def __init__(self, app: faust.App, settings: WorkerSettings, holds: Holds) -> None:
-        self.app = app
-        self.topics = settings.topics
+    def __init__(self, send: Send, topics: Topics, holds: Holds) -> None:
+        self.send = send  # the app's producer; a stand-in in unit tests
+        self.topics = topics
         self.holds = holds
         self.pending: deque[tuple[TP, int, int, list[asyncio.Future[Any]]]] = deque()
         self.failed = False
@@ -57,7 +86,7 @@ class Emitter:
 
     async def emit(self, out: Outputs, partition: int) -> list[asyncio.Future[Any]]:
         """Hand the outputs to the producer; the futures resolve when the broker has them."""
-        send, t = self.app.producer.send, self.topics
+        send, t = self.send, self.topics
         futures: list[Any] = []
         if out.logged is not None:
             value = out.logged.model_dump_json().encode()
@@ -124,8 +153,9 @@ def _json(value: Any) -> bytes:
 def _open_store(settings: WorkerSettings) -> Store:
     """The store with the registry and rulebooks recorded (status needs nothing but the store)."""
     sink: Store = open_store(settings.store)
+    config = settings.engine_config
     try:
-        sink.save_config(settings.config.registry, settings.config.rulebooks)
+        sink.save_config(config.registry, config.rulebooks)
     except Exception:
         sink.close()  # opened again on the next attempt
         raise
@@ -134,174 +164,7 @@ def _open_store(settings: WorkerSettings) -> Store:
     return sink
 
 
-def build_app(settings: WorkerSettings, partitions: int) -> tuple[faust.App, StoreThread | None]:
-    topics = settings.topics
-    app = faust.App(
-        settings.app_id,
-        broker=f"kafka://{settings.bootstrap}",
-        # No tables: engine state is rebuilt from the input topic, never read back from a
-        # changelog (streams/processor.py).
-        store="memory://",
-        datadir=str(settings.faust_dir),
-        autodiscover=False,
-        topic_partitions=partitions,
-        topic_replication_factor=1,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=settings.commit_interval_s,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 4),
-        # Acks wait for the store while it is down; a rebalance must not wait for them.
-        stream_wait_empty=False,
-        producer_acks=-1,
-        # Outputs of many records share a produce request; records are acked only once their
-        # outputs are delivered, so this only adds a few ms of latency.
-        producer_linger=0.005,
-        producer_max_request_size=OUTPUT_MAX_BYTES,
-        web_enabled=True,
-        # Only our own views (streams/web.py): Faust's table pages serve table contents to
-        # anyone who reaches the port, its router pages the cluster's layout.
-        web_tables_enabled=False,
-        web_router_enabled=False,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
-        web_port=settings.web_port,
-    )
-    progress: dict[str, Any] = {"role": settings.role, "app_id": settings.app_id, "app": app}
-    store: StoreThread | None = None
-    holds = Holds(app)
-    held_topic = holds.topic_class()
-
-    async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
-        revoked: set[TP] = args[0]
-        holds.forget(revoked)
-        if processor is not None:
-            processor.forget({tp.partition for tp in revoked if tp.topic == topics.events})
-
-    app.on_partitions_revoked.connect(cast(Any, on_revoked))  # stubs reject async receivers
-    processor: Processor | None = None
-
-    if settings.runs_processor:
-        emitter = Emitter(app, settings, holds)
-        proc = processor = Processor(
-            settings.config,
-            topics.events,
-            partitions,
-            KafkaReader(settings.bootstrap, topics.events),
-            policy=settings.warnings,
-        )
-        source = held_topic(
-            app,
-            topics=[topics.events],
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=partitions,
-        )
-
-        async def outputs_of(msg: Message, record: Record) -> list[asyncio.Future[Any]] | None:
-            """Produce the outputs of `record` (and of records Faust skipped before it). Nothing
-            may make the agent crash: Faust would restart it at the next record, whose release
-            would commit this one without its outputs. So a failure (engine failures are dead
-            letters already: this is producing, or reading the partition for a rebuild) is
-            retried with backoff, the partition's engine rebuilt, until it succeeds or the
-            partition has moved to a new generation (None: the record is not acked)."""
-            delay = 0.2
-            while True:
-                try:
-                    futures: list[asyncio.Future[Any]] = []
-                    for out in await proc.handle(record, holds.lowest(msg.tp)):
-                        futures += await emitter.emit(out, msg.partition)
-                    return futures
-                except Exception:
-                    log.exception(
-                        "%s/%d/%d: processing failed; retrying in %.1fs",
-                        msg.topic,
-                        msg.partition,
-                        msg.offset,
-                        delay,
-                    )
-                proc.forget({msg.partition})  # the engine may be half-way through the record
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_RETRY_S)
-                if emitter.failed or msg.generation_id != app.consumer_generation_id:
-                    return None
-
-        @app.agent(source, name="processor")
-        async def process(stream: StreamT[Any]) -> None:
-            manual = cast("faust.Stream[Any]", stream).noack()
-            async for event in manual.events():
-                if emitter.failed:
-                    continue  # the worker is stopping; leave the record unacked
-                msg = event.message
-                ts = round(msg.timestamp * 1000) if msg.timestamp is not None else None
-                record = Record(msg.topic, msg.partition, msg.offset, ts, msg.value)
-                futures = await outputs_of(msg, record)
-                if futures is None:
-                    continue  # the partition moved meanwhile: its next owner processes it
-                emitter.hold(msg.tp, proc.covered_from[msg.partition], msg.offset, futures)
-                emitter.release()
-
-        @app.timer(0.05)  # type: ignore[untyped-decorator]
-        async def release_acks() -> None:
-            emitter.release()  # the last records of a quiet stream
-
-        progress["processed"] = emitter.processed
-        progress["processor"] = processor
-
-    if settings.runs_sink:
-        store = StoreThread(lambda: _open_store(settings))
-        stats = SinkStats()
-        decoder = BatchDecoder(topics, stats)
-        sink_source = held_topic(
-            app, topics=list(topics.sink_inputs), key_serializer="raw", value_serializer="raw"
-        )
-
-        @app.agent(sink_source, name="sink")
-        async def sink(stream: StreamT[Any]) -> None:
-            async for events in cast("faust.Stream[Any]", stream).take_events(
-                settings.sink_max_records, within=settings.sink_within_s
-            ):
-                # take_events acks the batch when the generator resumes or is closed - also
-                # when this task is cancelled mid-retry at shutdown; the hold (holds.py) keeps
-                # those acks from being final until the write has succeeded.
-                messages = [e.message for e in events]
-                batch = decoder.decode((m.topic, m.value) for m in messages)
-                await write_until_done(store, batch, stats)
-                # Records Faust fetched and skipped before this batch: it would not fetch them
-                # again, and its commit would pass a single one (holds.py). Their values are
-                # here: write them too before the batch's release lets a commit pass them.
-                skipped = holds.skipped(messages)
-                if skipped:
-                    log.warning(
-                        "%d records were fetched but never reached the sink (%s); writing them",
-                        len(skipped),
-                        ", ".join(f"{m.topic}/{m.partition}/{m.offset}" for m in skipped[:5]),
-                    )
-                    extra = decoder.decode((m.topic, m.value) for m in skipped)
-                    await write_until_done(store, extra, stats)
-                holds.release([*skipped, *messages])
-
-        progress["sink"] = stats
-
-    register(app, store, lambda: _progress(progress))
-    return app, store
-
-
-def _progress(parts: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": parts["role"], "app_id": parts["app_id"]}
-    try:
-        assigned = parts["app"].consumer.assignment()
-    except Exception:  # not started yet
-        assigned = set()
-    out["assigned"] = sorted(f"{tp.topic}/{tp.partition}" for tp in assigned)
-    if "processed" in parts:
-        out["processed"] = {str(p): o for p, o in sorted(parts["processed"].items())}
-        out["rebuilds"] = parts["processor"].rebuilds
-    if "sink" in parts:
-        out["sink"] = parts["sink"].as_json()
-    return out
-
-
-class Worker(faust.Worker):
+class QuietWorker(faust.Worker):
     """Faust's worker without its terminal spinner: to spin on every log record, the spinner sets
     the root logger to DEBUG, so every library debug call builds a record (a third of the CPU)."""
 
@@ -309,8 +172,337 @@ class Worker(faust.Worker):
         pass
 
 
+class Worker(QuietWorker):
+    """The worker of this app (its `Worker` setting, so `faust -A streams.app worker` runs it
+    too): on its first start, before the app starts, the worker is set up unless `run_worker`
+    has done it already."""
+
+    async def on_first_start(self) -> None:
+        if _state.runtime is None:
+            try:
+                await _startup(worker_settings())
+            except Exception as exc:  # Faust would stop without a word (aiokafka is quieted)
+                log.critical("the worker cannot start: %s", exc)
+                raise
+        await super().on_first_start()
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Chosen:
+    settings: WorkerSettings | None = None
+    runtime: Runtime | None = None
+
+
+_state = _Chosen()
+
+
+def worker_settings() -> WorkerSettings:
+    """The settings the app runs with: those given to `configure`, else the environment's."""
+    if _state.settings is not None:
+        return _state.settings
+    return WorkerSettings.from_settings(env_settings())
+
+
+def configure(settings: WorkerSettings) -> None:
+    """Run the app with these settings instead of the environment's (`tracker worker`), before
+    it starts. Faust configures the app at import already (declaring an agent reads its
+    configuration and builds the broker transport), from the environment: this configures it
+    again from `settings` (`config_from_object(force=True)`) and replaces the transport, the
+    one thing built from the configuration at import."""
+    if app.started:
+        raise RuntimeError("the Faust app runs already; configure() it before it starts")
+    _state.settings = settings
+    with warnings.catch_warnings():
+        # Faust warns that parts of the program may still use the old configuration: the
+        # transport, replaced below, and the agents' class (`conf.Agent`, the same in both).
+        warnings.simplefilter("ignore", AlreadyConfiguredWarning)
+        app.config_from_object(_Options(), force=True)
+    brokers = app.conf.broker_consumer
+    app.transport = transport.by_url(brokers[0])(brokers, app)
+
+
+def faust_options(settings: WorkerSettings) -> dict[str, Any]:
+    """The app's settings that depend on the worker's (the app id is set in `_set_id`)."""
+    return {
+        "broker": f"kafka://{settings.bootstrap}",
+        "datadir": str(settings.faust_dir),
+        "topic_partitions": settings.partitions,
+        "broker_commit_interval": settings.commit_interval_s,
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 4),
+        "web_port": settings.web_port,
+    }
+
+
+class _Options(Mapping[str, Any]):
+    """The app's config source, read each time Faust configures the app: the settings of then."""
+
+    def _now(self) -> dict[str, Any]:
+        return faust_options(worker_settings())
+
+    def __getitem__(self, key: str) -> Any:
+        return self._now()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._now())
+
+    def __len__(self) -> int:
+        return len(self._now())
+
+
+app = faust.App(
+    "tracker",  # replaced by the worker's app id in `_set_id`
+    config_source=_Options(),
+    Worker=Worker,
+    # No tables: engine state is rebuilt from the input topic, never read back from a
+    # changelog (streams/processor.py).
+    store="memory://",
+    autodiscover=False,
+    topic_replication_factor=1,
+    consumer_auto_offset_reset="earliest",
+    # Acks wait for the store while it is down; a rebalance must not wait for them.
+    stream_wait_empty=False,
+    producer_acks=-1,
+    # Outputs of many records share a produce request; records are acked only once their
+    # outputs are delivered, so this only adds a few ms of latency.
+    producer_linger=0.005,
+    producer_max_request_size=OUTPUT_MAX_BYTES,
+    web_enabled=True,
+    # Only our own views (streams/web.py): Faust's table pages serve table contents to
+    # anyone who reaches the port, its router pages the cluster's layout.
+    web_tables_enabled=False,
+    web_router_enabled=False,
+    web_bind="127.0.0.1",
+    web_host="127.0.0.1",
+)
+
+
+def _set_id(sender: Any, conf: Any, **kwargs: Any) -> None:
+    conf.id = worker_settings().app_id  # the consumer group: per topic prefix and role
+
+
+app.on_configured.connect(cast(Any, _set_id))
+holds = Holds(app)
+HeldTopic = holds.topic_class()
+
+
+# --- what runs: set up at startup -------------------------------------------------------------
+
+
+@dataclass
+class Runtime:
+    """What the agents work with, built at worker startup (`prepare`)."""
+
+    settings: WorkerSettings
+    partitions: int
+    emitter: Emitter | None = None
+    processor: Processor | None = None
+    store: StoreThread | None = None
+    stats: SinkStats | None = None
+    decoder: BatchDecoder | None = None
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close_now()
+
+    def progress(self) -> dict[str, Any]:
+        settings = self.settings
+        out: dict[str, Any] = {"role": settings.role, "app_id": settings.app_id}
+        try:
+            assigned = app.consumer.assignment()
+        except Exception:  # not started yet
+            assigned = set()
+        out["assigned"] = sorted(f"{tp.topic}/{tp.partition}" for tp in assigned)
+        if self.emitter is not None and self.processor is not None:
+            out["processed"] = {str(p): o for p, o in sorted(self.emitter.processed.items())}
+            out["rebuilds"] = self.processor.rebuilds
+        if self.stats is not None:
+            out["sink"] = self.stats.as_json()
+        return out
+
+
+def runtime() -> Runtime:
+    if _state.runtime is None:
+        raise RuntimeError("the worker is not set up (streams.app.prepare)")
+    return _state.runtime
+
+
+async def _produce(*args: Any) -> Any:
+    return await app.producer.send(*args)
+
+
+def prepare(
+    settings: WorkerSettings,
+    partitions: int,
+    *,
+    send: Send | None = None,
+    reader: Reader | None = None,
+) -> Runtime:
+    """Build what the agents work with and bind them to their topics (`partitions`: of the
+    input topic as it exists). `send` and `reader` replace the producer and the partition
+    reader of rebuilds (unit tests)."""
+    settings = settings.loaded()
+    topics = settings.topics
+    run = Runtime(settings, partitions)
+    if settings.runs_processor:
+        run.emitter = Emitter(send or _produce, topics, holds)
+        run.processor = Processor(
+            settings.engine_config,
+            topics.events,
+            partitions,
+            reader or KafkaReader(settings.bootstrap, topics.events),
+            policy=settings.warnings,
+        )
+        process.channel = HeldTopic(
+            app,
+            topics=[topics.events],
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
+        )
+    else:
+        app.agents.pop(process.name, None)
+    if settings.runs_sink:
+        run.store = StoreThread(lambda: _open_store(settings))
+        run.stats = SinkStats()
+        run.decoder = BatchDecoder(topics, run.stats)
+        sink.channel = HeldTopic(
+            app, topics=list(topics.sink_inputs), key_serializer="raw", value_serializer="raw"
+        )
+    else:
+        app.agents.pop(sink.name, None)
+    _state.runtime = run
+    return run
+
+
+def start(settings: WorkerSettings, partitions: int) -> Runtime:
+    """Set the worker up (its topics exist): `prepare`, and the web views."""
+    run = prepare(settings, partitions)
+    register(app, run.store, run.progress)
+    return run
+
+
+async def _startup(settings: WorkerSettings) -> Runtime:
+    """`run_worker`'s setup, for a worker started by `faust -A streams.app worker`."""
+    settings = settings.loaded()
+    settings.faust_dir.mkdir(parents=True, exist_ok=True)
+    with quiet_kafka():
+        partitions = await ensure_topics(settings.bootstrap, settings.topics, settings.partitions)
+    if partitions != settings.partitions:
+        log.warning("%s has %d partitions; using them", settings.topics.events, partitions)
+    return start(settings, partitions)
+
+
+async def _on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+    revoked: set[TP] = args[0]
+    holds.forget(revoked)
+    run = _state.runtime
+    if run is not None and run.processor is not None:
+        events = run.settings.topics.events
+        run.processor.forget({tp.partition for tp in revoked if tp.topic == events})
+
+
+app.on_partitions_revoked.connect(cast(Any, _on_revoked))  # stubs reject async receivers
+
+
+# --- the agents -------------------------------------------------------------------------------
+
+
+async def _outputs_of(
+    run: Runtime, msg: Message, record: Record
+) -> list[asyncio.Future[Any]] | None:
+    """Produce the outputs of `record` (and of records Faust skipped before it). Nothing may
+    make the agent crash: Faust would restart it at the next record, whose release would
+    commit this one without its outputs. So a failure (engine failures are dead letters
+    already: this is producing, or reading the partition for a rebuild) is retried with
+    backoff, the partition's engine rebuilt, until it succeeds or the partition has moved to a
+    new generation (None: the record is not acked)."""
+    proc, emitter = run.processor, run.emitter
+    assert proc is not None and emitter is not None
+    delay = 0.2
+    while True:
+        try:
+            futures: list[asyncio.Future[Any]] = []
+            for out in await proc.handle(record, holds.lowest(msg.tp)):
+                futures += await emitter.emit(out, msg.partition)
+            return futures
+        except Exception:
+            log.exception(
+                "%s/%d/%d: processing failed; retrying in %.1fs",
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                delay,
+            )
+        proc.forget({msg.partition})  # the engine may be half-way through the record
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, MAX_RETRY_S)
+        if emitter.failed or msg.generation_id != app.consumer_generation_id:
+            return None
+
+
+@app.agent(name="processor")  # its channel, the held input topic, is bound by `prepare`
+async def process(stream: StreamT[Any]) -> None:
+    run = runtime()
+    proc, emitter = run.processor, run.emitter
+    assert proc is not None and emitter is not None
+    manual = cast("faust.Stream[Any]", stream).noack()
+    async for event in manual.events():
+        if emitter.failed:
+            continue  # the worker is stopping; leave the record unacked
+        msg = event.message
+        ts = round(msg.timestamp * 1000) if msg.timestamp is not None else None
+        record = Record(msg.topic, msg.partition, msg.offset, ts, msg.value)
+        futures = await _outputs_of(run, msg, record)
+        if futures is None:
+            continue  # the partition moved meanwhile: its next owner processes it
+        emitter.hold(msg.tp, proc.covered_from[msg.partition], msg.offset, futures)
+        emitter.release()
+
+
+@app.timer(0.05)  # type: ignore[untyped-decorator]
+async def release_acks() -> None:
+    run = _state.runtime
+    if run is not None and run.emitter is not None:
+        run.emitter.release()  # the last records of a quiet stream
+
+
+@app.agent(name="sink")  # its channel, the held output topics, is bound by `prepare`
+async def sink(stream: StreamT[Any]) -> None:
+    run = runtime()
+    settings, store, stats, decoder = run.settings, run.store, run.stats, run.decoder
+    assert store is not None and stats is not None and decoder is not None
+    async for events in cast("faust.Stream[Any]", stream).take_events(
+        settings.sink_max_records, within=settings.sink_within_s
+    ):
+        # take_events acks the batch when the generator resumes or is closed - also when this
+        # task is cancelled mid-retry at shutdown; the hold (holds.py) keeps those acks from
+        # being final until the write has succeeded.
+        messages = [e.message for e in events]
+        batch = decoder.decode((m.topic, m.value) for m in messages)
+        await write_until_done(store, batch, stats)
+        # Records Faust fetched and skipped before this batch: it would not fetch them again,
+        # and its commit would pass a single one (holds.py). Their values are here: write them
+        # too before the batch's release lets a commit pass them.
+        skipped = holds.skipped(messages)
+        if skipped:
+            log.warning(
+                "%d records were fetched but never reached the sink (%s); writing them",
+                len(skipped),
+                ", ".join(f"{m.topic}/{m.partition}/{m.offset}" for m in skipped[:5]),
+            )
+            extra = decoder.decode((m.topic, m.value) for m in skipped)
+            await write_until_done(store, extra, stats)
+        holds.release([*skipped, *messages])
+
+
 def run_worker(settings: WorkerSettings, loglevel: str = "info") -> int:
-    """Create the topics, then run the Faust worker until SIGTERM/SIGINT."""
+    """`tracker worker`: configure the app with `settings`, create the topics, set the worker
+    up, then run the Faust worker until SIGTERM/SIGINT."""
+    configure(settings)
     settings.faust_dir.mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -320,13 +512,12 @@ def run_worker(settings: WorkerSettings, loglevel: str = "info") -> int:
         )
     if partitions != settings.partitions:
         log.warning("%s has %d partitions; using them", settings.topics.events, partitions)
-    app, store = build_app(settings, partitions)
+    run = start(settings, partitions)
     worker = Worker(app, loop=loop, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0)
     finally:
-        if store is not None:
-            store.close_now()
+        run.close()
     return 0

@@ -1,15 +1,22 @@
-"""What a worker needs to know: broker, topics, role, store, the registry and rulebooks."""
+"""What a worker needs to know: broker, topics, role, store, the registry and rulebooks.
+
+`tracker worker` builds a WorkerSettings from its flags; `faust -A streams.app worker` from the
+environment (`WorkerSettings.from_settings`, config/settings.py: the same TRACKER_ variables as the
+flags' defaults). The registry and rulebooks are loaded at worker startup (`loaded`), so merely
+importing or configuring the app needs no unit registry.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from config.holidays import official_calendar
 from config.registry import load_registry
 from config.rulebooks import load_rulebooks
+from config.settings import Settings
 from engine import WorkCalendar
 from engine.warnings import WarningPolicy
 from schemas.registry import Registry
@@ -45,7 +52,11 @@ class Config:
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    config: Config
+    # The engine's configuration; None until the worker starts, which loads it from these files.
+    config: Config | None = None
+    units: Path | None = None
+    rulebooks: Path | None = None
+    holidays: Path | None = None
     role: Role = "all"
     bootstrap: str = DEFAULT_BOOTSTRAP
     topics: Topics = field(default_factory=Topics)
@@ -61,6 +72,42 @@ class WorkerSettings:
     session_timeout_s: float = 10.0
     warnings: WarningPolicy = field(default_factory=WarningPolicy)
     fault_file: Path | None = None  # while this file exists every store write fails (drills)
+
+    @classmethod
+    def from_settings(cls, env: Settings) -> WorkerSettings:
+        """The worker the environment describes (`faust -A streams.app worker`)."""
+        return cls(
+            units=env.units,
+            rulebooks=env.rulebooks,
+            holidays=env.holidays,
+            role=env.role,
+            bootstrap=env.kafka,
+            topics=Topics(env.topic_prefix),
+            partitions=env.partitions,
+            store=env.store_dsn(),
+            web_port=env.web_port,
+            data_dir=env.data_dir,
+            sink_max_records=env.sink_batch,
+            sink_within_s=env.sink_within_s,
+            commit_interval_s=env.commit_interval_s,
+            session_timeout_s=env.session_timeout_s,
+            warnings=WarningPolicy.parse(env.warn_leads),
+            fault_file=env.fault_file,
+        )
+
+    def loaded(self) -> WorkerSettings:
+        """These settings with the registry, rulebooks and calendar loaded (at worker startup)."""
+        if self.config is not None:
+            return self
+        if self.units is None:
+            raise ValueError("the worker needs a unit registry: set TRACKER_UNITS (or --units)")
+        return replace(self, config=Config.load(self.units, self.rulebooks, self.holidays))
+
+    @property
+    def engine_config(self) -> Config:
+        if self.config is None:
+            raise RuntimeError("the registry is loaded at worker startup (WorkerSettings.loaded)")
+        return self.config
 
     @property
     def app_id(self) -> str:

@@ -18,7 +18,7 @@ import faust
 from aiokafka import AIOKafkaProducer
 
 from engine.clock import iso, local
-from streams.app import Worker
+from streams.app import QuietWorker
 from streams.topics import Topics, ensure_topics, quiet_kafka
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def run_ticker(bootstrap: str, topics: Topics, partitions: int, interval_s: floa
     with quiet_kafka():
         partitions = loop.run_until_complete(ensure_topics(bootstrap, topics, partitions))
     app = build_ticker(bootstrap, topics, partitions, interval_s)
-    worker = Worker(app, loop=loop, loglevel="info", quiet=True, redirect_stdouts=False)
+    worker = QuietWorker(app, loop=loop, loglevel="info", quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
