@@ -8,7 +8,6 @@ importing or configuring the app needs no unit registry.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -16,7 +15,7 @@ from typing import Literal
 from config.holidays import official_calendar
 from config.registry import load_registry
 from config.rulebooks import load_rulebooks
-from config.settings import Settings
+from config.settings import DEFAULT_KAFKA, Settings
 from engine import WorkCalendar
 from engine.warnings import WarningPolicy
 from schemas.registry import Registry
@@ -24,13 +23,8 @@ from schemas.rulebook import Rulebook
 from streams.topics import DEFAULT_PARTITIONS, Topics
 
 Role = Literal["all", "processor", "sink"]
-KAFKA_ENV = "TRACKER_KAFKA"
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_BOOTSTRAP = DEFAULT_KAFKA
 DEFAULT_WEB_PORT = 6066
-
-
-def default_bootstrap() -> str:
-    return os.environ.get(KAFKA_ENV) or DEFAULT_BOOTSTRAP
 
 
 @dataclass(frozen=True)

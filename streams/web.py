@@ -51,25 +51,25 @@ def _models(rows: Sequence[BaseModel]) -> bytes:
     return b"[" + b",".join(r.model_dump_json().encode() for r in rows) + b"]"
 
 
-def _status(sink: StoreReader, unit: str | None, year: int | None) -> bytes:
-    config = sink.load_config()
+def _status(store: StoreReader, unit: str | None, year: int | None) -> bytes:
+    config = store.load_config()
     if config is None:
         return b"[]"
     registry, books = config
     rows = build_status(
         registry,
         books,
-        sink.totals(),
-        sink.deadlines(unit=unit, year=year),
-        sink.event_unit_years(),
+        store.totals(),
+        store.deadlines(unit=unit, year=year),
+        store.event_unit_years(),
         unit=unit,
         year=year,
     )
     return json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False).encode()
 
 
-def _config(sink: StoreReader) -> bytes:
-    config = sink.load_config()
+def _config(store: StoreReader) -> bytes:
+    config = store.load_config()
     if config is None:
         return b"null"
     registry, books = config
@@ -77,20 +77,20 @@ def _config(sink: StoreReader) -> bytes:
     return f'{{"registry":{registry.model_dump_json()},"rulebooks":{{{",".join(parts)}}}}}'.encode()
 
 
-def _totals(sink: StoreReader) -> bytes:
-    rows = [[u, y, i, format_points(v)] for (u, y, i), v in sorted(sink.totals().items())]
+def _totals(store: StoreReader) -> bytes:
+    rows = [[u, y, i, format_points(v)] for (u, y, i), v in sorted(store.totals().items())]
     return json.dumps(rows, ensure_ascii=False).encode()
 
 
-def _watermark(sink: StoreReader) -> bytes:
-    mark = sink.watermark()
+def _watermark(store: StoreReader) -> bytes:
+    mark = store.watermark()
     return json.dumps({"watermark": iso(mark) if mark is not None else None}).encode()
 
 
-def _identity(sink: StoreReader) -> bytes:
-    identify = getattr(sink, "identity", None)  # every store has it; a stand-in may not
+def _identity(store: StoreReader) -> bytes:
+    identify = getattr(store, "identity", None)  # every store has it; a stand-in may not
     if identify is None:
-        raise LookupError(f"{type(sink).__name__} cannot say which store it is")
+        raise LookupError(f"{type(store).__name__} cannot say which store it is")
     return json.dumps(identify()).encode()
 
 

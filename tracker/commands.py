@@ -55,8 +55,8 @@ def open_for_reading(dsn: str) -> StoreReader:
         ) from None
 
 
-def _config(sink: StoreReader) -> tuple[Registry, dict[str, Rulebook]]:
-    config = sink.load_config()
+def _config(reader: StoreReader) -> tuple[Registry, dict[str, Rulebook]]:
+    config = reader.load_config()
     if config is None:
         raise UserError("the store holds no data yet: run `tracker ingest` first")
     return config
@@ -69,20 +69,20 @@ def cmd_status(
     store: options.Store = None, unit: Unit = None, year: Year = None, as_json: options.Json = False
 ) -> int:
     """Points left per unit and year."""
-    sink = open_for_reading(options.store_dsn(store))
+    reader = open_for_reading(options.store_dsn(store))
     try:
-        registry, books = _config(sink)
+        registry, books = _config(reader)
         rows = build_status(
             registry,
             books,
-            sink.totals(),
-            sink.deadlines(unit=unit, year=year),
-            sink.event_unit_years(),
+            reader.totals(),
+            reader.deadlines(unit=unit, year=year),
+            reader.event_unit_years(),
             unit=unit,
             year=year,
         )
     finally:
-        sink.close()
+        reader.close()
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False))
         return 0
@@ -145,12 +145,12 @@ def cmd_ledger(
     store: options.Store = None, unit: Unit = None, year: Year = None, as_json: options.Json = False
 ) -> int:
     """Every deduction of a unit with its clause."""
-    sink = open_for_reading(options.store_dsn(store))
+    reader = open_for_reading(options.store_dsn(store))
     try:
-        _, books = _config(sink)
-        entries = sink.ledger(unit=unit, year=year)
+        _, books = _config(reader)
+        entries = reader.ledger(unit=unit, year=year)
     finally:
-        sink.close()
+        reader.close()
     if as_json:
         for e in entries:
             print(e.model_dump_json())
@@ -226,12 +226,12 @@ def cmd_deadlines(
         raise typer.BadParameter(
             f"{now_text!r} is not an RFC 3339 time", param_hint="--now"
         ) from None
-    sink = open_for_reading(options.store_dsn(store))
+    reader = open_for_reading(options.store_dsn(store))
     try:
-        states = sink.deadlines(unit=unit, year=year)
-        now = at or sink.watermark()
+        states = reader.deadlines(unit=unit, year=year)
+        now = at or reader.watermark()
     finally:
-        sink.close()
+        reader.close()
     if not include_all:
         states = [d for d in states if d.status in ("open", "overdue")]
     states.sort(key=lambda d: (d.due, d.unit, d.ref))
@@ -267,11 +267,11 @@ def cmd_rejects(
     as_json: options.Json = False,
 ) -> int:
     """Dead letters with their reasons."""
-    sink = open_for_reading(options.store_dsn(store))
+    reader = open_for_reading(options.store_dsn(store))
     try:
-        letters = sink.dead_letters(limit=limit)
+        letters = reader.dead_letters(limit=limit)
     finally:
-        sink.close()
+        reader.close()
     if as_json:
         print(json.dumps([d.model_dump(mode="json") for d in letters], ensure_ascii=False))
         return 0

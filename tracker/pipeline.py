@@ -44,7 +44,7 @@ class Tracker:
 
     def __init__(
         self,
-        sink: Store,
+        store: Store,
         registry: Registry,
         rulebooks: Mapping[str, Rulebook],
         calendar: WorkCalendar,
@@ -53,7 +53,7 @@ class Tracker:
         batch_size: int = BATCH_SIZE,
         partition: int = 0,
     ) -> None:
-        self.sink = sink
+        self.store = store
         self._config = (registry, rulebooks, calendar)
         self.engine = Engine(registry, rulebooks, calendar)
         self.clock = clock
@@ -69,9 +69,9 @@ class Tracker:
         """Replay every logged event so that new input continues the stream, and finish the
         writes of a run that stopped half-way (sinks/base.py): the outputs of the events logged
         after the last commit mark are derived again and written, with a new mark."""
-        committed = self.sink.committed_seq(self.partition)
+        committed = self.store.committed_seq(self.partition)
         replayed = 0
-        events = self.sink.logged_events()
+        events = self.store.logged_events()
         try:
             for logged in events:
                 if logged.partition != self.partition:
@@ -84,13 +84,13 @@ class Tracker:
             close = getattr(events, "close", None)  # a store's result stream blocks its writes
             if close is not None:
                 close()
-        while page := self.sink.logged_events_after(self.partition, self._seq, self.batch_size):
+        while page := self.store.logged_events_after(self.partition, self._seq, self.batch_size):
             redo = Batch(events=page)  # rewritten as well: the commit mark is made from them
             for logged in page:
                 outcome = self._replay(logged)
                 redo.entries.extend(outcome.entries)
                 redo.deadlines.extend(outcome.deadlines)
-            self.sink.write(redo)
+            self.store.write(redo)
             replayed += len(page)
         self._log_written = replayed > 0
         return replayed
@@ -142,7 +142,7 @@ class Tracker:
         pending = {e.event_id for e in self._batch.events}
         found = {i for i in ids if i in pending}
         if self._log_written and ids:
-            found |= self.sink.known_events(sorted(set(ids) - found))
+            found |= self.store.known_events(sorted(set(ids) - found))
         return found
 
     def _apply(self, parsed: Parsed, origin: str) -> Outcome:
@@ -177,10 +177,10 @@ class Tracker:
         letters = self._batch.dead_letters
         if letters:
             # a re-ingested bad line keeps its first dead letter (and its first received_at)
-            known = self.sink.known_letters([d.letter_id for d in letters])
+            known = self.store.known_letters([d.letter_id for d in letters])
             self._batch.dead_letters = [d for d in letters if d.letter_id not in known]
         self._log_written |= bool(self._batch.events)
-        self.sink.write(self._batch)
+        self.store.write(self._batch)
         self._batch = Batch()
 
     def _rebuild(self) -> None:

@@ -210,7 +210,7 @@ def test_tracker_restores_from_the_log_and_continues(sink: Store, batch_size: in
     assert summary.as_dict() == {"accepted": 3, "rejected": 0, "duplicates": 2}
     one_go = Tracker(_fresh(sink), REGISTRY, BOOKS, engine().calendar)
     one_go.feed_lines(lines, "one")
-    assert [e.entry_id for e in sink.ledger()] == [e.entry_id for e in one_go.sink.ledger()]
+    assert [e.entry_id for e in sink.ledger()] == [e.entry_id for e in one_go.store.ledger()]
 
 
 def _fresh(sink: Store) -> Store:
