@@ -15,6 +15,7 @@ from sinks.dsn import mask
 from tracker import tables
 from tracker.commands import UserError
 from tracker.ingest import ingest
+from tracker.progress import track_items
 
 
 def _years(text: str) -> tuple[int, ...]:
@@ -51,11 +52,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     registry = load_registry(DEMO_REGISTRY)
     books = dict(load_rulebooks())
     events = demo.generate(registry, seed=args.seed, years=_years(args.years), scale=args.scale)
-    lines = list(demo.lines(events, bad=demo.bad_lines(args.seed)))
+    lines = list(track_items(demo.lines(events, bad=demo.bad_lines(args.seed)), label="generating"))
     print(f"demo: {len(lines)} events for {len(registry.units)} units, store {mask(args.store)}")
     sink = open_store(args.store)
     try:
-        summary = ingest(sink, registry, books, official_calendar(), lines, "demo")
+        tracked = track_items(lines, label="ingesting", total=len(lines))
+        summary = ingest(sink, registry, books, official_calendar(), tracked, "demo")
         print(
             f"ingested: accepted {summary.accepted}, rejected {summary.rejected}, "
             f"duplicates {summary.duplicates}\n"

@@ -24,6 +24,7 @@ from sinks import Store, open_store
 from sinks.dsn import mask
 from tracker.commands import UserError
 from tracker.pipeline import BATCH_SIZE, Summary, Tracker
+from tracker.progress import file_size, track_lines
 from tracker.registry_guard import check_registry_change
 from tracker.tables import printable
 
@@ -79,7 +80,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 registry,
                 books,
                 calendar,
-                lines,
+                track_lines(lines, label=f"ingest {origin}", total_bytes=file_size(lines)),
                 origin,
                 batch_size=args.batch_size,
                 replace_registry=args.replace_registry,

@@ -221,7 +221,8 @@ def cmd_post(args: argparse.Namespace) -> int:
             lines = list(raw_events(event_from_flags(values, datetime.now(UTC))))
     poster = Poster(bootstrap, _topics(args), registry, args.partitions)
     with kafka_errors():
-        summary = asyncio.run(post_within(poster, lines, args.timeout))
+        waiting = lambda why: _say(f"tracker: {why}")  # noqa: E731
+        summary = asyncio.run(post_within(poster, lines, args.timeout, on_wait=waiting))
     broker = f"broker {bootstrap} ({source})"
     for number, reason in summary.problems:
         _say(f"tracker post: rejected: line {number}: {reason}")
@@ -335,8 +336,9 @@ def cmd_ticker(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from streams.replay import run_replay
+    from tracker.progress import progress
 
-    with user_errors(), kafka_errors():
+    with user_errors(), kafka_errors(), progress("replay: records read") as advance:
         from streams.settings import Config
 
         config = Config.load(_units(args), args.rulebooks, args.holidays)
@@ -347,4 +349,5 @@ def cmd_replay(args: argparse.Namespace) -> int:
             store=args.store or default_store(),
             worker_url=args.worker_url,
             wait_s=args.wait_s,
+            on_replayed=advance,
         )

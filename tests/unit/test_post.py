@@ -258,7 +258,7 @@ def test_retries_say_what_they_wait_for_and_the_timeout_ends_them() -> None:
     assert elapsed < 3 + 6, elapsed
     assert said, "no word while waiting"
     pattern = re.escape(f"waiting for Kafka at {address} (attempt ") + (
-        r"(\d+) of (\d+), next in [\d.]+s\): .*Unable to bootstrap"
+        r"(\d+) of (\d+), next in [\d.]+s\): KafkaConnectionError: Unable to bootstrap"
     )
     found = [re.fullmatch(pattern, line) for line in said]
     assert all(found), said

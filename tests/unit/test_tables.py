@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tracker import tables
 
@@ -48,7 +50,7 @@ LEDGER_ROWS = [
      "2018-0000002,2018-0000003,2018-0000004", "incident I-9 (福建省公安厅 网站被篡改) reported late",
      CLAUSE * 2],
     ["fj.gat", 2018, 3, "2018-04-01T00:00:00+08:00", "T1#1", "-2", "-2", "reversal",
-     "post-9d58018b2b7043ca", "reversal of seq 1: \x1b[31mrectified\x1b[0m [bold]x[/bold]", ""],
+     "post-9d58018b2b7043ca", "[bold]x[/bold] \x1b[31mrectified\x1b[0m", ""],
 ]  # fmt: skip
 
 
@@ -57,7 +59,8 @@ def test_a_ledger_page_fits_the_terminal_width() -> None:
     lines = out.splitlines()
     assert max(tables.width(line) for line in lines) <= 100, out
     # nothing the terminal would act on, and nothing read as rich markup
-    assert "\x1b" not in out and "[bold]x[/bold]" in "".join(lines).replace(" ", "")
+    assert "\x1b" not in out
+    assert "[bold]x[/bold]" in tables.render(LEDGER_HEADERS, LEDGER_ROWS, max_col=48, width=160)
     # every header is still there, folded or not
     joined = "".join(lines)
     for header in ("unit", "year", "seq", "item", "applied", "state", "reason", "clause"):
@@ -89,3 +92,14 @@ def test_stdout_decides_the_default_width(
     monkeypatch.setattr(tables, "terminal_width", lambda: 90)
     out = tables.render(LEDGER_HEADERS, LEDGER_ROWS)
     assert max(tables.width(line) for line in out.splitlines()) <= 90
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cells=st.lists(st.lists(st.text(max_size=40), min_size=3, max_size=3), max_size=5),
+    columns=st.integers(min_value=12, max_value=160),
+)
+def test_no_line_is_wider_than_the_terminal(cells: list[list[str]], columns: int) -> None:
+    # any text (CJK, controls, spaces) in three columns, on any terminal of 12 columns or more
+    out = tables.render(["a", "b", "c"], cells, width=columns)
+    assert max(tables.width(line) for line in out.splitlines()) <= columns, out
