@@ -8,9 +8,9 @@ import io
 import json
 import os
 import pty
-import select
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -101,21 +101,25 @@ def _run_with_stderr_on_a_terminal(command: list[str]) -> tuple[bytes, bytes, in
     finally:
         os.close(follower)
     shown = bytearray()
+
+    def drain() -> None:  # the terminal's buffer is small: read it while the child writes
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed its end of the terminal
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     assert proc.stdout is not None
-    out = proc.stdout.read()  # stdout is small: the summary line
-    while True:
-        ready, _, _ = select.select([leader], [], [], 30)
-        if not ready:
-            break
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: the child closed its end of the terminal
-            break
-        if not chunk:
-            break
-        shown += chunk
+    out = proc.stdout.read()
+    code = proc.wait(timeout=600)
+    reader.join(timeout=30)
     os.close(leader)
-    return out, bytes(shown), proc.wait(timeout=60)
+    return out, bytes(shown), code
 
 
 def test_ingest_shows_progress_on_a_terminal_and_none_in_a_pipe(tmp_path: Path) -> None:
