@@ -8,7 +8,9 @@ timestamp, a line that is not UTF-8) is reported and not sent. What only the eng
 
 Every line is accounted for: sent (the broker confirmed every record of it), rejected (with its
 reason) or not sent (the broker failed or the time ran out first). `post_within` bounds the
-whole network part, from the first connection to the last confirmation.
+whole network part, from the first connection to the last confirmation. Nothing touches the
+network before every event and the broker address are checked; a broker that cannot be reached
+yet is tried again, each wait said (`on_wait`), until that time is up.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -48,6 +51,38 @@ FIELD_FLAGS = (
 )
 CONFIRM_EVERY = 10_000  # events in flight before waiting for the broker's confirmations
 STOP_GRACE_S = 5.0  # closing the producer after a failure: it would wait for a dead broker
+RETRY_FIRST_S = 0.5  # the first wait before connecting again; doubled up to RETRY_MAX_S
+RETRY_MAX_S = 2.0
+DEFAULT_WITHIN_S = 60.0
+
+
+def retry_waits(within_s: float) -> list[float]:
+    """The waits between connection attempts that fit in `within_s` (attempts that fail at
+    once): 0.5 s, 1 s, then every 2 s."""
+    waits: list[float] = []
+    total, wait = 0.0, RETRY_FIRST_S
+    while total + wait < within_s:
+        waits.append(wait)
+        total += wait
+        wait = min(wait * 2, RETRY_MAX_S)
+    return waits
+
+
+def check_bootstrap(bootstrap: str) -> str | None:
+    """Why `bootstrap` (HOST:PORT[,HOST:PORT...]; a HOST alone means port 9092) is not a broker
+    address, or None. Judged before any connection: a typo is not a network problem."""
+    for entry in bootstrap.split(","):
+        entry = entry.strip()
+        host, colon, port = entry.rpartition(":")
+        if not colon:
+            host, port = entry, "9092"
+        if not host.strip("[]"):
+            return f"bad broker address {bootstrap!r}: no host in {entry!r} (HOST:PORT)"
+        if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            return (
+                f"bad broker address {bootstrap!r}: port {port!r} is not a number from 1 to 65535"
+            )
+    return None
 
 
 def event_from_flags(values: dict[str, Any], now: datetime) -> str:
@@ -168,25 +203,71 @@ class _Checked:
 class Poster:
     """Checks and produces events: keyed by root unit, ticks to every partition."""
 
-    def __init__(self, bootstrap: str, topics: Topics, registry: Registry, partitions: int = 4):
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        registry: Registry,
+        partitions: int = 4,
+        *,
+        retry_within_s: float = DEFAULT_WITHIN_S,
+        on_wait: Callable[[str], None] | None = None,
+    ):
         self.bootstrap = bootstrap
+        self.retry_within_s = retry_within_s
+        self.on_wait = on_wait
         self.topics = topics
         self.registry = registry
         self.partitions = partitions
         self.validator = Validator(registry, lambda: datetime.now(UTC))
         self._producer: AIOKafkaProducer | None = None
+        self.last_problem: str | None = None  # why the last connection attempt failed
 
     async def start(self, *, create_topics: bool = True) -> None:
+        """Connect (creating the topics first), trying again while the broker cannot be reached
+        (not started yet, a refused or dropped connection) for about `retry_within_s`;
+        `on_wait` is told of each wait: what for, which attempt comes next and why the last
+        one failed."""
+        within_s, on_wait = self.retry_within_s, self.on_wait
+        waits = retry_waits(within_s)
+        attempts = len(waits) + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._start_once(create_topics)
+                return
+            except TopicError as exc:
+                self.last_problem = _reason(str(exc), self.bootstrap)
+                if not exc.retriable:
+                    raise
+                if attempt == attempts:
+                    raise TopicError(
+                        f"Kafka at {self.bootstrap}: gave up after {attempts} attempts in "
+                        f"{within_s:g}s: {self.last_problem}"
+                    ) from None
+            wait = waits[attempt - 1]
+            if on_wait is not None:
+                on_wait(
+                    f"waiting for Kafka at {self.bootstrap} (attempt {attempt + 1} of {attempts}, "
+                    f"next in {wait:g}s): {self.last_problem}"
+                )
+            await asyncio.sleep(wait)
+
+    async def _start_once(self, create_topics: bool) -> None:
         if create_topics:
-            self.partitions = await ensure_topics(self.bootstrap, self.topics, self.partitions)
+            self.partitions = await ensure_topics(
+                self.bootstrap, self.topics, self.partitions, attempts=1
+            )
         # Idempotence keeps retries from duplicating or reordering records in a partition.
-        self._producer = AIOKafkaProducer(
+        producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all", linger_ms=5
         )
         try:
-            await self._producer.start()
+            await producer.start()
         except KafkaError as exc:
-            raise TopicError(f"Kafka at {self.bootstrap}: {exc}") from None
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise TopicError(f"Kafka at {self.bootstrap}: {exc}", retriable=exc.retriable) from None
+        self._producer = producer
 
     async def stop(self) -> None:
         if self._producer is not None:
@@ -225,24 +306,34 @@ class Poster:
             )
         ]
 
-    async def produce(self, checked: list[_Checked]) -> None:
+    async def produce(
+        self, checked: list[_Checked], *, on_sent: Callable[[int], None] | None = None
+    ) -> None:
         """Send the checked events in order and wait for the broker's confirmations; the first
-        failed delivery stops it (TopicError). Progress stays in `checked` when cancelled."""
+        failed delivery stops it (TopicError). Progress stays in `checked` when cancelled;
+        `on_sent(1)` is called per event handed to the producer (a progress display)."""
         in_flight: list[asyncio.Future[Any]] = []
         for item in checked:
             item.records = self.partitions if isinstance(item.event, ClockTick) else 1
             item.futures = await self.send(item.raw, item.event)
             in_flight += item.futures
+            if on_sent is not None:
+                on_sent(1)
             if len(in_flight) >= CONFIRM_EVERY:
                 await _confirmed(in_flight, self.bootstrap)
                 in_flight = []
         await _confirmed(in_flight, self.bootstrap)
 
-    async def post(self, lines: Iterable[Line | tuple[int, str]]) -> PostSummary:
+    async def post(
+        self,
+        lines: Iterable[Line | tuple[int, str]],
+        *,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> PostSummary:
         """Check, then produce with a started producer (TopicError if a delivery fails)."""
         summary, checked = self.check(lines)
         try:
-            await self.produce(checked)
+            await self.produce(checked, on_sent=on_sent)
         finally:
             tally(summary, checked)
         return summary
@@ -266,17 +357,33 @@ def _retrieved(future: asyncio.Future[Any]) -> None:
 
 
 async def post_within(
-    poster: Poster, lines: Iterable[Line | tuple[int, str]], timeout_s: float
+    poster: Poster,
+    lines: Iterable[Line | tuple[int, str]],
+    timeout_s: float,
+    *,
+    on_wait: Callable[[str], None] | None = None,
+    on_sent: Callable[[int], None] | None = None,
 ) -> PostSummary:
-    """Check every event, then start, send and wait for the broker within `timeout_s` in all;
-    whatever was not confirmed by then is counted as not sent, with the reason in `error`."""
+    """Check every event and the broker address, then start, send and wait for the broker
+    within `timeout_s` in all; whatever was not confirmed by then is counted as not sent, with
+    the reason in `error` (one line). `on_wait` hears of each wait for the broker."""
     summary, checked = poster.check(lines)
     if not checked:
         return summary
+    bad_address = check_bootstrap(poster.bootstrap)
+    if bad_address is not None:
+        summary.error = bad_address
+        tally(summary, checked)
+        return summary
+
+    # the poster's own settings, so that a Poster whose start() is replaced still works
+    poster.retry_within_s = timeout_s
+    if on_wait is not None:
+        poster.on_wait = on_wait
 
     async def run() -> None:
         await poster.start()
-        await poster.produce(checked)
+        await poster.produce(checked, on_sent=on_sent)
 
     task = asyncio.ensure_future(run())
     try:
@@ -289,6 +396,8 @@ async def post_within(
                 raise exc
         else:
             summary.error = f"no answer from the broker within {timeout_s:g}s (--timeout)"
+            if poster.last_problem is not None and poster._producer is None:
+                summary.error += f"; last attempt: {poster.last_problem}"
             task.cancel()
             await asyncio.wait({task}, timeout=STOP_GRACE_S)
             task.add_done_callback(_retrieved)
@@ -317,6 +426,13 @@ async def _confirmed(futures: list[asyncio.Future[Any]], bootstrap: str) -> None
         await asyncio.gather(*futures)
     except KafkaError as exc:
         raise TopicError(f"could not produce to Kafka at {bootstrap}: {exc}") from None
+
+
+def _reason(message: str, bootstrap: str) -> str:
+    """A TopicError's text without the "Kafka at HOST:PORT: " the waiting line already says,
+    nor aiokafka's list of resolved addresses."""
+    reason = message.removeprefix(f"Kafka at {bootstrap}: ")
+    return re.sub(r"(Unable to bootstrap) from \[.*\]$", r"\1", reason)
 
 
 def line_ranges(numbers: Iterable[int]) -> str:

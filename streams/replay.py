@@ -8,13 +8,14 @@ over the log produces.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 from engine.warnings import WarningPolicy
 from sinks import MemoryStore, StoreReader, open_store
 from sinks.base import Batch
 from sinks.remote import RemoteStore, connect_worker, held_by_another_process
-from streams.processor import KafkaReader, replay_partition
+from streams.processor import KafkaReader, Reader, Record, replay_partition
 from streams.settings import Config
 from streams.topics import Topics, end_offsets, group_lag, wait_drained
 
@@ -30,13 +31,20 @@ class Diff:
         return len(self.missing) + len(self.extra) + len(self.changed)
 
 
-async def replay_topic(config: Config, bootstrap: str, topics: Topics) -> tuple[MemoryStore, int]:
+async def replay_topic(
+    config: Config,
+    bootstrap: str,
+    topics: Topics,
+    on_replayed: Callable[[int], None] | None = None,
+) -> tuple[MemoryStore, int]:
     """Every input partition from offset 0 to its current end; returns the store and the number
-    of records read."""
+    of records read. `on_replayed(n)` hears of every `n` records read (a progress display)."""
     ends = await end_offsets(bootstrap, [topics.events])
     scratch = MemoryStore()
     scratch.save_config(config.registry, config.rulebooks)
-    reader = KafkaReader(bootstrap, topics.events)
+    reader: Reader = KafkaReader(bootstrap, topics.events)
+    if on_replayed is not None:
+        reader = _counted(reader, on_replayed)
     total = 0
     for tp, end in sorted(ends.items()):
         # the worker's own replay: a record that fails is a dead letter here too
@@ -54,6 +62,24 @@ async def replay_topic(config: Config, bootstrap: str, topics: Topics) -> tuple[
         scratch.write(batch)
         total += end
     return scratch, total
+
+
+def _counted(reader: Reader, on_replayed: Callable[[int], None]) -> Reader:
+    """`reader`, telling `on_replayed` how far each partition got: a partition read again (a
+    record that failed halfway restarts it) is not counted twice."""
+    reached: dict[int, int] = {}
+
+    async def read(partition: int, start: int, end: int) -> AsyncGenerator[list[Record], None]:
+        async for batch in reader(partition, start, end):
+            if batch:
+                position = batch[-1].offset + 1
+                before = reached.get(partition, 0)
+                if position > before:
+                    reached[partition] = position
+                    on_replayed(position - before)
+            yield batch
+
+    return read
 
 
 async def live_groups(bootstrap: str, topics: Topics) -> tuple[str, str]:
@@ -99,11 +125,14 @@ def run_replay(
     store: str,
     worker_url: str | None,
     wait_s: float,
+    on_replayed: Callable[[int], None] | None = None,
 ) -> int:
+    """`on_replayed(n)`: told of every `n` records replayed (the CLI's progress display)."""
+
     async def replay() -> tuple[MemoryStore, int, bool]:
         groups = await live_groups(bootstrap, topics)
         caught_up = await wait_drained(bootstrap, topics, groups, timeout_s=wait_s)
-        scratch, total = await replay_topic(config, bootstrap, topics)
+        scratch, total = await replay_topic(config, bootstrap, topics, on_replayed)
         return scratch, total, caught_up
 
     scratch, total, caught_up = asyncio.run(replay())

@@ -18,6 +18,7 @@ from sinks.dsn import mask
 from tracker import options, tables
 from tracker.errors import UserError
 from tracker.ingest import ingest
+from tracker.progress import track_items
 
 
 def _years(text: str) -> tuple[int, ...]:
@@ -88,11 +89,12 @@ def cmd_demo(
     registry = load_registry(DEMO_REGISTRY)
     books = dict(load_rulebooks())
     events = demo.generate(registry, seed=seed, years=_years(years), scale=scale)
-    lines = list(demo.lines(events, bad=demo.bad_lines(seed)))
+    lines = list(track_items(demo.lines(events, bad=demo.bad_lines(seed)), label="generating"))
     print(f"demo: {len(lines)} events for {len(registry.units)} units, store {mask(dsn)}")
     sink = open_store(dsn)
     try:
-        summary = ingest(sink, registry, books, official_calendar(), lines, "demo")
+        tracked = track_items(lines, label="ingesting", total=len(lines))
+        summary = ingest(sink, registry, books, official_calendar(), tracked, "demo")
         print(
             f"ingested: accepted {summary.accepted}, rejected {summary.rejected}, "
             f"duplicates {summary.duplicates}\n"

@@ -27,6 +27,7 @@ from sinks.dsn import mask
 from tracker import options
 from tracker.errors import UserError
 from tracker.pipeline import BATCH_SIZE, Summary, Tracker
+from tracker.progress import file_size, track_lines
 from tracker.registry_guard import check_registry_change
 from tracker.tables import printable
 
@@ -109,7 +110,7 @@ def cmd_ingest(
                 registry,
                 books,
                 calendar,
-                lines,
+                track_lines(lines, label=f"ingest {origin}", total_bytes=file_size(lines)),
                 origin,
                 batch_size=batch_size,
                 replace_registry=replace_registry,

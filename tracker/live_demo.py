@@ -36,6 +36,7 @@ from streams.post import Poster, PostSummary
 from streams.topics import Topics, wait_drained
 from tracker import demo, tables
 from tracker.commands import UserError
+from tracker.progress import progress, track_items
 
 EMBEDDED = -1  # returned when Java is missing: the caller runs the embedded `ingest` demo
 WEB_PORT = 6066
@@ -89,7 +90,7 @@ def run_live_demo(
         _wait_web(remote, worker, logs / "worker.log")
         print(f"demo: worker up (store {mask(store)}, log {logs / 'worker.log'})", file=out)
         events = demo.generate(registry, seed=seed, years=years, scale=scale)
-        lines = list(demo.lines(events, bad=demo.bad_lines(seed)))
+        lines = list(track_items(demo.lines(events, bad=demo.bad_lines(seed)), label="generating"))
         produce_s, summary = asyncio.run(_produce(broker.bootstrap, topics, registry, lines))
         print(f"demo: produced {summary.sent} events ({summary.records} records) in "
               f"{produce_s:.1f}s; {summary.rejected} malformed lines reported and not sent",
@@ -166,7 +167,8 @@ async def _produce(
     await poster.start()
     started = time.monotonic()
     try:
-        summary = await poster.post(enumerate(lines, 1))
+        with progress("posting", total=len(lines)) as advance:
+            summary = await poster.post(enumerate(lines, 1), on_sent=advance)
     finally:
         await poster.stop()
     return time.monotonic() - started, summary

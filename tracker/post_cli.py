@@ -153,7 +153,9 @@ def cmd_post(
         lines = list(raw_events(event_from_flags(fields, datetime.now(UTC))))
     poster = Poster(broker, topics_of(topic_prefix), registry, partitions)
     with kafka_errors():
-        summary = asyncio.run(post_within(poster, lines, timeout))
+        summary = asyncio.run(
+            post_within(poster, lines, timeout, on_wait=lambda why: _say(f"tracker: {why}"))
+        )
     where = f"broker {broker} ({source})"
     for number, why in summary.problems:
         _say(f"tracker post: rejected: line {number}: {why}")

@@ -323,6 +323,7 @@ def cmd_replay(
     """Replay the input topic through the engine and diff against the live ledger."""
     from streams.replay import run_replay
     from streams.settings import Config
+    from tracker.progress import progress
 
     if not from_kafka:
         raise typer.BadParameter("replay reads the input topic: give it", param_hint="--from-kafka")
@@ -330,7 +331,7 @@ def cmd_replay(
     config = Config.load(
         options.units_path(units), options.rulebooks_dir(rulebooks), options.holidays_file(holidays)
     )
-    with kafka_errors():
+    with kafka_errors(), progress("replay: records read") as advance:
         return run_replay(
             config,
             bootstrap=options.bootstrap(bootstrap),
@@ -338,4 +339,5 @@ def cmd_replay(
             store=options.store_dsn(store),
             worker_url=worker_url,
             wait_s=wait_s,
+            on_replayed=advance,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -17,7 +18,14 @@ from typing import Any
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.post import Poster, Validator, event_from_flags, post_within, raw_events
+from streams.post import (
+    Poster,
+    Validator,
+    check_bootstrap,
+    event_from_flags,
+    post_within,
+    raw_events,
+)
 from streams.topics import TopicError, Topics, partition_for
 from tests.builders import REGISTRY
 from tracker.cli import main
@@ -237,6 +245,73 @@ def test_cli_post_names_the_broker_and_where_it_came_from(
     assert main(flags) == 2
     out, err = capsys.readouterr()
     assert "broker 127.0.0.1:9092 (default: no --bootstrap, no $TRACKER_KAFKA)" in out
+
+
+def test_retries_say_what_they_wait_for_and_the_timeout_ends_them() -> None:
+    """An unreachable broker (a closed port) is retried, each wait said, until the timeout."""
+    address = f"127.0.0.1:{_free_port()}"
+    said: list[str] = []
+    started = time.monotonic()
+    summary = asyncio.run(post_within(Poster(address, Topics("p"), REGISTRY),
+                                      [(1, GOOD % 1)], timeout_s=3, on_wait=said.append))  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert elapsed < 3 + 6, elapsed
+    assert said, "no word while waiting"
+    pattern = re.escape(f"waiting for Kafka at {address} (attempt ") + (
+        r"(\d+) of (\d+), next in [\d.]+s\): KafkaConnectionError: Unable to bootstrap"
+    )
+    found = [re.fullmatch(pattern, line) for line in said]
+    assert all(found), said
+    attempts = [int(m.group(1)) for m in found if m]
+    assert attempts == list(range(2, 2 + len(said)))  # counted, starting with the second
+    assert (summary.sent, summary.not_sent) == (0, 1)
+    assert summary.error is not None and "\n" not in summary.error
+    assert address in summary.error and "Unable to bootstrap" in summary.error
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("127.0.0.1:x", "port"),  # not a number: was an internal error
+        ("127.0.0.1:0", "port"),  # out of range
+        ("127.0.0.1:70000", "port"),  # out of range
+        (":9092", "host"),  # no host
+        ("a:9092,,b:9092", "host"),  # an empty entry in the list
+        ("", "host"),  # nothing at all
+    ],
+)
+def test_a_bad_broker_address_is_refused_before_the_network(address: str, why: str) -> None:
+    class Recording(Poster):
+        async def start(self, *, create_topics: bool = True) -> None:
+            raise AssertionError("the network was tried")
+
+    summary = asyncio.run(post_within(Recording(address, Topics("p"), REGISTRY),
+                                      [(1, GOOD % 1), (2, "{broken")], timeout_s=5))  # fmt: skip
+    assert (summary.sent, summary.not_sent, summary.rejected) == (0, 1, 1)
+    assert summary.error is not None and why in summary.error and repr(address) in summary.error
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:9092", "a:1,b:2", "[::1]:9092", "kafka"])
+def test_good_broker_addresses_pass(address: str) -> None:
+    assert check_bootstrap(address) is None
+
+
+def test_cli_post_to_an_unreachable_broker_says_so_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    units = tmp_path / "units.yaml"
+    units.write_text(UNITS_YAML, encoding="utf-8")
+    address = f"127.0.0.1:{_free_port()}"
+    code = main(["post", "--units", str(units), "--type", "clock.tick", "--bootstrap", address,
+                 "--timeout", "3", "--json"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 2
+    lines = err.splitlines()
+    assert lines[0].startswith(f"tracker: waiting for Kafka at {address} (attempt 2 of "), err
+    assert all(line.startswith("tracker: waiting for Kafka at ") for line in lines[:-1]), err
+    assert lines[-1].startswith("tracker post: not sent: 1 event(s)"), err
+    assert json.loads(out.splitlines()[-1])["not_sent"] == 1  # stdout: the summary only
+    assert len(out.splitlines()) == 1
 
 
 def _free_port() -> int:
