@@ -289,7 +289,37 @@ def cmd_ticker(
 
 def cmd_replay(
     from_kafka: Annotated[
-        bool, typer.Option("--from-kafka", help="Replay the input topic (required).")
+        bool, typer.Option("--from-kafka", help="Replay the input topic and diff with the store.")
+    ] = False,
+    rulebook: Annotated[
+        str | None,
+        typer.Option(
+            "--rulebook",
+            metavar="ID",
+            help="What-if: replay the store's event log with this rulebook assessing its tier.",
+            show_default="no what-if",
+        ),
+    ] = None,
+    unit: Annotated[
+        str | None,
+        typer.Option(
+            "--unit",
+            metavar="ID",
+            help="What-if: only this unit's differences (its tier must be the rulebook's).",
+            show_default="every unit",
+        ),
+    ] = None,
+    year: Annotated[
+        int | None,
+        typer.Option(
+            "--year",
+            metavar="N",
+            help="What-if: the rulebook assesses this year only.",
+            show_default="every year the tier is assessed",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="What-if: print the differences as JSON.")
     ] = False,
     units: options.Units = None,
     bootstrap: options.Bootstrap = None,
@@ -300,7 +330,7 @@ def cmd_replay(
         typer.Option(
             "--store",
             metavar="DSN",
-            help="The live store, read through the worker when the worker holds it.",
+            help="The live store (--from-kafka reads it through the worker that holds it).",
             show_default="as `tracker status`: $TRACKER_STORE, else chDB under $TRACKER_DATA",
         ),
     ] = None,
@@ -320,13 +350,31 @@ def cmd_replay(
         typer.Option("--wait-s", min=0, metavar="S", help="Wait for the live store to catch up."),
     ] = 60.0,
 ) -> int:
-    """Replay the input topic through the engine and diff against the live ledger."""
+    """Replay the input topic and diff with the live ledger, or (--rulebook) the store's event
+    log under another rulebook."""
+    if rulebook is not None:
+        if from_kafka:
+            raise typer.BadParameter("a what-if replay reads the store: not with --from-kafka",
+                                     param_hint="--rulebook")  # fmt: skip
+        if worker_url is not None:
+            raise typer.BadParameter("a what-if replay reads the store itself, not a worker",
+                                     param_hint="--worker-url")  # fmt: skip
+        from tracker.whatif import cmd_what_if
+
+        return cmd_what_if(rulebook, store=store, rulebooks=rulebooks, holidays=holidays,
+                           unit=unit, year=year, as_json=as_json)  # fmt: skip
+    for name, given in (("--unit", unit), ("--year", year), ("--json", as_json or None)):
+        if given is not None:
+            raise typer.BadParameter("only with --rulebook (a what-if replay)", param_hint=name)
+    if not from_kafka:
+        raise typer.BadParameter(
+            "give --from-kafka (the input topic) or --rulebook ID (a what-if replay of the store)",
+            param_hint="--from-kafka",
+        )
     from streams.replay import run_replay
     from streams.settings import Config
     from tracker.progress import progress
 
-    if not from_kafka:
-        raise typer.BadParameter("replay reads the input topic: give it", param_hint="--from-kafka")
     del partitions  # accepted like the other Kafka commands; a replay reads what the topic has
     config = Config.load(
         options.units_path(units), options.rulebooks_dir(rulebooks), options.holidays_file(holidays)

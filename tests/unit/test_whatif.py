@@ -157,6 +157,7 @@ def test_differences(
     rulebook: str, unit: str | None, year: int | None, expected: list[object], tmp_path: Path
 ) -> None:
     store = _store()
+    told: list[int] = []
     result = what_if(
         store,
         rulebook,
@@ -164,9 +165,10 @@ def test_differences(
         calendar=official_calendar(),
         unit=unit,
         year=year,
+        on_replayed=told.append,
     )
     assert [d.as_json() for d in result.differences] == expected
-    assert result.replayed == len(EVENTS)
+    assert result.replayed == sum(told) == len(EVENTS)  # the progress display hears of each
 
 
 def test_a_refused_event_is_reported() -> None:
