@@ -243,3 +243,17 @@ def test_a_centre_may_not_retract_what_another_principal_posted(served: Served) 
     assert refused.status_code == 403
     assert "was posted by centre:*" in refused.json()["rejected"][0]["reason"]
     assert served.post("centre", [retraction]).json()["accepted"] == 1
+
+
+def test_jsonl_lines_end_where_tracker_ingest_ends_them(served: Served) -> None:
+    # U+2028, U+0085 and a form feed may stand in a JSON string; CR LF and a lone CR end lines
+    odd = [
+        event("mlps.finding", "fj.gat", f"odd-{i}", system=f"OA{sep}{i}")
+        for i, sep in enumerate(["\u2028", "\u0085", "\x0c"])
+    ]
+    body = "\ufeff" + "\r\n".join(json.dumps(e, ensure_ascii=False) for e in odd[:2]) + "\r"
+    body += json.dumps(odd[2], ensure_ascii=False).replace("\\f", "\\u000c") + "\n"
+    out = served.post("centre", body)
+    assert out.status_code == 200, out.text
+    assert out.json()["accepted"] == 3
+    assert logged(served) == ["odd-0", "odd-1", "odd-2"]

@@ -146,8 +146,11 @@ def split_body(body: bytes, media: str) -> list[str]:
     """The lines of a body: JSONL line by line (numbered from 1, blank lines kept so that
     numbers match); a JSON document's event or events, one per line (an array's position)."""
     if media in JSONL_TYPES:
-        # A line that is not UTF-8 keeps its bytes as surrogates; the service refuses it.
-        return body.decode("utf-8", "surrogateescape").removeprefix("\ufeff").splitlines()
+        # Lines end at LF, CR LF or CR, as `tracker ingest` reads a file (bytes.splitlines; a
+        # str would also split inside JSON strings, at U+2028 or U+0085). A line that is not
+        # UTF-8 keeps its bytes as surrogates; the service refuses it.
+        body = body.removeprefix(b"\xef\xbb\xbf")
+        return [line.decode("utf-8", "surrogateescape") for line in body.splitlines()]
     try:
         text = body.decode("utf-8").removeprefix("\ufeff")
         doc = json.loads(text, parse_constant=_reject_constant)
