@@ -117,14 +117,28 @@ def test_a_busy_store_is_503_with_retry_after_and_nothing_applied(tmp_path: Path
 # -- content -------------------------------------------------------------------------------------
 
 
-def test_other_content_types_are_415(served: Served) -> None:
-    response = served.client.post(
-        "/v1/events",
-        content=jsonl(NOTICES[:1]),
-        headers={**served.headers("centre"), "Content-Type": "application/x-www-form-urlencoded"},
-    )
+@pytest.mark.parametrize(
+    "media",
+    [
+        # what a browser sends cross-site without asking first (with the pages' cookie): refused
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        # none at all
+        "",
+    ],
+)
+def test_other_content_types_are_415(served: Served, media: str) -> None:
+    served.client.cookies.set("tracker_token", served.tokens["centre"])
+    try:
+        response = served.client.post(
+            "/v1/events", content=jsonl(NOTICES[:1]), headers={"Content-Type": media}
+        )
+    finally:
+        served.client.cookies.clear()
     assert response.status_code == 415
     assert "application/x-ndjson" in response.json()["detail"]
+    assert logged(served) == []
 
 
 def test_a_bad_line_is_400_naming_every_bad_line_and_nothing_is_applied(served: Served) -> None:

@@ -29,6 +29,10 @@ from tracker.serve.service import Service, ServiceBusy, ServiceUnavailable
 router = APIRouter()
 
 JSON_TYPES = frozenset({"application/json"})
+# No `text/plain`: it is a type another web site may send from the browser of a clerk who is
+# signed in to the pages (the `tracker_token` cookie) without asking first (a CORS "simple"
+# request). Each type below makes the browser ask, and this server answers no cross-origin
+# request, so a cookie can only post from the pages themselves.
 JSONL_TYPES = frozenset(
     {
         "application/x-ndjson",
@@ -36,7 +40,6 @@ JSONL_TYPES = frozenset(
         "application/x-jsonl",
         "application/jsonlines",
         "application/x-jsonlines",
-        "text/plain",
     }
 )
 _LINE = {"line": 0, "event_id": "V-1", "reason": "unit 'fj.x' ..."}
