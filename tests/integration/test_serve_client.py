@@ -76,3 +76,42 @@ def test_no_server_is_a_client_error() -> None:
     (port,) = free_ports(1)
     with pytest.raises(ClientError, match="cannot reach"):
         post_events(f"http://127.0.0.1:{port}", "t", b"{}\n", timeout_s=2)
+
+
+def test_tracker_post_is_a_client_of_tracker_serve(
+    server: tuple[str, Served],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tracker.cli import main
+
+    url, served = server
+    monkeypatch.setenv("TRACKER_SERVE_URL", url)
+    monkeypatch.setenv("TRACKER_TOKEN", served.tokens["centre"])
+    notices = [event("vuln.notice", "fj.gat", f"n-{i}", notice_id=f"V-{i}") for i in range(3)]
+    events = tmp_path / "events.jsonl"
+    # a line the centre may not post: the request is refused whole, nothing applied
+    events.write_bytes(lines([*notices, event("vuln.feedback", "fj.gat", "fb", notice_id="V-0")]))
+    assert main(["post", "--file", str(events), "--json"]) == 2
+    out, err = capsys.readouterr()
+    summary = json.loads(out.splitlines()[-1])
+    assert (summary["accepted"], summary["not_sent_lines"]) == (0, [1, 2, 3])
+    assert [r["line"] for r in summary["rejected_lines"]] == [4]
+    assert "tracker post: rejected: line 4: centre:* may not post vuln.feedback" in err
+    # without it: accepted, then duplicates when posted again
+    events.write_bytes(lines(notices))
+    assert main(["post", "--file", str(events)]) == 0
+    assert "accepted 3, duplicates 0, rejected 0" in capsys.readouterr().out
+    assert main(["post", "--file", str(events), "--url", url]) == 0
+    assert "accepted 0, duplicates 3" in capsys.readouterr().out
+    # the unit reports its feedback from flags, with its token in a file
+    token = tmp_path / "unit.token"
+    token.write_text(served.tokens["unit_gat"] + "\n")
+    flags = ["post", "--token-file", str(token), "--type", "vuln.feedback", "--unit", "fj.gat"]
+    assert main([*flags, "--notice-id", "V-0", "--at", "2018-03-05T10:00:00+08:00"]) == 0
+    # a feedback for a notice that is not there: rejected by the engine, exit 1
+    assert main([*flags, "--notice-id", "V-404", "--at", "2018-03-05T10:00:00+08:00"]) == 1
+    assert "unknown notice 'V-404'" in capsys.readouterr().err
+    logged = [e.event_id for e in served.service.store.logged_events()]
+    assert logged[:3] == ["n-0", "n-1", "n-2"] and len(logged) == 4
