@@ -89,6 +89,12 @@ def test_posted_events_reach_the_topic_with_the_envelope(
         # refused requests send nothing
         assert post("unit_gat", [event("vuln.notice", "fj.gat", "n-x")]).status_code == 403
         assert post("centre", [*notices, {"event_id": "bad"}]).status_code == 400
+        # a retraction of another principal's event is refused; of one the intake cannot place
+        # (no store to ask yet), the request waits for a store (503) rather than pass unchecked
+        retract = event("event.retracted", "fj.fz.gl", "r-gl", target_event_id="n-gl")
+        assert post("centre_fz", [retract]).status_code == 403
+        unknown = event("event.retracted", "fj.fz.gl", "r-x", target_event_id="elsewhere")
+        assert post("centre_fz", [unknown]).status_code == 503
         # reads go through the store; there is none yet (no worker ran): a clear 503
         unread = client.get("/v1/status", headers={"Authorization": f"Bearer {tokens['auditor']}"})
         assert unread.status_code == 503 and "store" in unread.json()["detail"]

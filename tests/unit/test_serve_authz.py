@@ -199,3 +199,36 @@ def _units_of(endpoint: str, body: object) -> set[str]:
     if endpoint == "status":
         return {r["unit"] for r in rows if r["deadlines"] or r["unit"] in POSTED_UNITS}
     return {r["unit"] for r in rows}
+
+
+class _EnvelopeStore:
+    """A store that records posters (as the event log does once it has `posted_by`)."""
+
+    def posters(self, event_ids: list[str]) -> dict[str, tuple[str, object]]:
+        known = {"mine": ("centre:fj.fz", None), "tool": ("", None)}
+        return {i: known[i] for i in event_ids if i in known}
+
+
+class _OldStore:
+    """A store whose event log has no poster: it can only say whether an event is logged."""
+
+    def known_events(self, event_ids: list[str]) -> set[str]:
+        return {i for i in event_ids if i == "mine"}
+
+
+@pytest.mark.parametrize(
+    ("store", "event_id", "poster"),
+    [
+        # the log names the poster, or "" for an event that came without an envelope
+        (_EnvelopeStore(), "mine", "centre:fj.fz"),
+        (_EnvelopeStore(), "tool", ""),
+        (_EnvelopeStore(), "absent", None),
+        # HOOK(envelope): a log without posters: logged or not, nothing more
+        (_OldStore(), "mine", authz.POSTER_NOT_RECORDED),
+        (_OldStore(), "absent", None),
+    ],
+)
+def test_who_posted_a_logged_event(store: object, event_id: str, poster: str | None) -> None:
+    from tracker.serve.service import logged_poster
+
+    assert logged_poster(store, event_id) == poster

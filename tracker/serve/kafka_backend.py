@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 from schemas.events import ClockTick, Event
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
-from sinks.base import StoreReader
+from sinks.base import StoreError, StoreReader
 from streams.post import Poster
 from streams.topics import DEFAULT_PARTITIONS, TopicError, Topics, partition_for, quiet_kafka
 from tracker.principals import Principal
@@ -38,6 +38,7 @@ from tracker.serve.service import (
     ServiceUnavailable,
     SubmitResult,
     _Checked,
+    logged_poster,
     wall_clock,
 )
 
@@ -107,7 +108,7 @@ class KafkaService(Service):
     def submit(self, raws: Sequence[str], principal: Principal) -> SubmitResult:
         door = self.read_lines(raws)
         with self._held(self._lock):
-            self.authorize(door, principal, self.recent_poster)
+            self.authorize(door, principal, self._posted_by_of)
             if door.refused:
                 return SubmitResult(tuple(door.refused), self.backend)
             results: dict[int, LineResult] = {}
@@ -122,6 +123,21 @@ class KafkaService(Service):
                     seen.add(event_id)
             error = self._produce(fresh, principal, results)
         return SubmitResult(tuple(results[k] for k in sorted(results)), self.backend, error)
+
+    def _posted_by_of(self, event_id: str) -> str | None:
+        """The intake's own memory first, then the store (through the worker while it holds an
+        embedded one). Only retractions ask; a store that cannot be read refuses the request
+        (503) rather than let a retraction through unchecked."""
+        recent = self.recent_poster(event_id)
+        if recent is not None:
+            return recent
+        reader = self.reader()
+        try:
+            return logged_poster(reader, event_id)
+        except StoreError as exc:
+            raise ServiceUnavailable(f"cannot tell who posted {event_id!r}: {exc}") from None
+        finally:
+            reader.close()
 
     def _produce(
         self, items: list[_Checked], principal: Principal, results: dict[int, LineResult]

@@ -351,9 +351,7 @@ class EmbeddedService(Service):
         recent = self.recent_poster(event_id)
         if recent is not None:
             return recent
-        # HOOK(envelope): the event log gains `posted_by`; until then the store can only say
-        # whether the event is logged, and the retraction is judged by its unit's scope.
-        return POSTER_NOT_RECORDED if self.store.known_events([event_id]) else None
+        return logged_poster(self.store, event_id)
 
     def reader(self) -> StoreReader:
         return cast(StoreReader, _LockedReader(self.store, self))
@@ -361,6 +359,21 @@ class EmbeddedService(Service):
     def close(self) -> None:
         with self._held(self._lock):
             self.store.close()
+
+
+def logged_poster(store: Any, event_id: str) -> str | None:
+    """Who posted a logged event ("" when it came without an envelope), or None when it is not
+    logged. HOOK(envelope): a store with `posters` (the event log's `posted_by` column, from the
+    envelope change) answers exactly; a store without it can only say whether the event is
+    logged, and a retraction of it is then judged by scope alone (`POSTER_NOT_RECORDED`)."""
+    posters = getattr(store, "posters", None)
+    if posters is not None:
+        found = posters([event_id]).get(event_id)
+        return None if found is None else str(found[0])
+    known = getattr(store, "known_events", None)
+    if known is not None and known([event_id]):
+        return POSTER_NOT_RECORDED
+    return None
 
 
 class _LockedReader:
