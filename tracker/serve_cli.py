@@ -168,7 +168,20 @@ def cmd_serve(
     except ServiceUnavailable as exc:
         raise UserError(str(exc)) from None
     try:
-        app = create_app(service, _principals(principals), limits)
+        tokens = _principals(principals)
+        try:
+            active = [p for p, _, revoked in tokens.list() if revoked is None]
+        except PrincipalError as exc:
+            raise UserError(str(exc)) from None
+        if not active:
+            print(
+                printable(
+                    f"tracker serve: no principal in {tokens.path} yet: every request will be "
+                    "refused (401) until `tracker principals add` makes one"
+                ),
+                file=sys.stderr,
+            )
+        app = create_app(service, tokens, limits)
         bind_host, bind_port = host or now.serve_host, port or now.serve_port
         print(
             printable(
