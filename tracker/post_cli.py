@@ -1,8 +1,11 @@
-"""`tracker post`: check events against the contract, then produce them to the input topic.
+"""`tracker post`: post events to `tracker serve` with a token, or (`--direct`, an operator's tool)
+check them against the contract and produce them straight to the input topic.
 
-Everything is checked before the first connection: the flags while parsing (tracker/options.py),
-the registry and every event by `streams.post.post_within`, which contacts the broker only for
-events that passed.
+Through `tracker serve` (the default): the token comes from `--token-file` or $TRACKER_TOKEN, the
+server checks and authorizes every event (docs/access.md) and answers per line
+(tracker/serve/client.py). `--direct`: everything is checked before the first connection: the
+flags while parsing (tracker/options.py), the registry and every event by
+`streams.post.post_within`, which contacts the broker only for events that passed.
 """
 
 from __future__ import annotations
@@ -34,7 +37,19 @@ def _field(flag: str, help_text: str, metavar: str = "TEXT") -> object:
     )
 
 
+SERVE = "Through tracker serve"
+DIRECT = "Direct to Kafka (--direct)"
+# options that only producing straight to Kafka uses: refused without --direct
+DIRECT_ONLY = {
+    "units": "--units",
+    "bootstrap": "--bootstrap",
+    "topic_prefix": "--topic-prefix",
+    "partitions": "--partitions",
+}
+
+
 def cmd_post(
+    ctx: typer.Context,
     file: Annotated[
         str | None,
         typer.Option(
@@ -44,6 +59,35 @@ def cmd_post(
             show_default="none: build one event from the flags below",
         ),
     ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            metavar="URL",
+            help="The tracker serve to post to.",
+            show_default="$TRACKER_SERVE_URL, else http://127.0.0.1:8000",
+            rich_help_panel=SERVE,
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            metavar="FILE",
+            help="A file holding the API token (from `tracker principals add`).",
+            show_default="$TRACKER_TOKEN",
+            rich_help_panel=SERVE,
+        ),
+    ] = None,
+    direct: Annotated[
+        bool,
+        typer.Option(
+            "--direct",
+            help="Produce straight to Kafka, without tracker serve: an operator's tool (no token, "
+            "no envelope: the worker records no poster).",
+            rich_help_panel=DIRECT,
+        ),
+    ] = False,
     units: options.Units = None,
     bootstrap: options.Bootstrap = None,
     topic_prefix: options.TopicPrefix = "tracker",
@@ -55,7 +99,7 @@ def cmd_post(
             callback=options.positive,
             metavar="S",
             help="Give up after S seconds in all (connecting, sending, confirmations); what the "
-            "broker has not confirmed by then is reported as not sent.",
+            "server or the broker has not taken by then is reported as not sent.",
         ),
     ] = DEFAULT_POST_TIMEOUT_S,
     as_json: Annotated[bool, typer.Option("--json", help="End with a JSON summary line.")] = False,
@@ -112,14 +156,13 @@ def cmd_post(
     ] = None,
     reason: Annotated[str | None, _field("--reason", "event.retracted: why.")] = None,
 ) -> int:
-    """Check events against the contract and produce them to the input topic.
+    """Post events to tracker serve with a token; or, with --direct, produce them to Kafka.
 
-    Exit 0: every event sent; 1: some lines rejected, every other one sent; 2: some events not sent (broker unreachable, failing or too slow), or nothing could be read at all.
+    Exit 0: every event accepted (or already there); 1: some lines rejected, every other one taken; 2: some events not sent (server or broker unreachable, refusing or too slow), or nothing could be read at all.
     """
     from datetime import UTC, datetime
 
-    from config.registry import load_registry
-    from streams.post import Poster, event_from_flags, line_ranges, post_within, raw_events
+    from streams.post import event_from_flags
 
     if (file is None) == (event_type is None):
         raise UserError("give either --file FILE|- or --type with the event's flags")
@@ -144,13 +187,97 @@ def cmd_post(
     if file is not None and any(v is not None for v in fields.values()):
         given = [f"--{k.replace('_', '-')}" for k, v in fields.items() if v is not None]
         raise UserError(f"{', '.join(given)}: event flags build one event; not with --file")
-    broker, source = options.broker_of(bootstrap)
-    registry = load_registry(options.units_path(units))
+    if not direct:
+        given = [flag for name, flag in DIRECT_ONLY.items() if _given(ctx, name)]
+        if given:
+            raise UserError(
+                f"{', '.join(given)}: for --direct only (producing straight to Kafka, an "
+                "operator's tool); without it `tracker post` posts to tracker serve"
+            )
+        token = _token(token_file)  # before reading stdin: a missing token is said at once
     if file is not None:
         data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
-        lines = list(raw_events(data))
     else:
-        lines = list(raw_events(event_from_flags(fields, datetime.now(UTC))))
+        data = event_from_flags(fields, datetime.now(UTC)).encode()
+    if direct:
+        return _post_direct(data, units, bootstrap, topic_prefix, partitions, timeout, as_json,
+                            made_up=event_type is not None)  # fmt: skip
+    return _post_to_serve(data, url, token, timeout, as_json, made_up=event_type is not None)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
+def _token(token_file: Path | None) -> str:
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"--token-file {token_file}: {exc}") from None
+        if not token:
+            raise UserError(f"--token-file {token_file} is empty")
+        return token
+    secret = options.current().token
+    if secret is None or not secret.get_secret_value().strip():
+        raise UserError(
+            "no token: set TRACKER_TOKEN or give --token-file FILE (a token from "
+            "`tracker principals add`); --direct produces to Kafka without one"
+        )
+    return secret.get_secret_value().strip()
+
+
+def _post_to_serve(
+    data: bytes, url: str | None, token: str, timeout: float, as_json: bool, *, made_up: bool
+) -> int:
+    from streams.post import line_ranges
+    from tracker.serve.client import ClientError, post_events
+
+    server = url or options.current().serve_url
+    try:
+        answer = post_events(server, token, data, timeout_s=timeout)
+    except ClientError as exc:
+        raise UserError(str(exc)) from None
+    for number, why in answer.rejected:
+        _say(f"tracker post: rejected: line {number}: {why}")
+    if answer.not_sent:
+        again = (  # an id made up for flags would change if the command were simply repeated
+            f"post it again with --event-id {json.loads(data)['event_id']}"
+            if made_up
+            else "post them again (an event already accepted is answered as a duplicate)"
+        )
+        _say(
+            f"tracker post: not sent: {len(answer.not_sent)} event(s), lines "
+            f"{line_ranges(answer.not_sent)}: {server}: {answer.error}; {again}"
+        )
+    if as_json:
+        print(json.dumps({**answer.as_dict(), "url": server}, ensure_ascii=False))
+    else:
+        print(
+            f"accepted {answer.accepted}, duplicates {answer.duplicates}, rejected "
+            f"{len(answer.rejected)}, not sent {len(answer.not_sent)}  (tracker serve at {server})"
+        )
+    return 2 if answer.not_sent else 1 if answer.rejected else 0
+
+
+def _post_direct(
+    data: bytes,
+    units: Path | None,
+    bootstrap: str | None,
+    topic_prefix: str,
+    partitions: int,
+    timeout: float,
+    as_json: bool,
+    *,
+    made_up: bool,
+) -> int:
+    from config.registry import load_registry
+    from streams.post import Poster, line_ranges, post_within, raw_events
+
+    broker, source = options.broker_of(bootstrap)
+    registry = load_registry(options.units_path(units))
+    lines = list(raw_events(data))
     poster = Poster(broker, topics_of(topic_prefix), registry, partitions)
     with kafka_errors():
         summary = asyncio.run(
@@ -163,7 +290,7 @@ def cmd_post(
         lines_word = "line" if len(summary.unsent) == 1 else "lines"
         again = (  # an id made up for flags would change if the command were simply repeated
             f"post it again with --event-id {json.loads(lines[0].raw)['event_id']}"
-            if event_type is not None
+            if made_up
             else "post them again (an event id already in the topic is ignored)"
         )
         _say(

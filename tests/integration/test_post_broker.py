@@ -41,7 +41,7 @@ def finding(i: int) -> str:
 
 
 def post(bootstrap: str, prefix: str, events: Path, *extra: str) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "tracker.cli", "post", "--bootstrap", bootstrap, "--json",
+    cmd = [sys.executable, "-m", "tracker.cli", "post", "--direct", "--bootstrap", bootstrap, "--json",
            "--topic-prefix", prefix, "--units", str(DEMO_REGISTRY), "--file", str(events), *extra]  # fmt: skip
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TRACKER_KAFKA": ""})  # fmt: skip

@@ -224,7 +224,8 @@ def test_post_worker_status_equals_ingest(
     worker = Worker(kafka_broker, prefix, tmp_path / "w")
     with running(worker):
         worker.wait_web()
-        cmd = [sys.executable, "-m", "tracker", "post", "--bootstrap", kafka_broker, "--json"]
+        cmd = [sys.executable, "-m", "tracker", "post", "--direct", "--bootstrap", kafka_broker]
+        cmd += ["--json"]
         cmd += ["--topic-prefix", prefix, "--units", str(DEMO_REGISTRY), "--file", str(stream)]
         posting = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # Reading while the worker writes: every read goes through the worker's store thread.

@@ -116,7 +116,7 @@ def _units_commands(tmp_path: Path) -> dict[str, list[str]]:
     events.write_text("", encoding="utf-8")
     return {
         "ingest": ["ingest", str(events)],
-        "post": ["post", "--type", "clock.tick", "--bootstrap", UNREACHABLE],
+        "post": ["post", "--direct", "--type", "clock.tick", "--bootstrap", UNREACHABLE],
         "worker": ["worker", "--bootstrap", UNREACHABLE],
         "replay": ["replay", "--from-kafka", "--bootstrap", UNREACHABLE],
         "access": ["access", "--out", str(tmp_path / "out")],
@@ -211,7 +211,7 @@ def test_post_checks_everything_before_the_network(
     if "--bootstrap" not in flags:
         flags = [*flags, "--bootstrap", UNREACHABLE]
     started = time.monotonic()
-    assert main(["post", "--units", str(units), *flags]) == code
+    assert main(["post", "--direct", "--units", str(units), *flags]) == code
     assert time.monotonic() - started < 5  # no connection attempt (that takes ~15 s)
     assert message in capsys.readouterr().err
 

@@ -214,7 +214,7 @@ def test_cli_post_gives_up_in_bounded_time_with_counts(
         else:
             address = stack.enter_context(silent_broker())
         started = time.monotonic()
-        code = main(["post", "--units", str(units), "--file", str(events), "--bootstrap", address,
+        code = main(["post", "--direct", "--units", str(units), "--file", str(events), "--bootstrap", address,
                      "--timeout", "2", "--json"])  # fmt: skip
         elapsed = time.monotonic() - started
     out, err = capsys.readouterr()
@@ -236,7 +236,7 @@ def test_cli_post_names_the_broker_and_where_it_came_from(
     units = tmp_path / "units.yaml"
     units.write_text(UNITS_YAML, encoding="utf-8")
     address = f"127.0.0.1:{_free_port()}"
-    flags = ["post", "--units", str(units), "--type", "clock.tick", "--timeout", "1"]
+    flags = ["post", "--direct", "--units", str(units), "--type", "clock.tick", "--timeout", "1"]
     monkeypatch.setenv("TRACKER_KAFKA", address)
     assert main(flags) == 2
     out, err = capsys.readouterr()
@@ -302,7 +302,7 @@ def test_cli_post_to_an_unreachable_broker_says_so_on_stderr(
     units = tmp_path / "units.yaml"
     units.write_text(UNITS_YAML, encoding="utf-8")
     address = f"127.0.0.1:{_free_port()}"
-    code = main(["post", "--units", str(units), "--type", "clock.tick", "--bootstrap", address,
+    code = main(["post", "--direct", "--units", str(units), "--type", "clock.tick", "--bootstrap", address,
                  "--timeout", "3", "--json"])  # fmt: skip
     out, err = capsys.readouterr()
     assert code == 2
