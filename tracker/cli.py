@@ -1,21 +1,26 @@
-"""`tracker`: ingest events, read status, ledger, deadlines and dead letters, inspect rulebooks.
+"""`tracker`: ingest events, read status, ledger, deadlines and dead letters, run the live
+pipeline, push the dashboards.
 
-Errors are one line on stderr with a non-zero exit, never a traceback (TRACKER_DEBUG=1 shows it).
+The command tree is a Typer app; `main(argv)` runs it and returns the exit code. Errors are one
+line on stderr, never a traceback ($TRACKER_DEBUG=1 shows it): `tracker: error: ...` with exit 2
+for what the user can fix (a usage error too), exit 1 for an internal error, 130 for Ctrl-C and
+a quiet 141 when the reader of the output goes away (`tracker ledger | head -1`).
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Annotated, Any
 
-from config.settings import default_store
+import typer
+from typer.core import TyperGroup
+
 from sinks.dsn import mask
-from tracker import commands, demo_cli, ingest, ops_cli, stream_cli
-from tracker.pipeline import BATCH_SIZE
+from tracker import commands, demo_cli, ingest, ops_cli, options, post_cli, stream_cli
+from tracker.errors import UserError, user_errors
 from tracker.tables import printable
 
 
@@ -28,106 +33,105 @@ def _version() -> str:
         return "unknown"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tracker", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"tracker {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+class TrackerGroup(TyperGroup):
+    """The root command: whatever a command raises becomes an exit code and at most one line
+    (usage errors are Click's, raised on to `main`)."""
 
-    def store_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--store",
-            default=None,
-            metavar="DSN",
-            help="chdb:///DIR or http(s)://HOST:8123/?database=NAME "
-            "(default: $TRACKER_STORE or the embedded chDB under $TRACKER_DATA, ./.data)",
-        )
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            with user_errors():
+                return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, _click_exception()):
+            raise
+        except UserError as exc:
+            # a message can quote what the user gave or a file holds: shown, not obeyed
+            _error(f"tracker: error: {exc}")
+            return 2
+        except BrokenPipeError:
+            # The reader closed the pipe (`tracker ledger | head`): stop quietly, as a Unix
+            # filter does. stdout goes to /dev/null so that the flush at exit does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141  # 128 + SIGPIPE, what a shell reports for a filter the pipe stopped
+        except KeyboardInterrupt:
+            print("tracker: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            if _debug():
+                raise
+            _error(f"tracker: internal error: {type(exc).__name__}: {exc}".splitlines()[0])
+            return 1
 
-    p = sub.add_parser("ingest", help="apply a JSONL file (or - for stdin) through the engine")
-    p.set_defaults(handler=ingest.cmd_ingest)
-    p.add_argument("--units", required=True, type=Path, metavar="UNITS.yaml")
-    store_arg(p)
-    p.add_argument(
-        "--rulebooks",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="rulebook directory (default: the shipped rulebooks)",
-    )
-    p.add_argument(
-        "--holidays",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="holiday list for years the official calendar data does not know",
-    )
-    p.add_argument("--json", action="store_true", help="end with a JSON summary line")
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=BATCH_SIZE,
-        metavar="N",
-        help=f"records per store write (default {BATCH_SIZE})",
-    )
-    p.add_argument(
-        "--replace-registry",
-        action="store_true",
-        help="accept a registry that drops units or assessments the store has events for",
-    )
-    p.add_argument("file", metavar="FILE.jsonl|-")
 
-    for name, helptext in (
-        ("status", "points left per unit and year"),
-        ("ledger", "every deduction of a unit with its clause"),
-        ("deadlines", "open and overdue notices with time left"),
-    ):
-        p = sub.add_parser(name, help=helptext)
-        store_arg(p)
-        p.add_argument("--unit", default=None, metavar="ID")
-        p.add_argument("--year", type=int, default=None)
-        p.add_argument("--json", action="store_true")
-        if name == "deadlines":
-            p.add_argument("--all", action="store_true", help="also met, late and withdrawn ones")
-            p.add_argument(
-                "--now",
-                default=None,
-                metavar="RFC3339",
-                help="instant to count time left from (default: the store's event clock)",
-            )
+def _click_exception() -> type[Exception]:
+    from typer._click.exceptions import ClickException
 
-    p = sub.add_parser("rejects", help="dead letters with their reasons")
-    store_arg(p)
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
+    return ClickException
 
-    p = sub.add_parser("rulebooks", help="list or show the transcribed rulebooks")
-    p.add_argument("--dir", type=Path, default=None, metavar="DIR")
-    rb = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    rb.add_parser("list", help="one line per rulebook")
-    show = rb.add_parser("show", help="every indicator, item and rule of one rulebook")
-    show.add_argument("id")
 
-    p = sub.add_parser("generate", help="write the seeded province-scale demo stream as JSONL")
-    p.set_defaults(handler=demo_cli.cmd_generate)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--seed", type=int, default=2018)
-    p.add_argument("--years", default="2018,2020")
-    p.add_argument("--scale", type=float, default=1.0)
-    p.add_argument("--bad-lines", action="store_true", help="mix in a few invalid lines")
+def _error(line: str) -> None:
+    print(printable(mask(line)), file=sys.stderr)
 
-    p = sub.add_parser("demo", help="generate the demo stream, ingest it, show the status")
-    p.set_defaults(handler=demo_cli.cmd_demo)
-    p.add_argument(
-        "--embedded",
-        action="store_true",
-        help="skip Kafka: ingest in-process (the default when Java is missing)",
-    )
-    store_arg(p)
-    p.add_argument("--seed", type=int, default=2018)
-    p.add_argument("--years", default="2018,2020")
-    p.add_argument("--scale", type=float, default=1.0)
-    ops_cli.register(sub)
-    stream_cli.register(sub)
-    return parser
+
+def _debug() -> bool:
+    try:
+        return options.current().debug
+    except UserError:
+        return False
+
+
+app = typer.Typer(
+    name="tracker",
+    cls=TrackerGroup,
+    help="Deductions of the Fujian e-government security assessment, from an event stream.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"tracker {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Ingest events, read status, ledger, deadlines and dead letters, run the live pipeline."""
+    ctx.ensure_object(dict)
+
+
+def _commands() -> None:
+    read, live = options.INGEST_AND_READ, options.LIVE
+    ops, demo = options.OPERATIONS, options.DEMO
+    app.command("ingest", rich_help_panel=read)(ingest.cmd_ingest)
+    app.command("status", rich_help_panel=read)(commands.cmd_status)
+    app.command("ledger", rich_help_panel=read)(commands.cmd_ledger)
+    app.command("deadlines", rich_help_panel=read)(commands.cmd_deadlines)
+    app.command("rejects", rich_help_panel=read)(commands.cmd_rejects)
+    app.add_typer(commands.rulebooks_app, name="rulebooks", rich_help_panel=read)
+    app.command("post", rich_help_panel=live)(post_cli.cmd_post)
+    app.command("worker", rich_help_panel=live)(stream_cli.cmd_worker)
+    app.command("ticker", rich_help_panel=live)(stream_cli.cmd_ticker)
+    app.command("replay", rich_help_panel=live)(stream_cli.cmd_replay)
+    app.add_typer(stream_cli.kafka_app, name="kafka", rich_help_panel=live)
+    app.add_typer(ops_cli.dashboards_app, name="dashboards", rich_help_panel=ops)
+    app.command("access", rich_help_panel=ops)(ops_cli.cmd_access)
+    app.command("demo", rich_help_panel=demo)(demo_cli.cmd_demo)
+    app.command("generate", rich_help_panel=demo)(demo_cli.cmd_generate)
+
+
+_commands()
 
 
 def tune_gc() -> None:
@@ -139,34 +143,27 @@ def tune_gc() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
     tune_gc()
-    args = build_parser().parse_args(argv)
-    if getattr(args, "store", "") is None:
-        args.store = default_store()
+    command = typer.main.get_command(app)
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        return commands.run(args)
-    except commands.UserError as exc:
-        # a message can quote what the user gave or a file holds: shown, not obeyed
-        print(f"tracker: error: {printable(mask(str(exc)))}", file=sys.stderr)
+        result = command.main(args=args, prog_name="tracker", standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # a bare `tracker` or group: the help is printed
+        if exc.format_message():
+            print(exc.format_message(), file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        # The reader closed the pipe (`tracker ledger | head`): stop quietly, as a Unix filter
-        # does. stdout goes to /dev/null so that the flush at exit does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141  # 128 + SIGPIPE, what a shell reports for a filter the pipe stopped
-    except KeyboardInterrupt:
+    except ClickException as exc:
+        hint = ""
+        if getattr(exc, "ctx", None) is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"  # type: ignore[attr-defined]
+        _error(f"tracker: error: {exc.format_message()}{hint}")
+        return exc.exit_code
+    except typer.Abort:
         print("tracker: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
-        if os.environ.get("TRACKER_DEBUG"):
-            raise
-        print(
-            printable(
-                mask(f"tracker: internal error: {type(exc).__name__}: {exc}".splitlines()[0])
-            ),
-            file=sys.stderr,
-        )
-        return 1
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,57 +1,39 @@
-"""What each `tracker` command does; thin over the pipeline, the store and the status builder."""
+"""What each reading `tracker` command does; thin over the store and the status builder.
+
+`status`, `ledger`, `deadlines`, `rejects` and the `rulebooks` group; tracker/cli.py puts them
+in the command tree. Each returns the exit code and raises `UserError` for what the user can fix.
+"""
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
-from config.holidays import HolidayFileError
-from config.registry import ConfigFileError
-from config.rulebooks import RulebookError, load_rulebooks
-from engine import ConfigError
+import typer
+
+from config.rulebooks import load_rulebooks
 from engine.clock import iso, local
 from engine.status import build_status
 from schemas.points import format_points
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
-from sinks import StoreError, StoreReader, open_store
+from sinks import StoreReader, open_store
 from sinks.dsn import NoStoreError, StoreHeldError
-from tracker import tables
-from tracker.registry_guard import RegistryChangeError
+from tracker import options, tables
+from tracker.errors import UserError, user_errors
 
+__all__ = ["UserError", "open_for_reading", "user_errors"]
 
-class UserError(Exception):
-    """Something the user can fix; printed as one line."""
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    try:
-        yield
-    except (
-        StoreError,
-        ConfigFileError,
-        RulebookError,
-        HolidayFileError,
-        ConfigError,
-        RegistryChangeError,
-    ) as exc:
-        raise UserError(str(exc)) from None
-    except BrokenPipeError:
-        raise  # the reader of our output went away (`tracker ledger | head`): not an error
-    except OSError as exc:
-        raise UserError(f"{exc.filename or ''}: {exc.strerror}".lstrip(": ")) from None
-
-
-def run(args: argparse.Namespace) -> int:
-    with user_errors():
-        handler = getattr(args, "handler", None) or globals()[f"cmd_{args.command}"]
-        result: int = handler(args)
-        return result
+Unit = Annotated[
+    str | None,
+    typer.Option("--unit", metavar="ID", help="Only this unit.", show_default="every unit"),
+]
+Year = Annotated[
+    int | None,
+    typer.Option("--year", metavar="N", help="Only this year.", show_default="every year"),
+]
 
 
 def open_for_reading(dsn: str) -> StoreReader:
@@ -83,25 +65,28 @@ def _config(sink: StoreReader) -> tuple[Registry, dict[str, Rulebook]]:
 # -- reading -----------------------------------------------------------------------------------
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    sink = open_for_reading(args.store)
+def cmd_status(
+    store: options.Store = None, unit: Unit = None, year: Year = None, as_json: options.Json = False
+) -> int:
+    """Points left per unit and year."""
+    sink = open_for_reading(options.store_dsn(store))
     try:
         registry, books = _config(sink)
         rows = build_status(
             registry,
             books,
             sink.totals(),
-            sink.deadlines(unit=args.unit, year=args.year),
+            sink.deadlines(unit=unit, year=year),
             sink.event_unit_years(),
-            unit=args.unit,
-            year=args.year,
+            unit=unit,
+            year=year,
         )
     finally:
         sink.close()
-    if args.json:
+    if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False))
         return 0
-    if args.unit is None:
+    if unit is None:
         names = {u.id: u.name for u in registry.units}
         print(
             tables.render(
@@ -156,14 +141,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ledger(args: argparse.Namespace) -> int:
-    sink = open_for_reading(args.store)
+def cmd_ledger(
+    store: options.Store = None, unit: Unit = None, year: Year = None, as_json: options.Json = False
+) -> int:
+    """Every deduction of a unit with its clause."""
+    sink = open_for_reading(options.store_dsn(store))
     try:
         _, books = _config(sink)
-        entries = sink.ledger(unit=args.unit, year=args.year)
+        entries = sink.ledger(unit=unit, year=year)
     finally:
         sink.close()
-    if args.json:
+    if as_json:
         for e in entries:
             print(e.model_dump_json())
         return 0
@@ -213,17 +201,41 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_deadlines(args: argparse.Namespace) -> int:
-    sink = open_for_reading(args.store)
+def cmd_deadlines(
+    store: options.Store = None,
+    unit: Unit = None,
+    year: Year = None,
+    as_json: options.Json = False,
+    include_all: Annotated[
+        bool, typer.Option("--all", help="Also the met, late and withdrawn ones.")
+    ] = False,
+    now_text: Annotated[
+        str | None,
+        typer.Option(
+            "--now",
+            metavar="RFC3339",
+            help="Instant to count the time left from.",
+            show_default="the store's event clock",
+        ),
+    ] = None,
+) -> int:
+    """Open and overdue notices with the time left."""
     try:
-        states = sink.deadlines(unit=args.unit, year=args.year)
-        now = local(datetime.fromisoformat(args.now)) if args.now else sink.watermark()
+        at = local(datetime.fromisoformat(now_text)) if now_text else None
+    except ValueError:
+        raise typer.BadParameter(
+            f"{now_text!r} is not an RFC 3339 time", param_hint="--now"
+        ) from None
+    sink = open_for_reading(options.store_dsn(store))
+    try:
+        states = sink.deadlines(unit=unit, year=year)
+        now = at or sink.watermark()
     finally:
         sink.close()
-    if not args.all:
+    if not include_all:
         states = [d for d in states if d.status in ("open", "overdue")]
     states.sort(key=lambda d: (d.due, d.unit, d.ref))
-    if args.json:
+    if as_json:
         print(json.dumps([d.model_dump(mode="json") for d in states], ensure_ascii=False))
         return 0
     if now is not None:
@@ -246,13 +258,21 @@ def _time_left(due: datetime, now: datetime) -> str:
     return f"{days}d {rest // 3600}h"
 
 
-def cmd_rejects(args: argparse.Namespace) -> int:
-    sink = open_for_reading(args.store)
+def cmd_rejects(
+    store: options.Store = None,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", min=0, metavar="N", help="At most this many, the newest (0: all)."),
+    ] = 50,
+    as_json: options.Json = False,
+) -> int:
+    """Dead letters with their reasons."""
+    sink = open_for_reading(options.store_dsn(store))
     try:
-        letters = sink.dead_letters(limit=args.limit)
+        letters = sink.dead_letters(limit=limit)
     finally:
         sink.close()
-    if args.json:
+    if as_json:
         print(json.dumps([d.model_dump(mode="json") for d in letters], ensure_ascii=False))
         return 0
     print(
@@ -264,29 +284,60 @@ def cmd_rejects(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_rulebooks(args: argparse.Namespace) -> int:
-    books = load_rulebooks(args.dir)
-    if args.action == "list":
-        print(
-            tables.render(
-                ["id", "year", "tier", "indicators", "items", "title"],
+rulebooks_app = typer.Typer(
+    help="List or show the transcribed rulebooks.", no_args_is_help=True, add_completion=False
+)
+# `--dir` was this group's name for the folder every other command calls `--rulebooks`
+OldDir = Annotated[Path | None, typer.Option("--dir", metavar="DIR", hidden=True)]
+
+
+@rulebooks_app.callback()
+def rulebooks_group(
+    ctx: typer.Context, folder: options.Rulebooks = None, old_dir: OldDir = None
+) -> None:
+    """List or show the transcribed rulebooks."""
+    ctx.ensure_object(dict)["rulebooks"] = folder or old_dir
+
+
+def _books(ctx: typer.Context, folder: Path | None) -> dict[str, Rulebook]:
+    given = folder or (ctx.obj or {}).get("rulebooks")
+    return dict(load_rulebooks(options.rulebooks_dir(given)))
+
+
+@rulebooks_app.command("list")
+def cmd_rulebooks_list(ctx: typer.Context, folder: options.Rulebooks = None) -> int:
+    """One line per rulebook."""
+    books = _books(ctx, folder)
+    print(
+        tables.render(
+            ["id", "year", "tier", "indicators", "items", "title"],
+            [
                 [
-                    [
-                        b.id,
-                        b.year,
-                        b.tier,
-                        len(b.indicators),
-                        sum(len(i.items) for i in b.indicators),
-                        b.title,
-                    ]
-                    for b in books.values()
-                ],
-            )
+                    b.id,
+                    b.year,
+                    b.tier,
+                    len(b.indicators),
+                    sum(len(i.items) for i in b.indicators),
+                    b.title,
+                ]
+                for b in books.values()
+            ],
         )
-        return 0
-    book = books.get(args.id)
+    )
+    return 0
+
+
+@rulebooks_app.command("show")
+def cmd_rulebooks_show(
+    ctx: typer.Context,
+    book_id: Annotated[str, typer.Argument(metavar="ID", help="The rulebook's id (see `list`).")],
+    folder: options.Rulebooks = None,
+) -> int:
+    """Every indicator, item and rule of one rulebook."""
+    books = _books(ctx, folder)
+    book = books.get(book_id)
     if book is None:
-        raise UserError(f"unknown rulebook {args.id!r} (known: {', '.join(books)})")
+        raise UserError(f"unknown rulebook {book_id!r} (known: {', '.join(books)})")
     print(
         tables.printable(
             f"{book.id}  {book.title}  ({book.tier}, {book.year}; "

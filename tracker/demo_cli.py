@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 from decimal import Decimal
+from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from config.holidays import official_calendar
 from config.registry import DEMO_REGISTRY, load_registry
@@ -12,8 +15,8 @@ from engine.status import build_status
 from schemas.points import format_points
 from sinks import open_store
 from sinks.dsn import mask
-from tracker import tables
-from tracker.commands import UserError
+from tracker import options, tables
+from tracker.errors import UserError
 from tracker.ingest import ingest
 
 
@@ -24,36 +27,70 @@ def _years(text: str) -> tuple[int, ...]:
         raise UserError(f"--years takes a comma-separated list of years, not {text!r}") from None
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+Seed = Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the generator.")]
+Years = Annotated[
+    str, typer.Option("--years", metavar="Y,Y", help="Assessment years to generate events in.")
+]
+Scale = Annotated[
+    float, typer.Option("--scale", min=0, metavar="X", help="Events per unit, times X.")
+]
+
+
+def cmd_generate(
+    out: Annotated[
+        Path, typer.Option("--out", metavar="FILE.jsonl", help="Where to write the stream.")
+    ],
+    seed: Seed = 2018,
+    years: Years = "2018,2020",
+    scale: Scale = 1.0,
+    bad_lines: Annotated[
+        bool, typer.Option("--bad-lines", help="Mix in a few invalid lines.")
+    ] = False,
+) -> int:
+    """Write the seeded province-scale demo stream as JSONL."""
     from tracker import demo
 
     registry = load_registry(DEMO_REGISTRY)
-    events = demo.generate(registry, seed=args.seed, years=_years(args.years), scale=args.scale)
+    events = demo.generate(registry, seed=seed, years=_years(years), scale=scale)
     count = 0
-    with args.out.open("w", encoding="utf-8") as out:
-        for line in demo.lines(events, bad=demo.bad_lines(args.seed) if args.bad_lines else ()):
-            out.write(line + "\n")
+    with out.open("w", encoding="utf-8") as handle:
+        for line in demo.lines(events, bad=demo.bad_lines(seed) if bad_lines else ()):
+            handle.write(line + "\n")
             count += 1
-    print(f"wrote {count} lines to {args.out}")
+    print(f"wrote {count} lines to {out}")
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    if not args.embedded:
-        from config.settings import data_dir
+def cmd_demo(
+    embedded: Annotated[
+        bool,
+        typer.Option(
+            "--embedded", help="Skip Kafka: ingest in-process (the default when Java is missing)."
+        ),
+    ] = False,
+    store: options.Store = None,
+    seed: Seed = 2018,
+    years: Years = "2018,2020",
+    scale: Scale = 1.0,
+) -> int:
+    """Generate the demo stream, ingest it, show the status."""
+    dsn = options.store_dsn(store)
+    if not embedded:
         from tracker.live_demo import EMBEDDED, run_live_demo
 
-        code = run_live_demo(data_dir(), seed=args.seed, years=_years(args.years), scale=args.scale)
+        code = run_live_demo(
+            options.current().data_dir, seed=seed, years=_years(years), scale=scale
+        )
         if code != EMBEDDED:
             return code
     from tracker import demo
 
     registry = load_registry(DEMO_REGISTRY)
     books = dict(load_rulebooks())
-    events = demo.generate(registry, seed=args.seed, years=_years(args.years), scale=args.scale)
-    lines = list(demo.lines(events, bad=demo.bad_lines(args.seed)))
-    print(f"demo: {len(lines)} events for {len(registry.units)} units, store {mask(args.store)}")
-    sink = open_store(args.store)
+    events = demo.generate(registry, seed=seed, years=_years(years), scale=scale)
+    lines = list(demo.lines(events, bad=demo.bad_lines(seed)))
+    print(f"demo: {len(lines)} events for {len(registry.units)} units, store {mask(dsn)}")
+    sink = open_store(dsn)
     try:
         summary = ingest(sink, registry, books, official_calendar(), lines, "demo")
         print(

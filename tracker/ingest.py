@@ -7,12 +7,14 @@ docs/ingest.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from config.holidays import official_calendar
 from config.registry import load_registry
@@ -22,7 +24,8 @@ from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks import Store, open_store
 from sinks.dsn import mask
-from tracker.commands import UserError
+from tracker import options
+from tracker.errors import UserError
 from tracker.pipeline import BATCH_SIZE, Summary, Tracker
 from tracker.registry_guard import check_registry_change
 from tracker.tables import printable
@@ -62,18 +65,45 @@ def _same_config(
     )
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
-    if args.batch_size < 1:
+def cmd_ingest(
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE.jsonl|-", help="Events, one JSON object a line; - reads stdin."
+        ),
+    ],
+    units: options.Units = None,
+    store: options.Store = None,
+    rulebooks: options.Rulebooks = None,
+    holidays: options.Holidays = None,
+    as_json: Annotated[bool, typer.Option("--json", help="End with a JSON summary line.")] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", metavar="N", help="Records per store write.")
+    ] = BATCH_SIZE,
+    replace_registry: Annotated[
+        bool,
+        typer.Option(
+            "--replace-registry",
+            help="Accept a registry that drops units or assessments the store has events for.",
+        ),
+    ] = False,
+) -> int:
+    """Apply a JSONL file (or - for stdin) through the engine into the store.
+
+    Exit 0 also when lines were rejected: they are dead letters (`tracker rejects`).
+    """
+    if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
-    registry = load_registry(args.units)
-    books = dict(load_rulebooks(args.rulebooks))
-    calendar = official_calendar(args.holidays)
-    stdin = args.file == "-"
-    origin = "stdin" if stdin else Path(args.file).name
-    sink = open_store(args.store)
+    registry = load_registry(options.units_path(units))
+    books = dict(load_rulebooks(options.rulebooks_dir(rulebooks)))
+    calendar = official_calendar(options.holidays_file(holidays))
+    dsn = options.store_dsn(store)
+    stdin = file == "-"
+    origin = "stdin" if stdin else Path(file).name
+    sink = open_store(dsn)
     try:
         # bytes, not text: a line that is not UTF-8 is one dead letter, not the end of the run
-        with nullcontext(sys.stdin.buffer) if stdin else Path(args.file).open("rb") as lines:
+        with nullcontext(sys.stdin.buffer) if stdin else Path(file).open("rb") as lines:
             summary = ingest(
                 sink,
                 registry,
@@ -81,16 +111,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 calendar,
                 lines,
                 origin,
-                batch_size=args.batch_size,
-                replace_registry=args.replace_registry,
+                batch_size=batch_size,
+                replace_registry=replace_registry,
             )
     finally:
         sink.close()
-    if args.json:
+    if as_json:
         print(json.dumps(summary.as_dict()))
     else:
         print(
             f"accepted {summary.accepted}, rejected {summary.rejected}, "
-            f"duplicates {summary.duplicates}  (store: {printable(mask(args.store))})"
+            f"duplicates {summary.duplicates}  (store: {printable(mask(dsn))})"
         )
     return 0

@@ -127,7 +127,7 @@ def run_live_demo(
 def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     with log.open("ab") as handle:
         return subprocess.Popen(
-            [sys.executable, "-m", "streams", *args],
+            [sys.executable, "-m", "tracker", *args],
             stdout=handle,
             stderr=subprocess.STDOUT,
             env=env,

@@ -1,91 +1,97 @@
-"""Operator subcommands: `tracker dashboards push` and `tracker access`.
+"""Operator commands: `tracker dashboards push` and `tracker access`.
 
-`register(sub)` adds them to the main parser; each sets `handler`, which takes the parsed
-arguments, returns the exit code and raises `UserError` for anything the operator can fix.
+Each returns the exit code and raises `UserError` for anything the operator can fix.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
+from typing import Annotated
 
+import typer
 import yaml
+from pydantic import SecretStr
 
 from config.registry import ConfigFileError, load_registry
-from config.settings import settings
-from tracker import access
-from tracker.commands import UserError
+from tracker import access, options
+from tracker.errors import UserError
 from tracker.grafana import GrafanaPushError, push
 
 TOKEN_ENV = "GRAFANA_TOKEN"
 
+dashboards_app = typer.Typer(
+    help="The Grafana dashboards.", no_args_is_help=True, add_completion=False
+)
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    dash = sub.add_parser("dashboards", help="the Grafana dashboards")
-    actions = dash.add_subparsers(dest="dashboards_action", required=True, metavar="ACTION")
-    p = actions.add_parser(
-        "push",
-        help="upsert the ClickHouse data source and the three dashboards into a Grafana, by uid",
-    )
-    p.add_argument("--url", required=True, help="Grafana, e.g. http://127.0.0.1:3000")
-    p.add_argument(
+
+def _token(value: str | None) -> SecretStr | None:
+    # a token given on the command line is as secret as one from the environment
+    return None if value is None else SecretStr(value)
+
+
+Token = Annotated[
+    SecretStr | None,
+    typer.Option(
         "--token",
-        default=os.environ.get(TOKEN_ENV),
-        help=f"service-account token, or USER:PASSWORD (default: ${TOKEN_ENV})",
-    )
-    p.add_argument(
-        "--datasource-url",
-        default=None,
-        metavar="DSN",
-        help="the store as Grafana reaches it: http(s)://USER:PASS@HOST:8123/?database=NAME "
-        "(default: $TRACKER_STORE when it is such a URL)",
-    )
-    p.add_argument("--folder", default=None, help="Grafana folder title (default: General)")
-    p.add_argument(
-        "--dir",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="dashboard JSON directory (default: ./dashboards, else the source tree's)",
-    )
-    p.set_defaults(handler=cmd_dashboards_push)
-
-    p = sub.add_parser(
-        "access", help="per-unit ClickHouse users, row policies and Grafana payloads"
-    )
-    p.add_argument("--units", required=True, type=Path, metavar="UNITS.yaml")
-    p.add_argument("--out", required=True, type=Path, metavar="DIR")
-    p.add_argument(
-        "--password-file",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="YAML map unit id -> password to reuse; units not in it get a random one",
-    )
-    p.add_argument("--database", default="tracker")
-    p.add_argument(
-        "--writer",
-        action="append",
-        default=None,
-        metavar="USER",
-        help="ClickHouse user the tracker writes with; keeps reading every row (default: tracker)",
-    )
-    p.add_argument(
-        "--datasource-url",
-        default="http://clickhouse:8123/?database=tracker",
-        metavar="URL",
-        help="ClickHouse as Grafana reaches it, for the per-unit data sources",
-    )
-    p.set_defaults(handler=cmd_access)
+        metavar="TOKEN",
+        parser=_token,
+        help="Grafana service-account token, or USER:PASSWORD (never printed).",
+        show_default="$TRACKER_GRAFANA_TOKEN, else $GRAFANA_TOKEN",
+    ),
+]
 
 
-def cmd_dashboards_push(args: argparse.Namespace) -> int:
-    if not args.token:
-        raise UserError(f"give --token (or set ${TOKEN_ENV})")
-    store = settings().store
-    dsn = args.datasource_url or (store.get_secret_value() if store else "")
+def _http_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise typer.BadParameter(f"{value!r} is not an http(s):// address")
+    return value
+
+
+@dashboards_app.command("push")
+def cmd_dashboards_push(
+    url: Annotated[
+        str,
+        typer.Option(
+            "--url", metavar="URL", help="Grafana, e.g. http://127.0.0.1:3000.", callback=_http_url
+        ),
+    ],
+    token: Token = None,
+    datasource_url: Annotated[
+        str | None,
+        typer.Option(
+            "--datasource-url",
+            metavar="DSN",
+            help="The store as Grafana reaches it: http(s)://USER:PASS@HOST:8123/?database=NAME.",
+            show_default="$TRACKER_STORE when it is such a URL",
+        ),
+    ] = None,
+    folder: Annotated[
+        str | None,
+        typer.Option(
+            "--folder", metavar="TITLE", help="Grafana folder title.", show_default="General"
+        ),
+    ] = None,
+    dashboards_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            metavar="DIR",
+            help="Dashboard JSON folder.",
+            show_default="./dashboards, else the source tree's",
+        ),
+    ] = None,
+) -> int:
+    """Upsert the ClickHouse data source and the three dashboards into a Grafana, by uid."""
+    now = options.current()
+    secret = token or now.grafana_token
+    if secret is None or not secret.get_secret_value():
+        raise UserError(f"give --token (or set TRACKER_GRAFANA_TOKEN or {TOKEN_ENV})")
+    dsn = datasource_url or (now.store.get_secret_value() if now.store else "")
     if not dsn.startswith(("http://", "https://")):
         raise UserError(
             "give --datasource-url http(s)://USER:PASS@HOST:8123/?database=NAME: "
@@ -93,11 +99,11 @@ def cmd_dashboards_push(args: argparse.Namespace) -> int:
         )
     try:
         result = push(
-            args.url,
-            args.token,
+            url,
+            secret.get_secret_value(),
             store_dsn_for_grafana=dsn,
-            folder=args.folder,
-            dashboards_dir=args.dir,
+            folder=folder,
+            dashboards_dir=dashboards_dir,
         )
     except GrafanaPushError as exc:
         raise UserError(str(exc)) from None
@@ -107,20 +113,55 @@ def cmd_dashboards_push(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_access(args: argparse.Namespace) -> int:
+def cmd_access(
+    out: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Where to write the SQL and payloads.")
+    ],
+    units: options.Units = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--password-file",
+            metavar="FILE",
+            help="YAML map unit id -> password to reuse; units not in it get a random one.",
+            show_default="every unit gets a random one",
+        ),
+    ] = None,
+    database: Annotated[
+        str, typer.Option("--database", metavar="NAME", help="The store's ClickHouse database.")
+    ] = "tracker",
+    writer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--writer",
+            metavar="USER",
+            help="ClickHouse user the tracker writes with; keeps reading every row (repeatable).",
+            show_default="tracker",
+        ),
+    ] = None,
+    datasource_url: Annotated[
+        str,
+        typer.Option(
+            "--datasource-url",
+            metavar="URL",
+            help="ClickHouse as Grafana reaches it, for the per-unit data sources.",
+        ),
+    ] = "http://clickhouse:8123/?database=tracker",
+) -> int:
+    """Per-unit ClickHouse users, row policies and Grafana payloads."""
+    path = options.units_path(units)
     try:
-        registry = load_registry(args.units)
-        known = _passwords(args.password_file) if args.password_file else {}
+        registry = load_registry(path)
+        known = _passwords(password_file) if password_file else {}
         result = access.plan(
             registry,
-            database=args.database,
-            writers=args.writer or ["tracker"],
+            database=database,
+            writers=writer or ["tracker"],
             passwords=known,
-            store_dsn_for_grafana=args.datasource_url,
+            store_dsn_for_grafana=datasource_url,
         )
     except (ConfigFileError, access.AccessError) as exc:
         raise UserError(str(exc)) from None
-    out: Path = args.out
     try:
         (out / "grafana").mkdir(parents=True, exist_ok=True)
         _secret(out / "access.sql", "".join(s + ";\n" for s in result.sql))
@@ -134,10 +175,10 @@ def cmd_access(args: argparse.Namespace) -> int:
             _secret(out / "grafana" / name, json.dumps(payload, ensure_ascii=False, indent=2))
     except OSError as exc:
         raise UserError(f"cannot write to {out}: {exc.strerror}") from None
-    units = len(registry.units)
-    print(f"{out / 'access.sql'}: {len(result.sql)} statements for {units} units")
-    print(f"{out / 'passwords.yaml'}: {units} passwords ({len(known)} reused)")
-    print(f"{out / 'grafana'}: {units} team/folder/data source/dashboard payloads")
+    count = len(registry.units)
+    print(f"{out / 'access.sql'}: {len(result.sql)} statements for {count} units")
+    print(f"{out / 'passwords.yaml'}: {count} passwords ({len(known)} reused)")
+    print(f"{out / 'grafana'}: {count} team/folder/data source/dashboard payloads")
     return 0
 
 

@@ -416,4 +416,4 @@ def test_python_m_tracker_and_version(tmp_path: Path) -> None:
     helped = subprocess.run(
         [sys.executable, "-m", "tracker", "--help"], capture_output=True, text=True, env=env
     )
-    assert helped.returncode == 0 and "usage: tracker" in helped.stdout
+    assert helped.returncode == 0 and "Usage: tracker" in helped.stdout

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import stat
@@ -16,8 +15,7 @@ from config.registry import DEMO_REGISTRY, load_registry
 from schemas.registry import Registry
 from tests.builders import REGISTRY
 from tracker import access, dashboard_json
-from tracker.commands import UserError
-from tracker.ops_cli import register
+from tracker.cli import main
 
 POLICY = re.compile(
     r"^CREATE ROW POLICY OR REPLACE (\w+) ON tracker\.(\w+) AS PERMISSIVE FOR SELECT "
@@ -189,20 +187,14 @@ def test_policies_on_chdb_only_if_it_enforces_them(chdb_dsn: str) -> None:
 # -- the CLI ----------------------------------------------------------------------------------
 
 
-def _cli(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="tracker")
-    register(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(argv)
-
-
 def test_access_command_writes_private_files(tmp_path: Path) -> None:
     units = tmp_path / "units.yaml"
     units.write_text(yaml.safe_dump(REGISTRY.model_dump(mode="json")), encoding="utf-8")
     known = tmp_path / "known.yaml"
     known.write_text("gat: kept-password\n", encoding="utf-8")
     out = tmp_path / "out"
-    args = _cli("access", "--units", str(units), "--out", str(out), "--password-file", str(known))
-    assert args.handler(args) == 0
+    argv = ["access", "--units", str(units), "--out", str(out), "--password-file", str(known)]
+    assert main(argv) == 0
     sql = (out / "access.sql").read_text(encoding="utf-8")
     assert "BY 'kept-password'" in sql and sql.count(";\n") == len(access.plan(REGISTRY).sql)
     passwords = yaml.safe_load((out / "passwords.yaml").read_text(encoding="utf-8"))
@@ -213,16 +205,13 @@ def test_access_command_writes_private_files(tmp_path: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
-def test_access_command_user_errors(tmp_path: Path) -> None:
+def test_access_command_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just\n- a list\n", encoding="utf-8")
-    args = _cli("access", "--units", str(tmp_path / "none.yaml"), "--out", str(tmp_path))
-    with pytest.raises(UserError, match="cannot read unit registry"):
-        args.handler(args)
+    assert main(["access", "--units", str(tmp_path / "none.yaml"), "--out", str(tmp_path)]) == 2
+    assert "tracker: error: cannot read unit registry" in capsys.readouterr().err
     units = tmp_path / "units.yaml"
     units.write_text(yaml.safe_dump(REGISTRY.model_dump(mode="json")), encoding="utf-8")
-    args = _cli(
-        "access", "--units", str(units), "--out", str(tmp_path), "--password-file", str(bad)
-    )
-    with pytest.raises(UserError, match="expected a map of unit id"):
-        args.handler(args)
+    argv = ["access", "--units", str(units), "--out", str(tmp_path), "--password-file", str(bad)]
+    assert main(argv) == 2
+    assert "expected a map of unit id" in capsys.readouterr().err

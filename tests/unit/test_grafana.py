@@ -3,7 +3,6 @@ every request and answers with Grafana-shaped JSON."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import socket
 import threading
@@ -15,9 +14,8 @@ from typing import Any
 import pytest
 
 from tracker import dashboard_json
-from tracker.commands import UserError
+from tracker.cli import main
 from tracker.grafana import GrafanaPushError, clickhouse_datasource, folder_uid, push
-from tracker.ops_cli import register
 
 TOKEN = "glsa_good_token_0123456789"
 VIEWER = "glsa_viewer_token"
@@ -243,15 +241,9 @@ def test_bad_arguments_are_named_without_secrets() -> None:
 # -- `tracker dashboards push` ----------------------------------------------------------------
 
 
-def _cli(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="tracker")
-    register(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(argv)
-
-
 def test_cli_push(fake: FakeGrafana, capsys: pytest.CaptureFixture[str]) -> None:
-    args = _cli("dashboards", "push", "--url", fake.url, "--token", TOKEN, "--datasource-url", DSN)
-    assert args.handler(args) == 0
+    argv = ["dashboards", "push", "--url", fake.url, "--token", TOKEN, "--datasource-url", DSN]
+    assert main(argv) == 0
     assert capsys.readouterr().out.splitlines() == [
         "data source tracker-clickhouse created",
         "dashboards tracker-province, tracker-unit, tracker-audit saved in the General folder",
@@ -259,15 +251,28 @@ def test_cli_push(fake: FakeGrafana, capsys: pytest.CaptureFixture[str]) -> None
     assert set(fake.dashboards) == set(dashboard_json.FILES)
 
 
-def test_cli_push_user_errors(fake: FakeGrafana, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_push_user_errors(
+    fake: FakeGrafana, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("GRAFANA_TOKEN", raising=False)
+    monkeypatch.delenv("TRACKER_GRAFANA_TOKEN", raising=False)
     monkeypatch.setenv("TRACKER_STORE", "chdb:///tmp/x")
-    args = _cli("dashboards", "push", "--url", fake.url)
-    with pytest.raises(UserError, match="give --token"):
-        args.handler(args)
-    args = _cli("dashboards", "push", "--url", fake.url, "--token", TOKEN)
-    with pytest.raises(UserError, match="give --datasource-url"):
-        args.handler(args)
-    args = _cli("dashboards", "push", "--url", fake.url, "--token", "nope", "--datasource-url", DSN)
-    with pytest.raises(UserError, match="rejected the token"):
-        args.handler(args)
+    push = ["dashboards", "push", "--url", fake.url]
+    assert main(push) == 2
+    assert "give --token" in capsys.readouterr().err
+    assert main([*push, "--token", TOKEN]) == 2
+    assert "give --datasource-url" in capsys.readouterr().err
+    assert main([*push, "--token", "nope", "--datasource-url", DSN]) == 2
+    err = capsys.readouterr().err
+    assert "rejected the token" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_push_token_from_the_environment(
+    fake: FakeGrafana, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # $TRACKER_GRAFANA_TOKEN wins over the plain $GRAFANA_TOKEN; neither is ever printed
+    monkeypatch.setenv("GRAFANA_TOKEN", "nope")
+    monkeypatch.setenv("TRACKER_GRAFANA_TOKEN", TOKEN)
+    assert main(["dashboards", "push", "--url", fake.url, "--datasource-url", DSN]) == 0
+    out, err = capsys.readouterr()
+    assert TOKEN not in out + err and "nope" not in out + err
