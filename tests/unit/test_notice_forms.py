@@ -26,7 +26,7 @@ def test_every_centre_type_has_a_form() -> None:
         "control.finding",
         "supervision.warning",
     }
-    assert {f.type for f in FORMS} == wanted
+    assert {f.event_type for f in FORMS} == wanted
     assert wanted <= EVENT_TYPES
 
 

@@ -45,7 +45,7 @@ class Field:
 
 @dataclass(frozen=True)
 class NoticeForm:
-    type: str
+    event_type: str
     name: str
     meaning: str
     model: type[BaseModel]
@@ -165,7 +165,7 @@ FORMS: tuple[NoticeForm, ...] = (
         (_AT, Field("signal_id", "信号编号")),
     ),
 )
-FORM_BY_TYPE: Mapping[str, NoticeForm] = {f.type: f for f in FORMS}
+FORM_BY_TYPE: Mapping[str, NoticeForm] = {f.event_type: f for f in FORMS}
 
 
 def now_local(now: datetime) -> str:
@@ -193,7 +193,7 @@ def build_event(
 ) -> tuple[str | None, dict[str, str]]:
     """The event's JSON line, or None and the errors by field name (Chinese, one line each)."""
     errors: dict[str, str] = {}
-    event: dict[str, Any] = {"event_id": event_id, "type": form.type, "unit": unit}
+    event: dict[str, Any] = {"event_id": event_id, "type": form.event_type, "unit": unit}
     for field in form.fields:
         raw = values.get(field.name, "").strip()
         if not raw:
