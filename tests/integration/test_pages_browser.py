@@ -190,6 +190,13 @@ def walk_through(page: Page, base: str, centre: str, unit: str) -> None:
     assert not page.exists("#form-errors")
     page.screenshot(ARTIFACTS / "serve-notice-posted.png")
 
+    # another type's tab has that type's fields
+    page.click('nav.tabs a[href$="type=outreach.notice"]', navigates=True)
+    assert "违规外联通报" in page.text("#field-type")
+    assert page.exists("textarea#in-terminals") and page.exists("select#in-cause")
+    assert not page.exists("#in-system") and not page.exists("#in-due")
+    page.screenshot(ARTIFACTS / "serve-notice-outreach.png")
+
     page.click("header form button", navigates=True)  # 退出
     assert "/login" in page.url()
     assert not [c for c in page.cookies() if c["name"] == "tracker_token"]
