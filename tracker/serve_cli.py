@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -176,6 +177,9 @@ def cmd_serve(
             ),
             file=sys.stderr,
         )
+        # uvicorn shuts down gracefully on SIGTERM, then raises it again: end with exit 0 then,
+        # through the `finally` below that closes the store.
+        signal.signal(signal.SIGTERM, _terminated)
         uvicorn.run(
             app,
             host=bind_host,
@@ -187,6 +191,10 @@ def cmd_serve(
     finally:
         service.close()
     return 0
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def cmd_add(
