@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_KAFKA = "127.0.0.1:9092"
 DEFAULT_WORKER_URL = "http://127.0.0.1:6066"
+DEFAULT_SERVE_HOST = "127.0.0.1"
+DEFAULT_SERVE_PORT = 8000
 
 
 class Settings(BaseSettings):
@@ -37,6 +39,16 @@ class Settings(BaseSettings):
     debug: bool = Field(False, description="show tracebacks of internal errors")
     write_fault: str = Field("", description="store-write fault drill: kill:N or error:N")
     maven_opts: str = Field("", description="extra options for Maven when fetching Kafka")
+    principals: Path | None = Field(
+        None, description="`tracker serve` principals file (default: <data>/principals.json)"
+    )
+    token: SecretStr | None = Field(None, description="API token of a `tracker serve` client")
+    serve_host: str = Field(DEFAULT_SERVE_HOST, description="address `tracker serve` binds")
+    serve_port: int = Field(DEFAULT_SERVE_PORT, ge=1, le=65535, description="its port")
+    serve_url: str = Field(
+        f"http://{DEFAULT_SERVE_HOST}:{DEFAULT_SERVE_PORT}",
+        description="a running `tracker serve`'s address, for its clients",
+    )
 
     # The worker (`tracker worker`, or `faust -A streams.app worker`: streams/app.py).
     topic_prefix: str = Field("tracker", description="prefix of the topics and consumer groups")
@@ -57,6 +69,9 @@ class Settings(BaseSettings):
     @property
     def data_dir(self) -> Path:
         return self.data.resolve()
+
+    def principals_path(self) -> Path:
+        return self.principals if self.principals is not None else self.data_dir / "principals.json"
 
     def store_dsn(self) -> str:
         """The store to use: TRACKER_STORE, else the embedded chDB store in the data directory."""

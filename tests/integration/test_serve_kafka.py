@@ -1,0 +1,115 @@
+"""`tracker serve` with a broker (issue 10): events posted through the API reach the events topic,
+keyed and partitioned as `tracker post` does, with the envelope headers (who posted, when it was
+received); a replayed request sends nothing again; a refused request sends nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from fastapi.testclient import TestClient
+
+from schemas.envelope import from_headers
+from streams.topics import Topics, end_offsets, partition_for
+from tests.integration.kafka_fixture import kafka_broker, local_kafka, unique_topic  # noqa: F401
+from tests.serve_kit import BOOKS, PRINCIPALS, REGISTRY, event, jsonl
+from tracker.principals import PrincipalStore
+from tracker.serve.app import create_app
+from tracker.serve.kafka_backend import KafkaService
+from tracker.serve.limits import Limits
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 2
+
+
+def records(bootstrap: str, topic: str) -> list[Any]:
+    async def read() -> list[Any]:
+        ends = {tp: n for tp, n in (await end_offsets(bootstrap, [topic])).items() if n}
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            consumer.assign(list(ends))
+            await consumer.seek_to_beginning(*ends)
+            out: list[Any] = []
+            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+                for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                    out += batch
+            return out
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def test_posted_events_reach_the_topic_with_the_envelope(
+    kafka_broker: str,  # noqa: F811
+    chdb_dsn: str,
+    tmp_path: Path,
+) -> None:
+    topics = Topics(unique_topic("serve"))
+    principals = PrincipalStore(tmp_path / "p.json")
+    tokens = {
+        name: principals.add(role, scope, name, jurisdiction=j)[1]
+        for name, (role, scope, j) in PRINCIPALS.items()
+    }
+    service = KafkaService(
+        kafka_broker, REGISTRY, BOOKS, chdb_dsn, topics=topics, partitions=PARTITIONS
+    )
+    client = TestClient(create_app(service, principals, Limits()))
+
+    def post(who: str, body: list[dict[str, Any]]) -> Any:
+        return client.post(
+            "/v1/events",
+            content=jsonl(body).encode(),
+            headers={
+                "Authorization": f"Bearer {tokens[who]}",
+                "Content-Type": "application/x-ndjson",
+            },
+        )
+
+    try:
+        notices = [
+            event("vuln.notice", "fj.gat", "n-gat", notice_id="V-1"),
+            event("vuln.notice", "fj.fz.gl", "n-gl", notice_id="V-2"),
+        ]
+        sent = post("centre", notices)
+        assert sent.json() == {"accepted": 2, "duplicates": 0, "rejected": [], "backend": "kafka"}
+        tick = event("clock.tick", None, "tick-1")
+        assert post("ticker", [tick]).json()["accepted"] == 1
+        # a replayed request is answered as duplicates and sends nothing
+        again = post("centre", notices).json()
+        assert (again["accepted"], again["duplicates"]) == (0, 2)
+        # refused requests send nothing
+        assert post("unit_gat", [event("vuln.notice", "fj.gat", "n-x")]).status_code == 403
+        assert post("centre", [*notices, {"event_id": "bad"}]).status_code == 400
+        # reads go through the store; there is none yet (no worker ran): a clear 503
+        unread = client.get("/v1/status", headers={"Authorization": f"Bearer {tokens['auditor']}"})
+        assert unread.status_code == 503 and "store" in unread.json()["detail"]
+    finally:
+        service.close()
+
+    got = records(kafka_broker, topics.events)
+    by_id: dict[str, list[Any]] = {}
+    for record in got:
+        by_id.setdefault(record.value.decode().split('"event_id": "')[1].split('"')[0], []).append(
+            record
+        )
+    assert sorted(by_id) == ["n-gat", "n-gl", "tick-1"]
+    for event_id, root in (("n-gat", "fj.gat"), ("n-gl", "fj.fz")):
+        (record,) = by_id[event_id]
+        assert record.key == root.encode()
+        assert record.partition == partition_for(root, PARTITIONS)
+        envelope = from_headers(record.headers)
+        assert envelope is not None and envelope.posted_by == "centre:*"
+        assert isinstance(envelope.received_at, datetime) and envelope.received_at.tzinfo
+    # a tick reaches every partition, stamped with the ticker
+    ticks = by_id["tick-1"]
+    assert sorted(r.partition for r in ticks) == list(range(PARTITIONS))
+    assert {from_headers(r.headers).posted_by for r in ticks} == {"ticker:*"}  # type: ignore[union-attr]

@@ -1,0 +1,1 @@
+"""`tracker serve`: the HTTP intake and read API (issue 10; docs/access.md)."""

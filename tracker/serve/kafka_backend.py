@@ -1,0 +1,175 @@
+"""The Kafka backend of `tracker serve`: check and authorize, then produce to the events topic.
+
+Records are keyed and partitioned as `tracker post` does (streams/post.py: by root unit, ticks to
+every partition) and carry the envelope as headers (`tracker-posted-by`, `tracker-received-at`);
+the worker applies them and keeps the engine's rejections as dead letters. The answer comes once
+the broker has confirmed every record (acks=all, idempotent producer); a line the broker did not
+confirm within the request timeout is `not_sent` (503), and sending the request again is safe:
+the worker ignores a repeated `event_id` (contract 2), and the intake does not even send the ids
+it sent recently (answered as duplicates).
+
+Reads go through the store (`tracker.commands.open_for_reading`): the worker's web views while a
+worker holds an embedded store, else the store itself, opened per request (never held, so that a
+worker can take it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiokafka.errors import KafkaError
+
+from schemas.events import ClockTick, Event
+from schemas.registry import Registry
+from schemas.rulebook import Rulebook
+from sinks.base import StoreReader
+from streams.post import Poster
+from streams.topics import DEFAULT_PARTITIONS, TopicError, Topics, partition_for, quiet_kafka
+from tracker.principals import Principal
+from tracker.serve.service import (
+    Clock,
+    LineResult,
+    Service,
+    ServiceUnavailable,
+    SubmitResult,
+    _Checked,
+    wall_clock,
+)
+
+
+class EnvelopePoster(Poster):
+    """`tracker post`'s producer and partitioning, with the envelope headers on every record."""
+
+    async def send_with_headers(
+        self, raw: str, event: Event, headers: list[tuple[str, bytes]]
+    ) -> list[asyncio.Future[Any]]:
+        producer = self._producer
+        assert producer is not None, "start() first"
+        value = raw.encode("utf-8")
+        if isinstance(event, ClockTick):
+            # Event time must advance in every partition: each has its own engine.
+            return [
+                await producer.send(self.topics.events, value, partition=p, headers=headers)
+                for p in range(self.partitions)
+            ]
+        root = self.registry.root(event.unit)
+        return [
+            await producer.send(
+                self.topics.events,
+                value,
+                key=root.encode(),
+                partition=partition_for(root, self.partitions),
+                headers=headers,
+            )
+        ]
+
+
+class KafkaService(Service):
+    backend = "kafka"
+
+    def __init__(
+        self,
+        bootstrap: str,
+        registry: Registry,
+        rulebooks: Mapping[str, Rulebook],
+        store_dsn: str,
+        *,
+        topics: Topics | None = None,
+        partitions: int = DEFAULT_PARTITIONS,
+        clock: Clock = wall_clock,
+        lock_timeout_s: float = 30.0,
+    ) -> None:
+        super().__init__(registry, rulebooks, clock=clock, lock_timeout_s=lock_timeout_s)
+        self.store_dsn = store_dsn
+        self.topics = topics or Topics()
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="tracker-serve-kafka", daemon=True
+        )
+        self._thread.start()
+        self.poster = EnvelopePoster(bootstrap, self.topics, registry, partitions)
+        try:
+            with quiet_kafka():
+                self._run(self.poster.start(), lock_timeout_s)
+        except (TopicError, KafkaError, concurrent.futures.TimeoutError) as exc:
+            self.close()
+            raise ServiceUnavailable(f"Kafka at {bootstrap}: {exc or 'no answer'}") from None
+
+    def _run(self, coro: Any, timeout_s: float) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
+
+    def submit(self, raws: Sequence[str], principal: Principal) -> SubmitResult:
+        door = self.read_lines(raws)
+        with self._held(self._lock):
+            self.authorize(door, principal, self.recent_poster)
+            if door.refused:
+                return SubmitResult(tuple(door.refused), self.backend)
+            results: dict[int, LineResult] = {}
+            fresh: list[_Checked] = []
+            seen: set[str] = set()
+            for item in door.passed:
+                event_id = item.event.event_id
+                if event_id in seen or self.recent_poster(event_id) is not None:
+                    results[item.line] = LineResult(item.line, "duplicate", event_id)
+                else:
+                    fresh.append(item)
+                    seen.add(event_id)
+            error = self._produce(fresh, principal, results)
+        return SubmitResult(tuple(results[k] for k in sorted(results)), self.backend, error)
+
+    def _produce(
+        self, items: list[_Checked], principal: Principal, results: dict[int, LineResult]
+    ) -> str | None:
+        headers = self.envelope(principal).headers()
+        deliveries: list[list[asyncio.Future[Any]]] = []
+
+        async def send() -> None:
+            for item in items:
+                deliveries.append(
+                    await self.poster.send_with_headers(item.raw, item.event, headers)
+                )
+            await asyncio.gather(*(f for fs in deliveries for f in fs), return_exceptions=True)
+
+        error = None
+        try:
+            self._run(send(), self.lock_timeout_s)
+        except concurrent.futures.TimeoutError:
+            error = f"the broker did not confirm every record within {self.lock_timeout_s:g}s"
+        except (KafkaError, TopicError) as exc:
+            error = f"Kafka: {exc}"
+        for i, item in enumerate(items):
+            futures = deliveries[i] if i < len(deliveries) else []
+            confirmed = bool(futures) and all(
+                f.done() and not f.cancelled() and f.exception() is None for f in futures
+            )
+            event_id = item.event.event_id
+            if confirmed:
+                results[item.line] = LineResult(item.line, "accepted", event_id)
+                self.remember(event_id, principal)
+            else:
+                results[item.line] = LineResult(item.line, "not_sent", event_id)
+        if error is None and any(r.status == "not_sent" for r in results.values()):
+            error = "the broker did not confirm every record"
+        return error
+
+    def reader(self) -> StoreReader:
+        from tracker.commands import UserError, open_for_reading
+
+        try:
+            return open_for_reading(self.store_dsn)
+        except UserError as exc:
+            raise ServiceUnavailable(str(exc)) from None
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            # closing after a broker failure: nothing more to do
+            with contextlib.suppress(Exception):
+                self._run(self.poster.stop(), 10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
