@@ -23,6 +23,7 @@ from tracker.errors import UserError
 INGEST_AND_READ = "Ingest and read"
 LIVE = "Live (Kafka)"
 OPERATIONS = "Dashboards and access"
+AUDIT = "Audit"
 DEMO = "Demo"
 
 

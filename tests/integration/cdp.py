@@ -86,6 +86,10 @@ class Page:
             if "method" in msg:
                 self._events.append(msg)
 
+    def events(self, *methods: str) -> list[dict[str, Any]]:
+        """The protocol events received so far with one of these method names, oldest first."""
+        return [e for e in self._events if e["method"] in methods]
+
     def evaluate(self, expression: str) -> Any:
         out = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
         if "exceptionDetails" in out:
@@ -190,6 +194,9 @@ def chromium(*, width: int = 1100, height: int = 900, timeout_s: float = 30.0) -
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            # no update checks, safe-browsing lists or metrics: the pages under test may make the
+            # only requests, so a test can check that they make none off the machine
+            "--disable-background-networking",
             "--disable-dev-shm-usage",
             "--no-first-run",
             "--no-default-browser-check",

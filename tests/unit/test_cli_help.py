@@ -40,6 +40,7 @@ COMMANDS = {
     "worker",
     "ticker",
     "replay",
+    "report",
 }
 
 
@@ -72,7 +73,7 @@ def test_the_command_tree() -> None:
 def test_help_groups_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for panel in ("Ingest and read", "Live (Kafka)", "Dashboards and access", "Demo"):
+    for panel in ("Ingest and read", "Live (Kafka)", "Dashboards and access", "Audit", "Demo"):
         assert panel in out, panel
     for name in {c.split()[0] for c in COMMANDS}:
         assert name in out, name
