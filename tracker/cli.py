@@ -19,7 +19,17 @@ import typer
 from typer.core import TyperGroup
 
 from sinks.dsn import mask
-from tracker import commands, demo_cli, ingest, ops_cli, options, post_cli, report, stream_cli
+from tracker import (
+    commands,
+    demo_cli,
+    ingest,
+    ops_cli,
+    options,
+    post_cli,
+    report,
+    serve_cli,
+    stream_cli,
+)
 from tracker.errors import UserError, user_errors
 from tracker.tables import printable
 
@@ -127,6 +137,7 @@ def _commands() -> None:
     app.add_typer(stream_cli.kafka_app, name="kafka", rich_help_panel=live)
     app.add_typer(ops_cli.dashboards_app, name="dashboards", rich_help_panel=ops)
     app.command("access", rich_help_panel=ops)(ops_cli.cmd_access)
+    serve_cli.register(app)
     app.command("report", rich_help_panel=options.AUDIT)(report.cmd_report)
     app.command("demo", rich_help_panel=demo)(demo_cli.cmd_demo)
     app.command("generate", rich_help_panel=demo)(demo_cli.cmd_generate)

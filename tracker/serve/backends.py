@@ -49,7 +49,9 @@ def _config(
     stored = sink.load_config()
     if units is None:
         if stored is None:
-            raise ServiceUnavailable("the store holds no registry yet: give --units UNITS.yaml")
+            raise ServiceUnavailable(
+                "the store holds no registry yet: give --units UNITS.yaml (or set TRACKER_UNITS)"
+            )
         return stored
     registry = load_registry(units)
     books = dict(load_rulebooks(rulebooks_dir))
