@@ -255,6 +255,18 @@ class ClickHouseStore:
             found.update(str(r[0]) for r in rows)
         return found
 
+    def posters(self, event_ids: Sequence[str]) -> dict[str, tuple[str, datetime]]:
+        wanted = sorted(set(event_ids))
+        found: dict[str, tuple[str, datetime]] = {}
+        for start in range(0, len(wanted), _LOOKUP_CHUNK):
+            rows = self._query(
+                f"SELECT event_id, posted_by, received_at FROM {self.db}.events FINAL "
+                "WHERE event_id IN {ids:Array(String)}",
+                {"ids": wanted[start : start + _LOOKUP_CHUNK]},
+            )
+            found.update((str(i), (str(p), local(r))) for i, p, r in rows)
+        return found
+
     def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:
         rows = self._query(
             f"SELECT {', '.join(EVENT_COLS)} FROM {self.db}.events FINAL "
@@ -307,10 +319,11 @@ class ClickHouseStore:
         )
         if limit:
             sql += f" LIMIT {int(limit)}"
-        rows = self._query(sql)
-        letters = [
-            DeadLetter.model_construct(**dict(zip(LETTER_COLS, r, strict=True))) for r in rows
-        ]
+        letters = []
+        for row in self._query(sql):
+            values = dict(zip(LETTER_COLS, row, strict=True))
+            values["received_at"] = local(values["received_at"])
+            letters.append(DeadLetter.model_construct(**values))
         return letters[::-1]
 
     def totals(self) -> dict[tuple[str, int, str], Decimal]:
@@ -374,6 +387,7 @@ _LETTER_ROW = operator.attrgetter(*LETTER_COLS)
 def _logged(row: Sequence[Any]) -> LoggedEvent:
     values = dict(zip(EVENT_COLS, row, strict=True))
     values["at"] = local(values["at"])
+    values["received_at"] = local(values["received_at"])
     return LoggedEvent.model_construct(**values)
 
 
