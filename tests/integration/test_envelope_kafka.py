@@ -83,3 +83,33 @@ def test_a_worker_serves_who_posted_what(kafka_broker: str, tmp_path: Path) -> N
         [letter] = remote.dead_letters()
         assert letter.posted_by == UNKNOWN_POSTER and before <= letter.received_at <= after
         assert remote.posters([]) == {}
+
+
+def test_a_worker_logs_the_envelope_of_each_record(kafka_broker: str, tmp_path: Path) -> None:  # noqa: F811
+    """The live path and the rebuild read the same envelope from the record's headers, so the
+    store says who posted each event and each rejected record, however it was processed."""
+    prefix = unique_topic("live")
+    worker = Worker(kafka_broker, prefix, tmp_path / "w")
+    unit = Envelope(posted_by="unit:fj.gat", received_at=CENTRE.received_at)
+    with running(worker):
+        worker.wait_web()
+        p = partition_for("fj.gat", 4)  # its root unit
+        records = [(event("c1"), CENTRE.headers()), (event("u1"), unit.headers()),
+                   (b"{", CENTRE.headers()), (event("none"), None)]  # fmt: skip
+        asyncio.run(produce(kafka_broker, Topics(prefix).events, records, p))
+        drain(kafka_broker, prefix)
+        remote = worker.remote()
+        deadline = time.monotonic() + 60
+        while not remote.dead_letters() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        posters = remote.posters(["c1", "u1", "none"])
+        assert {i: p for i, (p, _) in posters.items()} == {
+            "c1": "centre:fj",
+            "u1": "unit:fj.gat",
+            "none": UNKNOWN_POSTER,
+        }
+        assert (
+            posters["c1"][1] == posters["u1"][1] == CENTRE.received_at.replace(microsecond=125000)
+        )
+        [letter] = remote.dead_letters()
+        assert (letter.posted_by, letter.received_at) == ("centre:fj", CENTRE.received_at)
