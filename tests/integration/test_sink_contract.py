@@ -152,7 +152,7 @@ def test_a_replay_of_the_log_reproduces_it_byte_for_byte(new_store: Callable[[],
         )
 
     now = datetime(2018, 3, 25, 1, 2, 3, 456_789, UTC)
-    first, second = feed(new_store(), now).sink, feed(new_store(), now).sink
+    first, second = feed(new_store(), now).store, feed(new_store(), now).store
     assert rows(first) == rows(second)
     log_only = new_store()
     log_only.save_config(REGISTRY, BOOKS)

@@ -71,13 +71,13 @@ def ms(at: datetime) -> datetime:
 def test_ingest_stamps_the_tool_and_its_clock_by_default() -> None:
     t = tracker()
     t.feed_lines(STREAM, "f.jsonl")
-    logged = list(t.sink.logged_events())
+    logged = list(t.store.logged_events())
     assert [(e.event_id, e.posted_by, e.received_at) for e in logged] == [
         ("n1", "ingest:f.jsonl", ms(NOW)),
         ("f1", "ingest:f.jsonl", ms(NOW)),
         ("n2", "ingest:f.jsonl", ms(NOW)),
     ]
-    [letter] = t.sink.dead_letters()
+    [letter] = t.store.dead_letters()
     assert (letter.origin, letter.posted_by, letter.received_at) == (
         "f.jsonl:2",
         "ingest:f.jsonl",
@@ -91,11 +91,11 @@ def test_a_given_envelope_is_stored_as_given() -> None:
     t.feed(line("n3"), "api:3", envelope=Envelope(posted_by="unit:fz.gl", received_at=NOW))
     t.feed("[1]", "api:4", envelope=Envelope(posted_by="unit:fz.gl", received_at=NOW))
     t.flush()
-    assert [(e.event_id, e.posted_by, e.received_at) for e in t.sink.logged_events()] == [
+    assert [(e.event_id, e.posted_by, e.received_at) for e in t.store.logged_events()] == [
         ("n1", "centre:fj", ms(CENTRE.received_at)),
         ("n3", "unit:fz.gl", ms(NOW)),
     ]
-    assert sorted((d.origin, d.posted_by, d.received_at) for d in t.sink.dead_letters()) == [
+    assert sorted((d.origin, d.posted_by, d.received_at) for d in t.store.dead_letters()) == [
         ("api:2", "centre:fj", ms(CENTRE.received_at)),
         ("api:4", "unit:fz.gl", ms(NOW)),
     ]
@@ -105,7 +105,7 @@ def test_one_line_fed_without_an_envelope_is_the_tools() -> None:
     t = tracker()
     t.feed(line("n1"), "cli")
     t.flush()
-    [logged] = t.sink.logged_events()
+    [logged] = t.store.logged_events()
     assert (logged.posted_by, logged.received_at) == ("ingest:cli", ms(NOW))
 
 
@@ -113,11 +113,11 @@ def test_posters_name_who_posted_each_logged_event() -> None:
     t = tracker()
     t.feed_lines(STREAM[:1], "a.jsonl", envelope=CENTRE)
     t.feed_lines(STREAM[2:4], "b.jsonl")
-    assert t.sink.posters(["f1", "n1", "nope", "n1"]) == {
+    assert t.store.posters(["f1", "n1", "nope", "n1"]) == {
         "n1": ("centre:fj", ms(CENTRE.received_at)),
         "f1": ("ingest:b.jsonl", ms(NOW)),
     }
-    assert t.sink.posters([]) == {}
+    assert t.store.posters([]) == {}
 
 
 # -- replay ------------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def test_a_restore_continues_with_the_logged_envelopes() -> None:
     one_go = tracker(clock=NOW + timedelta(days=3))
     one_go.feed_lines(STREAM[:2], "a", envelope=CENTRE)
     one_go.feed_lines(STREAM, "b")
-    assert rows(store) == rows(one_go.sink)  # type: ignore[arg-type]
+    assert rows(store) == rows(one_go.store)  # type: ignore[arg-type]
     assert [e.posted_by for e in store.logged_events()] == ["centre:fj", "ingest:b", "ingest:b"]
 
 
@@ -150,7 +150,7 @@ def test_a_second_ingest_into_a_fresh_store_is_byte_identical() -> None:
     for t in (first, second):
         t.feed_lines(STREAM[:2], "a", envelope=CENTRE)
         t.feed_lines(STREAM[2:], "b")
-    assert rows(first.sink) == rows(second.sink)  # type: ignore[arg-type]
+    assert rows(first.store) == rows(second.store)  # type: ignore[arg-type]
 
 
 def test_rewriting_the_tail_after_a_crash_keeps_the_envelopes() -> None:
@@ -330,14 +330,14 @@ def test_every_path_stores_the_envelope_each_record_came_with(
         state.apply(record(n, value, envelope.headers() if envelope else None))
         for n, (value, envelope) in enumerate(stream)
     ]
-    by_ingest = [(e.event_id, e.posted_by, e.received_at) for e in t.sink.logged_events()]
+    by_ingest = [(e.event_id, e.posted_by, e.received_at) for e in t.store.logged_events()]
     by_processor = [
         (o.logged.event_id, o.logged.posted_by, o.logged.received_at)
         for o in outs
         if o.logged is not None
     ]
     assert by_ingest == by_processor
-    letters = sorted((d.origin, d.posted_by, d.received_at) for d in t.sink.dead_letters())
+    letters = sorted((d.origin, d.posted_by, d.received_at) for d in t.store.dead_letters())
     assert letters == sorted(
         (o.letter.origin, o.letter.posted_by, o.letter.received_at)
         for o in outs
@@ -345,7 +345,7 @@ def test_every_path_stores_the_envelope_each_record_came_with(
     )
     # the log alone, in a fresh store, as if the run died before writing any output
     fresh = MemoryStore()
-    fresh.write(Batch(events=list(t.sink.logged_events())))
+    fresh.write(Batch(events=list(t.store.logged_events())))
     fresh._committed.clear()
     tracker(fresh, clock=NOW + timedelta(days=9)).restore()
-    assert rows(fresh)[:2] == rows(t.sink)[:2]  # type: ignore[arg-type]
+    assert rows(fresh)[:2] == rows(t.store)[:2]  # type: ignore[arg-type]
