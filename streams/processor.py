@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -57,6 +57,9 @@ class RebuildError(RuntimeError):
     """A partition's engine cannot be rebuilt (its input records are gone)."""
 
 
+Headers = Sequence[tuple[str, bytes | None]]  # a Kafka record's headers, as aiokafka gives them
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """What the processor needs of one input record."""
@@ -66,7 +69,7 @@ class Record:
     offset: int
     timestamp_ms: int | None
     value: bytes | None
-    headers: Sequence[tuple[str, bytes | None]] | None = None
+    headers: Headers | None = None
 
     def envelope(self) -> Envelope:
         """Who posted the record and when it was received (module docstring)."""
@@ -179,6 +182,14 @@ class PartitionState:
                 self.tainted = True
                 self.failed[rec.offset] = out
         return out
+
+
+def header_pairs(headers: Headers | Mapping[str, bytes | None] | None) -> Headers | None:
+    """A consumed message's headers as the (name, value) pairs a `Record` keeps: aiokafka gives
+    pairs, Faust also allows a mapping."""
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return headers
 
 
 def stamp(timestamp_ms: int | None) -> datetime | None:

@@ -155,7 +155,7 @@ def test_ledger_and_rejects_say_who_posted(tmp_path: Path, files: tuple[Path, Pa
     for line in lines:
         shown = json.loads(line)
         posters = shown.pop("posted_by")
-        entry = LedgerEntry.model_validate(shown)
+        entry = LedgerEntry.model_validate_json(json.dumps(shown))
         assert posters == ["ingest:events.jsonl"] * len(entry.event_ids), line
         assert line.startswith(entry.model_dump_json()[:-1] + ',"posted_by":['), line
     human = tracker("ledger", "--unit", "fj.gat", data=data).stdout
