@@ -344,6 +344,46 @@ def test_a_store_made_before_envelopes_opens_and_gains_the_columns(chdb_dsn: str
         store.close()
 
 
+def test_a_reader_of_a_store_made_before_envelopes_reads_them_as_unknown(chdb_dsn: str) -> None:
+    """`tracker ledger|rejects` on an old store no writer has opened since: a reader changes
+    nothing, so the envelope columns are missing, and the rows read as unenveloped."""
+    from sinks.clickhouse import ClickHouseStore, connect, split_dsn
+    from sinks.ddl import TABLES
+
+    _, db = split_dsn(chdb_dsn)
+    client = connect(chdb_dsn)
+    client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    client.command(_OLD_EVENTS.format(db=db))
+    client.command(_OLD_LETTERS.format(db=db))
+    for name in ("meta", "ledger", "deadlines"):
+        client.command(TABLES[name].format(db=db))
+    client.insert(
+        f"{db}.events",
+        [["old", 0, 1, "gat", "vuln.notice", datetime(2018, 3, 1, tzinfo=UTC), 2018, "{}"]],
+        column_names=["event_id", "partition", "seq", "unit", "type", "at", "year", "raw"],
+    )
+    client.insert(
+        f"{db}.dead_letters",
+        [["d", "f:9", "{", "malformed JSON", datetime(2018, 3, 2, tzinfo=UTC)]],
+        column_names=["letter_id", "origin", "raw", "reason", "received_at"],
+    )
+    client.close()
+    reader = ClickHouseStore(chdb_dsn, create=False)
+    try:
+        [old] = list(reader.logged_events())
+        assert (old.posted_by, old.received_at) == (UNKNOWN_POSTER, UNKNOWN_RECEIPT)
+        assert [e.event_id for e in reader.logged_events_after(0, 0, 10)] == ["old"]
+        assert reader.posters(["old"]) == {"old": (UNKNOWN_POSTER, UNKNOWN_RECEIPT)}
+        [letter] = reader.dead_letters()
+        assert (letter.posted_by, letter.received_at) == (
+            UNKNOWN_POSTER,
+            local(datetime(2018, 3, 2, tzinfo=UTC)),
+        )
+        assert "posted_by" not in {c[0] for c in _columns(reader, db, "events")}  # not altered
+    finally:
+        reader.close()
+
+
 def _columns(store: Any, db: str, table: str) -> list[tuple[str, str, str]]:
     rows = store.client.query(
         "SELECT name, type, default_expression FROM system.columns "
