@@ -11,8 +11,9 @@ POINTS = "Decimal(18, 4)"
 # The envelope (schemas/envelope.py) of logged events and dead letters. The defaults are what a
 # row from before envelopes reads as: posted by no one (UNKNOWN_POSTER), received at an unknown
 # time (UNKNOWN_RECEIPT, the epoch); every write names both.
-POSTED_BY = "posted_by String DEFAULT ''"
-RECEIVED_AT = f"received_at {TS} DEFAULT toDateTime64(0, 3, 'Asia/Shanghai')"
+ENVELOPE_DEFAULTS = {"posted_by": "''", "received_at": "toDateTime64(0, 3, 'Asia/Shanghai')"}
+POSTED_BY = f"posted_by String DEFAULT {ENVELOPE_DEFAULTS['posted_by']}"
+RECEIVED_AT = f"received_at {TS} DEFAULT {ENVELOPE_DEFAULTS['received_at']}"
 
 TABLES: dict[str, str] = {
     "events": f"""
