@@ -5,6 +5,8 @@ to an engine (`apply_event`), and whatever refuses it becomes a dead letter (`de
 the same `raw` and `reason` on both paths; only the origin differs. What is particular to a path
 stays there: ingest's duplicate check against the store's log, the processor's partition check.
 Neither step raises on bad input: a failure of the parser or the engine is the record's refusal.
+Both stamp what they log and reject with the record's envelope (who posted it, when it was
+received: schemas/envelope.py), which each path finds in its own way.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from engine.clock import assessment_year, local
+from engine.clock import SHANGHAI, assessment_year, local
 from engine.core import Engine
 from engine.outcome import Outcome
+from schemas.envelope import Envelope
 from schemas.events import ClockTick, Event, EventError, parse_event
 from schemas.ledger import DeadLetter, LoggedEvent, trusted
 
@@ -96,13 +99,14 @@ def apply_event(engine: Engine, event: Event, raw: str, now: datetime | None) ->
     return Applied(outcome)
 
 
-def dead_letter(origin: str, refusal: Refusal, received_at: datetime) -> DeadLetter:
+def dead_letter(origin: str, refusal: Refusal, envelope: Envelope) -> DeadLetter:
     return DeadLetter(
         letter_id=letter_id(origin, refusal.raw),
         origin=origin,
         raw=refusal.raw,
         reason=refusal.reason,
-        received_at=local(received_at),
+        posted_by=envelope.posted_by,
+        received_at=stored_instant(envelope.received_at),
     )
 
 
@@ -118,7 +122,9 @@ def letter_id(origin: str, raw: str) -> str:
     return hashlib.sha256(f"{origin}\x1f{raw}".encode()).hexdigest()[:24]
 
 
-def logged_event(event: Event, raw: str, partition: int, seq: int) -> LoggedEvent:
+def logged_event(
+    event: Event, raw: str, partition: int, seq: int, envelope: Envelope
+) -> LoggedEvent:
     return trusted(
         LoggedEvent,
         {
@@ -130,5 +136,16 @@ def logged_event(event: Event, raw: str, partition: int, seq: int) -> LoggedEven
             "at": local(event.at),
             "year": assessment_year(event.at),
             "raw": raw,
+            "posted_by": envelope.posted_by,
+            "received_at": stored_instant(envelope.received_at),
         },
     )
+
+
+def stored_instant(at: datetime) -> datetime:
+    """A receipt time as the store keeps it (milliseconds, +08:00), so that what a path emits is
+    what a replay of the store gives back, whichever store."""
+    extra = at.microsecond % 1000
+    if not extra and at.tzinfo is SHANGHAI:
+        return at  # already so: the common case of an envelope made by the same step
+    return local(at) - timedelta(microseconds=extra)

@@ -8,7 +8,7 @@ so that an auditor sees who posted what and when, and a replay of the log reprod
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -17,6 +17,9 @@ HEADER_RECEIVED_AT = "tracker-received-at"
 # What records that reached the events topic without an envelope (direct produce by an
 # operator's tool, or records from before envelopes existed) are attributed to.
 UNKNOWN_POSTER = ""
+# When a record was received, where nothing says: the event log's rows from before envelopes
+# existed, and a Kafka record without a broker timestamp (as the dead letters always had it).
+UNKNOWN_RECEIPT = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Envelope(BaseModel):
@@ -34,16 +37,24 @@ class Envelope(BaseModel):
         ]
 
 
-def from_headers(headers: Iterable[tuple[str, bytes]] | None) -> Envelope | None:
-    """The envelope a Kafka record carries, or None when it carries none (or a broken one:
-    headers are untrusted input like the body)."""
-    found = {k: v for k, v in headers or () if k in (HEADER_POSTED_BY, HEADER_RECEIVED_AT)}
-    if len(found) != 2:
+def from_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> Envelope | None:
+    """The envelope a Kafka record carries, or None when it carries none, or a broken one:
+    headers are untrusted input like the body (a header may have no value, and one named twice
+    with two values says nothing about which is true)."""
+    found: dict[str, list[bytes | None]] = {HEADER_POSTED_BY: [], HEADER_RECEIVED_AT: []}
+    for key, value in headers or ():
+        if key in found:
+            found[key].append(value)
+    posted_by, received_at = (set(found[HEADER_POSTED_BY]), set(found[HEADER_RECEIVED_AT]))
+    if len(posted_by) != 1 or len(received_at) != 1:
+        return None
+    (poster,), (received,) = posted_by, received_at
+    if not isinstance(poster, bytes) or not isinstance(received, bytes):
         return None
     try:
         return Envelope(
-            posted_by=found[HEADER_POSTED_BY].decode(),
-            received_at=datetime.fromisoformat(found[HEADER_RECEIVED_AT].decode()),
+            posted_by=poster.decode(),
+            received_at=datetime.fromisoformat(received.decode()),
         )
     except (UnicodeDecodeError, ValueError, ValidationError):
         return None

@@ -115,7 +115,8 @@ class UnitYearStatus(BaseModel):
 
 
 class DeadLetter(BaseModel):
-    """A rejected input, kept with its raw text and the reason; never lost, never deducted."""
+    """A rejected input, kept with its raw text and the reason; never lost, never deducted.
+    `posted_by` and `received_at` are the input's envelope (schemas/envelope.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -123,11 +124,13 @@ class DeadLetter(BaseModel):
     origin: str  # where it came from: "<file>:<line>" or "kafka:<topic>/<partition>/<offset>"
     raw: str
     reason: str
+    posted_by: str
     received_at: AwareDatetime
 
 
 class LoggedEvent(BaseModel):
-    """An accepted event in the replayable log, in arrival order per partition."""
+    """An accepted event in the replayable log, in arrival order per partition, with its
+    envelope (who posted it, when it was received: schemas/envelope.py) beside the body."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -139,6 +142,8 @@ class LoggedEvent(BaseModel):
     at: AwareDatetime
     year: int
     raw: str
+    posted_by: str
+    received_at: AwareDatetime
 
 
 def trusted(cls: type[_M], values: dict[str, Any]) -> _M:

@@ -21,7 +21,7 @@ from schemas.rulebook import Rulebook
 from sinks.base import Batch, RegistryChange, StoreError, registry_hash
 from sinks.connection import connect, require_embedded_store, split_dsn
 from sinks.connection import first_line as _first_line
-from sinks.ddl import statements
+from sinks.ddl import ENVELOPE_DEFAULTS, statements
 from sinks.dsn import NoStoreError, canonical, chdb_location, store_id_file
 from sinks.faulty import before_write
 
@@ -54,6 +54,8 @@ class ClickHouseStore:
         if client is None and not create:
             require_embedded_store(dsn)
         self.client = client or connect(dsn)
+        # what the readers select of the event log and the dead letters (see `_read_old_tables`)
+        self._readable = {"events": list(EVENT_COLS), "dead_letters": list(LETTER_COLS)}
         try:
             if create:
                 for sql in statements(self.db):
@@ -61,6 +63,7 @@ class ClickHouseStore:
                 self._ensure_store_id()
             else:
                 self._require_tables()
+                self._read_old_tables()
         except StoreError:
             if client is None:
                 self.client.close()
@@ -121,6 +124,32 @@ class ClickHouseStore:
             raise NoStoreError(
                 f"{where}: database {self.db!r} holds no tracker store (no {', '.join(missing)})"
             )
+
+    def _read_old_tables(self) -> None:
+        """A reader changes nothing, so a store from before envelopes that no writer has opened
+        since lacks their columns (a writer adds them, sinks/ddl.py): read its rows as the
+        columns' defaults say, unenveloped."""
+        rows = self._query(
+            "SELECT table, name FROM system.columns WHERE database = {db:String} "
+            "AND table IN ('events', 'dead_letters')",
+            {"db": self.db},
+        )
+        present = {(str(t), str(n)) for t, n in rows}
+        for table, columns in self._readable.items():
+            self._readable[table] = [
+                f"{ENVELOPE_DEFAULTS[c]} AS {c}"
+                if c in ENVELOPE_DEFAULTS and (table, c) not in present
+                else c
+                for c in columns
+            ]
+
+    def _columns(self, table: str, *names: str) -> str:
+        """The select list of `names` (default: every field) of the event log or the dead
+        letters, as this store can read them."""
+        columns = self._readable[table]
+        if names:
+            columns = [c for c in columns if c.rsplit(" ", 1)[-1] in names]
+        return ", ".join(columns)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -236,7 +265,9 @@ class ClickHouseStore:
     def logged_events(self) -> Iterator[LoggedEvent]:
         """Streamed: no other query or insert can run on this client until it is consumed or
         closed."""
-        sql = f"SELECT {', '.join(EVENT_COLS)} FROM {self.db}.events FINAL ORDER BY partition, seq"
+        sql = (
+            f"SELECT {self._columns('events')} FROM {self.db}.events FINAL ORDER BY partition, seq"
+        )
         try:
             with self.client.query_rows_stream(sql) as stream:
                 for row in stream:
@@ -255,9 +286,22 @@ class ClickHouseStore:
             found.update(str(r[0]) for r in rows)
         return found
 
+    def posters(self, event_ids: Sequence[str]) -> dict[str, tuple[str, datetime]]:
+        wanted = sorted(set(event_ids))
+        found: dict[str, tuple[str, datetime]] = {}
+        for start in range(0, len(wanted), _LOOKUP_CHUNK):
+            rows = self._query(
+                f"SELECT {self._columns('events', 'event_id', 'posted_by', 'received_at')} "
+                f"FROM {self.db}.events FINAL "
+                "WHERE event_id IN {ids:Array(String)}",
+                {"ids": wanted[start : start + _LOOKUP_CHUNK]},
+            )
+            found.update((str(i), (str(p), local(r))) for i, p, r in rows)
+        return found
+
     def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:
         rows = self._query(
-            f"SELECT {', '.join(EVENT_COLS)} FROM {self.db}.events FINAL "
+            f"SELECT {self._columns('events')} FROM {self.db}.events FINAL "
             "WHERE partition = {p:UInt16} AND seq > {s:UInt64} ORDER BY seq LIMIT {n:UInt64}",
             {"p": partition, "s": seq, "n": limit},
         )
@@ -302,15 +346,16 @@ class ClickHouseStore:
 
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         sql = (
-            f"SELECT {', '.join(LETTER_COLS)} FROM {self.db}.dead_letters FINAL "
+            f"SELECT {self._columns('dead_letters')} FROM {self.db}.dead_letters FINAL "
             "ORDER BY received_at DESC, letter_id DESC"
         )
         if limit:
             sql += f" LIMIT {int(limit)}"
-        rows = self._query(sql)
-        letters = [
-            DeadLetter.model_construct(**dict(zip(LETTER_COLS, r, strict=True))) for r in rows
-        ]
+        letters = []
+        for row in self._query(sql):
+            values = dict(zip(LETTER_COLS, row, strict=True))
+            values["received_at"] = local(values["received_at"])
+            letters.append(DeadLetter.model_construct(**values))
         return letters[::-1]
 
     def totals(self) -> dict[tuple[str, int, str], Decimal]:
@@ -374,6 +419,7 @@ _LETTER_ROW = operator.attrgetter(*LETTER_COLS)
 def _logged(row: Sequence[Any]) -> LoggedEvent:
     values = dict(zip(EVENT_COLS, row, strict=True))
     values["at"] = local(values["at"])
+    values["received_at"] = local(values["received_at"])
     return LoggedEvent.model_construct(**values)
 
 

@@ -45,7 +45,8 @@ VIEWS: dict[str, str] = {
         FROM {db}.ledger AS l FINAL
         LEFT JOIN (SELECT rulebook, indicator, item, clause FROM {db}.items FINAL) AS i
             ON i.rulebook = l.rulebook AND i.indicator = l.indicator AND i.item = l.item""",
-    "dead_letters_v": "CREATE VIEW IF NOT EXISTS {db}.dead_letters_v AS "
+    # Replaced on open, as deadlines_v: `*` must see the columns added since (posted_by).
+    "dead_letters_v": "CREATE OR REPLACE VIEW {db}.dead_letters_v AS "
     "SELECT * FROM {db}.dead_letters FINAL",
 }
 

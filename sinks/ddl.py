@@ -8,12 +8,19 @@ from sinks.dashboard_views import VIEWS as DASHBOARD_VIEWS
 
 TS = "DateTime64(3, 'Asia/Shanghai')"
 POINTS = "Decimal(18, 4)"
+# The envelope (schemas/envelope.py) of logged events and dead letters. The defaults are what a
+# row from before envelopes reads as: posted by no one (UNKNOWN_POSTER), received at an unknown
+# time (UNKNOWN_RECEIPT, the epoch); every write names both.
+ENVELOPE_DEFAULTS = {"posted_by": "''", "received_at": "toDateTime64(0, 3, 'Asia/Shanghai')"}
+POSTED_BY = f"posted_by String DEFAULT {ENVELOPE_DEFAULTS['posted_by']}"
+RECEIVED_AT = f"received_at {TS} DEFAULT {ENVELOPE_DEFAULTS['received_at']}"
 
 TABLES: dict[str, str] = {
     "events": f"""
         CREATE TABLE IF NOT EXISTS {{db}}.events (
             event_id String, partition UInt16, seq UInt64, unit String,
-            type LowCardinality(String), at {TS}, year UInt16, raw String
+            type LowCardinality(String), at {TS}, year UInt16, raw String,
+            {POSTED_BY}, {RECEIVED_AT}
         ) ENGINE = ReplacingMergeTree ORDER BY event_id""",
     "ledger": f"""
         CREATE TABLE IF NOT EXISTS {{db}}.ledger (
@@ -31,7 +38,8 @@ TABLES: dict[str, str] = {
         ) ENGINE = ReplacingMergeTree(version) ORDER BY (unit, kind, ref)""",
     "dead_letters": f"""
         CREATE TABLE IF NOT EXISTS {{db}}.dead_letters (
-            letter_id String, origin String, raw String, reason String, received_at {TS}
+            letter_id String, origin String, raw String, reason String, {POSTED_BY},
+            received_at {TS}
         ) ENGINE = ReplacingMergeTree ORDER BY letter_id""",
     # Commit marks of `write` (sinks/base.py): the outputs of every logged event of `partition`
     # up to `through_seq` are stored; restore re-derives those of the events after the last one.
@@ -71,6 +79,10 @@ TABLES: dict[str, str] = {
 MIGRATIONS: list[str] = [
     # contract v2: the due a notice carried, beside the instant that judges it (`due`)
     f"ALTER TABLE {{db}}.deadlines ADD COLUMN IF NOT EXISTS notice_due Nullable({TS}) AFTER due",
+    # issue 10: who posted each input and when it was received (the rows before: unknown)
+    f"ALTER TABLE {{db}}.events ADD COLUMN IF NOT EXISTS {POSTED_BY} AFTER raw",
+    f"ALTER TABLE {{db}}.events ADD COLUMN IF NOT EXISTS {RECEIVED_AT} AFTER posted_by",
+    f"ALTER TABLE {{db}}.dead_letters ADD COLUMN IF NOT EXISTS {POSTED_BY} AFTER reason",
 ]
 
 # Views for readers (CLI status, Grafana): deduplicated and aggregated, so no reader needs FINAL.

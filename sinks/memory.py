@@ -112,6 +112,13 @@ class MemoryStore:
         rows = sorted(self._letters.values(), key=lambda d: (d.received_at, d.letter_id))
         return rows[-limit:] if limit else rows
 
+    def posters(self, event_ids: Sequence[str]) -> dict[str, tuple[str, datetime]]:
+        return {
+            i: (e.posted_by, e.received_at)
+            for i in event_ids
+            if (e := self._events.get(i)) is not None
+        }
+
     def known_letters(self, letter_ids: Sequence[str]) -> set[str]:
         return {i for i in letter_ids if i in self._letters}
 

@@ -12,12 +12,12 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from config.settings import settings
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry
@@ -31,6 +31,8 @@ WORKER_URL_ENV = "TRACKER_WORKER_URL"
 _ENTRIES = TypeAdapter(list[LedgerEntry])
 _DEADLINES = TypeAdapter(list[DeadlineState])
 _LETTERS = TypeAdapter(list[DeadLetter])
+_POSTERS = TypeAdapter(dict[str, tuple[str, AwareDatetime]])
+POSTERS_CHUNK = 5_000  # event ids per posters request (the worker takes up to 10,000)
 
 
 def worker_url() -> str:
@@ -66,6 +68,19 @@ class RemoteStore:
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         return _LETTERS.validate_json(self._raw("rejects", limit=limit))
 
+    def posters(self, event_ids: Sequence[str]) -> dict[str, tuple[str, datetime]]:
+        """POSTed in chunks (streams/web.py bounds a request); an answer that is not the
+        worker's shape is a StoreError, not a crash."""
+        wanted = sorted(set(event_ids))
+        found: dict[str, tuple[str, datetime]] = {}
+        for start in range(0, len(wanted), POSTERS_CHUNK):
+            body = json.dumps(wanted[start : start + POSTERS_CHUNK]).encode()
+            try:
+                found.update(_POSTERS.validate_json(self._raw("posters", data=body)))
+            except ValidationError:
+                raise StoreError(f"the worker at {self.shown} answers posters wrongly") from None
+        return found
+
     def totals(self) -> dict[tuple[str, int, str], Decimal]:
         return {(u, int(y), i): Decimal(v) for u, y, i, v in self._get("totals")}
 
@@ -98,11 +113,14 @@ class RemoteStore:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _raw(self, path: str, **params: Any) -> bytes:
+    def _raw(self, path: str, data: bytes | None = None, **params: Any) -> bytes:
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         url = f"{self.url}/tracker/{path}" + (f"?{query}" if query else "")
+        request = urllib.request.Request(url, data=data)  # data: a POST
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 body: bytes = response.read()
                 return body
         except urllib.error.HTTPError as exc:

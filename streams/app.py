@@ -55,7 +55,7 @@ from sinks import Store, open_store
 from sinks.faulty import FaultyStore
 from streams.emitter import Emitter, Send
 from streams.holds import Holds
-from streams.processor import KafkaReader, Processor, Reader, Record
+from streams.processor import KafkaReader, Processor, Reader, Record, header_pairs
 from streams.settings import WorkerSettings
 from streams.sink_agent import BatchDecoder, SinkStats, StoreThread, write_until_done
 from streams.topics import OUTPUT_MAX_BYTES, ensure_topics, quiet_kafka
@@ -370,7 +370,9 @@ async def process(stream: StreamT[Any]) -> None:
             continue  # the worker is stopping; leave the record unacked
         msg = event.message
         ts = round(msg.timestamp * 1000) if msg.timestamp is not None else None
-        record = Record(msg.topic, msg.partition, msg.offset, ts, msg.value)
+        # the headers carry who posted the record (schemas/envelope.py), as on a rebuild
+        headers = header_pairs(msg.headers)
+        record = Record(msg.topic, msg.partition, msg.offset, ts, msg.value, headers)
         futures = await _outputs_of(run, msg, record)
         if futures is None:
             continue  # the partition moved meanwhile: its next owner processes it

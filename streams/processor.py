@@ -14,6 +14,11 @@ outputs it produced before, with the same ids, and the idempotent sink absorbs t
 A record is read and applied by the step `tracker ingest` uses (engine/step.py), so the same
 input makes the same dead letter on both paths; a record is a whole text (a leading byte order
 mark is dropped, as on a file's first line).
+
+Who posted a record and when it was received come from its headers (schemas/envelope.py: the
+intake stamps them); a record without a usable envelope is posted by no one (`UNKNOWN_POSTER`)
+and was received when the broker appended it. The envelope is part of the record, so a rebuild
+re-emits it too; it never makes a record a dead letter.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -39,8 +44,9 @@ from engine.step import (
     read_record,
 )
 from engine.warnings import DeadlineWarning, Warner, WarningPolicy
+from schemas.envelope import UNKNOWN_POSTER, UNKNOWN_RECEIPT, Envelope, from_headers
 from schemas.events import ClockTick
-from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
+from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent, trusted
 from streams.settings import Config
 from streams.topics import partition_for
 
@@ -49,6 +55,9 @@ log = logging.getLogger(__name__)
 
 class RebuildError(RuntimeError):
     """A partition's engine cannot be rebuilt (its input records are gone)."""
+
+
+Headers = Sequence[tuple[str, bytes | None]]  # a Kafka record's headers, as aiokafka gives them
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +69,15 @@ class Record:
     offset: int
     timestamp_ms: int | None
     value: bytes | None
+    headers: Headers | None = None
+
+    def envelope(self) -> Envelope:
+        """Who posted the record and when it was received (module docstring)."""
+        found = from_headers(self.headers)
+        if found is not None:
+            return found
+        received = stamp(self.timestamp_ms) or UNKNOWN_RECEIPT
+        return trusted(Envelope, {"posted_by": UNKNOWN_POSTER, "received_at": received})
 
 
 @dataclass(slots=True)
@@ -126,7 +144,7 @@ class PartitionState:
         if applied.outcome.status == "duplicate":
             return Outputs()
         return Outputs(
-            logged=logged_event(event, read.raw, self.partition, rec.offset),
+            logged=logged_event(event, read.raw, self.partition, rec.offset, rec.envelope()),
             entries=applied.outcome.entries,
             deadlines=applied.outcome.deadlines,
             warnings=self.warner.feed(applied.outcome.deadlines, self.engine.watermark),
@@ -150,8 +168,7 @@ class PartitionState:
         """The record's dead letter. After a failure once the engine had started on the record,
         the engine must be rebuilt without it (`tainted`), and every rebuild skips it (`failed`)."""
         origin = f"kafka:{rec.topic}/{rec.partition}/{rec.offset}"
-        received = stamp(rec.timestamp_ms) or datetime.fromtimestamp(0, UTC)
-        out = Outputs(letter=dead_letter(origin, refusal, received))
+        out = Outputs(letter=dead_letter(origin, refusal, rec.envelope()))
         if refusal.failure is not None:
             log.error(
                 "%s/%d/%d: %s; the record is a dead letter",
@@ -165,6 +182,14 @@ class PartitionState:
                 self.tainted = True
                 self.failed[rec.offset] = out
         return out
+
+
+def header_pairs(headers: Headers | Mapping[str, bytes | None] | None) -> Headers | None:
+    """A consumed message's headers as the (name, value) pairs a `Record` keeps: aiokafka gives
+    pairs, Faust also allows a mapping."""
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return headers
 
 
 def stamp(timestamp_ms: int | None) -> datetime | None:
@@ -345,7 +370,7 @@ class KafkaReader:
             while position < end:
                 got = (await consumer.getmany(tp, timeout_ms=500, max_records=5_000)).get(tp, [])
                 batch = [
-                    Record(r.topic, r.partition, r.offset, r.timestamp, r.value)
+                    Record(r.topic, r.partition, r.offset, r.timestamp, r.value, r.headers)
                     for r in got
                     if r.offset < end
                 ]

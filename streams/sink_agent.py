@@ -8,15 +8,17 @@ from the sink agent and reads from the web views - goes through one single-threa
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from schemas.envelope import UNKNOWN_POSTER, UNKNOWN_RECEIPT
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
 from sinks.base import Batch, Store
 from sinks.dsn import mask
@@ -105,13 +107,13 @@ class BatchDecoder:
             kind = self._kinds.get(topic)
             try:
                 if kind == "events":
-                    batch.events.append(LoggedEvent.model_validate_json(value or b""))
+                    batch.events.append(_enveloped(LoggedEvent, value))
                 elif kind == "entries":
                     batch.entries.append(LedgerEntry.model_validate_json(value or b""))
                 elif kind == "deadlines":
                     batch.deadlines.append(DeadlineState.model_validate_json(value or b""))
                 elif kind == "dead_letters":
-                    batch.dead_letters.append(DeadLetter.model_validate_json(value or b""))
+                    batch.dead_letters.append(_enveloped(DeadLetter, value))
                 else:
                     raise ValueError(f"unexpected topic {topic}")
             except (ValidationError, ValueError) as exc:
@@ -121,6 +123,23 @@ class BatchDecoder:
                 continue
             self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
         return batch
+
+
+M = TypeVar("M", bound=BaseModel)
+# What an output written by a worker from before envelopes (issue 10) lacks: such records may be
+# on the internal topics when the workers are upgraded, and skipping them would lose events.
+_NO_ENVELOPE: dict[str, Any] = {"posted_by": UNKNOWN_POSTER, "received_at": UNKNOWN_RECEIPT}
+
+
+def _enveloped(model: type[M], value: bytes | None) -> M:
+    try:
+        return model.model_validate_json(value or b"")
+    except ValidationError as exc:
+        missing = {str(e["loc"][0]) for e in exc.errors() if e["type"] == "missing" and e["loc"]}
+        if not missing or not missing <= set(_NO_ENVELOPE):
+            raise
+    old = json.loads(value or b"")  # an object: only envelope fields were missing
+    return model.model_validate({**old, **{k: _NO_ENVELOPE[k] for k in missing}})
 
 
 async def write_until_done(

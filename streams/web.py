@@ -5,6 +5,9 @@
     GET /tracker/ledger?unit=&year=     ledger entries          (JSON list of LedgerEntry)
     GET /tracker/deadlines?unit=&year=  deadline states         (JSON list of DeadlineState)
     GET /tracker/rejects?limit=         dead letters            (JSON list of DeadLetter)
+    POST /tracker/posters               body: a JSON list of event ids (at most 10,000);
+                                        {event_id: [posted_by, received_at RFC 3339]} of those
+                                        logged: who posted a ledger entry's events, and when
     GET /tracker/config                 {"registry": ..., "rulebooks": {...}} or null
     GET /tracker/totals                 [[unit, year, indicator, "points"], ...]
     GET /tracker/unit-years             [[unit, year], ...]
@@ -94,6 +97,29 @@ def _identity(store: StoreReader) -> bytes:
     return json.dumps(identify()).encode()
 
 
+MAX_POSTER_IDS = 10_000  # ids per posters request: a bounded body and query
+
+
+def _event_ids(body: bytes) -> list[str]:
+    try:
+        ids = json.loads(body)
+    except ValueError:
+        raise BadRequest("the body must be a JSON list of event ids") from None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise BadRequest("the body must be a JSON list of event ids")
+    if len(ids) > MAX_POSTER_IDS:
+        raise BadRequest(f"at most {MAX_POSTER_IDS} event ids per request, not {len(ids)}")
+    return ids
+
+
+def _posters(sink: StoreReader, ids: list[str]) -> bytes:
+    found = sink.posters(ids)
+    return json.dumps(
+        {i: [poster, iso(received)] for i, (poster, received) in sorted(found.items())},
+        ensure_ascii=False,
+    ).encode()
+
+
 def _query(name: str, request: Request) -> Callable[[StoreReader], bytes]:
     q = request.query
     if name == "status":
@@ -158,6 +184,21 @@ def register(
 
     for name in READS:
         app.page(f"/tracker/{name}")(reader(name))
+
+    class Posters(View):
+        async def post(self, request: Request) -> Response:
+            if store is None:
+                return self.error(503, "this worker runs no sink (--role processor)")
+            try:
+                ids = _event_ids(await request.read())
+                body = await store.call(lambda s: _posters(s, ids))
+            except BadRequest as exc:
+                return self.error(400, str(exc))
+            except Exception as exc:
+                return self.error(503, (str(exc).splitlines() or [type(exc).__name__])[0])
+            return self.bytes(body, content_type="application/json")
+
+    app.page("/tracker/posters")(Posters)
 
     async def progress_view(view: View, request: Request) -> Response:
         return view.bytes(json.dumps(progress()).encode(), content_type="application/json")

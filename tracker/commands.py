@@ -16,6 +16,8 @@ import typer
 from config.rulebooks import load_rulebooks
 from engine.clock import iso, local
 from engine.status import build_status
+from schemas.envelope import UNKNOWN_POSTER
+from schemas.ledger import LedgerEntry
 from schemas.points import format_points
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
@@ -149,11 +151,19 @@ def cmd_ledger(
     try:
         _, books = _config(reader)
         entries = reader.ledger(unit=unit, year=year)
+        posters = reader.posters([i for e in entries for i in e.event_ids])
     finally:
         reader.close()
+
+    def posted_by(e: LedgerEntry) -> list[str]:
+        """Who posted each of the entry's events, in their order ("": unknown)."""
+        return [posters.get(i, (UNKNOWN_POSTER,))[0] for i in e.event_ids]
+
     if as_json:
         for e in entries:
-            print(e.model_dump_json())
+            # the entry's own JSON, then `posted_by` aligned with `event_ids` (docs/ingest.md)
+            shown = json.dumps(posted_by(e), ensure_ascii=False, separators=(",", ":"))
+            print(f'{e.model_dump_json()[:-1]},"posted_by":{shown}}}')
         return 0
     clauses = {
         (b.id, ind.id, item.number): item.clause
@@ -175,6 +185,7 @@ def cmd_ledger(
                 format_points(e.applied),
                 state,
                 ",".join(e.event_ids),
+                ",".join(p or "-" for p in posted_by(e)),
                 e.reason,
                 clauses.get((e.rulebook, e.indicator, e.item), ""),
             ]
@@ -191,6 +202,7 @@ def cmd_ledger(
                 "applied",
                 "state",
                 "events",
+                "posted by",
                 "reason",
                 "clause",
             ],
@@ -277,8 +289,8 @@ def cmd_rejects(
         return 0
     print(
         tables.render(
-            ["received", "origin", "reason", "raw"],
-            [[iso(d.received_at), d.origin, d.reason, d.raw] for d in letters],
+            ["received", "posted by", "origin", "reason", "raw"],
+            [[iso(d.received_at), d.posted_by or "-", d.origin, d.reason, d.raw] for d in letters],
         )
     )
     return 0

@@ -5,6 +5,11 @@ to each Kafka record.
 
 No line stops a run: a line that is not UTF-8, not an event, rejected by the engine, or that makes
 the engine raise becomes a dead letter naming its line, and the next line is read.
+
+Every logged event and dead letter carries an envelope (schemas/envelope.py): the one the caller
+passes (`tracker serve` stamps the principal and the time of the request), or by default this
+tool's own: posted by `ingest:ORIGIN` (ORIGIN: the file name, or `stdin`), received at the clock
+when the line is applied (docs/ingest.md). A replay of the log keeps the envelopes it logged.
 """
 
 from __future__ import annotations
@@ -14,9 +19,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from engine import Engine, Outcome, WorkCalendar
-from engine.step import Parsed, Refusal, apply_event, dead_letter, logged_event, read_record
+from engine.step import (
+    Parsed,
+    Refusal,
+    apply_event,
+    dead_letter,
+    logged_event,
+    read_record,
+    stored_instant,
+)
+from schemas.envelope import Envelope
 from schemas.events import EventError, parse_event
-from schemas.ledger import LoggedEvent
+from schemas.ledger import LoggedEvent, trusted
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, Store, StoreError
@@ -105,24 +119,29 @@ class Tracker:
         self._seq = max(self._seq, logged.seq)
         return self.engine.apply(event)
 
-    def feed_lines(self, lines: Iterable[bytes | str], origin: str) -> Summary:
+    def feed_lines(
+        self, lines: Iterable[bytes | str], origin: str, envelope: Envelope | None = None
+    ) -> Summary:
         """Lines as read from a file (bytes, as the CLI reads them) or text; numbered from 1.
-        Bytes end a line at LF, CR LF or a lone CR, as a file read as text does."""
+        Bytes end a line at LF, CR LF or a lone CR, as a file read as text does. Each is stamped
+        with `envelope`, or with this tool's (module docstring)."""
+        stamp = _Stamp(envelope, tool_poster(origin))
         chunk: list[tuple[str, bytes | str, bool]] = []
         for number, line in enumerate(_universal_newlines(lines), start=1):
             chunk.append((f"{origin}:{number}", line, number == 1))
             if len(chunk) >= self.batch_size:
-                self._feed_chunk(chunk)
+                self._feed_chunk(chunk, stamp)
                 chunk = []
-        self._feed_chunk(chunk)
+        self._feed_chunk(chunk, stamp)
         self.flush()
         return self.summary
 
-    def feed(self, raw: str, origin: str) -> None:
-        """One line of text (a first line: a BOM is dropped)."""
-        self._feed_chunk([(origin, raw, True)])
+    def feed(self, raw: str, origin: str, envelope: Envelope | None = None) -> None:
+        """One line of text (a first line: a BOM is dropped), stamped with `envelope` or with
+        this tool's (module docstring); written at the next `flush`."""
+        self._feed_chunk([(origin, raw, True)], _Stamp(envelope, tool_poster(origin)))
 
-    def _feed_chunk(self, chunk: list[tuple[str, bytes | str, bool]]) -> None:
+    def _feed_chunk(self, chunk: list[tuple[str, bytes | str, bool]], stamp: _Stamp) -> None:
         """Read a chunk of lines, look their event ids up in the log at once, then apply them
         in order: an event already in the log is a duplicate before any other check (spec 2;
         the engine remembers no tick ids and forgets the events of closed years)."""
@@ -130,12 +149,12 @@ class Tracker:
         for where, line, first in chunk:
             read = read_record(line, first=first)
             if isinstance(read, Refusal):
-                self._reject(read, where)
+                self._reject(read, where, stamp.at(self.clock()))
             elif read is not None:
                 parsed.append((where, read))
         self._in_log = self._logged([p.event.event_id for _, p in parsed])
         for where, p in parsed:
-            self._apply(p, where)
+            self._apply(p, where, stamp)
 
     def _logged(self, ids: list[str]) -> set[str]:
         """Which of the ids the event log holds, counting the batch not yet written."""
@@ -145,16 +164,18 @@ class Tracker:
             found |= self.store.known_events(sorted(set(ids) - found))
         return found
 
-    def _apply(self, parsed: Parsed, origin: str) -> Outcome:
+    def _apply(self, parsed: Parsed, origin: str, stamp: _Stamp) -> Outcome:
         """Apply one event unless its id is already logged (see `_feed_chunk`)."""
         event = parsed.event
         if event.event_id in self._in_log:
             self.summary.duplicates += 1
             return Outcome("duplicate", event.event_id)
-        applied = apply_event(self.engine, event, parsed.raw, self.clock())
+        now = self.clock()
+        envelope = stamp.at(now)
+        applied = apply_event(self.engine, event, parsed.raw, now)
         outcome = applied.outcome
         if applied.refusal is not None:
-            self._reject(applied.refusal, origin)
+            self._reject(applied.refusal, origin, envelope)
             if applied.tainted:
                 self._rebuild()
                 return outcome
@@ -164,7 +185,9 @@ class Tracker:
             self.summary.accepted += 1
             self._seq += 1
             self._in_log.add(event.event_id)
-            self._batch.events.append(logged_event(event, parsed.raw, self.partition, self._seq))
+            self._batch.events.append(
+                logged_event(event, parsed.raw, self.partition, self._seq, envelope)
+            )
             self._batch.entries.extend(outcome.entries)
             self._batch.deadlines.extend(outcome.deadlines)
         if len(self._batch) >= self.batch_size:
@@ -191,9 +214,30 @@ class Tracker:
         self._seq = 0
         self.restore()
 
-    def _reject(self, refusal: Refusal, origin: str) -> None:
+    def _reject(self, refusal: Refusal, origin: str, envelope: Envelope) -> None:
         self.summary.rejected += 1
-        self._batch.dead_letters.append(dead_letter(origin, refusal, self.clock()))
+        self._batch.dead_letters.append(dead_letter(origin, refusal, envelope))
+
+
+def tool_poster(origin: str) -> str:
+    """Who posted what `tracker ingest` reads, when the caller names no one: the tool and its
+    input. Ingest is an operator's tool reading a file; its principal is not known here."""
+    return f"ingest:{origin}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Stamp:
+    """The envelope of the lines of one call: the caller's, or the tool's with the clock of each
+    line (the instant the engine judges the line by, e.g. its 10-minutes-ahead check)."""
+
+    envelope: Envelope | None
+    poster: str
+
+    def at(self, now: datetime) -> Envelope:
+        if self.envelope is not None:
+            return self.envelope
+        # built per line: skip the validation of values this tool made itself
+        return trusted(Envelope, {"posted_by": self.poster, "received_at": stored_instant(now)})
 
 
 def _universal_newlines(lines: Iterable[bytes | str]) -> Iterator[bytes | str]:

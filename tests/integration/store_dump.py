@@ -21,7 +21,8 @@ MARK = "store-dump: "  # tells the dumps from what `tracker` itself prints
 
 
 def dump(sink: StoreReader) -> dict[str, Any]:
-    """Everything a user can read back; dead letters without their wall-clock receipt time."""
+    """Everything a user can read back; events and dead letters without their receipt time
+    (`tracker ingest` stamps its wall clock: a re-run is received later), with their poster."""
     config = sink.load_config()
     status = []
     if config is not None:
@@ -33,10 +34,12 @@ def dump(sink: StoreReader) -> dict[str, Any]:
             )
         ]
     return {
-        "events": [e.model_dump(mode="json") for e in sink.logged_events()],
+        "events": [
+            e.model_dump(mode="json", exclude={"received_at"}) for e in sink.logged_events()
+        ],
         "ledger": [e.model_dump(mode="json") for e in sink.ledger()],
         "deadlines": [d.model_dump(mode="json") for d in sink.deadlines()],
-        "letters": sorted([d.origin, d.raw, d.reason] for d in sink.dead_letters()),
+        "letters": sorted([d.origin, d.raw, d.reason, d.posted_by] for d in sink.dead_letters()),
         "status": status,
     }
 

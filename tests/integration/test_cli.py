@@ -142,6 +142,31 @@ def test_ingest_status_and_reingest(tmp_path: Path, files: tuple[Path, Path]) ->
     ]
 
 
+def test_ledger_and_rejects_say_who_posted(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    """Each ledger entry's events with who posted each (issue 10): `ingest` names itself and its
+    file. `--json` adds `posted_by`, aligned with `event_ids`, after the entry's own fields."""
+    from schemas.ledger import LedgerEntry
+
+    units, stream = files
+    data = tmp_path / "data"
+    tracker("ingest", "--units", str(units), str(stream), data=data)
+    lines = tracker("ledger", "--json", data=data).stdout.splitlines()
+    assert lines
+    for line in lines:
+        shown = json.loads(line)
+        posters = shown.pop("posted_by")
+        entry = LedgerEntry.model_validate_json(json.dumps(shown))
+        assert posters == ["ingest:events.jsonl"] * len(entry.event_ids), line
+        assert line.startswith(entry.model_dump_json()[:-1] + ',"posted_by":['), line
+    human = tracker("ledger", "--unit", "fj.gat", data=data).stdout
+    assert "posted by" in human.splitlines()[0] and "ingest:events.jsonl" in human
+    rejects = json.loads(tracker("rejects", "--json", data=data).stdout)
+    assert {r["posted_by"] for r in rejects} == {"ingest:events.jsonl"}
+    shown_rejects = tracker("rejects", data=data).stdout
+    assert "posted by" in shown_rejects.splitlines()[0]
+    assert "ingest:events.jsonl" in shown_rejects
+
+
 def test_human_views_render(tmp_path: Path, files: tuple[Path, Path]) -> None:
     units, stream = files
     data = tmp_path / "data"

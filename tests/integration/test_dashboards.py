@@ -219,6 +219,30 @@ def test_audit_trail_panels_run(store: ClickHouseStore) -> None:
     assert count >= 1 and all(event_id in e.split(", ") for e in events)
 
 
+def test_audit_trail_shows_who_posted_what(store: ClickHouseStore) -> None:
+    """The log, the ledger's triggering events and the dead letters name who posted each input
+    and when it was received (issue 10): `ingest` posted the demo stream."""
+    results = _run_dashboard(store, "tracker-audit", {})
+    for panel in (1, 2, 3, 4):
+        assert {"posted_by", "received_at"} <= set(results[panel][1]), panel
+
+    def shown(panel: int) -> list[dict[str, Any]]:
+        sql, columns, _ = results[panel]
+        return [dict(zip(columns, r, strict=True)) for r in _rows(store, sql)]
+
+    log = shown(1)
+    assert log and {r["posted_by"] for r in log} == {"ingest:demo"}
+    assert all(r["received_at"].year >= 2026 for r in log)  # the ingest's clock, not event time
+    ledger = shown(2)
+    assert ledger
+    for row in ledger:  # one poster and one receipt time per triggering event, in its order
+        events = row["events"].split(", ")
+        assert row["posted_by"].split(", ") == ["ingest:demo"] * len(events), row
+        assert len(row["received_at"].split(", ")) == len(events), row
+    letters = shown(4)
+    assert letters and {r["posted_by"] for r in letters} == {"ingest:demo"}
+
+
 def test_variable_queries_offer_the_store_contents(store: ClickHouseStore) -> None:
     time_range = _range(store)
     variables = resolve_variables(

@@ -8,6 +8,7 @@ import json
 import random
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -176,11 +177,6 @@ def test_a_restarted_server_continues_the_store(
         again.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOOK(envelope): the event log records no poster before the envelope branch is "
-    "merged, so after a restart a retraction is judged by scope alone",
-)
 def test_after_a_restart_a_centre_still_may_not_retract_another_principals_event(
     store: ClickHouseStore, chdb_dsn: str, tmp_path: Path
 ) -> None:
@@ -195,3 +191,28 @@ def test_after_a_restart_a_centre_still_may_not_retract_another_principals_event
         assert second.post("centre_fz", [retraction]).status_code == 403
     finally:
         again.close()
+
+
+def test_the_log_names_the_principal_that_posted_each_event(
+    served: Served, store: ClickHouseStore
+) -> None:
+    """The embedded intake stamps every accepted event and dead letter with the principal and the
+    time of the request (issue 10, item 2): the event log, `posters` and the dead letters."""
+    ids = {p.name: p.id for p, _, _ in served.principals.list()}
+    before = datetime.now(UTC)
+    assert served.post("centre", stream(3)).json()["accepted"] == 3
+    feedback = event("vuln.feedback", "fj.gat", "fb-1", notice_id="V-nope")
+    assert served.post("unit_gat", [feedback]).json()["rejected"]
+    after = datetime.now(UTC)
+    logged = list(store.logged_events())
+    assert {e.posted_by for e in logged} == {ids["centre"]}
+    assert all(before - timedelta(seconds=1) <= e.received_at <= after for e in logged)
+    assert store.posters([e.event_id for e in logged]) == {
+        e.event_id: (e.posted_by, e.received_at) for e in logged
+    }
+    [letter] = store.dead_letters()
+    assert letter.posted_by == ids["unit_gat"]
+    # the read API's ledger is `tracker ledger --json`: `posted_by` aligned with `event_ids`
+    ledger = served.get("auditor", "/v1/ledger").json()
+    assert ledger and all(e["posted_by"] == [ids["centre"]] * len(e["event_ids"]) for e in ledger)
+    assert served.get("auditor", "/v1/rejects").json()[0]["posted_by"] == ids["unit_gat"]

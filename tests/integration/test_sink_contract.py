@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from engine.clock import local
 from engine.status import build_status
 from engine.step import logged_event
+from schemas.envelope import UNKNOWN_POSTER, UNKNOWN_RECEIPT, Envelope
 from schemas.ledger import DeadLetter
 from schemas.registry import Registry
 from sinks import Batch, MemoryStore, Store, StoreError
@@ -39,21 +41,29 @@ STREAM = [
 ]
 
 
+# who posted each event of STREAM, and when it was received (to the millisecond, as stored)
+POSTERS = [
+    Envelope(posted_by=poster, received_at=local(datetime(2018, 3, 1, 2, n, 7, 250_000, UTC)))
+    for n, poster in enumerate(["centre:fj", "centre:fj", "centre:fj.fz", "ticker", "unit:gat"])
+]
+
+
 def _fill(sink: Store) -> Batch:
     eng = engine()
     batch = Batch()
-    for seq, event in enumerate(STREAM, start=1):
+    for seq, (event, envelope) in enumerate(zip(STREAM, POSTERS, strict=True), start=1):
         out = eng.apply(event)
         batch.entries += out.entries
         batch.deadlines += out.deadlines
-        batch.events.append(logged_event(event, event.model_dump_json(), 0, seq))
+        batch.events.append(logged_event(event, event.model_dump_json(), 0, seq, envelope))
     batch.dead_letters.append(
         DeadLetter(
             letter_id="d1",
             origin="f:1",
             raw="{bad",
             reason="malformed JSON",
-            received_at=datetime(2018, 3, 1, tzinfo=UTC),
+            posted_by="unit:fz.gl",
+            received_at=local(datetime(2018, 3, 1, tzinfo=UTC)),
         )
     )
     sink.save_config(REGISTRY, BOOKS)
@@ -74,6 +84,86 @@ def test_round_trip_of_every_record(sink: Store) -> None:
     assert [e.event_id for e in sink.logged_events()] == [e.event_id for e in STREAM]
     assert sink.next_seq() == len(STREAM) + 1
     assert sink.load_config() == (REGISTRY, BOOKS)
+
+
+def test_the_envelopes_round_trip(sink: Store) -> None:
+    batch = _fill(sink)
+    assert [e.model_dump_json() for e in sink.logged_events()] == [
+        e.model_dump_json() for e in batch.events
+    ]
+    assert [e.model_dump_json() for e in sink.logged_events_after(0, 3, 10)] == [
+        e.model_dump_json() for e in batch.events[3:]
+    ]
+    assert [d.model_dump_json() for d in sink.dead_letters()] == [
+        d.model_dump_json() for d in batch.dead_letters
+    ]
+    assert [(e.posted_by, e.received_at) for e in sink.logged_events()] == [
+        (p.posted_by, p.received_at) for p in POSTERS
+    ]
+
+
+def test_posters_of_logged_events(sink: Store) -> None:
+    _fill(sink)
+    ids = [e.event_id for e in STREAM]
+    assert sink.posters([ids[4], "nope", ids[0], ids[0]]) == {
+        ids[0]: ("centre:fj", POSTERS[0].received_at),
+        ids[4]: ("unit:gat", POSTERS[4].received_at),
+    }
+    assert sink.posters([]) == {}
+    # every event of every ledger entry has its poster: what `tracker ledger` shows
+    cited = sorted({i for entry in sink.ledger() for i in entry.event_ids})
+    assert set(sink.posters(cited)) == set(cited)
+
+
+def test_ingest_stamps_events_and_dead_letters(sink: Store) -> None:
+    """Through the pipeline into the store: the tool and its clock by default, or the envelope
+    each line came with."""
+    now = datetime(2018, 3, 25, 1, 2, 3, 456_789, UTC)
+    tracker = Tracker(sink, REGISTRY, BOOKS, engine().calendar, clock=lambda: now)
+    tracker.feed_lines(LINES[:3], "f.jsonl")
+    tracker.feed_lines(LINES[3:], "api", envelope=POSTERS[1])
+    stored = local(now.replace(microsecond=456_000))
+    assert [(e.posted_by, e.received_at) for e in sink.logged_events()] == [
+        ("ingest:f.jsonl", stored),
+        ("ingest:f.jsonl", stored),
+        *[("centre:fj", POSTERS[1].received_at)] * 3,
+    ]
+    assert sorted((d.origin, d.posted_by, d.received_at) for d in sink.dead_letters()) == [
+        ("api:2", "centre:fj", POSTERS[1].received_at),
+        ("f.jsonl:3", "ingest:f.jsonl", stored),
+    ]
+
+
+def test_a_replay_of_the_log_reproduces_it_byte_for_byte(new_store: Callable[[], Store]) -> None:
+    """The same stream with the same envelopes into a fresh store, and a restore of a store whose
+    outputs were never written, give the same log and ledger rows, envelopes included."""
+
+    def feed(sink: Store, clock: datetime) -> Tracker:
+        sink.save_config(REGISTRY, BOOKS)
+        tracker = Tracker(sink, REGISTRY, BOOKS, engine().calendar, clock=lambda: clock)
+        tracker.feed_lines(LINES[:3], "f.jsonl")
+        tracker.feed_lines(LINES[3:], "api", envelope=POSTERS[1])
+        return tracker
+
+    def rows(sink: Store) -> tuple[list[str], list[str]]:
+        return (
+            [e.model_dump_json() for e in sink.logged_events()],
+            [e.model_dump_json() for e in sink.ledger()],
+        )
+
+    now = datetime(2018, 3, 25, 1, 2, 3, 456_789, UTC)
+    first, second = feed(new_store(), now).store, feed(new_store(), now).store
+    assert rows(first) == rows(second)
+    log_only = new_store()
+    log_only.save_config(REGISTRY, BOOKS)
+    # the events are logged, the commit mark is not: restore derives and writes everything else
+    with write_drill("error", 1, table="batches"), contextlib.suppress(StoreError):
+        log_only.write(Batch(events=list(first.logged_events())))
+    later = Tracker(
+        log_only, REGISTRY, BOOKS, engine().calendar, clock=lambda: now + timedelta(days=2)
+    )
+    assert later.restore() == len(rows(first)[0])
+    assert rows(log_only) == rows(first)
 
 
 def test_writing_the_same_batch_twice_changes_nothing(sink: Store) -> None:
@@ -194,6 +284,113 @@ def test_a_store_made_before_notice_due_gains_the_column(chdb_dsn: str) -> None:
             assert "notice_due" in columns, view
     finally:
         store.close()
+
+
+_OLD_EVENTS = """CREATE TABLE {db}.events (
+    event_id String, partition UInt16, seq UInt64, unit String,
+    type LowCardinality(String), at DateTime64(3, 'Asia/Shanghai'), year UInt16, raw String
+) ENGINE = ReplacingMergeTree ORDER BY event_id"""
+_OLD_LETTERS = """CREATE TABLE {db}.dead_letters (
+    letter_id String, origin String, raw String, reason String,
+    received_at DateTime64(3, 'Asia/Shanghai')
+) ENGINE = ReplacingMergeTree ORDER BY letter_id"""
+
+
+def test_a_store_made_before_envelopes_opens_and_gains_the_columns(chdb_dsn: str) -> None:
+    """The event log and dead letters as they were before issue 10, with a row each: the store
+    opens, the old rows read as unenveloped, new rows keep their envelopes, and the tables are
+    those of a store made new."""
+    from sinks.clickhouse import ClickHouseStore, connect, split_dsn
+
+    _, db = split_dsn(chdb_dsn)
+    old_event = STREAM[0]
+    client = connect(chdb_dsn)
+    client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    client.command(_OLD_EVENTS.format(db=db))
+    client.command(_OLD_LETTERS.format(db=db))
+    client.command(f"CREATE VIEW {db}.dead_letters_v AS SELECT * FROM {db}.dead_letters FINAL")
+    client.insert(
+        f"{db}.events",
+        [["old", 0, 1, "gat", old_event.type, old_event.at, 2018, "{}"]],
+        column_names=["event_id", "partition", "seq", "unit", "type", "at", "year", "raw"],
+    )
+    client.insert(
+        f"{db}.dead_letters",
+        [["old", "f:9", "{", "malformed JSON", datetime(2018, 3, 2, tzinfo=UTC)]],
+        column_names=["letter_id", "origin", "raw", "reason", "received_at"],
+    )
+    client.close()
+    store = ClickHouseStore(chdb_dsn)
+    try:
+        [old] = list(store.logged_events())
+        assert (old.posted_by, old.received_at) == (UNKNOWN_POSTER, UNKNOWN_RECEIPT)
+        assert store.posters([old.event_id]) == {old.event_id: (UNKNOWN_POSTER, UNKNOWN_RECEIPT)}
+        [letter] = store.dead_letters()
+        assert (letter.letter_id, letter.posted_by) == ("old", UNKNOWN_POSTER)
+        batch = _fill(store)
+        logged = {e.event_id: e for e in store.logged_events()}
+        assert [logged[e.event_id] for e in batch.events] == batch.events
+        assert logged["old"] == old
+        columns = store.client.query(f"SELECT * FROM {db}.dead_letters_v LIMIT 0").column_names
+        assert "posted_by" in columns
+        made_new = ClickHouseStore(chdb_dsn.replace(db, db + "_new"))
+        try:
+            for table in ("events", "dead_letters"):
+                assert _columns(store, db, table) == _columns(made_new, db + "_new", table)
+        finally:
+            made_new.client.command(f"DROP DATABASE IF EXISTS {db}_new")
+            made_new.close()
+    finally:
+        store.close()
+
+
+def test_a_reader_of_a_store_made_before_envelopes_reads_them_as_unknown(chdb_dsn: str) -> None:
+    """`tracker ledger|rejects` on an old store no writer has opened since: a reader changes
+    nothing, so the envelope columns are missing, and the rows read as unenveloped."""
+    from sinks.clickhouse import ClickHouseStore, connect, split_dsn
+    from sinks.ddl import TABLES
+
+    _, db = split_dsn(chdb_dsn)
+    client = connect(chdb_dsn)
+    client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    client.command(_OLD_EVENTS.format(db=db))
+    client.command(_OLD_LETTERS.format(db=db))
+    for name in ("meta", "ledger", "deadlines"):
+        client.command(TABLES[name].format(db=db))
+    client.insert(
+        f"{db}.events",
+        [["old", 0, 1, "gat", "vuln.notice", datetime(2018, 3, 1, tzinfo=UTC), 2018, "{}"]],
+        column_names=["event_id", "partition", "seq", "unit", "type", "at", "year", "raw"],
+    )
+    client.insert(
+        f"{db}.dead_letters",
+        [["d", "f:9", "{", "malformed JSON", datetime(2018, 3, 2, tzinfo=UTC)]],
+        column_names=["letter_id", "origin", "raw", "reason", "received_at"],
+    )
+    client.close()
+    reader = ClickHouseStore(chdb_dsn, create=False)
+    try:
+        [old] = list(reader.logged_events())
+        assert (old.posted_by, old.received_at) == (UNKNOWN_POSTER, UNKNOWN_RECEIPT)
+        assert [e.event_id for e in reader.logged_events_after(0, 0, 10)] == ["old"]
+        assert reader.posters(["old"]) == {"old": (UNKNOWN_POSTER, UNKNOWN_RECEIPT)}
+        [letter] = reader.dead_letters()
+        assert (letter.posted_by, letter.received_at) == (
+            UNKNOWN_POSTER,
+            local(datetime(2018, 3, 2, tzinfo=UTC)),
+        )
+        assert "posted_by" not in {c[0] for c in _columns(reader, db, "events")}  # not altered
+    finally:
+        reader.close()
+
+
+def _columns(store: Any, db: str, table: str) -> list[tuple[str, str, str]]:
+    rows = store.client.query(
+        "SELECT name, type, default_expression FROM system.columns "
+        "WHERE database = {db:String} AND table = {t:String} ORDER BY position",
+        parameters={"db": db, "t": table},
+    ).result_rows
+    return [tuple(map(str, r)) for r in rows]
 
 
 @pytest.mark.parametrize(

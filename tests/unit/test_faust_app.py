@@ -28,6 +28,7 @@ from faust.types import TP, Message
 import streams.app
 from config.settings import Settings
 from engine.warnings import WarningPolicy
+from schemas.envelope import UNKNOWN_POSTER, Envelope
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
 from streams.processor import Processor, Record
 from streams.settings import Config, WorkerSettings
@@ -252,6 +253,31 @@ async def test_the_processor_agent_produces_an_events_outputs(
         await until(lambda: emitter.processed.get(0) == 2, "the tick")
         accepted = [LoggedEvent.model_validate_json(v) for v in producer.on(TOPICS.accepted)]
         assert [(e.event_id, e.seq) for e in accepted] == [("n1", 0), ("t1", 2)]
+
+
+@pytest.mark.parametrize("form", [list, dict])  # aiokafka's pairs, or a mapping Faust allows
+async def test_the_processor_agent_takes_the_envelope_from_the_headers(
+    runtime: streams.app.Runtime, producer: Producer, form: type
+) -> None:
+    """Who posted a record and when it was received are its headers: the live path reads them as
+    the rebuild does (tests/unit/test_envelope.py), and a record without them is the broker's."""
+    centre = Envelope(posted_by="centre:fj", received_at=datetime(2018, 3, 1, 2, 0, 1, tzinfo=UTC))
+    emitter = runtime.emitter
+    assert emitter is not None
+    async with streams.app.process.test_context(channel=_raw_channel()) as agent:
+        headers = form(centre.headers())
+        await agent.put(json.dumps(NOTICE).encode(), partition=0, timestamp=STAMP_S,
+                        headers=headers)  # fmt: skip
+        await agent.put(b"{not json", partition=0, timestamp=STAMP_S, headers=headers)
+        await agent.put(json.dumps(TICK).encode(), partition=0, timestamp=STAMP_S)
+        await until(lambda: emitter.processed.get(0) == 2, "the three records")
+    accepted = [LoggedEvent.model_validate_json(v) for v in producer.on(TOPICS.accepted)]
+    assert [(e.event_id, e.posted_by, e.received_at) for e in accepted] == [
+        ("n1", "centre:fj", centre.received_at),
+        ("t1", UNKNOWN_POSTER, datetime.fromtimestamp(STAMP_S, UTC)),
+    ]
+    [letter] = [DeadLetter.model_validate_json(v) for v in producer.on(TOPICS.dead_letters)]
+    assert (letter.posted_by, letter.received_at) == ("centre:fj", centre.received_at)
 
 
 async def test_a_record_counts_as_processed_only_once_its_outputs_are_acknowledged(

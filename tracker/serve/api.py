@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from engine.status import build_status
+from schemas.envelope import UNKNOWN_POSTER
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent, UnitYearStatus
 from sinks.base import StoreError, StoreReader
 from tracker.principals import Principal
@@ -235,7 +236,8 @@ def get_status(
 
 @router.get(
     "/v1/ledger",
-    summary="Ledger entries (as `tracker ledger --json`, one array)",
+    summary="Ledger entries, each with `posted_by` aligned with `event_ids` "
+    "(as `tracker ledger --json`, one array)",
     response_model=None,
     responses={200: {"model": list[LedgerEntry]}},
 )
@@ -244,8 +246,20 @@ def get_ledger(
 ) -> JSONResponse:
     scope = _scope(principal, "ledger", service, unit)
     with _reading(service) as reader:
-        entries = reader.ledger(unit=unit, year=year)
-    return _json([e for e in entries if scope is None or e.unit in scope])
+        entries = [
+            e for e in reader.ledger(unit=unit, year=year) if scope is None or e.unit in scope
+        ]
+        posters = reader.posters([i for e in entries for i in e.event_ids])
+    # as `tracker ledger --json`: who posted each event, aligned with `event_ids` ("": unknown)
+    return JSONResponse(
+        [
+            {
+                **e.model_dump(mode="json"),
+                "posted_by": [posters.get(i, (UNKNOWN_POSTER,))[0] for i in e.event_ids],
+            }
+            for e in entries
+        ]
+    )
 
 
 @router.get(

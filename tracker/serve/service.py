@@ -19,7 +19,6 @@ the Kafka backend (tracker/serve/kafka_backend.py) produces the lines to the eve
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -226,11 +225,6 @@ class Service:
             lock.release()
 
 
-# HOOK(envelope): `Tracker.feed_lines(..., envelope=...)` comes with the `envelope` branch;
-# until then the pipeline logs no poster. Remove this check once it is merged.
-_FEED_TAKES_ENVELOPE = "envelope" in inspect.signature(Tracker.feed_lines).parameters
-
-
 class _RecordingTracker(Tracker):
     """The pipeline, remembering which lines the engine refused and why, so that a request can
     answer them (they become dead letters as in `tracker ingest`)."""
@@ -304,14 +298,11 @@ class EmbeddedService(Service):
         tracker = self._tracker
         origin = f"api:{principal.id}"
         ids = [item.event.event_id for item in lines]
-        extra: dict[str, Any] = {}
-        if _FEED_TAKES_ENVELOPE:
-            extra["envelope"] = self.envelope(principal)
         try:
             logged_before = self.store.known_events(sorted(set(ids)))
             tracker.refused = {}
             # all the lines, blank ones too, so that the pipeline numbers them as the request does
-            tracker.feed_lines(raws, origin, **extra)
+            tracker.feed_lines(raws, origin, envelope=self.envelope(principal))
         except StoreError as exc:
             # What reached the event log is kept (the restore derives its outputs again); the
             # rest was not accepted. Sending the request again is safe: logged lines are
