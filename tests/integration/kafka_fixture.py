@@ -8,6 +8,8 @@ One broker serves the whole session on free loopback ports with a throwaway data
 Its jars live in a per-machine cache (``TRACKER_KAFKA_LIB``, default
 ``~/.cache/tracker-kafka/lib``) so Maven runs once per machine, not once per session.
 Set ``TRACKER_KAFKA_KEEP=1`` to keep the data dir (and its logs) after the session.
+``secure_kafka`` is a locked-down broker (SASL/SCRAM, ACLs): log in with
+``broker.login(principal)`` and grant a fresh prefix with ``granted_topics(broker)``.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 
 from streams.broker import LocalKafka
+from streams.kafka_acls import grant
+from streams.topics import Topics
 
 
 def kafka_lib_cache() -> Path:
@@ -44,12 +48,16 @@ def unique_topic(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(scope="session")
-def local_kafka() -> Iterator[LocalKafka]:
+@contextmanager
+def session_broker(secure: bool) -> Iterator[LocalKafka]:
     data_dir = Path(tempfile.mkdtemp(prefix="tracker-kafka-", dir="/tmp"))
     port, controller_port = free_ports(2)
     broker = LocalKafka(
-        data_dir, port=port, controller_port=controller_port, lib_dir=kafka_lib_cache()
+        data_dir,
+        port=port,
+        controller_port=controller_port,
+        lib_dir=kafka_lib_cache(),
+        secure=secure,
     )
     try:
         broker.start(timeout_s=120)
@@ -58,6 +66,27 @@ def local_kafka() -> Iterator[LocalKafka]:
         broker.stop()
         if not os.environ.get("TRACKER_KAFKA_KEEP"):
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def local_kafka() -> Iterator[LocalKafka]:
+    # Open (no SASL) until every client logs in: issue 10 phase 2 switches it to secure.
+    with session_broker(secure=False) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def secure_kafka() -> Iterator[LocalKafka]:
+    """A locked-down broker: SASL/SCRAM only, ACLs enforced (streams/kafka_acls.py)."""
+    with session_broker(secure=True) as broker:
+        yield broker
+
+
+async def granted_topics(broker: LocalKafka, prefix: str = "acl") -> Topics:
+    """A fresh topic prefix with its ACLs granted by the broker's super user."""
+    topics = Topics(unique_topic(prefix))
+    await grant(broker.bootstrap, broker.login("admin"), topics)
+    return topics
 
 
 @pytest.fixture(scope="session")
