@@ -8,8 +8,13 @@ One broker serves the whole session on free loopback ports with a throwaway data
 Its jars live in a per-machine cache (``TRACKER_KAFKA_LIB``, default
 ``~/.cache/tracker-kafka/lib``) so Maven runs once per machine, not once per session.
 Set ``TRACKER_KAFKA_KEEP=1`` to keep the data dir (and its logs) after the session.
-``secure_kafka`` is a locked-down broker (SASL/SCRAM, ACLs): log in with
-``broker.login(principal)`` and grant a fresh prefix with ``granted_topics(broker)``.
+
+The broker is locked down (SASL/SCRAM, ACLs), as ``tracker kafka start`` runs it. For the session
+``TRACKER_KAFKA_CREDENTIALS`` names its credentials folder, so every tracker process a test starts
+logs in as its own principal (the worker as ``worker``, ``tracker post`` as ``intake``) and, finding
+the admin's login there, grants its topic prefix's ACLs as it creates the topics, as on a
+developer's machine. A test's own clients log in with ``login(principal)`` (or
+``broker.login(principal)``); ``granted_topics(broker)`` is a fresh prefix with its ACLs granted.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import pytest
 
 from streams.broker import LocalKafka
 from streams.kafka_acls import grant
+from streams.kafka_auth import KafkaLogin, Principal, login_for
 from streams.topics import Topics
 
 
@@ -49,7 +55,7 @@ def unique_topic(prefix: str = "t") -> str:
 
 
 @contextmanager
-def session_broker(secure: bool) -> Iterator[LocalKafka]:
+def session_broker() -> Iterator[LocalKafka]:
     data_dir = Path(tempfile.mkdtemp(prefix="tracker-kafka-", dir="/tmp"))
     port, controller_port = free_ports(2)
     broker = LocalKafka(
@@ -57,7 +63,6 @@ def session_broker(secure: bool) -> Iterator[LocalKafka]:
         port=port,
         controller_port=controller_port,
         lib_dir=kafka_lib_cache(),
-        secure=secure,
     )
     try:
         broker.start(timeout_s=120)
@@ -68,18 +73,29 @@ def session_broker(secure: bool) -> Iterator[LocalKafka]:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
+CREDENTIALS_ENV = "TRACKER_KAFKA_CREDENTIALS"
+
+
 @pytest.fixture(scope="session")
 def local_kafka() -> Iterator[LocalKafka]:
-    # Open (no SASL) until every client logs in: issue 10 phase 2 switches it to secure.
-    with session_broker(secure=False) as broker:
-        yield broker
+    """The session's broker, locked down; its logins are the session's (CREDENTIALS_ENV)."""
+    with session_broker() as broker:
+        before = os.environ.get(CREDENTIALS_ENV)
+        os.environ[CREDENTIALS_ENV] = str(broker.credentials.folder)
+        try:
+            yield broker
+        finally:
+            if before is None:
+                os.environ.pop(CREDENTIALS_ENV, None)
+            else:
+                os.environ[CREDENTIALS_ENV] = before
 
 
-@pytest.fixture(scope="session")
-def secure_kafka() -> Iterator[LocalKafka]:
-    """A locked-down broker: SASL/SCRAM only, ACLs enforced (streams/kafka_acls.py)."""
-    with session_broker(secure=True) as broker:
-        yield broker
+def login(principal: Principal) -> KafkaLogin:
+    """A principal's login on the session's broker (`local_kafka` must be in use)."""
+    found = login_for(principal)
+    assert found is not None, f"no Kafka login for {principal}: use the local_kafka fixture"
+    return found
 
 
 async def granted_topics(broker: LocalKafka, prefix: str = "acl") -> Topics:

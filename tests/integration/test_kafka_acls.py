@@ -9,8 +9,13 @@ about another prefix. Each check names the principal and what it tried.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import socket
 import stat
+import subprocess
+import sys
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
+from config.registry import DEMO_REGISTRY
 from streams.broker import LocalKafka
 from streams.kafka_acls import grant, granted
 from streams.kafka_auth import PRINCIPALS, KafkaLogin, aiokafka_kwargs
@@ -32,7 +38,7 @@ from tests.integration.kafka_fixture import (  # noqa: F401
     free_ports,
     granted_topics,
     kafka_lib_cache,
-    secure_kafka,
+    local_kafka,
     unique_topic,
 )
 
@@ -42,9 +48,9 @@ REFUSED_IN_S = 30.0
 
 
 @pytest.fixture(scope="module")
-def broker(secure_kafka: LocalKafka) -> LocalKafka:  # noqa: F811
-    """The session's locked-down broker."""
-    return secure_kafka
+def broker(local_kafka: LocalKafka) -> LocalKafka:  # noqa: F811
+    """The session's broker, locked down as `tracker kafka start` runs it."""
+    return local_kafka
 
 
 async def produce(bootstrap: str, login: KafkaLogin | None, topic: str, value: bytes) -> None:
@@ -290,3 +296,72 @@ async def test_a_store_from_before_the_lockdown_keeps_its_events(tmp_path: Path)
         assert "listener.name.client.plain.sasl.jaas.config" not in props
     finally:
         await asyncio.to_thread(new.stop)
+
+
+def _two_free_ports() -> int:
+    """A port whose next one is free too (`tracker kafka --port P` puts its controller on P+1)."""
+    for _ in range(50):
+        (port,) = free_ports(1)
+        with contextlib.suppress(OSError), socket.socket() as probe:
+            probe.bind(("127.0.0.1", port + 1))
+            return port
+    raise AssertionError("no two consecutive free ports")
+
+
+def _tracker(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tracker", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_tracker_kafka_start_runs_it_locked_down(tmp_path: Path) -> None:
+    """The CLI: `tracker kafka start` says where the logins are (never what they are) and grants
+    the default prefix; `tracker post` logs in as the intake; a login given in the environment
+    is used as it is, with no admin to grant a prefix the operator has not granted."""
+    port = _two_free_ports()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    env["TRACKER_DATA"] = str(tmp_path / "data")
+    bootstrap = f"127.0.0.1:{port}"
+    started = _tracker("kafka", "--port", str(port), "start", env=env)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        broker = LocalKafka(tmp_path / "data", port=port)
+        folder = broker.credentials.folder
+        assert f"kafka ready: {bootstrap}" in started.stdout
+        assert f"kafka logins (SASL/SCRAM): {folder}/" in started.stdout
+        for name in PRINCIPALS:
+            assert broker.login(name).password not in started.stdout + started.stderr
+        event = json.dumps({"event_id": "cli-1", "type": "mlps.finding", "unit": "fj.gat",
+                            "system": "OA", "at": "2018-06-01T10:00:00+08:00"})  # fmt: skip
+        events = tmp_path / "events.jsonl"
+        events.write_text(event + "\n", encoding="utf-8")
+        post = ["post", "--bootstrap", bootstrap, "--units", str(DEMO_REGISTRY), "--file"]
+        done = _tracker(*post, str(events), env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "sent 1," in done.stdout
+
+        # the intake's login named in the environment (as on a host without the files)
+        intake = broker.login("intake")
+        as_intake = env | {
+            "TRACKER_DATA": str(tmp_path / "elsewhere"),
+            "TRACKER_KAFKA_USER": intake.username,
+            "TRACKER_KAFKA_PASSWORD": intake.password,
+        }
+        done = _tracker(*post, str(events), env=as_intake)  # prefix `tracker`: granted at start
+        assert done.returncode == 0, done.stdout + done.stderr
+        done = _tracker(*post, str(events), "--topic-prefix", "ungranted", env=as_intake)
+        assert done.returncode != 0
+        assert "python -m streams.kafka_acls --topic-prefix ungranted" in done.stderr
+        assert intake.password not in done.stdout + done.stderr
+
+        async def posted() -> list[bytes]:
+            return await consume(bootstrap, broker.login("worker"), "tracker.events")
+
+        assert [json.loads(v)["event_id"] for v in asyncio.run(posted())] == ["cli-1", "cli-1"]
+    finally:
+        stopped = _tracker("kafka", "--port", str(port), "stop", env=env)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
