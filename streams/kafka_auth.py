@@ -199,6 +199,23 @@ def login_for(role: Principal, env: Settings | None = None) -> KafkaLogin | None
         return KafkaLogin(
             env.kafka_user, env.kafka_password.get_secret_value(), env.kafka_mechanism
         )
-    folder = env.kafka_credentials or env.data_dir / "kafka" / "credentials"
-    store = CredentialStore(Path(folder))
+    store = credentials_of(env)
     return store.load(role) if store.exists(role) else None
+
+
+def credentials_of(env: Settings) -> CredentialStore:
+    """The credentials folder: TRACKER_KAFKA_CREDENTIALS, else the local broker's."""
+    return CredentialStore(Path(env.kafka_credentials or env.data_dir / "kafka" / "credentials"))
+
+
+def local_admin(env: Settings | None = None) -> KafkaLogin | None:
+    """The super user's login where this process may use it: the local broker's admin file,
+    readable by the user who runs the broker and the tracker on one machine. Then a component
+    that creates its topics grants their ACLs first (`streams.topics.ensure_topics`). Never
+    when TRACKER_KAFKA_USER names the login: a process given its own principal acts as that
+    alone, and the operator grants the ACLs (`python -m streams.kafka_acls`)."""
+    env = env or settings()
+    if env.kafka_user or env.kafka_password:
+        return None
+    store = credentials_of(env)
+    return store.load("admin") if store.exists("admin") else None
