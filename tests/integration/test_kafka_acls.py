@@ -16,6 +16,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -357,6 +358,18 @@ def test_tracker_kafka_start_runs_it_locked_down(tmp_path: Path) -> None:
         assert done.returncode != 0
         assert "python -m streams.kafka_acls --topic-prefix ungranted" in done.stderr
         assert intake.password not in done.stdout + done.stderr
+
+        # a wrong password or no login at all: said at once, not waited out as a broker down
+        wrong = as_intake | {"TRACKER_KAFKA_PASSWORD": intake.password[::-1]}
+        for environment, said in (
+            (wrong, "refused the login of Kafka user 'intake'"),
+            (env | {"TRACKER_DATA": str(tmp_path / "elsewhere")}, "takes SASL logins only"),
+        ):
+            began = time.monotonic()
+            done = _tracker(*post, str(events), env=environment)
+            assert done.returncode != 0 and said in done.stderr, done.stdout + done.stderr
+            assert time.monotonic() - began < 30, "a refused login is not worth retrying"
+            assert intake.password not in done.stdout + done.stderr
 
         async def posted() -> list[bytes]:
             return await consume(bootstrap, broker.login("worker"), "tracker.events")
