@@ -33,7 +33,7 @@ from engine.core import MAX_AHEAD
 from schemas.events import ClockTick, Event, EventError, parse_event
 from schemas.registry import Registry
 from streams.kafka_auth import KafkaLogin, aiokafka_kwargs
-from streams.topics import TopicError, Topics, ensure_topics, partition_for
+from streams.topics import TopicError, Topics, ensure_topics, partition_for, refused_login
 
 # `tracker post` flags that become event fields (dest -> field); `--terminals a,b` is a list.
 FIELD_FLAGS = (
@@ -283,6 +283,9 @@ class Poster:
         except KafkaError as exc:
             with contextlib.suppress(Exception):
                 await producer.stop()
+            refused = refused_login(self.bootstrap, self.login, exc)
+            if refused is not None:
+                raise refused from None
             raise TopicError(f"Kafka at {self.bootstrap}: {exc}", retriable=exc.retriable) from None
         self._producer = producer
 

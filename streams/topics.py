@@ -18,9 +18,15 @@ from functools import lru_cache
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizationFailedError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 from aiokafka.partitioner import murmur2
 
+from streams.broker import api_versions_ok
 from streams.kafka_auth import KafkaLogin, aiokafka_kwargs
 
 DEFAULT_PREFIX = "tracker"
@@ -181,10 +187,36 @@ async def _ensure_topics(
             await _partition_count(admin, name, topics)
         return count
     except KafkaError as exc:
+        refused = refused_login(bootstrap, login, exc)
+        if refused is not None:
+            raise refused from None
         raise TopicError(f"Kafka at {bootstrap}: {exc}", retriable=exc.retriable) from None
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
+
+
+def refused_login(
+    bootstrap: str, login: KafkaLogin | None, exc: BaseException
+) -> TopicError | None:
+    """The broker answers Kafka, yet the client could not connect: it refused the login (or the
+    lack of one). aiokafka says only "Unable to bootstrap", as for a broker that is down, and a
+    caller would wait that out; this one is final, and says what to fix."""
+    if not isinstance(exc, KafkaConnectionError):
+        return None
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    if not port.isdigit() or not api_versions_ok(host or "127.0.0.1", int(port)):
+        return None
+    if login is None:
+        return TopicError(
+            f"Kafka at {bootstrap} takes SASL logins only: set TRACKER_KAFKA_USER and "
+            "TRACKER_KAFKA_PASSWORD, or TRACKER_KAFKA_CREDENTIALS (the local broker's logins: "
+            "<data>/kafka/credentials)"
+        )
+    return TopicError(
+        f"Kafka at {bootstrap} refused the login of Kafka user {login.username!r} "
+        f"({login.mechanism}): a wrong password, or no such user"
+    )
 
 
 def not_granted(topic: str, topics: Topics) -> TopicError:
