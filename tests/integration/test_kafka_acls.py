@@ -340,7 +340,8 @@ def test_tracker_kafka_start_runs_it_locked_down(tmp_path: Path) -> None:
                             "system": "OA", "at": "2018-06-01T10:00:00+08:00"})  # fmt: skip
         events = tmp_path / "events.jsonl"
         events.write_text(event + "\n", encoding="utf-8")
-        post = ["post", "--bootstrap", bootstrap, "--units", str(DEMO_REGISTRY), "--file"]
+        post = ["post", "--direct", "--bootstrap", bootstrap, "--units", str(DEMO_REGISTRY)]
+        post += ["--file"]
         done = _tracker(*post, str(events), env=env)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "sent 1," in done.stdout

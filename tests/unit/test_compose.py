@@ -48,7 +48,7 @@ def _binds(service: dict[str, Any]) -> list[tuple[str, str]]:
 
 def test_services_images_and_commands() -> None:
     services = _services()
-    assert set(services) == {*IMAGES, "kafka-acls", "tracker-worker", "tracker-ticker"}
+    assert set(services) == {*IMAGES, "kafka-acls", "serve", "tracker-worker", "tracker-ticker"}
     for name, image in IMAGES.items():
         assert services[name]["image"] == image
     for name, command in (("tracker-worker", "worker"), ("tracker-ticker", "ticker")):
@@ -189,7 +189,12 @@ def test_docker_compose_config_accepts_the_file() -> None:
 
 # The SCRAM users of the compose broker, and which tracker service logs in as which.
 KAFKA_USERS = ("admin", "intake", "worker", "ticker")
-SERVICE_LOGINS = {"kafka-acls": "admin", "tracker-worker": "worker", "tracker-ticker": "ticker"}
+SERVICE_LOGINS = {
+    "kafka-acls": "admin",
+    "serve": "intake",
+    "tracker-worker": "worker",
+    "tracker-ticker": "ticker",
+}
 
 
 def test_kafka_takes_scram_logins_and_enforces_acls() -> None:
@@ -233,7 +238,7 @@ def test_kafka_is_reached_only_inside_the_stack_with_each_services_own_login() -
         password = f"KAFKA_{user.upper()}_PASSWORD"
         assert env["TRACKER_KAFKA_PASSWORD"].startswith(f"${{{password}:?"), name
     # every tracker service waits for its ACLs
-    for name in ("tracker-worker", "tracker-ticker"):
+    for name in ("serve", "tracker-worker", "tracker-ticker"):
         assert services[name]["depends_on"]["kafka-acls"] == {
             "condition": "service_completed_successfully"
         }
@@ -242,11 +247,6 @@ def test_kafka_is_reached_only_inside_the_stack_with_each_services_own_login() -
     assert (ROOT / "streams" / "kafka_acls.py").is_file()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 item 1: `tracker serve` is not built yet, and ClickHouse is still published "
-    "for `tracker demo --store` from the host (docs/dashboards.md)",
-)
 def test_only_serve_and_grafana_are_published() -> None:
     published = {
         name: [str(port) for port in service.get("ports", [])]
@@ -254,3 +254,10 @@ def test_only_serve_and_grafana_are_published() -> None:
         if service.get("ports")
     }
     assert published == {"serve": ["127.0.0.1:8000:8000"], "grafana": ["127.0.0.1:3000:3000"]}
+    serve = _services()["serve"]
+    # it listens on the compose network (the published port is what limits it to 127.0.0.1),
+    # produces to the broker as the intake, and is healthy when its API answers
+    assert serve["command"] == ["tracker", "serve", "--bootstrap", "kafka:9092"]
+    assert serve["environment"]["TRACKER_SERVE_HOST"] == "0.0.0.0"
+    assert serve["environment"]["TRACKER_SERVE_PORT"] == "8000"
+    assert "/healthz" in " ".join(serve["healthcheck"]["test"])
