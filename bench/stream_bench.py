@@ -40,6 +40,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from config.registry import DEMO_REGISTRY, load_registry
 from schemas.events import ClockTick, parse_event
 from streams.broker import LocalKafka
+from streams.kafka_auth import KafkaLogin, Principal, aiokafka_kwargs, local_admin, login_for
 from streams.topics import Topics, ensure_topics, partition_for, wait_drained
 from tests.integration.kafka_fixture import free_ports, kafka_lib_cache
 from tracker import demo
@@ -120,11 +121,21 @@ def progress(port: int) -> dict[str, Any]:
         return result
 
 
+def kafka_login(role: Principal) -> KafkaLogin | None:
+    """The bench logs in as the tracker would: the intake produces, the worker reads (from
+    TRACKER_KAFKA_USER/PASSWORD or the credentials folder, as every tracker process)."""
+    return login_for(role)
+
+
 async def produce_all(
     bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None, list[int]]]
 ) -> int:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, enable_idempotence=True
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=5,
+        enable_idempotence=True,
+        **aiokafka_kwargs(kafka_login("intake")),
     )
     await producer.start()
     sent, pending = 0, []
@@ -142,7 +153,8 @@ async def produce_all(
 async def bare_count(bootstrap: str, topic: str, expected: int) -> float:
     """Seconds a plain consumer takes to read `expected` records of `topic` from the start."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                **aiokafka_kwargs(kafka_login("worker")))  # fmt: skip
     await consumer.start()
     try:
         started, count = time.monotonic(), 0
@@ -156,7 +168,11 @@ async def bare_count(bootstrap: str, topic: str, expected: int) -> float:
 
 def throughput(bootstrap: str, work: Path, roles: str, scale: float) -> dict[str, Any]:
     prefix = f"bench-tp-{os.getpid()}"
-    asyncio.run(ensure_topics(bootstrap, Topics(prefix), 4))
+    asyncio.run(
+        ensure_topics(
+            bootstrap, Topics(prefix), 4, login=kafka_login("worker"), admin=local_admin()
+        )
+    )
     lines = list(demo.lines(demo.generate(REGISTRY, seed=7, years=(2018, 2020), scale=scale)))
     records = keyed(lines, 4)
     workers = Workers(bootstrap, prefix, work / "tp", roles)
@@ -165,7 +181,10 @@ def throughput(bootstrap: str, work: Path, roles: str, scale: float) -> dict[str
         started = time.monotonic()
         sent = asyncio.run(produce_all(bootstrap, Topics(prefix).events, records))
         produced = time.monotonic() - started
-        assert asyncio.run(wait_drained(bootstrap, Topics(prefix), workers.groups, 1800))
+        drained = wait_drained(
+            bootstrap, Topics(prefix), workers.groups, 1800, login=kafka_login("worker")
+        )
+        assert asyncio.run(drained)
         elapsed = time.monotonic() - started
         stats = progress(workers.sink_port)["sink"]
     finally:
@@ -187,7 +206,12 @@ def throughput(bootstrap: str, work: Path, roles: str, scale: float) -> dict[str
 async def paced(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None, list[int]]],
                 rate: float, port: int) -> list[float]:  # fmt: skip
     """Produce at `rate` records/s; return produce -> stored latencies in seconds."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=0,
+        **aiokafka_kwargs(kafka_login("intake")),
+    )
     await producer.start()
     sent: list[tuple[float, asyncio.Future[Any]]] = []
     done = asyncio.Event()
@@ -234,7 +258,11 @@ async def paced(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | N
 
 def latency(bootstrap: str, work: Path, roles: str, rate: float, seconds: float) -> dict[str, Any]:
     prefix = f"bench-lat-{os.getpid()}"
-    asyncio.run(ensure_topics(bootstrap, Topics(prefix), 4))
+    asyncio.run(
+        ensure_topics(
+            bootstrap, Topics(prefix), 4, login=kafka_login("worker"), admin=local_admin()
+        )
+    )
     events = demo.generate(REGISTRY, seed=8, years=(2018, 2020), scale=1.0, tick_hours=24)
     lines = list(demo.lines(events))
     # ticks go to all partitions as four records; keep the stream in order, cut to the duration
@@ -277,6 +305,8 @@ def main() -> int:
             )
             broker.start(timeout_s=120)
             bootstrap = broker.bootstrap
+            # the bench and its workers log in with this broker's logins
+            os.environ["TRACKER_KAFKA_CREDENTIALS"] = str(broker.credentials.folder)
         result: dict[str, Any] = {"roles": args.roles}
         if "throughput" in args.phases:
             result["throughput"] = throughput(bootstrap, work, args.roles, args.scale)

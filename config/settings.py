@@ -27,6 +27,13 @@ class Settings(BaseSettings):
     data: Path = Field(Path(".data"), description="data directory: embedded store, broker, Faust")
     store: SecretStr | None = Field(None, description="store DSN (default: chDB under `data`)")
     kafka: str = Field(DEFAULT_KAFKA, description="Kafka bootstrap servers, HOST:PORT[,...]")
+    kafka_user: str | None = Field(None, description="SASL user this process logs in to Kafka as")
+    kafka_password: SecretStr | None = Field(None, description="that Kafka user's password")
+    kafka_mechanism: str = Field("SCRAM-SHA-512", description="SASL mechanism of that login")
+    kafka_credentials: Path | None = Field(
+        None,
+        description="folder of per-principal Kafka logins (default: `data`/kafka/credentials)",
+    )
     units: Path | None = Field(None, description="unit registry YAML")
     rulebooks: Path | None = Field(None, description="rulebook directory (default: shipped)")
     holidays: Path | None = Field(None, description="holiday override YAML")

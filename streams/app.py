@@ -55,6 +55,7 @@ from sinks import Store, open_store
 from sinks.faulty import FaultyStore
 from streams.emitter import Emitter, Send
 from streams.holds import Holds
+from streams.kafka_auth import faust_credentials
 from streams.processor import KafkaReader, Processor, Reader, Record, header_pairs
 from streams.settings import WorkerSettings
 from streams.sink_agent import BatchDecoder, SinkStats, StoreThread, write_until_done
@@ -143,6 +144,8 @@ def faust_options(settings: WorkerSettings) -> dict[str, Any]:
     """The app's settings that depend on the worker's (the app id is set in `_set_id`)."""
     return {
         "broker": f"kafka://{settings.bootstrap}",
+        # its consumer, producer and topic-creating admin client all log in as the worker
+        "broker_credentials": faust_credentials(settings.login),
         "datadir": str(settings.faust_dir),
         "topic_partitions": settings.partitions,
         "broker_commit_interval": settings.commit_interval_s,
@@ -268,7 +271,7 @@ def prepare(
             settings.engine_config,
             topics.events,
             partitions,
-            reader or KafkaReader(settings.bootstrap, topics.events),
+            reader or KafkaReader(settings.bootstrap, topics.events, settings.login),
             policy=settings.warnings,
         )
         process.channel = HeldTopic(
@@ -305,7 +308,13 @@ async def _startup(settings: WorkerSettings) -> Runtime:
     settings = settings.loaded()
     settings.faust_dir.mkdir(parents=True, exist_ok=True)
     with quiet_kafka():
-        partitions = await ensure_topics(settings.bootstrap, settings.topics, settings.partitions)
+        partitions = await ensure_topics(
+            settings.bootstrap,
+            settings.topics,
+            settings.partitions,
+            login=settings.login,
+            admin=settings.admin,
+        )
     if partitions != settings.partitions:
         log.warning("%s has %d partitions; using them", settings.topics.events, partitions)
     return start(settings, partitions)
@@ -425,7 +434,13 @@ def run_worker(settings: WorkerSettings, loglevel: str = "info") -> int:
     asyncio.set_event_loop(loop)
     with quiet_kafka():
         partitions = loop.run_until_complete(
-            ensure_topics(settings.bootstrap, settings.topics, settings.partitions)
+            ensure_topics(
+                settings.bootstrap,
+                settings.topics,
+                settings.partitions,
+                login=settings.login,
+                admin=settings.admin,
+            )
         )
     if partitions != settings.partitions:
         log.warning("%s has %d partitions; using them", settings.topics.events, partitions)

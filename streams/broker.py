@@ -4,10 +4,19 @@ The jars come from Maven (``kafka/pom.xml``), the JVM runs detached so it outliv
 started it, and everything it writes lives under one data directory::
 
     <data_dir>/kafka/lib/            jars (cached; refetched only when kafka/pom.xml changes)
-    <data_dir>/kafka/config/         server.properties, log4j2.properties (rewritten each start)
+    <data_dir>/kafka/config/         server.properties, log4j2.properties (rewritten each start;
+                                     0700, server.properties 0600: it holds the broker's logins)
+    <data_dir>/kafka/credentials/    one SCRAM login per principal, <name>.properties (0700/0600)
     <data_dir>/kafka/data/           log.dirs: topic partitions and the KRaft metadata log
     <data_dir>/kafka/logs/           server.log (log4j2), stdout.log (JVM stdout/stderr)
     <data_dir>/kafka/kafka.pid
+
+The broker is locked down (``secure=True``, the default): its one client listener speaks
+SASL/SCRAM-SHA-512 only, so anonymous clients are refused, and the StandardAuthorizer allows
+nothing an ACL does not (``streams/kafka_acls.py`` grants them per topic prefix). The principals'
+SCRAM users are written into the metadata log when the storage is formatted; their passwords are
+generated then and kept only in the credentials folder. The controller listener speaks SASL/PLAIN
+with a password made at each start, so no one but the broker itself can use it.
 
 Stdlib only, so ``tracker kafka start`` works before any Kafka client is importable.
 """
@@ -30,10 +39,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config.settings import settings
+from streams.kafka_auth import (
+    MECHANISM,
+    PRINCIPALS,
+    SCRAM_LOGIN_MODULE,
+    CredentialStore,
+    KafkaLogin,
+    java_properties,
+    new_password,
+    write_private,
+)
 
 POM = Path(__file__).resolve().parent.parent / "kafka" / "pom.xml"
 SERVER_MAIN = "kafka.Kafka"
 STORAGE_MAIN = "kafka.tools.StorageTool"
+CONFIG_MAIN = "kafka.admin.ConfigCommand"
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+PLAIN_LOGIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
+SUPER_USER = "admin"
+# The broker's own login to its controller listener (the same JVM): not a client principal.
+CONTROLLER_USER = "controller"
+# Written once the storage was formatted with the principals' SCRAM users.
+_SCRAM_STAMP = ".scram-users"
 # log4j2 would stop its appenders in its own shutdown hook, cutting off the broker's shutdown log.
 JVM_OPTS = (
     "-Xms128m",
@@ -73,6 +100,7 @@ class BrokerStatus:
     ready: bool  # it answers a Kafka ApiVersions request
     pid: int | None
     bootstrap: str
+    secure: bool = True
 
 
 class LocalKafka:
@@ -83,8 +111,10 @@ class LocalKafka:
         controller_port: int | None = None,
         lib_dir: Path | None = None,
         pom: Path = POM,
+        secure: bool = True,
     ) -> None:
         self.home = Path(data_dir).resolve() / "kafka"
+        self.secure = secure
         self.port = port
         self.controller_port = controller_port if controller_port is not None else port + 1
         self.lib_dir = Path(lib_dir).resolve() if lib_dir is not None else self.home / "lib"
@@ -93,10 +123,15 @@ class LocalKafka:
         self.log_dir = self.home / "logs"
         self.kafka_data = self.home / "data"
         self.pid_file = self.home / "kafka.pid"
+        self.credentials = CredentialStore(self.home / "credentials")
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def login(self, principal: str) -> KafkaLogin:
+        """A principal's login (``admin``, ``intake``, ``worker``, ``ticker``)."""
+        return self.credentials.load(principal)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -109,6 +144,8 @@ class LocalKafka:
         if api_versions_ok("127.0.0.1", self.port):
             raise BrokerError(f"{self.bootstrap} is already served by a process we did not start")
         self.fetch_jars()
+        if self._formatted_open():
+            self._add_users(timeout_s)  # once: a store from before the lockdown
         self._write_config()
         self._format_storage()
         pid = self._launch()
@@ -127,10 +164,35 @@ class LocalKafka:
                 _wait_exit(pid, 10.0)
         self.pid_file.unlink(missing_ok=True)
 
+    def rotate(self, principal: str) -> Path:
+        """Give `principal` a new password on the running broker, then save it; returns its
+        file. Clients logged in keep their connections; new ones need the new password. A
+        rotated admin password reaches the broker's own config at its next start."""
+        if not self.secure:
+            raise BrokerError("this broker takes no logins (secure=False)")
+        if principal not in PRINCIPALS:
+            raise BrokerError(f"no such principal {principal!r} (one of {', '.join(PRINCIPALS)})")
+        if self._pid() is None:
+            raise BrokerError("the broker is not running: start it, then rotate")
+        new = KafkaLogin(principal, new_password(), MECHANISM)
+        admin = self.config_dir / "rotate-admin.properties"
+        write_private(admin, java_properties(self.login(SUPER_USER)))
+        try:
+            self._set_scram(new, admin)
+        finally:
+            admin.unlink(missing_ok=True)
+        return self.credentials.save(new)
+
     def status(self) -> BrokerStatus:
         pid = self._pid()
         ready = pid is not None and api_versions_ok("127.0.0.1", self.port)
-        return BrokerStatus(running=pid is not None, ready=ready, pid=pid, bootstrap=self.bootstrap)
+        return BrokerStatus(
+            running=pid is not None,
+            ready=ready,
+            pid=pid,
+            bootstrap=self.bootstrap,
+            secure=self.secure,
+        )
 
     # -- jars ------------------------------------------------------------------------------
 
@@ -161,14 +223,64 @@ class LocalKafka:
 
     # -- config and storage ----------------------------------------------------------------
 
-    def _write_config(self) -> None:
-        self.config_dir.mkdir(parents=True, exist_ok=True)
+    def _formatted_open(self) -> bool:
+        """Formatted, but not with our SCRAM users (a store from before the lockdown)."""
+        stamp = self.credentials.folder / _SCRAM_STAMP
+        formatted = (self.kafka_data / "meta.properties").is_file()
+        return self.secure and formatted and not stamp.is_file()
+
+    def _add_users(self, timeout_s: float) -> None:
+        """Write the SCRAM users into a store formatted without them, keeping its topics: the
+        broker runs once with PLAIN also on the client listener, for one super user whose
+        password is made now, and that user creates the others; then it stops."""
+        migration = KafkaLogin(CONTROLLER_USER, new_password())
+        self._write_config(bootstrap_login=migration)
+        pid = self._launch()
+        try:
+            self._wait_ready(pid, timeout_s)
+            plain = self.config_dir / "migrate-client.properties"
+            write_private(
+                plain,
+                f"security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n"
+                f'sasl.jaas.config={PLAIN_LOGIN_MODULE} required username="{migration.username}" '
+                f'password="{migration.password}";\n',
+            )
+            try:
+                for name in PRINCIPALS:
+                    self._set_scram(self.credentials.load(name), plain)
+            finally:
+                plain.unlink(missing_ok=True)
+        finally:
+            self.stop()
+        write_private(self.credentials.folder / _SCRAM_STAMP, "\n".join(PRINCIPALS) + "\n")
+
+    def _set_scram(self, login: KafkaLogin, client_properties: Path) -> None:
+        """Set a SCRAM user's password on the running broker (Kafka's ConfigCommand). Both go
+        in through files, so no password is on its command line; the value of an
+        --add-config-file entry has no brackets."""
+        change = self.config_dir / f"scram-{login.username}.properties"
+        write_private(change, f"{login.mechanism}=password={login.password}\n")
+        cmd = [*self._java(CONFIG_MAIN), "--bootstrap-server", self.bootstrap]
+        cmd += ["--command-config", str(client_properties), "--alter"]
+        cmd += ["--add-config-file", str(change), "--entity-type", "users"]
+        cmd += ["--entity-name", login.username]
+        try:
+            _run(cmd, f"setting the password of Kafka user {login.username}", timeout_s=120)
+        finally:
+            change.unlink(missing_ok=True)
+
+    def _write_config(self, bootstrap_login: KafkaLogin | None = None) -> None:
+        self.config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.config_dir, 0o700)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        (self.config_dir / "server.properties").write_text(self._server_properties())
+        if self.secure:
+            self.credentials.ensure(PRINCIPALS)
+        text = self._server_properties(bootstrap_login)
+        write_private(self.config_dir / "server.properties", text)
         log4j2 = _LOG4J2.format(log=self.log_dir / "server.log")
         (self.config_dir / "log4j2.properties").write_text(log4j2)
 
-    def _server_properties(self) -> str:
+    def _server_properties(self, bootstrap_login: KafkaLogin | None = None) -> str:
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -191,15 +303,78 @@ class LocalKafka:
             # Tests create many short-lived groups; the default 3 s delay would slow each one.
             "group.initial.rebalance.delay.ms": "0",
         }
+        if self.secure:
+            props.update(self._security_properties(bootstrap_login))  # replaces the open ones
         return "".join(f"{key}={value}\n" for key, value in props.items())
+
+    def _security_properties(self, bootstrap_login: KafkaLogin | None) -> dict[str, str]:
+        """SASL on both listeners, ACLs enforced. The client listener takes SCRAM only; the
+        broker logs in to it as the super user (inter-broker traffic, none on one node but
+        Kafka requires the login). The controller listener takes PLAIN with a password made
+        now: its only client is this JVM's broker half. `bootstrap_login` (adding the users to
+        an old store) also opens PLAIN on the client listener, for that one login alone."""
+        admin = self.credentials.load(SUPER_USER)
+        controller = new_password()
+        scram = (
+            f'{SCRAM_LOGIN_MODULE} required username="{admin.username}" '
+            f'password="{admin.password}";'
+        )
+        plain = (
+            f'{PLAIN_LOGIN_MODULE} required username="{CONTROLLER_USER}" '
+            f'password="{controller}" user_{CONTROLLER_USER}="{controller}";'
+        )
+        props = {
+            "listeners": f"CLIENT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"CLIENT://127.0.0.1:{self.port}",
+            "inter.broker.listener.name": "CLIENT",
+            "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": MECHANISM,
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.client.sasl.enabled.mechanisms": MECHANISM,
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            f"listener.name.client.{MECHANISM.lower()}.sasl.jaas.config": scram,
+            "listener.name.controller.plain.sasl.jaas.config": plain,
+            "authorizer.class.name": AUTHORIZER,
+            "super.users": f"User:{SUPER_USER};User:{CONTROLLER_USER}",
+            # The default already, stated: a resource without ACLs is closed to all but super users.
+            "allow.everyone.if.no.acl.found": "false",
+        }
+        if bootstrap_login is not None:
+            user, password = bootstrap_login.username, bootstrap_login.password
+            props |= {
+                "listener.name.client.sasl.enabled.mechanisms": f"{MECHANISM},PLAIN",
+                "sasl.mechanism.inter.broker.protocol": "PLAIN",
+                "listener.name.client.plain.sasl.jaas.config": (
+                    f'{PLAIN_LOGIN_MODULE} required username="{user}" '
+                    f'password="{password}" user_{user}="{password}";'
+                ),
+            }
+        return props
 
     def _format_storage(self) -> None:
         # meta.properties is written by the formatter; its presence means "formatted already".
+        stamp = self.credentials.folder / _SCRAM_STAMP
         if (self.kafka_data / "meta.properties").is_file():
             return
         config = self.config_dir / "server.properties"
         cmd = [*self._java(STORAGE_MAIN), "format", "-t", new_cluster_id(), "-c", str(config)]
-        _run(cmd, "formatting Kafka storage", timeout_s=120)
+        if not self.secure:
+            _run(cmd, "formatting Kafka storage", timeout_s=120)
+            return
+        # The SCRAM users go in through an argument file (argparse4j's @file), so no password
+        # is ever on a command line that other local users could read from /proc.
+        args = self.config_dir / "format-scram.args"
+        lines = []
+        for name in PRINCIPALS:
+            login = self.credentials.load(name)
+            lines += ["--add-scram", f"{login.mechanism}=[name={name},password={login.password}]"]
+        write_private(args, "\n".join(lines) + "\n")
+        try:
+            _run([*cmd, f"@{args}"], "formatting Kafka storage", timeout_s=120)
+        finally:
+            args.unlink(missing_ok=True)
+        write_private(stamp, "\n".join(PRINCIPALS) + "\n")
 
     # -- process ---------------------------------------------------------------------------
 

@@ -32,7 +32,8 @@ from engine.clock import SHANGHAI, iso
 from engine.core import MAX_AHEAD
 from schemas.events import ClockTick, Event, EventError, parse_event
 from schemas.registry import Registry
-from streams.topics import TopicError, Topics, ensure_topics, partition_for
+from streams.kafka_auth import KafkaLogin, aiokafka_kwargs
+from streams.topics import TopicError, Topics, ensure_topics, partition_for, refused_login
 
 # `tracker post` flags that become event fields (dest -> field); `--terminals a,b` is a list.
 FIELD_FLAGS = (
@@ -212,8 +213,14 @@ class Poster:
         *,
         retry_within_s: float = DEFAULT_WITHIN_S,
         on_wait: Callable[[str], None] | None = None,
+        login: KafkaLogin | None = None,
+        admin: KafkaLogin | None = None,
     ):
+        """`login`: the intake's (it may write the input topic and nothing else); `admin`: the
+        local broker's super user, to grant the prefix's ACLs first (`ensure_topics`)."""
         self.bootstrap = bootstrap
+        self.login = login
+        self.admin = admin
         self.retry_within_s = retry_within_s
         self.on_wait = on_wait
         self.topics = topics
@@ -255,17 +262,30 @@ class Poster:
     async def _start_once(self, create_topics: bool) -> None:
         if create_topics:
             self.partitions = await ensure_topics(
-                self.bootstrap, self.topics, self.partitions, attempts=1
+                self.bootstrap,
+                self.topics,
+                self.partitions,
+                login=self.login,
+                admin=self.admin,
+                only_input=True,
+                attempts=1,
             )
         # Idempotence keeps retries from duplicating or reordering records in a partition.
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all", linger_ms=5
+            bootstrap_servers=self.bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            **aiokafka_kwargs(self.login),
         )
         try:
             await producer.start()
         except KafkaError as exc:
             with contextlib.suppress(Exception):
                 await producer.stop()
+            refused = refused_login(self.bootstrap, self.login, exc)
+            if refused is not None:
+                raise refused from None
             raise TopicError(f"Kafka at {self.bootstrap}: {exc}", retriable=exc.retriable) from None
         self._producer = producer
 

@@ -47,6 +47,7 @@ from engine.warnings import DeadlineWarning, Warner, WarningPolicy
 from schemas.envelope import UNKNOWN_POSTER, UNKNOWN_RECEIPT, Envelope, from_headers
 from schemas.events import ClockTick
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent, trusted
+from streams.kafka_auth import KafkaLogin, aiokafka_kwargs
 from streams.settings import Config
 from streams.topics import partition_for
 
@@ -345,16 +346,20 @@ class Processor:
 class KafkaReader:
     """Reads an input partition's records [start, end) with a plain consumer (no group)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, login: KafkaLogin | None = None) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        self.login = login  # the worker's: it may read the input topic
 
     async def __call__(
         self, partition: int, start: int, end: int
     ) -> AsyncGenerator[list[Record], None]:
         tp = TopicPartition(self.topic, partition)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            **aiokafka_kwargs(self.login),
         )
         await consumer.start()
         try:

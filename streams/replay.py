@@ -15,6 +15,7 @@ from engine.warnings import WarningPolicy
 from sinks import MemoryStore, StoreReader, open_store
 from sinks.base import Batch
 from sinks.remote import RemoteStore, connect_worker, held_by_another_process
+from streams.kafka_auth import KafkaLogin
 from streams.processor import KafkaReader, Reader, Record, replay_partition
 from streams.settings import Config
 from streams.topics import Topics, end_offsets, group_lag, wait_drained
@@ -36,13 +37,15 @@ async def replay_topic(
     bootstrap: str,
     topics: Topics,
     on_replayed: Callable[[int], None] | None = None,
+    login: KafkaLogin | None = None,
 ) -> tuple[MemoryStore, int]:
     """Every input partition from offset 0 to its current end; returns the store and the number
-    of records read. `on_replayed(n)` hears of every `n` records read (a progress display)."""
-    ends = await end_offsets(bootstrap, [topics.events])
+    of records read. `on_replayed(n)` hears of every `n` records read (a progress display).
+    `login`: the worker's, the one principal that may read the input topic."""
+    ends = await end_offsets(bootstrap, [topics.events], login)
     scratch = MemoryStore()
     scratch.save_config(config.registry, config.rulebooks)
-    reader: Reader = KafkaReader(bootstrap, topics.events)
+    reader: Reader = KafkaReader(bootstrap, topics.events, login)
     if on_replayed is not None:
         reader = _counted(reader, on_replayed)
     total = 0
@@ -82,11 +85,13 @@ def _counted(reader: Reader, on_replayed: Callable[[int], None]) -> Reader:
     return read
 
 
-async def live_groups(bootstrap: str, topics: Topics) -> tuple[str, str]:
+async def live_groups(
+    bootstrap: str, topics: Topics, login: KafkaLogin | None = None
+) -> tuple[str, str]:
     """(processor group, sink group) of the deployment: one `all` worker group, or split roles."""
-    ends = await end_offsets(bootstrap, [topics.events])
+    ends = await end_offsets(bootstrap, [topics.events], login)
     worker = topics.group("all")
-    if ends and await group_lag(bootstrap, worker, ends) < sum(ends.values()):
+    if ends and await group_lag(bootstrap, worker, ends, login) < sum(ends.values()):
         return worker, worker
     return topics.group("processor"), topics.group("sink")
 
@@ -126,13 +131,15 @@ def run_replay(
     worker_url: str | None,
     wait_s: float,
     on_replayed: Callable[[int], None] | None = None,
+    login: KafkaLogin | None = None,
 ) -> int:
-    """`on_replayed(n)`: told of every `n` records replayed (the CLI's progress display)."""
+    """`on_replayed(n)`: told of every `n` records replayed (the CLI's progress display);
+    `login`: the worker's."""
 
     async def replay() -> tuple[MemoryStore, int, bool]:
-        groups = await live_groups(bootstrap, topics)
-        caught_up = await wait_drained(bootstrap, topics, groups, timeout_s=wait_s)
-        scratch, total = await replay_topic(config, bootstrap, topics, on_replayed)
+        groups = await live_groups(bootstrap, topics, login)
+        caught_up = await wait_drained(bootstrap, topics, groups, timeout_s=wait_s, login=login)
+        scratch, total = await replay_topic(config, bootstrap, topics, on_replayed, login)
         return scratch, total, caught_up
 
     scratch, total, caught_up = asyncio.run(replay())

@@ -20,6 +20,7 @@ from engine import WorkCalendar
 from engine.warnings import WarningPolicy
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
+from streams.kafka_auth import KafkaLogin, local_admin, login_for
 from streams.topics import DEFAULT_PARTITIONS, Topics
 
 Role = Literal["all", "processor", "sink"]
@@ -66,6 +67,10 @@ class WorkerSettings:
     session_timeout_s: float = 10.0
     warnings: WarningPolicy = field(default_factory=WarningPolicy)
     fault_file: Path | None = None  # while this file exists every store write fails (drills)
+    # The worker's Kafka login, and the local broker's super user (grants the prefix's ACLs
+    # when the worker creates its topics): streams/kafka_auth.py.
+    login: KafkaLogin | None = None
+    admin: KafkaLogin | None = None
 
     @classmethod
     def from_settings(cls, env: Settings) -> WorkerSettings:
@@ -87,6 +92,8 @@ class WorkerSettings:
             session_timeout_s=env.session_timeout_s,
             warnings=WarningPolicy.parse(env.warn_leads),
             fault_file=env.fault_file,
+            login=login_for("worker", env),
+            admin=local_admin(env),
         )
 
     def loaded(self) -> WorkerSettings:

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 from engine.clock import iso, local
 from streams.app import QuietWorker
+from streams.kafka_auth import KafkaLogin, aiokafka_kwargs, faust_credentials
 from streams.topics import Topics, ensure_topics, quiet_kafka
 
 log = logging.getLogger(__name__)
@@ -36,9 +37,16 @@ def now_seconds() -> datetime:
     return local(datetime.now(UTC).replace(microsecond=0))
 
 
-async def tick_once(bootstrap: str, topics: Topics, partitions: int, at: datetime) -> None:
-    """One round of ticks without the Faust app (tests and one-off use)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+async def tick_once(
+    bootstrap: str,
+    topics: Topics,
+    partitions: int,
+    at: datetime,
+    login: KafkaLogin | None = None,
+) -> None:
+    """One round of ticks without the Faust app (tests and one-off use); `login`: the
+    ticker's (or the intake's: both may write the input topic)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **aiokafka_kwargs(login))
     await producer.start()
     try:
         for p in range(partitions):
@@ -47,10 +55,17 @@ async def tick_once(bootstrap: str, topics: Topics, partitions: int, at: datetim
         await producer.stop()
 
 
-def build_ticker(bootstrap: str, topics: Topics, partitions: int, interval_s: float) -> faust.App:
+def build_ticker(
+    bootstrap: str,
+    topics: Topics,
+    partitions: int,
+    interval_s: float,
+    login: KafkaLogin | None = None,
+) -> faust.App:
     app = faust.App(
         topics.group("ticker"),
         broker=f"kafka://{bootstrap}",
+        broker_credentials=faust_credentials(login),
         autodiscover=False,
         web_enabled=False,
         topic_partitions=1,
@@ -69,12 +84,23 @@ def build_ticker(bootstrap: str, topics: Topics, partitions: int, interval_s: fl
     return app
 
 
-def run_ticker(bootstrap: str, topics: Topics, partitions: int, interval_s: float) -> int:
+def run_ticker(
+    bootstrap: str,
+    topics: Topics,
+    partitions: int,
+    interval_s: float,
+    login: KafkaLogin | None = None,
+    admin: KafkaLogin | None = None,
+) -> int:
+    """Run the ticker as `login` (the ticker's principal: it may write the input topic and
+    use its own group); `admin` (the local broker's) grants the prefix's ACLs first."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     with quiet_kafka():
-        partitions = loop.run_until_complete(ensure_topics(bootstrap, topics, partitions))
-    app = build_ticker(bootstrap, topics, partitions, interval_s)
+        partitions = loop.run_until_complete(
+            ensure_topics(bootstrap, topics, partitions, login=login, admin=admin, only_input=True)
+        )
+    app = build_ticker(bootstrap, topics, partitions, interval_s, login)
     worker = QuietWorker(app, loop=loop, loglevel="info", quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()

@@ -1,5 +1,10 @@
 """Topic names, their creation, the partitioner every producer and the processor agree on, and
-consumer-group lag (how the CLI, the demo and the tests know that the pipeline has caught up)."""
+consumer-group lag (how the CLI, the demo and the tests know that the pipeline has caught up).
+
+Every function that talks to the broker takes the caller's `login` (streams/kafka_auth.py; None
+for an open broker): each process logs in as its own principal, and the ACLs decide what it may
+do (streams/kafka_acls.py).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,16 @@ from functools import lru_cache
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 from aiokafka.partitioner import murmur2
+
+from streams.broker import api_versions_ok
+from streams.kafka_auth import KafkaLogin, aiokafka_kwargs
 
 DEFAULT_PREFIX = "tracker"
 DEFAULT_PARTITIONS = 4
@@ -105,6 +118,9 @@ async def ensure_topics(
     topics: Topics,
     partitions: int,
     *,
+    login: KafkaLogin | None = None,
+    admin: KafkaLogin | None = None,
+    only_input: bool = False,
     changelogs: Iterable[str] = (),
     attempts: int = 10,
 ) -> int:
@@ -113,10 +129,25 @@ async def ensure_topics(
     table changelog topics, created compacted and co-partitioned with the input: Faust creates
     them itself, but a worker that joins its group right after can cache metadata without their
     partitions and then fail every table write until the metadata refreshes (5 minutes).
-    Transient broker errors (a broker still starting, a dropped connection) are retried."""
+    Transient broker errors (a broker still starting, a dropped connection) are retried.
+
+    `login` creates what its ACLs allow: the worker every topic, the intake and the ticker the
+    input topic alone (`only_input`). With the super user's login (`admin`: the local broker's,
+    `kafka_auth.local_admin()`), the prefix's ACLs are granted first and the topics created as
+    the admin, so a component started on its own on the local broker just works."""
+    if admin is not None:
+        from streams.kafka_acls import AclError, grant  # kafka_acls needs Topics from here
+
+        try:
+            await grant(bootstrap, admin, topics, attempts=attempts)
+        except AclError as exc:
+            raise TopicError(str(exc)) from None
+        login = admin
     for attempt in range(1, attempts + 1):
         try:
-            return await _ensure_topics(bootstrap, topics, partitions, tuple(changelogs))
+            return await _ensure_topics(
+                bootstrap, topics, partitions, tuple(changelogs), login, only_input
+            )
         except TopicError as exc:
             if not exc.retriable or attempt == attempts:
                 raise
@@ -125,55 +156,109 @@ async def ensure_topics(
 
 
 async def _ensure_topics(
-    bootstrap: str, topics: Topics, partitions: int, changelogs: tuple[str, ...]
+    bootstrap: str,
+    topics: Topics,
+    partitions: int,
+    changelogs: tuple[str, ...],
+    login: KafkaLogin | None,
+    only_input: bool,
 ) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=15_000, **aiokafka_kwargs(login)
+    )
     try:
         await admin.start()
         existing = set(await admin.list_topics())
         outputs = {"max.message.bytes": str(OUTPUT_MAX_BYTES)}
+        names = (topics.events,) if only_input else topics.all
         await _create(admin, existing, [
             NewTopic(name, partitions, 1, topic_configs=INPUT_CONFIG if name == topics.events else outputs)
-            for name in topics.all
-        ])  # fmt: skip
-        count = await _partition_count(admin, topics.events)
+            for name in names
+        ], topics)  # fmt: skip
+        count = await _partition_count(admin, topics.events, topics)
         compacted = {"cleanup.policy": "compact"}
         await _create(
-            admin, existing, [NewTopic(n, count, 1, topic_configs=compacted) for n in changelogs]
+            admin,
+            existing,
+            [NewTopic(n, count, 1, topic_configs=compacted) for n in changelogs],
+            topics,
         )
         for name in changelogs:
-            await _partition_count(admin, name)
+            await _partition_count(admin, name, topics)
         return count
     except KafkaError as exc:
+        refused = refused_login(bootstrap, login, exc)
+        if refused is not None:
+            raise refused from None
         raise TopicError(f"Kafka at {bootstrap}: {exc}", retriable=exc.retriable) from None
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
 
 
-async def _create(admin: AIOKafkaAdminClient, existing: set[str], new: list[NewTopic]) -> None:
+def refused_login(
+    bootstrap: str, login: KafkaLogin | None, exc: BaseException
+) -> TopicError | None:
+    """The broker answers Kafka, yet the client could not connect: it refused the login (or the
+    lack of one). aiokafka says only "Unable to bootstrap", as for a broker that is down, and a
+    caller would wait that out; this one is final, and says what to fix."""
+    if not isinstance(exc, KafkaConnectionError):
+        return None
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    if not port.isdigit() or not api_versions_ok(host or "127.0.0.1", int(port)):
+        return None
+    if login is None:
+        return TopicError(
+            f"Kafka at {bootstrap} takes SASL logins only: set TRACKER_KAFKA_USER and "
+            "TRACKER_KAFKA_PASSWORD, or TRACKER_KAFKA_CREDENTIALS (the local broker's logins: "
+            "<data>/kafka/credentials)"
+        )
+    return TopicError(
+        f"Kafka at {bootstrap} refused the login of Kafka user {login.username!r} "
+        f"({login.mechanism}): a wrong password, or no such user"
+    )
+
+
+def not_granted(topic: str, topics: Topics) -> TopicError:
+    return TopicError(
+        f"not authorized for topic {topic}: the ACLs of topic prefix {topics.prefix!r} are not "
+        f"granted to this login (python -m streams.kafka_acls --topic-prefix {topics.prefix})"
+    )
+
+
+async def _create(
+    admin: AIOKafkaAdminClient, existing: set[str], new: list[NewTopic], topics: Topics
+) -> None:
     missing = [t for t in new if t.name not in existing]
     if not missing:
         return
     response = await admin.create_topics(missing, timeout_ms=15_000)
     for name, code, *_ in response.topic_errors:
+        if code == TopicAuthorizationFailedError.errno:
+            raise not_granted(name, topics)
         if code and code != TopicAlreadyExistsError.errno:
             raise TopicError(f"cannot create topic {name}: Kafka error code {code}")
 
 
-async def _partition_count(admin: AIOKafkaAdminClient, topic: str) -> int:
+async def _partition_count(admin: AIOKafkaAdminClient, topic: str, topics: Topics) -> int:
     # Freshly created topics can take a moment to show their partitions in the metadata.
     for _ in range(50):
         for meta in await admin.describe_topics([topic]):
-            if meta["topic"] == topic and meta["partitions"]:
+            if meta["topic"] != topic:
+                continue
+            if meta["error_code"] == TopicAuthorizationFailedError.errno:
+                raise not_granted(topic, topics)
+            if meta["partitions"]:
                 return len(meta["partitions"])
         await asyncio.sleep(0.1)
     raise TopicError(f"topic {topic} has no partitions")
 
 
-async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+async def end_offsets(
+    bootstrap: str, topics: Iterable[str], login: KafkaLogin | None = None
+) -> dict[TopicPartition, int]:
     names = list(topics)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **aiokafka_kwargs(login))
     await admin.start()
     try:
         tps = [
@@ -186,7 +271,9 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartit
         await admin.close()
     if not tps:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **aiokafka_kwargs(login)
+    )
     await consumer.start()
     try:
         return dict(await consumer.end_offsets(tps))
@@ -194,9 +281,14 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartit
         await consumer.stop()
 
 
-async def group_lag(bootstrap: str, group: str, ends: Mapping[TopicPartition, int]) -> int:
+async def group_lag(
+    bootstrap: str,
+    group: str,
+    ends: Mapping[TopicPartition, int],
+    login: KafkaLogin | None = None,
+) -> int:
     """Records in `ends` that `group` has not committed yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **aiokafka_kwargs(login))
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(group, partitions=list(ends))
@@ -220,20 +312,22 @@ async def wait_drained(
     groups: tuple[str, str],
     timeout_s: float,
     poll_s: float = 0.3,
+    login: KafkaLogin | None = None,
 ) -> bool:
     """Wait until the processor group has committed everything now in the input topic and the
     sink group everything the processor produced for it (outputs are durable before the
     processor commits, and the sink commits only after the store write), so the store then holds
-    every record that was in the input topic when this was called."""
+    every record that was in the input topic when this was called. `login`: the worker's (it
+    may describe the topics and its groups) or the admin's."""
     processor, sink = groups
     deadline = time.monotonic() + timeout_s
-    inputs = await end_offsets(bootstrap, [topics.events])
-    while await group_lag(bootstrap, processor, inputs):
+    inputs = await end_offsets(bootstrap, [topics.events], login)
+    while await group_lag(bootstrap, processor, inputs, login):
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(poll_s)
-    outputs = await end_offsets(bootstrap, topics.sink_inputs)
-    while await group_lag(bootstrap, sink, outputs):
+    outputs = await end_offsets(bootstrap, topics.sink_inputs, login)
+    while await group_lag(bootstrap, sink, outputs, login):
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(poll_s)

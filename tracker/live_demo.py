@@ -32,6 +32,7 @@ from schemas.registry import Registry
 from sinks.base import StoreError
 from sinks.dsn import mask
 from sinks.remote import RemoteStore
+from streams.kafka_auth import KafkaLogin
 from streams.post import Poster, PostSummary
 from streams.topics import Topics, wait_drained
 from tracker import demo, tables
@@ -40,6 +41,8 @@ from tracker.progress import progress, track_items
 
 EMBEDDED = -1  # returned when Java is missing: the caller runs the embedded `ingest` demo
 WEB_PORT = 6066
+# A login named in the environment would make the demo's worker and ticker log in as it.
+_LOGIN_VARIABLES = ("TRACKER_KAFKA_USER", "TRACKER_KAFKA_PASSWORD", "TRACKER_KAFKA_CREDENTIALS")
 
 
 def java_available() -> bool:
@@ -78,7 +81,12 @@ def run_live_demo(
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     store = store or default_store()  # what `tracker status` reads once the worker is gone
-    env = {**os.environ, "TRACKER_DATA": str(data_dir)}
+    # The worker and the ticker log in as themselves, from this broker's credentials folder.
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in _LOGIN_VARIABLES},
+        "TRACKER_DATA": str(data_dir),
+        "TRACKER_KAFKA_CREDENTIALS": str(broker.credentials.folder),
+    }
     common = ["--bootstrap", broker.bootstrap, "--topic-prefix", topics.prefix]
     worker = _spawn(
         ["worker", *common, "--units", str(DEMO_REGISTRY), "--store", store,
@@ -91,13 +99,19 @@ def run_live_demo(
         print(f"demo: worker up (store {mask(store)}, log {logs / 'worker.log'})", file=out)
         events = demo.generate(registry, seed=seed, years=years, scale=scale)
         lines = list(track_items(demo.lines(events, bad=demo.bad_lines(seed)), label="generating"))
-        produce_s, summary = asyncio.run(_produce(broker.bootstrap, topics, registry, lines))
+        intake, admin = broker.login("intake"), broker.login("admin")
+        produce_s, summary = asyncio.run(
+            _produce(broker.bootstrap, topics, registry, lines, intake, admin)
+        )
         print(f"demo: produced {summary.sent} events ({summary.records} records) in "
               f"{produce_s:.1f}s; {summary.rejected} malformed lines reported and not sent",
               file=out)  # fmt: skip
         groups = (topics.group("all"), topics.group("all"))
         wait_started = time.monotonic()
-        while not asyncio.run(wait_drained(broker.bootstrap, topics, groups, timeout_s=5)):
+        watcher = broker.login("worker")  # may describe the topics and the worker's group
+        while not asyncio.run(
+            wait_drained(broker.bootstrap, topics, groups, timeout_s=5, login=watcher)
+        ):
             _check_alive(worker, logs / "worker.log")
             if time.monotonic() - wait_started > 1800:
                 print("demo: the worker did not catch up within 30 minutes", file=out)
@@ -106,7 +120,7 @@ def run_live_demo(
               "after the last one was produced", file=out)  # fmt: skip
         ticker = _spawn(["ticker", *common, "--interval-s", "2"], logs / "ticker.log", env)
         _wait_live_tick(remote, worker, logs / "worker.log")
-        asyncio.run(wait_drained(broker.bootstrap, topics, groups, timeout_s=120))
+        asyncio.run(wait_drained(broker.bootstrap, topics, groups, timeout_s=120, login=watcher))
         print("demo: the live ticker's first tick is in (every partition's clock is now today)",
               file=out)  # fmt: skip
         _print_ranking(remote, out)
@@ -161,9 +175,14 @@ def _wait_web(remote: RemoteStore, proc: subprocess.Popen[bytes], log: Path) -> 
 
 
 async def _produce(
-    bootstrap: str, topics: Topics, registry: Registry, lines: list[str]
+    bootstrap: str,
+    topics: Topics,
+    registry: Registry,
+    lines: list[str],
+    login: KafkaLogin,
+    admin: KafkaLogin,
 ) -> tuple[float, PostSummary]:
-    poster = Poster(bootstrap, topics, registry)
+    poster = Poster(bootstrap, topics, registry, login=login, admin=admin)
     await poster.start()
     started = time.monotonic()
     try:

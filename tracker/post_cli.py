@@ -20,7 +20,7 @@ import typer
 
 from tracker import options
 from tracker.errors import UserError
-from tracker.stream_cli import kafka_errors, topics_of
+from tracker.stream_cli import kafka_errors, kafka_logins, topics_of
 
 DEFAULT_POST_TIMEOUT_S = 60.0
 EVENT_TYPES = (
@@ -278,7 +278,8 @@ def _post_direct(
     broker, source = options.broker_of(bootstrap)
     registry = load_registry(options.units_path(units))
     lines = list(raw_events(data))
-    poster = Poster(broker, topics_of(topic_prefix), registry, partitions)
+    login, admin = kafka_logins("intake")  # direct produce logs in as the intake
+    poster = Poster(broker, topics_of(topic_prefix), registry, partitions, login=login, admin=admin)
     with kafka_errors():
         summary = asyncio.run(
             post_within(poster, lines, timeout, on_wait=lambda why: _say(f"tracker: {why}"))

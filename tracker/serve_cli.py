@@ -147,6 +147,9 @@ def cmd_serve(
     units = units or now.units
     try:
         if bootstrap:
+            from tracker.stream_cli import kafka_logins
+
+            login, admin = kafka_logins("intake")  # the one principal that writes events
             service = open_kafka(
                 bootstrap,
                 dsn,
@@ -155,6 +158,8 @@ def cmd_serve(
                 topic_prefix=topic_prefix,
                 partitions=partitions,
                 lock_timeout_s=timeout,
+                login=login,
+                admin=admin,
             )
         else:
             service = open_embedded(

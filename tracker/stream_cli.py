@@ -12,12 +12,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tracker import options
 from tracker.errors import UserError, user_errors
+
+if TYPE_CHECKING:  # streams is imported where a command runs, to keep `--help` quick
+    from streams.kafka_auth import KafkaLogin, Principal
 
 DEFAULT_KAFKA_PORT = 9092
 
@@ -46,6 +49,18 @@ def topics_of(prefix: str) -> Any:
     from streams.topics import Topics
 
     return Topics(prefix)
+
+
+def kafka_logins(role: Principal) -> tuple[KafkaLogin | None, KafkaLogin | None]:
+    """(this process's Kafka login in `role`, the local broker's admin login or None): from
+    TRACKER_KAFKA_USER/PASSWORD, else the credentials folder (streams/kafka_auth.py)."""
+    from streams.kafka_auth import CredentialsError, local_admin, login_for
+
+    env = options.current()
+    try:
+        return login_for(role, env), local_admin(env)
+    except CredentialsError as exc:
+        raise UserError(str(exc)) from None
 
 
 # -- tracker kafka -----------------------------------------------------------------------------
@@ -77,11 +92,13 @@ def kafka_group(ctx: typer.Context, port: Port = None) -> None:
 def _kafka(ctx: typer.Context, action: str, port: int | None) -> int:
     from streams.broker import BrokerError, LocalKafka
 
+    env = options.current()
     port = port or (ctx.obj or {}).get("port") or DEFAULT_KAFKA_PORT
-    broker = LocalKafka(options.current().data_dir, port=port)
+    broker = LocalKafka(env.data_dir, port=port)
     try:
         if action == "start":
             broker.start()
+            _grant_default_prefix(broker, env.topic_prefix)
         elif action == "stop":
             broker.stop()
     except BrokerError as exc:
@@ -89,7 +106,25 @@ def _kafka(ctx: typer.Context, action: str, port: int | None) -> int:
     state = broker.status()
     what = "ready" if state.ready else "running, not ready" if state.running else "stopped"
     print(f"kafka {what}: {state.bootstrap} (pid {state.pid or '-'}, data {broker.home})")
+    if action != "stop" and broker.credentials.folder.is_dir():
+        # where the logins are, never the passwords themselves
+        print(
+            f"kafka logins (SASL/SCRAM): {broker.credentials.folder}/{{admin,intake,worker,ticker}}.properties"
+        )
     return 0 if action == "stop" or state.ready else 1
+
+
+def _grant_default_prefix(broker: Any, prefix: str) -> None:
+    """The ACLs of the topic prefix the commands use by default ($TRACKER_TOPIC_PREFIX), so a
+    worker, a ticker and `tracker post` can start as their own principals right away."""
+    from streams.kafka_acls import AclError, grant
+    from streams.topics import Topics, quiet_kafka
+
+    try:
+        with quiet_kafka():
+            asyncio.run(grant(broker.bootstrap, broker.login("admin"), Topics(prefix)))
+    except AclError as exc:
+        raise UserError(f"kafka: cannot grant the ACLs of topic prefix {prefix!r}: {exc}") from None
 
 
 @kafka_app.command("start")
@@ -217,7 +252,10 @@ def cmd_worker(
     dsn = options.store_dsn(store)
     if role is not Role.processor:  # the roles that record the registry in the store
         _check_registry(dsn, config.registry, replace=replace_registry)
+    login, admin = kafka_logins("worker")
     settings = WorkerSettings(
+        login=login,
+        admin=admin,
         config=config,
         role=role.value,
         bootstrap=options.bootstrap(bootstrap),
@@ -272,16 +310,19 @@ def cmd_ticker(
 
     topics = topics_of(topic_prefix)
     broker = options.bootstrap(bootstrap)
+    login, admin = kafka_logins("ticker")
     with kafka_errors(quiet=once):
         if once:
 
             async def one_round() -> None:
-                count = await ensure_topics(broker, topics, partitions)
-                await tick_once(broker, topics, count, now_seconds())
+                count = await ensure_topics(
+                    broker, topics, partitions, login=login, admin=admin, only_input=True
+                )
+                await tick_once(broker, topics, count, now_seconds(), login)
 
             asyncio.run(one_round())
             return 0
-        return run_ticker(broker, topics, partitions, interval_s)
+        return run_ticker(broker, topics, partitions, interval_s, login, admin)
 
 
 # -- tracker replay ----------------------------------------------------------------------------
@@ -379,9 +420,11 @@ def cmd_replay(
     config = Config.load(
         options.units_path(units), options.rulebooks_dir(rulebooks), options.holidays_file(holidays)
     )
+    login, _ = kafka_logins("worker")  # the one principal that may read the input topic
     with kafka_errors(), progress("replay: records read") as advance:
         return run_replay(
             config,
+            login=login,
             bootstrap=options.bootstrap(bootstrap),
             topics=topics_of(topic_prefix),
             store=options.store_dsn(store),

@@ -12,9 +12,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 
 from streams.broker import LocalKafka, api_versions_ok
+from streams.kafka_auth import aiokafka_kwargs
 from tests.integration.kafka_fixture import (  # noqa: F401
     kafka_broker,
     local_kafka,
+    login,
     unique_topic,
 )
 
@@ -24,7 +26,8 @@ MESSAGES = 100
 
 
 async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    # the broker's own behaviour, below any ACL: as the super user
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **aiokafka_kwargs(login("admin")))
     await admin.start()
     try:
         response = await admin.create_topics(
@@ -38,7 +41,9 @@ async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
 
 async def produce(bootstrap: str, topic: str) -> dict[bytes, set[int]]:
     """Send MESSAGES keyed records; returns the partitions each key was written to."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", **aiokafka_kwargs(login("admin"))
+    )
     await producer.start()
     placed: dict[bytes, set[int]] = defaultdict(set)
     try:
@@ -60,6 +65,7 @@ async def consume(
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **aiokafka_kwargs(login("admin")),
     )
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
@@ -95,7 +101,7 @@ async def test_keyed_roundtrip_over_three_partitions(kafka_broker: str) -> None:
 @pytest.mark.asyncio
 async def test_auto_created_topic_gets_one_partition(kafka_broker: str) -> None:  # noqa: F811
     topic = unique_topic("auto")
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_broker)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, **aiokafka_kwargs(login("admin")))
     await producer.start()
     try:
         await producer.send_and_wait(topic, b"hello")

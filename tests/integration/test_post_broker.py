@@ -21,12 +21,15 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from config.registry import DEMO_REGISTRY
 from streams.broker import LocalKafka
+from streams.kafka_auth import KafkaLogin, aiokafka_kwargs
 from streams.topics import Topics, end_offsets
 from tests.integration.kafka_fixture import (  # noqa: F401
+    CREDENTIALS_ENV,
     free_ports,
     kafka_broker,
     kafka_lib_cache,
     local_kafka,
+    login,
     unique_topic,
 )
 
@@ -40,18 +43,28 @@ def finding(i: int) -> str:
                        "system": f"s{i}", "at": "2018-06-01T10:00:00+08:00"})  # fmt: skip
 
 
-def post(bootstrap: str, prefix: str, events: Path, *extra: str) -> subprocess.Popen[str]:
+def post(
+    bootstrap: str, prefix: str, events: Path, *extra: str, credentials: Path | None = None
+) -> subprocess.Popen[str]:
+    """`tracker post --direct` as a subprocess: it logs in as the intake from `credentials` (the
+    folder of the broker's logins; default: the session broker's)."""
     cmd = [sys.executable, "-m", "tracker.cli", "post", "--direct", "--bootstrap", bootstrap, "--json",
            "--topic-prefix", prefix, "--units", str(DEMO_REGISTRY), "--file", str(events), *extra]  # fmt: skip
+    env = {**os.environ, "TRACKER_KAFKA": ""}
+    if credentials is not None:
+        env[CREDENTIALS_ENV] = str(credentials)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TRACKER_KAFKA": ""})  # fmt: skip
+                            env=env)  # fmt: skip
 
 
-def topic_values(bootstrap: str, topic: str) -> list[bytes]:
+def topic_values(bootstrap: str, topic: str, reader: KafkaLogin | None = None) -> list[bytes]:
+    """Every record in `topic`, read as the worker (the one that may read the input topic)."""
+    who = reader or login("worker")
+
     async def read() -> list[bytes]:
-        ends = {tp: n for tp, n in (await end_offsets(bootstrap, [topic])).items() if n}
+        ends = {tp: n for tp, n in (await end_offsets(bootstrap, [topic], who)).items() if n}
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")  # fmt: skip
+                                    auto_offset_reset="earliest", **aiokafka_kwargs(who))  # fmt: skip
         await consumer.start()
         try:
             consumer.assign(list(ends))
@@ -130,10 +143,12 @@ def test_a_broker_killed_midway_ends_the_post_with_counts(
     events = tmp_path / "events.jsonl"
     events.write_text("\n".join(finding(i) for i in range(count)) + "\n", encoding="utf-8")
     timeout_s = 20
-    posting = post(own_broker.bootstrap, prefix, events, "--timeout", str(timeout_s))
+    posting = post(own_broker.bootstrap, prefix, events, "--timeout", str(timeout_s),
+                   credentials=own_broker.credentials.folder)  # fmt: skip
+    worker = own_broker.login("worker")
     # kill the broker as soon as the first records are in the topic
     deadline = time.monotonic() + 120
-    while not _records_in(own_broker.bootstrap, topic):
+    while not _records_in(own_broker.bootstrap, topic, worker):
         assert posting.poll() is None, posting.communicate()
         assert time.monotonic() < deadline, "nothing reached the topic"
         time.sleep(0.05)
@@ -155,16 +170,18 @@ def test_a_broker_killed_midway_ends_the_post_with_counts(
     # the broker back: every event reported sent is in the topic (not sent ones may be too:
     # a record can land without its confirmation reaching us; posting them again is harmless)
     own_broker.start(timeout_s=120)
-    in_topic = {json.loads(v)["event_id"] for v in topic_values(own_broker.bootstrap, topic)}
+    in_topic = {
+        json.loads(v)["event_id"] for v in topic_values(own_broker.bootstrap, topic, worker)
+    }
     unsent = set(summary["not_sent_lines"])
     reported_sent = {f"f-{i}" for i in range(count) if i + 1 not in unsent}
     assert len(reported_sent) == summary["sent"]
     assert reported_sent <= in_topic
 
 
-def _records_in(bootstrap: str, topic: str) -> int:
+def _records_in(bootstrap: str, topic: str, reader: KafkaLogin) -> int:
     try:
-        ends: dict[TopicPartition, int] = asyncio.run(end_offsets(bootstrap, [topic]))
+        ends: dict[TopicPartition, int] = asyncio.run(end_offsets(bootstrap, [topic], reader))
     except Exception:  # the topic is being created
         return 0
     return sum(ends.values())

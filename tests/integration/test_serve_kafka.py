@@ -14,8 +14,14 @@ from aiokafka import AIOKafkaConsumer
 from fastapi.testclient import TestClient
 
 from schemas.envelope import from_headers
+from streams.kafka_auth import aiokafka_kwargs
 from streams.topics import Topics, end_offsets, partition_for
-from tests.integration.kafka_fixture import kafka_broker, local_kafka, unique_topic  # noqa: F401
+from tests.integration.kafka_fixture import (  # noqa: F401
+    kafka_broker,
+    local_kafka,
+    login,
+    unique_topic,
+)
 from tests.serve_kit import BOOKS, PRINCIPALS, REGISTRY, event, jsonl
 from tracker.principals import PrincipalStore
 from tracker.serve.app import create_app
@@ -28,10 +34,15 @@ PARTITIONS = 2
 
 
 def records(bootstrap: str, topic: str) -> list[Any]:
+    worker = login("worker")  # the one that may read the input topic
+
     async def read() -> list[Any]:
-        ends = {tp: n for tp, n in (await end_offsets(bootstrap, [topic])).items() if n}
+        ends = {tp: n for tp, n in (await end_offsets(bootstrap, [topic], worker)).items() if n}
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **aiokafka_kwargs(worker),
         )
         await consumer.start()
         try:
@@ -59,8 +70,16 @@ def test_posted_events_reach_the_topic_with_the_envelope(
         name: principals.add(role, scope, name, jurisdiction=j)[1]
         for name, (role, scope, j) in PRINCIPALS.items()
     }
+    # the intake's login, and the admin's to grant the prefix's ACLs (as on the local broker)
     service = KafkaService(
-        kafka_broker, REGISTRY, BOOKS, chdb_dsn, topics=topics, partitions=PARTITIONS
+        kafka_broker,
+        REGISTRY,
+        BOOKS,
+        chdb_dsn,
+        topics=topics,
+        partitions=PARTITIONS,
+        login=login("intake"),
+        admin=login("admin"),
     )
     client = TestClient(create_app(service, principals, Limits()))
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streams.kafka_auth import aiokafka_kwargs
 from streams.topics import Topics, partition_for
-from tests.integration.kafka_fixture import kafka_broker, local_kafka  # noqa: F401
+from tests.integration.kafka_fixture import kafka_broker, local_kafka, login  # noqa: F401
 from tests.integration.test_streaming import (
     REGISTRY,
     Worker,
@@ -61,7 +62,10 @@ def test_malformed_records_become_dead_letters(
         post(kafka_broker, prefix, good[:150])
 
         async def produce_raw() -> None:
-            producer = AIOKafkaProducer(bootstrap_servers=kafka_broker)
+            # the intake's login: the one that may write the input topic
+            producer = AIOKafkaProducer(
+                bootstrap_servers=kafka_broker, **aiokafka_kwargs(login("intake"))
+            )
             await producer.start()
             try:
                 for i, value in enumerate(bad):
@@ -133,7 +137,8 @@ def test_ticker_ticks_every_partition_from_the_leader_only(
 
     async def read_ticks() -> list[tuple[int, dict[str, str]]]:
         consumer = AIOKafkaConsumer(topics.events, bootstrap_servers=kafka_broker, group_id=None,
-                                    auto_offset_reset="earliest")  # fmt: skip
+                                    auto_offset_reset="earliest",
+                                    **aiokafka_kwargs(login("worker")))  # fmt: skip
         await consumer.start()
         try:
             got = await consumer.getmany(timeout_ms=3000)

@@ -20,9 +20,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from config.holidays import official_calendar
+from streams.kafka_auth import aiokafka_kwargs
 from streams.settings import Config
 from streams.topics import Topics, ensure_topics, partition_for
-from tests.integration.kafka_fixture import kafka_broker, local_kafka  # noqa: F401
+from tests.integration.kafka_fixture import kafka_broker, local_kafka, login  # noqa: F401
 from tests.integration.test_streaming import (
     BOOKS,
     REGISTRY,
@@ -73,7 +74,10 @@ def test_a_record_the_engine_fails_on_is_a_dead_letter_and_stays_one(
         post(kafka_broker, prefix, lines[:150])
 
         async def produce() -> None:
-            producer = AIOKafkaProducer(bootstrap_servers=kafka_broker)
+            # the intake's login: the one that may write the input topic
+            producer = AIOKafkaProducer(
+                bootstrap_servers=kafka_broker, **aiokafka_kwargs(login("intake"))
+            )
             await producer.start()
             try:
                 for event in POISON:  # in fj.gat's partition, as `post` would route them
@@ -194,9 +198,11 @@ def test_a_crafted_snapshot_record_runs_nothing(
         assert worker.stop() == 0
 
         async def produce() -> None:
-            # the topic an older worker left behind
-            await ensure_topics(kafka_broker, topics, 4, changelogs=[changelog])
-            producer = AIOKafkaProducer(bootstrap_servers=kafka_broker)
+            # the topic an older worker left behind; written by someone who may write the
+            # worker's own topics (here the super user: ACLs aside, nothing may be unpickled)
+            admin = login("admin")
+            await ensure_topics(kafka_broker, topics, 4, login=admin, changelogs=[changelog])
+            producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, **aiokafka_kwargs(admin))
             await producer.start()
             try:
                 for p in range(4):

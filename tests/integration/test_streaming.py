@@ -35,6 +35,7 @@ from tests.integration.kafka_fixture import (  # noqa: F401
     free_ports,
     kafka_broker,
     local_kafka,
+    login,
     unique_topic,
 )
 from tracker import demo
@@ -155,7 +156,11 @@ def running(*workers: Worker) -> Iterator[None]:
 
 def post(bootstrap: str, prefix: str, lines: Sequence[str]) -> PostSummary:
     async def run() -> PostSummary:
-        poster = Poster(bootstrap, Topics(prefix), REGISTRY)
+        # as `tracker post` does on a developer's machine: the intake's login, and the admin's
+        # to grant the prefix's ACLs if no worker has yet
+        poster = Poster(
+            bootstrap, Topics(prefix), REGISTRY, login=login("intake"), admin=login("admin")
+        )
         await poster.start()
         try:
             return await poster.post(enumerate(lines, 1))
@@ -172,7 +177,8 @@ def drain(bootstrap: str, prefix: str, role: str = "all", timeout_s: float = 180
         if role == "all"
         else (topics.group("processor"), topics.group("sink"))
     )
-    assert asyncio.run(wait_drained(bootstrap, topics, groups, timeout_s)), "pipeline stuck"
+    drained = wait_drained(bootstrap, topics, groups, timeout_s, login=login("worker"))
+    assert asyncio.run(drained), "pipeline stuck"
 
 
 def reference(lines: Sequence[str]) -> MemoryStore:

@@ -48,7 +48,7 @@ def _binds(service: dict[str, Any]) -> list[tuple[str, str]]:
 
 def test_services_images_and_commands() -> None:
     services = _services()
-    assert set(services) == {*IMAGES, "tracker-worker", "tracker-ticker"}
+    assert set(services) == {*IMAGES, "kafka-acls", "serve", "tracker-worker", "tracker-ticker"}
     for name, image in IMAGES.items():
         assert services[name]["image"] == image
     for name, command in (("tracker-worker", "worker"), ("tracker-ticker", "ticker")):
@@ -75,15 +75,27 @@ def test_services_images_and_commands() -> None:
     assert re.search(r"^RUN pip install --no-deps \.", dockerfile, re.M)
 
 
+def _one_shot(service: dict[str, Any]) -> bool:
+    """A setup step that runs once and exits (no healthcheck: it is done, not healthy)."""
+    return service.get("restart") == "no"
+
+
 def test_every_service_has_an_image_a_healthcheck_and_healthy_dependencies() -> None:
     services = _services()
     for name, service in services.items():
         assert service.get("image") or service.get("build"), name
         test = service.get("healthcheck", {}).get("test")
-        assert test and test[0] in ("CMD", "CMD-SHELL"), f"{name} has no healthcheck"
+        assert _one_shot(service) or (test and test[0] in ("CMD", "CMD-SHELL")), (
+            f"{name} has no healthcheck"
+        )
         for dependency, rule in service.get("depends_on", {}).items():
             assert dependency in services, f"{name} depends on unknown {dependency}"
-            assert rule == {"condition": "service_healthy"}, f"{name} -> {dependency}"
+            wanted = (
+                "service_completed_successfully"
+                if _one_shot(services[dependency])
+                else ("service_healthy")
+            )
+            assert rule == {"condition": wanted}, f"{name} -> {dependency}"
     for name in ("tracker-worker", "tracker-ticker", "grafana"):
         assert services[name].get("depends_on"), f"{name} must wait for its dependencies"
     assert "kafka-broker-api-versions.sh" in " ".join(services["kafka"]["healthcheck"]["test"])
@@ -173,3 +185,79 @@ def test_docker_compose_config_accepts_the_file() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
+
+
+# The SCRAM users of the compose broker, and which tracker service logs in as which.
+KAFKA_USERS = ("admin", "intake", "worker", "ticker")
+SERVICE_LOGINS = {
+    "kafka-acls": "admin",
+    "serve": "intake",
+    "tracker-worker": "worker",
+    "tracker-ticker": "ticker",
+}
+
+
+def test_kafka_takes_scram_logins_and_enforces_acls() -> None:
+    kafka = _services()["kafka"]
+    # our start script, mounted from the repository, instead of the image's own
+    assert kafka["entrypoint"] == ["/bin/bash", "/opt/tracker/broker.sh"]
+    mounts = dict((container, host) for host, container in _binds(kafka))
+    script = ROOT / mounts["/opt/tracker"] / "broker.sh"
+    text = script.read_text(encoding="utf-8")
+    properties = text.split("<<EOF\n", 1)[1].split("\nEOF\n", 1)[0]
+    props = dict(line.split("=", 1) for line in properties.splitlines())
+    # no listener without SASL, SCRAM only for clients, PLAIN only on the in-JVM controller link
+    assert props["listener.security.protocol.map"] == (
+        "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
+    )
+    assert props["listeners"].startswith("CLIENT://") and "PLAINTEXT://" not in props["listeners"]
+    assert props["listener.name.client.sasl.enabled.mechanisms"] == "$mechanism"
+    assert "mechanism=SCRAM-SHA-512\n" in text
+    assert "CONTROLLER://127.0.0.1:" in props["listeners"], "controller: loopback only"
+    assert props["authorizer.class.name"] == (
+        "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    )
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin;User:controller"
+    # the users: formatted in from the environment, no password on a command line
+    assert "users=(admin intake worker ticker)" in text
+    assert '"@$work/format.args"' in text and "--add-config-file" in text
+    env = kafka["environment"]
+    for user in KAFKA_USERS:
+        key = f"KAFKA_{user.upper()}_PASSWORD"
+        assert re.fullmatch(rf"\$\{{{key}:\?[^}}]+\}}", env[key]), f"{key} must be required"
+
+
+def test_kafka_is_reached_only_inside_the_stack_with_each_services_own_login() -> None:
+    services = _services()
+    assert "ports" not in services["kafka"], "the broker is not published"
+    for name, user in SERVICE_LOGINS.items():
+        env = services[name]["environment"]
+        assert env["TRACKER_KAFKA"] == "kafka:9092"
+        assert env["TRACKER_KAFKA_USER"] == user, name
+        password = f"KAFKA_{user.upper()}_PASSWORD"
+        assert env["TRACKER_KAFKA_PASSWORD"].startswith(f"${{{password}:?"), name
+    # every tracker service waits for its ACLs
+    for name in ("serve", "tracker-worker", "tracker-ticker"):
+        assert services[name]["depends_on"]["kafka-acls"] == {
+            "condition": "service_completed_successfully"
+        }
+    acls = services["kafka-acls"]
+    assert acls["command"][:3] == ["python", "-m", "streams.kafka_acls"]
+    assert (ROOT / "streams" / "kafka_acls.py").is_file()
+
+
+def test_only_serve_and_grafana_are_published() -> None:
+    published = {
+        name: [str(port) for port in service.get("ports", [])]
+        for name, service in _services().items()
+        if service.get("ports")
+    }
+    assert published == {"serve": ["127.0.0.1:8000:8000"], "grafana": ["127.0.0.1:3000:3000"]}
+    serve = _services()["serve"]
+    # it listens on the compose network (the published port is what limits it to 127.0.0.1),
+    # produces to the broker as the intake, and is healthy when its API answers
+    assert serve["command"] == ["tracker", "serve", "--bootstrap", "kafka:9092"]
+    assert serve["environment"]["TRACKER_SERVE_HOST"] == "0.0.0.0"
+    assert serve["environment"]["TRACKER_SERVE_PORT"] == "8000"
+    assert "/healthz" in " ".join(serve["healthcheck"]["test"])

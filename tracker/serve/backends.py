@@ -11,6 +11,7 @@ from engine import WorkCalendar
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks import Store, open_store
+from streams.kafka_auth import KafkaLogin
 from streams.topics import DEFAULT_PARTITIONS, Topics
 from tracker.pipeline import Tracker
 from tracker.registry_guard import check_registry_change
@@ -73,8 +74,11 @@ def open_kafka(
     topic_prefix: str = "tracker",
     partitions: int = DEFAULT_PARTITIONS,
     lock_timeout_s: float = 30.0,
+    login: KafkaLogin | None = None,
+    admin: KafkaLogin | None = None,
 ) -> Service:
-    """A producer to the events topic; the registry checks units before anything is sent."""
+    """A producer to the events topic, logged in as `login` (the intake's); the registry checks
+    units before anything is sent."""
     from tracker.serve.kafka_backend import KafkaService
 
     if units is None:
@@ -89,4 +93,6 @@ def open_kafka(
         topics=Topics(topic_prefix),
         partitions=partitions,
         lock_timeout_s=lock_timeout_s,
+        login=login,
+        admin=admin,
     )

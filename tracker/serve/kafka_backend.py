@@ -28,6 +28,7 @@ from schemas.events import ClockTick, Event
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import StoreError, StoreReader
+from streams.kafka_auth import KafkaLogin
 from streams.post import Poster
 from streams.topics import DEFAULT_PARTITIONS, TopicError, Topics, partition_for, quiet_kafka
 from tracker.principals import Principal
@@ -84,7 +85,11 @@ class KafkaService(Service):
         partitions: int = DEFAULT_PARTITIONS,
         clock: Clock = wall_clock,
         lock_timeout_s: float = 30.0,
+        login: KafkaLogin | None = None,
+        admin: KafkaLogin | None = None,
     ) -> None:
+        """`login`: the intake's Kafka login (the one principal that may write the events
+        topic); `admin`: the local broker's super user, to grant the prefix's ACLs first."""
         super().__init__(registry, rulebooks, clock=clock, lock_timeout_s=lock_timeout_s)
         self.store_dsn = store_dsn
         self.topics = topics or Topics()
@@ -94,13 +99,17 @@ class KafkaService(Service):
             target=self._loop.run_forever, name="tracker-serve-kafka", daemon=True
         )
         self._thread.start()
-        self.poster = EnvelopePoster(bootstrap, self.topics, registry, partitions)
+        self.poster = EnvelopePoster(
+            bootstrap, self.topics, registry, partitions, login=login, admin=admin
+        )
         try:
             with quiet_kafka():
                 self._run(self.poster.start(), lock_timeout_s)
         except (TopicError, KafkaError, concurrent.futures.TimeoutError) as exc:
             self.close()
-            raise ServiceUnavailable(f"Kafka at {bootstrap}: {exc or 'no answer'}") from None
+            said = str(exc) or "no answer"
+            where = "" if said.startswith(f"Kafka at {bootstrap}") else f"Kafka at {bootstrap}: "
+            raise ServiceUnavailable(f"{where}{said}") from None
 
     def _run(self, coro: Any, timeout_s: float) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
