@@ -13,9 +13,15 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from schemas.envelope import UNKNOWN_POSTER, Envelope
+from streams.kafka_auth import Principal, aiokafka_kwargs
 from streams.processor import KafkaReader
 from streams.topics import Topics, partition_for
-from tests.integration.kafka_fixture import kafka_broker, local_kafka, unique_topic  # noqa: F401
+from tests.integration.kafka_fixture import (  # noqa: F401
+    kafka_broker,
+    local_kafka,
+    login,
+    unique_topic,
+)
 from tests.integration.test_streaming import Worker, drain, running
 
 pytestmark = pytest.mark.integration
@@ -31,9 +37,10 @@ def event(event_id: str, unit: str = "fj.gat") -> bytes:
 
 async def produce(
     bootstrap: str, topic: str, records: list[tuple[bytes, list[tuple[str, bytes]] | None]],
-    partition: int = 0,
+    partition: int = 0, principal: Principal = "intake",
 ) -> None:  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    # the intake's login may write an input topic of a granted prefix; a bare topic, the admin's
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **aiokafka_kwargs(login(principal)))
     await producer.start()
     try:
         for value, headers in records:
@@ -44,11 +51,12 @@ async def produce(
 
 def test_the_rebuild_reader_carries_the_record_headers(kafka_broker: str) -> None:  # noqa: F811
     topic = unique_topic("hdr")
-    asyncio.run(produce(kafka_broker, topic, [(event("a"), CENTRE.headers()), (event("b"), None)]))
+    records = [(event("a"), CENTRE.headers()), (event("b"), None)]
+    asyncio.run(produce(kafka_broker, topic, records, principal="admin"))
 
     async def read() -> list[object]:
         got = []
-        async for batch in KafkaReader(kafka_broker, topic)(0, 0, 2):
+        async for batch in KafkaReader(kafka_broker, topic, login("admin"))(0, 0, 2):
             got += batch
         return got
 
