@@ -307,6 +307,11 @@ async def _startup(settings: WorkerSettings) -> Runtime:
     """`run_worker`'s setup, for a worker started by `faust -A streams.app worker`."""
     settings = settings.loaded()
     settings.faust_dir.mkdir(parents=True, exist_ok=True)
+    return start(settings, await _topics_ready(settings))
+
+
+async def _topics_ready(settings: WorkerSettings) -> int:
+    """Create the worker's topics (granting its ACLs where it may); their partition count."""
     with quiet_kafka():
         partitions = await ensure_topics(
             settings.bootstrap,
@@ -317,7 +322,7 @@ async def _startup(settings: WorkerSettings) -> Runtime:
         )
     if partitions != settings.partitions:
         log.warning("%s has %d partitions; using them", settings.topics.events, partitions)
-    return start(settings, partitions)
+    return partitions
 
 
 async def _on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -432,19 +437,7 @@ def run_worker(settings: WorkerSettings, loglevel: str = "info") -> int:
     settings.faust_dir.mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    with quiet_kafka():
-        partitions = loop.run_until_complete(
-            ensure_topics(
-                settings.bootstrap,
-                settings.topics,
-                settings.partitions,
-                login=settings.login,
-                admin=settings.admin,
-            )
-        )
-    if partitions != settings.partitions:
-        log.warning("%s has %d partitions; using them", settings.topics.events, partitions)
-    run = start(settings, partitions)
+    run = start(settings, loop.run_until_complete(_topics_ready(settings)))
     worker = Worker(app, loop=loop, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()

@@ -30,9 +30,9 @@ from faust.web import Request, Response, View
 from pydantic import BaseModel
 
 from engine.clock import iso
-from engine.status import build_status
 from schemas.points import format_points
 from sinks.base import StoreReader
+from sinks.views import status_rows
 from streams.sink_agent import StoreThread
 
 
@@ -58,16 +58,7 @@ def _status(store: StoreReader, unit: str | None, year: int | None) -> bytes:
     config = store.load_config()
     if config is None:
         return b"[]"
-    registry, books = config
-    rows = build_status(
-        registry,
-        books,
-        store.totals(),
-        store.deadlines(unit=unit, year=year),
-        store.event_unit_years(),
-        unit=unit,
-        year=year,
-    )
+    rows = status_rows(store, config, unit=unit, year=year)
     return json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False).encode()
 
 

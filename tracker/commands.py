@@ -15,7 +15,6 @@ import typer
 
 from config.rulebooks import load_rulebooks
 from engine.clock import iso, local
-from engine.status import build_status
 from schemas.envelope import UNKNOWN_POSTER
 from schemas.ledger import LedgerEntry
 from schemas.points import format_points
@@ -23,6 +22,7 @@ from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks import StoreReader, open_store
 from sinks.dsn import NoStoreError, StoreHeldError
+from sinks.views import status_rows
 from tracker import options, tables
 from tracker.errors import UserError, user_errors
 
@@ -73,23 +73,15 @@ def cmd_status(
     """Points left per unit and year."""
     reader = open_for_reading(options.store_dsn(store))
     try:
-        registry, books = _config(reader)
-        rows = build_status(
-            registry,
-            books,
-            reader.totals(),
-            reader.deadlines(unit=unit, year=year),
-            reader.event_unit_years(),
-            unit=unit,
-            year=year,
-        )
+        config = _config(reader)
+        rows = status_rows(reader, config, unit=unit, year=year)
     finally:
         reader.close()
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False))
         return 0
     if unit is None:
-        names = {u.id: u.name for u in registry.units}
+        names = {u.id: u.name for u in config[0].units}
         print(
             tables.render(
                 ["unit", "name", "year", "rulebook", "deducted", "open", "overdue"],

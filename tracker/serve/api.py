@@ -17,10 +17,10 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from engine.status import build_status
 from schemas.envelope import UNKNOWN_POSTER
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent, UnitYearStatus
 from sinks.base import StoreError, StoreReader
+from sinks.views import status_rows
 from tracker.principals import Principal
 from tracker.serve import authz
 from tracker.serve.deps import CurrentPrincipal, CurrentService, get_limits
@@ -220,17 +220,8 @@ def get_status(
 ) -> JSONResponse:
     scope = _scope(principal, "status", service, unit)
     with _reading(service) as reader:
-        config = reader.load_config()
-        registry, books = config if config is not None else (service.registry, service.rulebooks)
-        rows = build_status(
-            registry,
-            books,
-            reader.totals(),
-            reader.deadlines(unit=unit, year=year),
-            reader.event_unit_years(),
-            unit=unit,
-            year=year,
-        )
+        config = reader.load_config() or (service.registry, service.rulebooks)
+        rows = status_rows(reader, config, unit=unit, year=year)
     return _json([r for r in rows if scope is None or r.unit in scope])
 
 
