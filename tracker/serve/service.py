@@ -230,6 +230,15 @@ class _RecordingTracker(Tracker):
     answer them (they become dead letters as in `tracker ingest`)."""
 
     refused: dict[str, str]  # origin -> reason
+    # What the request's first look-up of the event log found: the ids logged before it. The
+    # service classifies duplicates with it rather than ask the store a second time.
+    logged_before: set[str] | None = None
+
+    def _logged(self, ids: list[str]) -> set[str]:
+        found = super()._logged(ids)
+        if self.logged_before is None:
+            self.logged_before = set(found)
+        return found
 
     def _reject(self, *args: Any, **kwargs: Any) -> None:
         origin, reason = _origin_and_reason(args, kwargs)
@@ -299,10 +308,17 @@ class EmbeddedService(Service):
         origin = f"api:{principal.id}"
         ids = [item.event.event_id for item in lines]
         try:
-            logged_before = self.store.known_events(sorted(set(ids)))
-            tracker.refused = {}
+            # A request of one chunk (the usual case: --max-events is below the pipeline's chunk)
+            # is looked up in the log once, by the pipeline, which starts it with nothing
+            # pending; a longer one is looked up here first, as its later chunks are looked up
+            # after its first is applied.
+            one_chunk = len(raws) <= tracker.batch_size
+            logged_before = set() if one_chunk else self.store.known_events(sorted(set(ids)))
+            tracker.refused, tracker.logged_before = {}, None
             # all the lines, blank ones too, so that the pipeline numbers them as the request does
             tracker.feed_lines(raws, origin, envelope=self.envelope(principal))
+            if one_chunk:
+                logged_before = tracker.logged_before or set()
         except StoreError as exc:
             # What reached the event log is kept (the restore derives its outputs again); the
             # rest was not accepted. Sending the request again is safe: logged lines are
