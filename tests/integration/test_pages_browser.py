@@ -40,23 +40,8 @@ UNIT = "fj.gat"  # 福建省公安厅
 NOTICE = "FJ-WEB-2026-001"
 
 
-# `tracker serve` and `tracker principals`: tracker/serve_cli.py's commands, run as they are
-# registered on the `tracker` app (HOOK(cli): once tracker/cli.py registers them, this can be
-# `python -m tracker`).
-_SERVE_CLI = [
-    sys.executable,
-    "-c",
-    "import typer; from tracker.serve_cli import register; "
-    "app = typer.Typer(); register(app); app()",
-]
-
-
 def _tracker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    argv = (
-        [*_SERVE_CLI, *args]
-        if args[0] == "principals"
-        else [sys.executable, "-m", "tracker", *args]
-    )
+    argv = [sys.executable, "-m", "tracker", *args]
     return subprocess.run(
         argv,
         env=env,
@@ -100,7 +85,7 @@ def _serving(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
     port = _free_port()
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
-        [*_SERVE_CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "tracker", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

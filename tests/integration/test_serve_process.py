@@ -20,15 +20,9 @@ from tests.integration.kafka_fixture import free_ports
 
 pytestmark = pytest.mark.integration
 
-# The lead wires `register` into `tracker`; until then a Typer app of its own runs it.
-LAUNCH = (
-    "import typer; from tracker.serve_cli import register; "
-    "app = typer.Typer(); register(app); app()"
-)
-
-
 def tracker_serve(*args: str, env: dict[str, str]) -> list[str]:
-    return [sys.executable, "-c", LAUNCH, *args]
+    """`tracker ARGS` as a user runs it (`python -m tracker` is the same program)."""
+    return [sys.executable, "-m", "tracker", *args]
 
 
 def test_serve_as_a_process(tmp_path: Path) -> None:

@@ -102,8 +102,6 @@ RETRACTIONS = [
     # another principal's event, or one an operator's tool posted without an envelope
     ("centre:other", False),
     ("", False),
-    # a store from before envelopes: judged by scope (HOOK(envelope))
-    (authz.POSTER_NOT_RECORDED, True),
 ]
 
 
@@ -209,13 +207,6 @@ class _EnvelopeStore:
         return {i: known[i] for i in event_ids if i in known}
 
 
-class _OldStore:
-    """A store whose event log has no poster: it can only say whether an event is logged."""
-
-    def known_events(self, event_ids: list[str]) -> set[str]:
-        return {i for i in event_ids if i == "mine"}
-
-
 @pytest.mark.parametrize(
     ("store", "event_id", "poster"),
     [
@@ -223,9 +214,6 @@ class _OldStore:
         (_EnvelopeStore(), "mine", "centre:fj.fz"),
         (_EnvelopeStore(), "tool", ""),
         (_EnvelopeStore(), "absent", None),
-        # HOOK(envelope): a log without posters: logged or not, nothing more
-        (_OldStore(), "mine", authz.POSTER_NOT_RECORDED),
-        (_OldStore(), "absent", None),
     ],
 )
 def test_who_posted_a_logged_event(store: object, event_id: str, poster: str | None) -> None:

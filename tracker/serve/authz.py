@@ -58,12 +58,6 @@ READS: Final[dict[Role, frozenset[Endpoint]]] = {
     "ticker": frozenset(),
     "worker": frozenset(),
 }
-# What `posted_by_of` answers for an event the store logged without saying who posted it: a
-# store from before envelopes were logged. Such a retraction is judged by scope alone.
-# HOOK(envelope): once the event log has `posted_by`, stores answer the poster ("" for an
-# event that came in without an envelope) and this value is never returned.
-POSTER_NOT_RECORDED: Final = "\x00not recorded"
-
 PostedByOf = Callable[[str], str | None]
 
 
@@ -100,7 +94,7 @@ def may_post(
     """None when the principal may post the event, else why not and what it may do.
 
     `posted_by_of(event_id)` names who posted a logged event: a principal id, "" for an event
-    that came without an envelope, `POSTER_NOT_RECORDED`, or None when it is not logged."""
+    that came without an envelope, or None when it is not logged."""
     if event.type not in POSTS[principal.role]:
         return f"{principal.id} may not post {event.type}: {may_do(principal)}"
     if isinstance(event, ClockTick):
@@ -110,7 +104,7 @@ def may_post(
     if isinstance(event, EventRetracted):
         poster = posted_by_of(event.target_event_id)
         # Not logged: the engine rejects it as a retraction of an unknown event (contract 2).
-        if poster in (None, principal.id, POSTER_NOT_RECORDED):
+        if poster in (None, principal.id):
             return None
         by = f"by {poster}" if poster else "without a principal (by an operator's tool)"
         return (

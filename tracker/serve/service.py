@@ -37,7 +37,7 @@ from sinks.base import Store, StoreError, StoreReader
 from streams.post import Validator
 from tracker.pipeline import Tracker
 from tracker.principals import Principal
-from tracker.serve.authz import POSTER_NOT_RECORDED, PostedByOf, may_post
+from tracker.serve.authz import PostedByOf, may_post
 
 Clock = Callable[[], datetime]
 LineStatus = Literal["accepted", "duplicate", "rejected", "invalid", "forbidden", "not_sent"]
@@ -368,19 +368,11 @@ class EmbeddedService(Service):
             self.store.close()
 
 
-def logged_poster(store: Any, event_id: str) -> str | None:
-    """Who posted a logged event ("" when it came without an envelope), or None when it is not
-    logged. HOOK(envelope): a store with `posters` (the event log's `posted_by` column, from the
-    envelope change) answers exactly; a store without it can only say whether the event is
-    logged, and a retraction of it is then judged by scope alone (`POSTER_NOT_RECORDED`)."""
-    posters = getattr(store, "posters", None)
-    if posters is not None:
-        found = posters([event_id]).get(event_id)
-        return None if found is None else str(found[0])
-    known = getattr(store, "known_events", None)
-    if known is not None and known([event_id]):
-        return POSTER_NOT_RECORDED
-    return None
+def logged_poster(store: StoreReader, event_id: str) -> str | None:
+    """Who posted a logged event ("" when it came without an envelope, or was logged before
+    envelopes were), or None when it is not logged."""
+    found = store.posters([event_id]).get(event_id)
+    return None if found is None else found[0]
 
 
 class _LockedReader:
