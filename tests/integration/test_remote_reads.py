@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from config.registry import DEMO_REGISTRY
-from sinks.remote import held_by_another_process
+from sinks.base import StoreError
+from sinks.remote import RemoteStore, held_by_another_process
 from tests.integration.kafka_fixture import free_ports, kafka_broker, local_kafka  # noqa: F401
 from tests.integration.test_streaming import Worker, running, unique_topic
 
@@ -146,16 +147,21 @@ def test_the_workers_views_answer_only_with_its_token(
     made = Worker(kafka_broker, unique_topic("token"), tmp_path / "made")
     given = Worker(kafka_broker, unique_topic("token"), tmp_path / "given", store="memory://",
                    env={"TRACKER_WORKER_TOKEN": "a-token-given-by-the-operator"})  # fmt: skip
-    with running(made, given):
+    # no embedded store (like a server store): the token it makes is in its data dir
+    served = Worker(kafka_broker, unique_topic("token"), tmp_path / "served", store="memory://")
+    with running(made, given, served):
         made.wait_web()
         given.wait_web()
-        token_file = tmp_path / "made" / "chdb.worker-token"
+        served.wait_web()  # reads its token from its data dir, as a reader with that data dir
+        in_data = served.data_dir / f"worker-{served.web_port}.token"
+        assert in_data.stat().st_mode & 0o777 == 0o600
+        token_file = tmp_path / "made" / f"chdb.worker-{made.web_port}.token"
         assert token_file.is_file()
         assert token_file.stat().st_mode & 0o777 == 0o600
         token = token_file.read_text(encoding="ascii").strip()
         assert len(token) >= 32
         for path in ("status", "ledger", "deadlines", "rejects", "config", "totals",
-                     "unit-years", "watermark", "store", "progress"):  # fmt: skip
+                     "unit-years", "watermark", "progress"):  # fmt: skip
             url = f"{made.url}/tracker/{path}"
             # rows: (Authorization header, answer)
             for header, code in (
@@ -171,13 +177,21 @@ def test_the_workers_views_answer_only_with_its_token(
             urllib.request.urlopen(posters, timeout=10)
         assert refused.value.code == 401
         assert _answer(f"{made.url}/tracker/health") == 200  # liveness stays open
+        # which store it holds stays open too: a reader of another store is told so (above)
+        assert _answer(f"{made.url}/tracker/store") == 200
+        for faust_page in ("/table/", "/router/", "/graph/", "/stats/", "/performance/"):
+            assert _answer(made.url + faust_page, f"Bearer {token}") == 404, faust_page
         # the CLI reads through the worker with no extra step: the token file is beside the store
         at_worker = {"TRACKER_WORKER_URL": made.url}
         for command in ("status", "ledger", "deadlines", "rejects"):
             done = cli(command, "--store", made.dsn, "--json", env=at_worker)
             assert done.returncode == 0 and done.stderr == "", (command, done.stderr)
         # the operator's token: required as given, and no file is made for it
-        assert not list((tmp_path / "given").rglob("*token*"))
+        assert not list((tmp_path / "given").rglob("*.token"))
         url = f"{given.url}/tracker/watermark"
         assert _answer(url) == 401
         assert _answer(url, "Bearer a-token-given-by-the-operator") == 200
+        # a reader without it is told what to do, in one line
+        elsewhere = RemoteStore(given.url, dsn="memory://", data_dir=tmp_path / "nowhere")
+        with pytest.raises(StoreError, match=r"wants its token .*TRACKER_WORKER_TOKEN"):
+            elsewhere.watermark()

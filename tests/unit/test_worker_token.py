@@ -13,9 +13,9 @@ from sinks.worker_token import bearer_matches, make_token_file, read_token_file,
 @pytest.mark.parametrize(
     ("dsn", "expected"),
     [
-        ("chdb:///srv/t/chdb", "/srv/t/chdb.worker-token"),  # beside the embedded store
-        ("chdb:///srv/t/chdb/", "/srv/t/chdb.worker-token"),  # a trailing slash: the same one
-        ("chdb:///srv/t/chdb?database=x", "/srv/t/chdb.worker-token"),  # one per directory
+        ("chdb:///srv/t/chdb", "/srv/t/chdb.worker-6070.token"),  # beside the embedded store
+        ("chdb:///srv/t/chdb/", "/srv/t/chdb.worker-6070.token"),  # a trailing slash: the same one
+        ("chdb:///srv/t/chdb?database=x", "/srv/t/chdb.worker-6070.token"),  # not per database
         ("http://u:p@ch.example:8123/?database=t", "/data/worker-6070.token"),  # server store
         ("memory://", "/data/worker-6070.token"),  # nothing on disk: the data dir
         ("chdb://memory", "/data/worker-6070.token"),  # in-memory chDB, likewise
@@ -26,7 +26,7 @@ def test_the_token_file_sits_beside_the_store_else_in_the_data_dir(dsn: str, exp
 
 
 def test_a_made_token_is_random_private_and_replaced_at_each_start(tmp_path: Path) -> None:
-    path = tmp_path / "chdb.worker-token"
+    path = tmp_path / "chdb.worker-6070.token"
     first = make_token_file(path)
     assert path.stat().st_mode & 0o777 == 0o600
     assert read_token_file(path) == first and len(first) >= 32
