@@ -6,7 +6,8 @@ Standard library only (urllib), so reading needs no Kafka or Faust import.
 
 Every request carries the worker's token (sinks/worker_token.py), looked up afresh each time (a
 restarted worker makes a new one): the one given, else TRACKER_WORKER_TOKEN, else the file the
-worker wrote for the store `dsn` (default: this environment's store) and the URL's port.
+worker wrote for the store `dsn` (default: this environment's store) and the URL's port, else
+the file beside the store the worker says it holds (`RemoteStore.token`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ _ENTRIES = TypeAdapter(list[LedgerEntry])
 _DEADLINES = TypeAdapter(list[DeadlineState])
 _LETTERS = TypeAdapter(list[DeadLetter])
 _POSTERS = TypeAdapter(dict[str, tuple[str, AwareDatetime]])
+OPEN_VIEWS = ("store", "health")  # answered without the token (streams/web.py)
 POSTERS_CHUNK = 5_000  # event ids per posters request (the worker takes up to 10,000)
 
 
@@ -133,18 +135,31 @@ class RemoteStore:
     # -- plumbing ------------------------------------------------------------------------------
 
     def token(self) -> str | None:
+        """The token to send: given, TRACKER_WORKER_TOKEN, or the file of the worker of store
+        `dsn`; failing that (`replay --worker-url` without `--store`), the file beside the
+        store the worker says it holds (/tracker/store needs no token): it is keyed by the
+        URL's port, and only a reader that may open that store can read it."""
         if self._token is not None:
             return self._token
         env = settings()
         if env.worker_token is not None:
             return env.worker_token.get_secret_value()
-        return read_token_file(self.token_path(env.store_dsn(), env.data_dir))
+        dsn = self._dsn or env.store_dsn()
+        found = read_token_file(self.token_path(dsn, env.data_dir))
+        if found is None:
+            try:
+                served = self.identity()["dsn"]
+            except StoreError:
+                return None
+            if served is not None and served != canonical(dsn):
+                found = read_token_file(self.token_path(served, env.data_dir))
+        return found
 
-    def token_path(self, default_dsn: str, default_data: Path) -> Path:
-        """Where the worker at this URL wrote its token, if it made one."""
+    def token_path(self, dsn: str, default_data: Path) -> Path:
+        """Where the worker at this URL on store `dsn` wrote its token, if it made one."""
         port = urllib.parse.urlsplit(self.url).port or 80
         data = self._data_dir if self._data_dir is not None else default_data
-        return token_file(self._dsn or default_dsn, data.resolve(), port)
+        return token_file(dsn, data.resolve(), port)
 
     def _raw(self, path: str, data: bytes | None = None, **params: Any) -> bytes:
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
@@ -152,7 +167,7 @@ class RemoteStore:
         request = urllib.request.Request(url, data=data)  # data: a POST
         if data is not None:
             request.add_header("Content-Type", "application/json")
-        token = self.token()
+        token = None if path in OPEN_VIEWS else self.token()
         if token is not None:
             request.add_header("Authorization", f"Bearer {token}")
         try:
