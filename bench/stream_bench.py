@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import signal
 import statistics
@@ -67,11 +68,16 @@ class Workers:
         self.roles = ["all"] if roles == "all" else ["processor", "sink"]
         self.ports = dict(zip(self.roles, free_ports(len(self.roles)), strict=True))
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.token = secrets.token_urlsafe(32)  # the workers' web views want it (their env's)
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         store = f"chdb://{self.workdir / 'chdb'}"
-        env = {**os.environ, "TRACKER_DATA": str(self.workdir / "data")}
+        env = {
+            **os.environ,
+            "TRACKER_DATA": str(self.workdir / "data"),
+            "TRACKER_WORKER_TOKEN": self.token,
+        }
         for role, port in self.ports.items():
             cmd = [sys.executable, "-m", "tracker", "worker", "--bootstrap", self.bootstrap]
             cmd += ["--topic-prefix", self.prefix, "--units", str(DEMO_REGISTRY), "--role", role]
@@ -83,7 +89,7 @@ class Workers:
             deadline = time.monotonic() + 120
             while True:
                 try:
-                    if progress(port)["assigned"]:
+                    if progress(port, self.token)["assigned"]:
                         break
                 except OSError:
                     pass
@@ -115,8 +121,10 @@ class Workers:
                 proc.kill()
 
 
-def progress(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/tracker/progress", timeout=5) as r:
+def progress(port: int, token: str) -> dict[str, Any]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/tracker/progress")
+    request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=5) as r:
         result: dict[str, Any] = json.load(r)
         return result
 
@@ -186,7 +194,7 @@ def throughput(bootstrap: str, work: Path, roles: str, scale: float) -> dict[str
         )
         assert asyncio.run(drained)
         elapsed = time.monotonic() - started
-        stats = progress(workers.sink_port)["sink"]
+        stats = progress(workers.sink_port, workers.token)["sink"]
     finally:
         workers.stop()
     bare = asyncio.run(bare_count(bootstrap, Topics(prefix).events, sent))

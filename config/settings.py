@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     rulebooks: Path | None = Field(None, description="rulebook directory (default: shipped)")
     holidays: Path | None = Field(None, description="holiday override YAML")
     worker_url: str = Field(DEFAULT_WORKER_URL, description="a running worker's web address")
+    worker_token: SecretStr | None = Field(
+        None,
+        description="token of the worker's read views (default: one the worker makes at start, "
+        "in a file beside its embedded store or in its data dir)",
+    )
     grafana_token: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("TRACKER_GRAFANA_TOKEN", "GRAFANA_TOKEN"),

@@ -3,6 +3,11 @@
 An embedded chDB path can be opened by one process only: while `tracker worker` holds it,
 `tracker status|ledger|deadlines|rejects` read through the worker instead (`streams/web.py`).
 Standard library only (urllib), so reading needs no Kafka or Faust import.
+
+Every request carries the worker's token (sinks/worker_token.py), looked up afresh each time (a
+restarted worker makes a new one): the one given, else TRACKER_WORKER_TOKEN, else the file the
+worker wrote for the store `dsn` (default: this environment's store) and the URL's port, else
+the file beside the store the worker says it holds (`RemoteStore.token`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
@@ -25,6 +31,7 @@ from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import StoreError
 from sinks.dsn import canonical, chdb_location, embedded_store_id, mask
+from sinks.worker_token import TOKEN_ENV, read_token_file, token_file
 
 WORKER_URL_ENV = "TRACKER_WORKER_URL"
 
@@ -32,6 +39,7 @@ _ENTRIES = TypeAdapter(list[LedgerEntry])
 _DEADLINES = TypeAdapter(list[DeadlineState])
 _LETTERS = TypeAdapter(list[DeadLetter])
 _POSTERS = TypeAdapter(dict[str, tuple[str, AwareDatetime]])
+OPEN_VIEWS = ("store", "health")  # answered without the token (streams/web.py)
 POSTERS_CHUNK = 5_000  # event ids per posters request (the worker takes up to 10,000)
 
 
@@ -42,10 +50,23 @@ def worker_url() -> str:
 class RemoteStore:
     """The reading half of the store port (`sinks.base.StoreReader`), served by a worker."""
 
-    def __init__(self, url: str, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float = 30.0,
+        *,
+        token: str | None = None,
+        dsn: str | None = None,
+        data_dir: Path | None = None,
+    ) -> None:
+        """`token`: the worker's; else found at each request (the module's docstring), for the
+        worker on store `dsn` with data directory `data_dir` (default: this environment's)."""
         self.url = url.rstrip("/")
         self.shown = mask(self.url)
         self.timeout_s = timeout_s
+        self._token = token
+        self._dsn = dsn
+        self._data_dir = data_dir
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.shown!r})"
@@ -113,12 +134,42 @@ class RemoteStore:
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    def token(self) -> str | None:
+        """The token to send: given, TRACKER_WORKER_TOKEN, or the file of the worker of store
+        `dsn`; failing that (`replay --worker-url` without `--store`), the file beside the
+        store the worker says it holds (/tracker/store needs no token): it is keyed by the
+        URL's port, and only a reader that may open that store can read it."""
+        if self._token is not None:
+            return self._token
+        env = settings()
+        if env.worker_token is not None:
+            return env.worker_token.get_secret_value()
+        dsn = self._dsn or env.store_dsn()
+        found = read_token_file(self.token_path(dsn, env.data_dir))
+        if found is None:
+            try:
+                served = self.identity()["dsn"]
+            except StoreError:
+                return None
+            if served is not None and served != canonical(dsn):
+                found = read_token_file(self.token_path(served, env.data_dir))
+        return found
+
+    def token_path(self, dsn: str, default_data: Path) -> Path:
+        """Where the worker at this URL on store `dsn` wrote its token, if it made one."""
+        port = urllib.parse.urlsplit(self.url).port or 80
+        data = self._data_dir if self._data_dir is not None else default_data
+        return token_file(dsn, data.resolve(), port)
+
     def _raw(self, path: str, data: bytes | None = None, **params: Any) -> bytes:
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         url = f"{self.url}/tracker/{path}" + (f"?{query}" if query else "")
         request = urllib.request.Request(url, data=data)  # data: a POST
         if data is not None:
             request.add_header("Content-Type", "application/json")
+        token = None if path in OPEN_VIEWS else self.token()
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 body: bytes = response.read()
@@ -128,6 +179,13 @@ class RemoteStore:
                 raise StoreError(
                     f"what answers at {self.shown} has no /tracker/{path}: not a tracker worker, "
                     "or one from before this version"
+                ) from None
+            if exc.code == 401:
+                where = "none was found" if token is None else "the one sent is not its token"
+                raise StoreError(
+                    f"the worker at {self.shown} wants its token ({where}): set {TOKEN_ENV}, or "
+                    "read as the user of the worker's store (its token file is beside the store "
+                    "or in the worker's data directory)"
                 ) from None
             try:
                 reason = json.loads(exc.read()).get("error") or exc.reason
@@ -149,7 +207,7 @@ def connect_worker(dsn: str, url: str | None = None) -> RemoteStore:
     """The read views of the worker at `url` (default: $TRACKER_WORKER_URL), once it has shown
     that the store it holds is `dsn`: whatever else answers there is refused, with a message
     saying which store it holds instead."""
-    remote = RemoteStore(url or worker_url())
+    remote = RemoteStore(url or worker_url(), dsn=dsn)
     wanted = canonical(dsn)
     try:
         served = remote.identity()

@@ -39,6 +39,7 @@ Faust's terminal spinner (QuietWorker).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import warnings
 from collections.abc import Iterator, Mapping
@@ -53,6 +54,7 @@ from faust.types import TP, Message, StreamT
 from config.settings import settings as env_settings
 from sinks import Store, open_store
 from sinks.faulty import FaultyStore
+from sinks.worker_token import make_token_file
 from streams.emitter import Emitter, Send
 from streams.holds import Holds
 from streams.kafka_auth import faust_credentials
@@ -189,10 +191,14 @@ app = faust.App(
     producer_linger=0.005,
     producer_max_request_size=OUTPUT_MAX_BYTES,
     web_enabled=True,
-    # Only our own views (streams/web.py): Faust's table pages serve table contents to
-    # anyone who reaches the port, its router pages the cluster's layout.
+    # Only our own views (streams/web.py), which require the worker's token: Faust's table
+    # pages serve table contents to anyone who reaches the port, its router pages the
+    # cluster's layout, its graph, stats and metrics pages the worker's internals.
     web_tables_enabled=False,
     web_router_enabled=False,
+    web_graph_enabled=False,
+    web_stats_enabled=False,
+    web_metrics_enabled=False,
     web_bind="127.0.0.1",
     web_host="127.0.0.1",
 )
@@ -296,10 +302,23 @@ def prepare(
     return run
 
 
+def web_token(settings: WorkerSettings) -> str:
+    """The token the web views require (sinks/worker_token.py): the operator's
+    (TRACKER_WORKER_TOKEN), else a new one made now, in the file where readers look."""
+    path = settings.token_path
+    if settings.web_token is not None:
+        with contextlib.suppress(OSError):  # an earlier start's token would mislead a reader
+            path.unlink(missing_ok=True)
+        return settings.web_token.get_secret_value()
+    token = make_token_file(path)
+    log.info("the web views' token is in %s", path)
+    return token
+
+
 def start(settings: WorkerSettings, partitions: int) -> Runtime:
-    """Set the worker up (its topics exist): `prepare`, and the web views."""
+    """Set the worker up (its topics exist): `prepare`, and the web views with their token."""
     run = prepare(settings, partitions)
-    register(app, run.store, run.progress)
+    register(app, run.store, run.progress, web_token(settings))
     return run
 
 

@@ -116,7 +116,7 @@ def open_live(store: str, url: str | None) -> StoreReader:
     """The live store to compare with: the worker named, else the store itself (an existing
     one only), through the worker that holds it while one does."""
     if url is not None:
-        return RemoteStore(url)
+        return RemoteStore(url, dsn=store)  # its token file: that of the store's worker
     if held_by_another_process(store):
         return connect_worker(store)  # refuses a worker that holds another store
     return open_store(store, create=False)

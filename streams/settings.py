@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from pydantic import SecretStr
+
 from config.holidays import official_calendar
 from config.registry import load_registry
 from config.rulebooks import load_rulebooks
@@ -20,6 +22,7 @@ from engine import WorkCalendar
 from engine.warnings import WarningPolicy
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
+from sinks.worker_token import token_file
 from streams.kafka_auth import KafkaLogin, local_admin, login_for
 from streams.topics import DEFAULT_PARTITIONS, Topics
 
@@ -71,6 +74,8 @@ class WorkerSettings:
     # when the worker creates its topics): streams/kafka_auth.py.
     login: KafkaLogin | None = None
     admin: KafkaLogin | None = None
+    # The token of the web views (TRACKER_WORKER_TOKEN); None: made at start (`token_path`).
+    web_token: SecretStr | None = None
 
     @classmethod
     def from_settings(cls, env: Settings) -> WorkerSettings:
@@ -94,6 +99,7 @@ class WorkerSettings:
             fault_file=env.fault_file,
             login=login_for("worker", env),
             admin=local_admin(env),
+            web_token=env.worker_token,
         )
 
     def loaded(self) -> WorkerSettings:
@@ -120,6 +126,11 @@ class WorkerSettings:
         workers of other topic prefixes or roles can share `data_dir` without reading each
         other's local state as their own (Faust refuses to start on such a mix-up)."""
         return self.data_dir / "faust" / self.app_id
+
+    @property
+    def token_path(self) -> Path:
+        """Where the worker writes the token it makes (sinks/worker_token.py)."""
+        return token_file(self.store, self.data_dir.resolve(), self.web_port)
 
     @property
     def runs_processor(self) -> bool:

@@ -15,8 +15,14 @@
     GET /tracker/progress               what this worker has processed and written
     GET /tracker/store                  {"store_id": ..., "dsn": canonical DSN, password masked}:
                                         which store this worker holds, checked by readers
+    GET /tracker/health                 {"ok": true}
 
-Reads run on the store thread, after any write already queued there.
+Every view but /tracker/health and /tracker/store answers only a request with
+`Authorization: Bearer <token>`, the worker's token (sinks/worker_token.py); anything else is a
+401 that says where the token is. /tracker/store is open: a reader that has no token for this
+worker (it looks for the token of the store it wants) is then told the worker holds another
+store, not merely refused; it shows no rows, only the store's id and masked DSN. The port binds
+127.0.0.1 (streams/app.py). Reads run on the store thread, after any write already queued there.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from engine.clock import iso
 from schemas.points import format_points
 from sinks.base import StoreReader
 from sinks.views import status_rows
+from sinks.worker_token import TOKEN_ENV, bearer_matches
 from streams.sink_agent import StoreThread
 
 
@@ -139,6 +146,7 @@ def _query(name: str, request: Request) -> Callable[[StoreReader], bytes]:
     return _watermark
 
 
+OPEN = ("store",)  # answered without the token (the module's docstring)
 READS = (
     "status",
     "ledger",
@@ -152,13 +160,35 @@ READS = (
 )
 
 
+REFUSED = (
+    f"this worker's views need its token (Authorization: Bearer): {TOKEN_ENV}, or the token "
+    "file the worker wrote beside its embedded store or in its data directory"
+)
+
+
+def _refused(view: View, request: Request, token: str) -> Response | None:
+    """The 401 for a request without the token; None when it carries it."""
+    if bearer_matches(request.headers.get("Authorization"), token):
+        return None
+    return view.error(401, REFUSED, headers={"WWW-Authenticate": 'Bearer realm="tracker-worker"'})
+
+
 def register(
-    app: faust.App, store: StoreThread | None, progress: Callable[[], dict[str, Any]]
+    app: faust.App,
+    store: StoreThread | None,
+    progress: Callable[[], dict[str, Any]],
+    token: str,
 ) -> None:
-    """Add the views to the app; a worker without a sink answers reads with 503."""
+    """Add the views to the app, each but /tracker/health and /tracker/store requiring `token`;
+    a worker without a sink answers reads with 503."""
+    if not token:
+        raise ValueError("the worker's views need a token")
 
     def reader(name: str) -> type[View]:
         async def handler(view: View, request: Request) -> Response:
+            refused = None if name in OPEN else _refused(view, request, token)
+            if refused is not None:
+                return refused
             if store is None:
                 return view.error(503, "this worker runs no sink (--role processor)")
             try:
@@ -178,6 +208,9 @@ def register(
 
     class Posters(View):
         async def post(self, request: Request) -> Response:
+            refused = _refused(self, request, token)
+            if refused is not None:
+                return refused
             if store is None:
                 return self.error(503, "this worker runs no sink (--role processor)")
             try:
@@ -192,7 +225,17 @@ def register(
     app.page("/tracker/posters")(Posters)
 
     async def progress_view(view: View, request: Request) -> Response:
+        # behind the token too: it names the topics, partitions, offsets and store failures
+        refused = _refused(view, request, token)
+        if refused is not None:
+            return refused
         return view.bytes(json.dumps(progress()).encode(), content_type="application/json")
 
     progress_view.__name__ = "tracker_progress"
     app.page("/tracker/progress")(View.from_handler(progress_view))
+
+    async def health_view(view: View, request: Request) -> Response:
+        return view.bytes(b'{"ok":true}', content_type="application/json")
+
+    health_view.__name__ = "tracker_health"
+    app.page("/tracker/health")(View.from_handler(health_view))

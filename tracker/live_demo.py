@@ -93,7 +93,7 @@ def run_live_demo(
          "--web-port", str(web_port)], logs / "worker.log", env,
     )  # fmt: skip
     ticker: subprocess.Popen[bytes] | None = None
-    remote = RemoteStore(f"http://127.0.0.1:{web_port}")
+    remote = RemoteStore(f"http://127.0.0.1:{web_port}", dsn=store, data_dir=data_dir)
     try:
         _wait_web(remote, worker, logs / "worker.log")
         print(f"demo: worker up (store {mask(store)}, log {logs / 'worker.log'})", file=out)

@@ -270,6 +270,7 @@ def cmd_worker(
         session_timeout_s=session_timeout_s,
         warnings=leads,
         fault_file=fault_file,
+        web_token=options.current().worker_token,
     )
     with kafka_errors(quiet=False):
         return run_worker(settings, loglevel=loglevel)

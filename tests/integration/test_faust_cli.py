@@ -45,7 +45,7 @@ class FaustWorker(Worker):
             "TRACKER_ROLE": self.role,
             "TRACKER_WEB_PORT": str(self.web_port),
             "TRACKER_STORE": self.dsn,
-            "TRACKER_DATA": str(self.data or self.workdir / "data"),
+            "TRACKER_DATA": str(self.data_dir),
             "TRACKER_COMMIT_INTERVAL_S": "0.2",
             "TRACKER_SINK_WITHIN_S": "0.2",
             "TRACKER_SESSION_TIMEOUT_S": "6",

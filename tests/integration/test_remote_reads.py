@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from config.registry import DEMO_REGISTRY
-from sinks.remote import held_by_another_process
+from sinks.base import StoreError
+from sinks.remote import RemoteStore, held_by_another_process
 from tests.integration.kafka_fixture import free_ports, kafka_broker, local_kafka  # noqa: F401
 from tests.integration.test_streaming import Worker, running, unique_topic
 
@@ -121,3 +124,74 @@ def test_a_held_store_is_said_once_without_the_engines_own_line(tmp_path: Path) 
         assert ingest.returncode == 2 and "another process holds it" in ingest.stderr
         assert "Cannot lock" not in ingest.stderr.split("(")[0], ingest.stderr
         assert len(ingest.stderr.splitlines()) == 1, ingest.stderr
+
+
+def _answer(url: str, authorization: str | None = None) -> int:
+    request = urllib.request.Request(url)
+    if authorization is not None:
+        request.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_the_workers_views_answer_only_with_its_token(
+    kafka_broker: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Issue 10 item 4: the worker's read port requires a token. A worker on an embedded store
+    makes one at start, beside the store (mode 0600); a reader that knows the DSN reads it, so
+    the CLI needs no extra step. With TRACKER_WORKER_TOKEN set, that is the token."""
+    made = Worker(kafka_broker, unique_topic("token"), tmp_path / "made")
+    given = Worker(kafka_broker, unique_topic("token"), tmp_path / "given", store="memory://",
+                   env={"TRACKER_WORKER_TOKEN": "a-token-given-by-the-operator"})  # fmt: skip
+    # no embedded store (like a server store): the token it makes is in its data dir
+    served = Worker(kafka_broker, unique_topic("token"), tmp_path / "served", store="memory://")
+    with running(made, given, served):
+        made.wait_web()
+        given.wait_web()
+        served.wait_web()  # reads its token from its data dir, as a reader with that data dir
+        in_data = served.data_dir / f"worker-{served.web_port}.token"
+        assert in_data.stat().st_mode & 0o777 == 0o600
+        token_file = tmp_path / "made" / f"chdb.worker-{made.web_port}.token"
+        assert token_file.is_file()
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        token = token_file.read_text(encoding="ascii").strip()
+        assert len(token) >= 32
+        for path in ("status", "ledger", "deadlines", "rejects", "config", "totals",
+                     "unit-years", "watermark", "progress"):  # fmt: skip
+            url = f"{made.url}/tracker/{path}"
+            # rows: (Authorization header, answer)
+            for header, code in (
+                (None, 401),  # no token
+                (f"Bearer {token[:-1]}x", 401),  # a wrong one of the same length
+                ("Bearer ", 401),  # an empty one
+                (f"Basic {token}", 401),  # not a bearer token
+                (f"Bearer {token}", 200),  # the worker's token
+            ):
+                assert _answer(url, header) == code, (path, header)
+        posters = urllib.request.Request(f"{made.url}/tracker/posters", data=b"[]")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(posters, timeout=10)
+        assert refused.value.code == 401
+        assert _answer(f"{made.url}/tracker/health") == 200  # liveness stays open
+        # which store it holds stays open too: a reader of another store is told so (above)
+        assert _answer(f"{made.url}/tracker/store") == 200
+        for faust_page in ("/table/", "/router/", "/graph/", "/stats/", "/performance/"):
+            assert _answer(made.url + faust_page, f"Bearer {token}") == 404, faust_page
+        # the CLI reads through the worker with no extra step: the token file is beside the store
+        at_worker = {"TRACKER_WORKER_URL": made.url}
+        for command in ("status", "ledger", "deadlines", "rejects"):
+            done = cli(command, "--store", made.dsn, "--json", env=at_worker)
+            assert done.returncode == 0 and done.stderr == "", (command, done.stderr)
+        # the operator's token: required as given, and no file is made for it
+        assert not list((tmp_path / "given").rglob("*.token"))
+        url = f"{given.url}/tracker/watermark"
+        assert _answer(url) == 401
+        assert _answer(url, "Bearer a-token-given-by-the-operator") == 200
+        # a reader without it is told what to do, in one line
+        elsewhere = RemoteStore(given.url, dsn="memory://", data_dir=tmp_path / "nowhere")
+        with pytest.raises(StoreError, match=r"wants its token .*TRACKER_WORKER_TOKEN"):
+            elsewhere.watermark()

@@ -20,6 +20,7 @@ from tests.integration.kafka_fixture import free_ports
 
 pytestmark = pytest.mark.integration
 
+
 def tracker_serve(*args: str, env: dict[str, str]) -> list[str]:
     """`tracker ARGS` as a user runs it (`python -m tracker` is the same program)."""
     return [sys.executable, "-m", "tracker", *args]

@@ -86,6 +86,10 @@ class Worker:
         return self.store or f"chdb://{self.workdir / 'chdb'}"
 
     @property
+    def data_dir(self) -> Path:
+        return self.data or self.workdir / "data"
+
+    @property
     def log(self) -> Path:
         return self.workdir / "worker.log"
 
@@ -96,8 +100,7 @@ class Worker:
         cmd += ["--topic-prefix", self.prefix, "--units", str(DEMO_REGISTRY)]
         cmd += ["--role", self.role, "--web-port", str(self.web_port), "--store", self.dsn]
         cmd += [*self.extra]
-        data = self.data or self.workdir / "data"
-        env = {**os.environ, "TRACKER_DATA": str(data), "TRACKER_STORE": "", **self.env}
+        env = {**os.environ, "TRACKER_DATA": str(self.data_dir), "TRACKER_STORE": "", **self.env}
         with self.log.open("ab") as out:
             out.write(f"\n=== start {self.starts} ===\n".encode())
             self.proc = subprocess.Popen(
@@ -111,7 +114,7 @@ class Worker:
         while True:
             assert self.proc is not None and self.proc.poll() is None, self.tail()
             try:
-                RemoteStore(self.url, timeout_s=2).progress()
+                self.remote(timeout_s=2).progress()
                 return
             except StoreError:
                 if time.monotonic() > deadline:
@@ -133,8 +136,10 @@ class Worker:
             self.kill()
             raise AssertionError(f"worker ignored SIGTERM\n{self.tail()}") from None
 
-    def remote(self) -> RemoteStore:
-        return RemoteStore(self.url)
+    def remote(self, timeout_s: float = 30.0) -> RemoteStore:
+        """Its views, with its token: the one its environment gives, else the file it made."""
+        token = self.env.get("TRACKER_WORKER_TOKEN")
+        return RemoteStore(self.url, timeout_s, token=token, dsn=self.dsn, data_dir=self.data_dir)
 
     def tail(self, lines: int = 40) -> str:
         if not self.log.is_file():
