@@ -297,8 +297,13 @@ def test_good_broker_addresses_pass(address: str) -> None:
 
 
 def test_cli_post_to_an_unreachable_broker_says_so_on_stderr(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # No logins: an integration session's broker (TRACKER_KAFKA_CREDENTIALS) would lend its
+    # admin's, and an admin client spends the whole timeout on its first attempt.
+    for name in ("TRACKER_KAFKA_CREDENTIALS", "TRACKER_KAFKA_USER", "TRACKER_KAFKA_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TRACKER_DATA", str(tmp_path / "data"))
     units = tmp_path / "units.yaml"
     units.write_text(UNITS_YAML, encoding="utf-8")
     address = f"127.0.0.1:{_free_port()}"
