@@ -273,3 +273,25 @@ def test_late_arrival_capped_by_a_later_dated_event() -> None:
 def test_a_store_without_history_says_so() -> None:
     # the in-memory store always has its history; the ClickHouse one may not (integration test)
     assert ingest([NOTICE]).as_of(NOTICE.at).deadlines()
+
+
+# -- the CLI option ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "value", "words"),
+    [
+        ("status", "yesterday", "is not an RFC 3339 time"),  # not a time
+        ("ledger", "2018-06-30T00:00:00", "has no offset"),  # event time is never naive
+        ("deadlines", "2018-06-30T00:00:00.0005+08:00", "finer than a millisecond"),  # store's
+    ],
+)
+def test_a_bad_as_of_is_a_usage_error_before_the_store_is_opened(
+    command: str, value: str, words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tracker.cli import main
+
+    # a store that does not exist: the option is refused before anything looks for it
+    assert main([command, "--store", "chdb:///nonexistent/as-of", "--as-of", value]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "--as-of" in err and "no store" not in err
