@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.clock import SHANGHAI
 from schemas.events import Event
@@ -137,3 +139,46 @@ def test_a_store_from_before_the_history_refuses_to_answer(chdb_dsn: str) -> Non
     with pytest.raises(HistoryMissingError, match="ingest the same events into a new store"):
         writer.as_of(at("2018-05-02T00:00"))
     writer.close()
+
+
+def _demo() -> list[Event]:
+    from config.registry import DEMO_REGISTRY, load_registry
+    from schemas.events import parse_event
+    from tracker import demo
+
+    registry = load_registry(DEMO_REGISTRY)
+    lines = demo.lines(demo.generate(registry, seed=5, years=(2018,), scale=0.05, tick_hours=24))
+    return [parse_event(line) for line in lines]
+
+
+@settings(
+    max_examples=1,  # filling the stores costs seconds: one fill, asked at 30 random instants
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_random_instants_of_the_demo_stream_on_chdb(chdb_dsn: str, data: st.DataObject) -> None:
+    """chDB answers as the in-memory store does at random instants of the demo stream (whose
+    answers tests/unit/test_as_of.py ties to the replay cut)."""
+    from config.registry import DEMO_REGISTRY, load_registry
+    from config.rulebooks import load_rulebooks
+    from sinks.clickhouse import ClickHouseStore
+
+    events = _demo()
+    registry, books = load_registry(DEMO_REGISTRY), dict(load_rulebooks())
+    lines = [e.model_dump_json(exclude_none=True) for e in events]
+    chdb, memory = ClickHouseStore(chdb_dsn), MemoryStore()
+    try:
+        for store in (chdb, memory):
+            store.save_config(registry, books)
+            Tracker(store, registry, books, calendar(), clock=lambda: FAR).feed_lines(lines, "d")
+        first, last = events[0].at, max(e.at for e in events)
+        span_ms = int((last - first).total_seconds() * 1000)
+        units = sorted({e.unit for e in events if e.type != "clock.tick"})
+        for _ in range(30):
+            when = first + timedelta(milliseconds=data.draw(st.integers(-86_400_000, span_ms)))
+            unit = data.draw(st.sampled_from(units))
+            assert answer(chdb, when, unit) == answer(memory, when, unit), (when, unit)
+            assert answer(chdb, when)["totals"] == answer(memory, when)["totals"], when
+    finally:
+        chdb.close()
