@@ -175,10 +175,34 @@ def test_random_instants_of_the_demo_stream_on_chdb(chdb_dsn: str, data: st.Data
         first, last = events[0].at, max(e.at for e in events)
         span_ms = int((last - first).total_seconds() * 1000)
         units = sorted({e.unit for e in events if e.type != "clock.tick"})
+        log = list(chdb.logged_events())  # the store's own log, in arrival order
+        replays = 0
         for _ in range(30):
             when = first + timedelta(milliseconds=data.draw(st.integers(-86_400_000, span_ms)))
             unit = data.draw(st.sampled_from(units))
             assert answer(chdb, when, unit) == answer(memory, when, unit), (when, unit)
             assert answer(chdb, when)["totals"] == answer(memory, when)["totals"], when
+            if replays < 4 and _prefix([e.at for e in log], when):
+                # an engine replay of the log cut at the instant (docs/semantics.md)
+                cut = [e.raw for e in log if e.at <= when]
+                replay = MemoryStore()
+                replay.save_config(registry, books)
+                tracker = Tracker(replay, registry, books, calendar(), clock=lambda: FAR)
+                tick = f'{{"event_id":"as-of","type":"clock.tick","at":"{when.isoformat()}"}}'
+                tracker.feed_lines([*cut, tick], "cut")
+                assert answer(chdb, when) == latest(replay), when
+                replays += 1
+        assert replays, "no instant drawn was a prefix cut of the log"
     finally:
         chdb.close()
+
+
+def _prefix(instants: Sequence[datetime], when: datetime) -> bool:
+    """Whether everything dated at or before `when` came before anything dated after it."""
+    later = False
+    for at in instants:
+        if at > when:
+            later = True
+        elif later:
+            return False
+    return True
