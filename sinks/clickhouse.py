@@ -62,7 +62,9 @@ class ClickHouseStore:
         self._readable = {"events": list(EVENT_COLS), "dead_letters": list(LETTER_COLS)}
         try:
             if create:
-                self._mark_history_missing()
+                from sinks.clickhouse_as_of import mark_history_missing
+
+                mark_history_missing(self)
                 for sql in statements(self.db):
                     self._command(sql)
                 self._ensure_store_id()
@@ -113,24 +115,6 @@ class ClickHouseStore:
             "SELECT name FROM system.tables WHERE database = {db:String}", {"db": self.db}
         )
         return {str(r[0]) for r in rows}
-
-    def _mark_history_missing(self) -> None:
-        """Before the history tables of `--as-of` are made in a store that has events already:
-        record that its outputs so far have no history (a store made with them needs no mark)."""
-        from sinks.clickhouse_as_of import HISTORY_KEY, HISTORY_TABLES
-
-        names = self._table_names()
-        if not {"events", "meta"} <= names or set(HISTORY_TABLES) <= names:
-            return
-        if not self._query(f"SELECT count() FROM {self.db}.events")[0][0]:
-            return
-        if self._query(
-            f"SELECT 1 FROM {self.db}.meta WHERE key = {{k:String}}", {"k": HISTORY_KEY}
-        ):
-            return  # marked by an open that stopped before making the tables: keep it
-        self._insert(
-            "meta", ["key", "value", "saved_at"], [[HISTORY_KEY, "missing", datetime.now(UTC)]]
-        )
 
     def as_of(self, at: datetime) -> ClickHouseAsOf:
         from sinks.clickhouse_as_of import ClickHouseAsOf

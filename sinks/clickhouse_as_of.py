@@ -42,6 +42,23 @@ _STATE_SHOWN = (
 )
 
 
+def mark_history_missing(store: ClickHouseStore) -> None:
+    """Before a writer makes the history tables in a store that has events already: record that
+    its outputs so far have no history (a store made with the tables needs no mark), so that an
+    as-of read of it is refused rather than answered wrongly."""
+    names = store._table_names()
+    if not {"events", "meta"} <= names or set(HISTORY_TABLES) <= names:
+        return
+    if not store._query(f"SELECT count() FROM {store.db}.events")[0][0]:
+        return
+    marked = store._query(
+        f"SELECT 1 FROM {store.db}.meta WHERE key = {{k:String}}", {"k": HISTORY_KEY}
+    )
+    if not marked:  # else marked by an open that stopped before making the tables: keep it
+        now = datetime.now(UTC)
+        store._insert("meta", ["key", "value", "saved_at"], [[HISTORY_KEY, "missing", now]])
+
+
 def millis(at: datetime) -> int:
     """The instant in whole milliseconds since the epoch, the store's resolution (floored; the
     CLI refuses an as-of instant with finer digits: tracker/options.py)."""
