@@ -28,7 +28,7 @@ from schemas.events import (
     VulnFeedback,
     VulnNotice,
 )
-from schemas.ledger import DeadlineState
+from schemas.ledger import DeadlineState, EntrySeen, LedgerEntry, trusted
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 
@@ -97,14 +97,15 @@ class Engine:
         except Rejected as exc:
             return Outcome("rejected", event.event_id, reason=exc.reason)
         self._advance(event.at)
+        expired = len(self.ledger.entries)
         if not isinstance(event, ClockTick):
             self._dispatch(event, prepared, year)
-        return self._flush(event.event_id)
+        return self._flush(event.event_id, expired, event.at)
 
     def advance_to(self, at: datetime) -> Outcome:
         """Move event time forward without an event (what a tick does)."""
         self._advance(at)
-        return self._flush("")
+        return self._flush("", len(self.ledger.entries), at)
 
     def open_deadlines(self) -> list[DeadlineState]:
         return [
@@ -386,11 +387,47 @@ class Engine:
                 return found
         return None
 
-    def _flush(self, event_id: str) -> Outcome:
+    def _flush(self, event_id: str, expired: int, at: datetime) -> Outcome:
+        """What the event changed. The first `expired` entries are the overdue deductions of the
+        deadlines the clock passed on its way to `at`; the rest are the event's own."""
         if not self.ledger.entries and not self._deadlines.changed:
             return Outcome("accepted", event_id)
         entries = tuple(self.ledger.drain())
-        return Outcome("accepted", event_id, entries=entries, deadlines=self._deadlines.drain())
+        return Outcome(
+            "accepted",
+            event_id,
+            entries=entries,
+            deadlines=self._deadlines.drain(),
+            seen=seen_times(entries, expired, at),
+        )
+
+
+def seen_times(
+    entries: tuple[LedgerEntry, ...], expired: int, at: datetime
+) -> tuple[EntrySeen, ...]:
+    """When in event time each entry entered the ledger, for those not at their effective_at
+    (schemas.ledger.EntrySeen): what an as-of reader needs to cut the ledger at an instant."""
+    out = []
+    for i, entry in enumerate(entries):
+        if i < expired:  # dated at the due instant the clock passed: seen only after it
+            seen, after = entry.effective_at, True
+        elif entry.effective_at != at:  # re-issued, or an overdue deduction the event opened
+            seen, after = local(at), False
+        else:
+            continue
+        out.append(
+            trusted(
+                EntrySeen,
+                {
+                    "entry_id": entry.entry_id,
+                    "unit": entry.unit,
+                    "year": entry.year,
+                    "seen_at": seen,
+                    "after": after,
+                },
+            )
+        )
+    return tuple(out)
 
 
 def run(engine: Engine, events: Iterable[Event]) -> list[Outcome]:

@@ -8,7 +8,7 @@ from typing import Literal
 from engine.caps import Assessment, Claim
 from engine.deadlines import Tracked
 from engine.notices import Notice
-from schemas.ledger import DeadlineState, LedgerEntry
+from schemas.ledger import DeadlineState, EntrySeen, LedgerEntry
 
 
 class ConfigError(ValueError):
@@ -27,7 +27,10 @@ class Outcome:
     event_id: str
     reason: str | None = None
     entries: tuple[LedgerEntry, ...] = ()
+    # every state a deadline went through while the event was applied, in version order (the
+    # clock passing its due, then the event itself): the deadline history (docs/semantics.md)
     deadlines: tuple[DeadlineState, ...] = ()
+    seen: tuple[EntrySeen, ...] = ()  # of the entries not seen at their effective_at
 
 
 @dataclass(slots=True, eq=False)

@@ -21,7 +21,9 @@ class Remediation:
         self.queue = DueQueue()
         self._arrivals = 0
         self._versions = 0
-        self.changed: dict[tuple[str, str, str], DeadlineState] = {}  # since the last drain
+        # every state emitted since the last drain, in version order: a deadline that the clock
+        # expires and the same event then changes again has both states in the history
+        self.changed: list[DeadlineState] = []
 
     def track(
         self,
@@ -102,8 +104,9 @@ class Remediation:
         return self._versions
 
     def drain(self) -> tuple[DeadlineState, ...]:
-        """The latest state of every deadline that changed since the last drain."""
-        out = tuple(self.changed.values())
+        """Every state emitted since the last drain, oldest first (the last of a deadline is its
+        latest)."""
+        out = tuple(self.changed)
         self.changed.clear()
         return out
 
@@ -127,4 +130,4 @@ class Remediation:
     def _emit(self, tracked: Tracked, at: datetime) -> None:
         # one counter for all deadlines: a re-posted withdrawn notice still gets a higher version
         self._versions += 1
-        self.changed[(tracked.unit, tracked.kind, tracked.ref)] = tracked.state(at, self._versions)
+        self.changed.append(tracked.state(at, self._versions))

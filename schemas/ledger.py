@@ -72,6 +72,23 @@ class DeadlineState(BaseModel):
     version: int
 
 
+class EntrySeen(BaseModel):
+    """When a ledger entry entered the ledger in event time, where that is not its
+    `effective_at` (docs/semantics.md, "As of an instant"): an overdue entry appears when the
+    clock passes the due instant it is dated at (`after`: only strictly after `seen_at`), and an
+    entry re-issued by a retraction or a reversal appears at that later event's time although it
+    keeps the date of the occurrence it counts. Every other entry is seen at its `effective_at`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    entry_id: str
+    unit: str
+    year: int
+    seen_at: AwareDatetime
+    after: bool
+
+
 class IndicatorStatus(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

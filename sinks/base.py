@@ -6,7 +6,8 @@ in this order, each insert idempotent on deterministic ids:
 1. dead letters - they cannot be derived again from anything stored, so they go first;
 2. the events, appended to the event log - the write-ahead log: once an event is there, its
    outputs can always be derived again by replaying the log;
-3. the ledger entries and 4. the deadline states - derived from the events;
+3. the ledger entries (and when each was seen) and 4. the deadline states (and their
+   history) - derived from the events;
 5. a commit mark per partition: "the outputs of every logged event up to seq N are stored".
 
 A process that dies between any two inserts leaves logged events whose outputs may be missing,
@@ -24,7 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
+from schemas.ledger import DeadLetter, DeadlineState, EntrySeen, LedgerEntry, LoggedEvent
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 
@@ -35,6 +36,9 @@ class Batch:
     entries: list[LedgerEntry] = field(default_factory=list)
     deadlines: list[DeadlineState] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    # when the entries not seen at their effective_at were (engine.core.seen_times); written
+    # with the ledger, and the deadlines (every state, not only the latest) to their history
+    seen: list[EntrySeen] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.events) + len(self.entries) + len(self.deadlines) + len(self.dead_letters)
@@ -66,6 +70,38 @@ class StoreError(RuntimeError):
     """The store cannot be reached or used; the message is one line for the user."""
 
 
+HISTORY_MISSING = (
+    "this store was made before --as-of existed (issue 11) and keeps no history of what it "
+    "showed before then, so it cannot answer as of an instant; ingest the same events into a "
+    "new store (tracker ingest), which can"
+)
+
+
+class HistoryMissingError(StoreError):
+    """The store cannot answer as of an instant: it holds no history of its older outputs."""
+
+
+class AsOfView(Protocol):
+    """A store's outputs as the tracker showed them at event time `at`."""
+
+    @property
+    def at(self) -> datetime: ...
+
+    def ledger(self, unit: str | None = None, year: int | None = None) -> list[LedgerEntry]: ...
+
+    def deadlines(
+        self, unit: str | None = None, year: int | None = None
+    ) -> list[DeadlineState]: ...
+
+    def totals(
+        self, unit: str | None = None, year: int | None = None
+    ) -> dict[tuple[str, int, str], Decimal]: ...
+
+    def event_unit_years(
+        self, unit: str | None = None, year: int | None = None
+    ) -> set[tuple[str, int]]: ...
+
+
 class StoreReader(Protocol):
     """What reading commands, the web views and dashboards need: the recorded configuration and
     the derived tables. A worker-served store (`sinks.remote`) implements this half only."""
@@ -91,6 +127,11 @@ class StoreReader(Protocol):
     def event_unit_years(self) -> set[tuple[str, int]]: ...
 
     def watermark(self) -> datetime | None: ...
+
+    def as_of(self, at: datetime) -> AsOfView:
+        """The outputs as the tracker showed them at event time `at` (sinks/as_of.py); a
+        HistoryMissingError when the store cannot tell."""
+        ...
 
     def close(self) -> None: ...
 

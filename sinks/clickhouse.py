@@ -7,7 +7,7 @@ import operator
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 from clickhouse_connect.driver.client import Client
@@ -15,7 +15,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from pydantic import ValidationError
 
 from engine.clock import local
-from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
+from schemas.ledger import DeadLetter, DeadlineState, EntrySeen, LedgerEntry, LoggedEvent
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, RegistryChange, StoreError, registry_hash
@@ -25,11 +25,15 @@ from sinks.ddl import ENVELOPE_DEFAULTS, statements
 from sinks.dsn import NoStoreError, canonical, chdb_location, store_id_file
 from sinks.faulty import before_write
 
+if TYPE_CHECKING:
+    from sinks.clickhouse_as_of import ClickHouseAsOf
+
 _LOOKUP_CHUNK = 10_000  # ids per IN (...) lookup: bounded query size
 
 LEDGER_COLS = list(LedgerEntry.model_fields)
 DEADLINE_COLS = list(DeadlineState.model_fields)
 LETTER_COLS = list(DeadLetter.model_fields)
+SEEN_COLS = list(EntrySeen.model_fields)
 EVENT_COLS = list(LoggedEvent.model_fields)
 
 
@@ -58,6 +62,9 @@ class ClickHouseStore:
         self._readable = {"events": list(EVENT_COLS), "dead_letters": list(LETTER_COLS)}
         try:
             if create:
+                from sinks.clickhouse_as_of import mark_history_missing
+
+                mark_history_missing(self)
                 for sql in statements(self.db):
                     self._command(sql)
                 self._ensure_store_id()
@@ -102,6 +109,17 @@ class ClickHouseStore:
                 copy.write_text(found + "\n", encoding="ascii")
         except (OSError, ValueError) as exc:
             raise StoreError(f"cannot write {copy}: {exc}") from None
+
+    def _table_names(self) -> set[str]:
+        rows = self._query(
+            "SELECT name FROM system.tables WHERE database = {db:String}", {"db": self.db}
+        )
+        return {str(r[0]) for r in rows}
+
+    def as_of(self, at: datetime) -> ClickHouseAsOf:
+        from sinks.clickhouse_as_of import ClickHouseAsOf
+
+        return ClickHouseAsOf.open(self, at)
 
     def _require_tables(self) -> None:
         where = f"no store at {canonical(self.dsn)}"
@@ -221,7 +239,10 @@ class ClickHouseStore:
         self._insert("dead_letters", LETTER_COLS, list(map(_LETTER_ROW, batch.dead_letters)))
         self._insert("events", EVENT_COLS, list(map(_EVENT_ROW, batch.events)))
         self._insert("ledger", LEDGER_COLS, list(map(_LEDGER_ROW, batch.entries)))
-        self._insert("deadlines", DEADLINE_COLS, list(map(_DEADLINE_ROW, batch.deadlines)))
+        self._insert("ledger_seen", SEEN_COLS, list(map(_SEEN_ROW, batch.seen)))
+        deadline_rows = list(map(_DEADLINE_ROW, batch.deadlines))
+        self._insert("deadline_history", DEADLINE_COLS, deadline_rows)
+        self._insert("deadlines", DEADLINE_COLS, deadline_rows)
         now = datetime.now(UTC)
         self._insert(
             "batches",
@@ -315,26 +336,16 @@ class ClickHouseStore:
         return int(rows[0][0] or 0) + 1
 
     def ledger(self, unit: str | None = None, year: int | None = None) -> list[LedgerEntry]:
-        out = []
-        for v in self._select("ledger", LEDGER_COLS, unit, year, order="unit, year, seq"):
-            v.update(
-                event_ids=tuple(v["event_ids"]),
-                requested=_points(v["requested"]),
-                applied=_points(v["applied"]),
-                effective_at=local(v["effective_at"]),
-                capped=bool(v["capped"]),
-            )
-            out.append(LedgerEntry.model_construct(**v))
-        return out
+        return [
+            ledger_entry(v)
+            for v in self._select("ledger", LEDGER_COLS, unit, year, order="unit, year, seq")
+        ]
 
     def deadlines(self, unit: str | None = None, year: int | None = None) -> list[DeadlineState]:
-        out = []
-        for v in self._select("deadlines", DEADLINE_COLS, unit, year, order="unit, kind, ref"):
-            for col in ("noticed_at", "due", "notice_due", "updated_at", "feedback_at"):
-                if v[col] is not None:
-                    v[col] = local(v[col])
-            out.append(DeadlineState.model_construct(**v))
-        return out
+        return [
+            deadline_state(v)
+            for v in self._select("deadlines", DEADLINE_COLS, unit, year, order="unit, kind, ref")
+        ]
 
     def _select(
         self, table: str, columns: list[str], unit: str | None, year: int | None, *, order: str
@@ -414,6 +425,27 @@ _EVENT_ROW = operator.attrgetter(*EVENT_COLS)
 _LEDGER_ROW = operator.attrgetter(*LEDGER_COLS)
 _DEADLINE_ROW = operator.attrgetter(*DEADLINE_COLS)
 _LETTER_ROW = operator.attrgetter(*LETTER_COLS)
+_SEEN_ROW = operator.attrgetter(*SEEN_COLS)
+
+
+def ledger_entry(v: dict[str, Any]) -> LedgerEntry:
+    """A ledger row (column -> value) as the entry."""
+    v.update(
+        event_ids=tuple(v["event_ids"]),
+        requested=_points(v["requested"]),
+        applied=_points(v["applied"]),
+        effective_at=local(v["effective_at"]),
+        capped=bool(v["capped"]),
+    )
+    return LedgerEntry.model_construct(**v)
+
+
+def deadline_state(v: dict[str, Any]) -> DeadlineState:
+    """A deadlines (or deadline_history) row as the state."""
+    for col in ("noticed_at", "due", "notice_due", "updated_at", "feedback_at"):
+        if v[col] is not None:
+            v[col] = local(v[col])
+    return DeadlineState.model_construct(**v)
 
 
 def _logged(row: Sequence[Any]) -> LoggedEvent:

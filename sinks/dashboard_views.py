@@ -45,6 +45,17 @@ VIEWS: dict[str, str] = {
         FROM {db}.ledger AS l FINAL
         LEFT JOIN (SELECT rulebook, indicator, item, clause FROM {db}.items FINAL) AS i
             ON i.rulebook = l.rulebook AND i.indicator = l.indicator AND i.item = l.item""",
+    # As of an instant (sinks/as_of.py), for the audit dashboard's time range end: every ledger
+    # entry with the event-time instant it was seen at (`seen_after`: only strictly after it).
+    "ledger_seen_v": """
+        CREATE VIEW IF NOT EXISTS {db}.ledger_seen_v AS
+        SELECT l.entry_id AS entry_id, l.unit AS unit, l.year AS year, l.indicator AS indicator,
+               l.applied AS applied, l.reverses AS reverses,
+               if(s.entry_id = '', l.effective_at, s.seen_at) AS seen_at,
+               s.entry_id != '' AND s.after AS seen_after
+        FROM {db}.ledger AS l FINAL
+        LEFT JOIN (SELECT entry_id, seen_at, after FROM {db}.ledger_seen FINAL) AS s
+            ON s.entry_id = l.entry_id""",
     # Replaced on open, as deadlines_v: `*` must see the columns added since (posted_by).
     "dead_letters_v": "CREATE OR REPLACE VIEW {db}.dead_letters_v AS "
     "SELECT * FROM {db}.dead_letters FINAL",

@@ -30,6 +30,19 @@ TABLES: dict[str, str] = {
             requested {POINTS}, applied {POINTS}, capped Bool, reverses Nullable(String),
             effective_at {TS}, reason String
         ) ENGINE = ReplacingMergeTree ORDER BY (unit, year, entry_id)""",
+    # issue 11, as of an instant (sinks/as_of.py): when the entries not seen at their
+    # effective_at entered the ledger, in event time (`after`: only strictly after `seen_at`)
+    "ledger_seen": f"""
+        CREATE TABLE IF NOT EXISTS {{db}}.ledger_seen (
+            entry_id String, unit String, year UInt16, seen_at {TS}, after Bool
+        ) ENGINE = ReplacingMergeTree ORDER BY (unit, year, entry_id)""",
+    # ... and every state each deadline went through (`deadlines` keeps the latest only)
+    "deadline_history": f"""
+        CREATE TABLE IF NOT EXISTS {{db}}.deadline_history (
+            unit String, kind LowCardinality(String), ref String, year UInt16, event_id String,
+            noticed_at {TS}, due {TS}, notice_due Nullable({TS}), status LowCardinality(String),
+            feedback_at Nullable({TS}), updated_at {TS}, version UInt64
+        ) ENGINE = ReplacingMergeTree ORDER BY (unit, kind, ref, version)""",
     "deadlines": f"""
         CREATE TABLE IF NOT EXISTS {{db}}.deadlines (
             unit String, kind LowCardinality(String), ref String, year UInt16, event_id String,
@@ -76,6 +89,8 @@ TABLES: dict[str, str] = {
 }
 
 # Columns added after a table was first shipped: a store made before them gets them on open.
+# (Tables added later, like ledger_seen and deadline_history, come with TABLES' IF NOT EXISTS; a
+# store that had events before them is marked as holding no history: sinks/clickhouse_as_of.py.)
 MIGRATIONS: list[str] = [
     # contract v2: the due a notice carried, beside the instant that judges it (`due`)
     f"ALTER TABLE {{db}}.deadlines ADD COLUMN IF NOT EXISTS notice_due Nullable({TS}) AFTER due",

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
 
-from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
+from schemas.ledger import DeadLetter, DeadlineState, EntrySeen, LedgerEntry, LoggedEvent
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
+from sinks.as_of import RowsAsOf
 from sinks.base import Batch, RegistryChange, registry_hash
 from sinks.faulty import before_write
 
@@ -21,6 +22,8 @@ class MemoryStore:
         self._events: dict[str, LoggedEvent] = {}
         self._entries: dict[str, LedgerEntry] = {}
         self._deadlines: dict[tuple[str, str, str], DeadlineState] = {}
+        self._history: dict[tuple[str, str, str, int], DeadlineState] = {}
+        self._seen: dict[str, EntrySeen] = {}
         self._letters: dict[str, DeadLetter] = {}
         self._committed: dict[int, int] = {}
         self._changes: list[RegistryChange] = []
@@ -61,7 +64,14 @@ class MemoryStore:
             before_write("ledger")
             for entry in batch.entries:
                 self._entries.setdefault(entry.entry_id, entry)
+        if batch.seen:
+            before_write("ledger_seen")
+            for seen in batch.seen:
+                self._seen.setdefault(seen.entry_id, seen)
         if batch.deadlines:
+            before_write("deadline_history")
+            for d in batch.deadlines:
+                self._history.setdefault((d.unit, d.kind, d.ref, d.version), d)
             before_write("deadlines")
             for d in batch.deadlines:
                 key = (d.unit, d.kind, d.ref)
@@ -134,6 +144,19 @@ class MemoryStore:
 
     def watermark(self) -> datetime | None:
         return max((e.at for e in self._events.values()), default=None)
+
+    def as_of(self, at: datetime) -> RowsAsOf:
+        first: dict[tuple[str, int], datetime] = {}
+        for e in self._events.values():
+            if e.unit and ((e.unit, e.year) not in first or e.at < first[(e.unit, e.year)]):
+                first[(e.unit, e.year)] = e.at
+        return RowsAsOf(
+            at=at,
+            entries=tuple(self._entries.values()),
+            seen=dict(self._seen),
+            history=tuple(self._history.values()),
+            unit_years=first,
+        )
 
     def close(self) -> None:
         pass

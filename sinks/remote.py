@@ -18,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -112,6 +113,9 @@ class RemoteStore:
         mark = self._get("watermark")["watermark"]
         return datetime.fromisoformat(mark) if mark else None
 
+    def as_of(self, at: datetime) -> RemoteAsOf:
+        return RemoteAsOf(self, at)
+
     def status(self, unit: str | None = None, year: int | None = None) -> list[dict[str, Any]]:
         """The contract's status objects as the worker computes them."""
         result: list[dict[str, Any]] = self._get("status", unit=unit, year=year)
@@ -201,6 +205,34 @@ class RemoteStore:
             return json.loads(self._raw(path, **params))
         except ValueError:
             raise StoreError(f"what answers at {self.shown} does not speak JSON") from None
+
+
+@dataclass(frozen=True)
+class RemoteAsOf:
+    """The worker's store as of an instant (sinks/as_of.py): its views with `as_of`."""
+
+    remote: RemoteStore
+    at: datetime
+
+    def _read(self, path: str, unit: str | None, year: int | None) -> bytes:
+        return self.remote._raw(path, unit=unit, year=year, as_of=self.at.isoformat())
+
+    def ledger(self, unit: str | None = None, year: int | None = None) -> list[LedgerEntry]:
+        return _ENTRIES.validate_json(self._read("ledger", unit, year))
+
+    def deadlines(self, unit: str | None = None, year: int | None = None) -> list[DeadlineState]:
+        return _DEADLINES.validate_json(self._read("deadlines", unit, year))
+
+    def totals(
+        self, unit: str | None = None, year: int | None = None
+    ) -> dict[tuple[str, int, str], Decimal]:
+        rows = json.loads(self._read("totals", unit, year))
+        return {(u, int(y), i): Decimal(v) for u, y, i, v in rows}
+
+    def event_unit_years(
+        self, unit: str | None = None, year: int | None = None
+    ) -> set[tuple[str, int]]:
+        return {(u, int(y)) for u, y in json.loads(self._read("unit-years", unit, year))}
 
 
 def connect_worker(dsn: str, url: str | None = None) -> RemoteStore:

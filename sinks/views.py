@@ -4,6 +4,7 @@ read views and the HTTP API."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 from engine.status import build_status
 from schemas.ledger import UnitYearStatus
@@ -17,10 +18,24 @@ def status_rows(
     config: tuple[Registry, Mapping[str, Rulebook]],
     unit: str | None = None,
     year: int | None = None,
+    *,
+    as_of: datetime | None = None,
 ) -> list[UnitYearStatus]:
     """The contract's status objects from the store's totals and deadlines, under the registry
-    and rulebooks that produced them (`config`, as the store recorded it)."""
+    and rulebooks that produced them (`config`, as the store recorded it); `as_of`: as the
+    tracker showed them at that instant of event time (sinks/as_of.py)."""
     registry, books = config
+    if as_of is not None:
+        view = reader.as_of(as_of)
+        return build_status(
+            registry,
+            books,
+            view.totals(unit, year),
+            view.deadlines(unit, year),
+            view.event_unit_years(unit, year),
+            unit=unit,
+            year=year,
+        )
     return build_status(
         registry,
         books,

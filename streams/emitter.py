@@ -48,6 +48,9 @@ class Emitter:
         for entry in out.entries:
             key, value = entry.unit.encode(), entry.model_dump_json().encode()
             futures.append(await send(t.ledger, key, value, None, None, None))
+        for seen in out.seen:  # on the ledger topic, beside the entries (streams/sink_agent.py)
+            key, value = seen.unit.encode(), seen.model_dump_json().encode()
+            futures.append(await send(t.ledger, key, value, None, None, None))
         for state in out.deadlines:
             key, value = state.unit.encode(), state.model_dump_json().encode()
             futures.append(await send(t.deadlines, key, value, None, None, None))

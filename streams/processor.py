@@ -46,7 +46,14 @@ from engine.step import (
 from engine.warnings import DeadlineWarning, Warner, WarningPolicy
 from schemas.envelope import UNKNOWN_POSTER, UNKNOWN_RECEIPT, Envelope, from_headers
 from schemas.events import ClockTick
-from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent, trusted
+from schemas.ledger import (
+    DeadLetter,
+    DeadlineState,
+    EntrySeen,
+    LedgerEntry,
+    LoggedEvent,
+    trusted,
+)
 from streams.kafka_auth import KafkaLogin, aiokafka_kwargs
 from streams.settings import Config
 from streams.topics import partition_for
@@ -86,6 +93,7 @@ class Outputs:
     logged: LoggedEvent | None = None
     entries: tuple[LedgerEntry, ...] = ()
     deadlines: tuple[DeadlineState, ...] = ()
+    seen: tuple[EntrySeen, ...] = ()
     letter: DeadLetter | None = None
     warnings: list[DeadlineWarning] = field(default_factory=list)
 
@@ -148,6 +156,7 @@ class PartitionState:
             logged=logged_event(event, read.raw, self.partition, rec.offset, rec.envelope()),
             entries=applied.outcome.entries,
             deadlines=applied.outcome.deadlines,
+            seen=applied.outcome.seen,
             warnings=self.warner.feed(applied.outcome.deadlines, self.engine.watermark),
         )
 

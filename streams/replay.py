@@ -60,6 +60,7 @@ async def replay_topic(
                 batch.events.append(out.logged)
             batch.entries.extend(out.entries)
             batch.deadlines.extend(out.deadlines)
+            batch.seen.extend(out.seen)
             if out.letter is not None:
                 batch.dead_letters.append(out.letter)
         scratch.write(batch)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from schemas.envelope import UNKNOWN_POSTER, UNKNOWN_RECEIPT
-from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
+from schemas.ledger import DeadLetter, DeadlineState, EntrySeen, LedgerEntry, LoggedEvent
 from sinks.base import Batch, Store
 from sinks.dsn import mask
 from streams.topics import Topics
@@ -89,6 +89,12 @@ class SinkStats:
         }
 
 
+# The ledger topic carries, beside the entries, when an entry not seen at its effective_at was
+# (schemas.ledger.EntrySeen). Its JSON has this key; an entry's cannot: inside a JSON string a
+# quote is escaped, so `"seen_at":` with a bare quote before the colon is a key.
+SEEN_MARK = b'"seen_at":'
+
+
 class BatchDecoder:
     """Output records (topic, JSON value) -> one Batch. Values are JSON of the schema models."""
 
@@ -108,6 +114,9 @@ class BatchDecoder:
             try:
                 if kind == "events":
                     batch.events.append(_enveloped(LoggedEvent, value))
+                elif kind == "entries" and value and SEEN_MARK in value:
+                    kind = "seen"
+                    batch.seen.append(EntrySeen.model_validate_json(value))
                 elif kind == "entries":
                     batch.entries.append(LedgerEntry.model_validate_json(value or b""))
                 elif kind == "deadlines":

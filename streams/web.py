@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import faust
@@ -57,15 +58,31 @@ def _filters(query: Mapping[str, str]) -> tuple[str | None, int | None]:
     return unit, year
 
 
+def _as_of(query: Mapping[str, str]) -> datetime | None:
+    """The `as_of` instant of a read (RFC 3339 with offset; sinks/as_of.py), if any."""
+    text = query.get("as_of") or None
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"as_of must be an RFC 3339 time, not {text!r}") from None
+    if at.tzinfo is None:
+        raise BadRequest(f"as_of must carry its offset: {text!r}")
+    return at
+
+
 def _models(rows: Sequence[BaseModel]) -> bytes:
     return b"[" + b",".join(r.model_dump_json().encode() for r in rows) + b"]"
 
 
-def _status(store: StoreReader, unit: str | None, year: int | None) -> bytes:
+def _status(
+    store: StoreReader, unit: str | None, year: int | None, as_of: datetime | None = None
+) -> bytes:
     config = store.load_config()
     if config is None:
         return b"[]"
-    rows = status_rows(store, config, unit=unit, year=year)
+    rows = status_rows(store, config, unit=unit, year=year, as_of=as_of)
     return json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False).encode()
 
 
@@ -78,9 +95,29 @@ def _config(store: StoreReader) -> bytes:
     return f'{{"registry":{registry.model_dump_json()},"rulebooks":{{{",".join(parts)}}}}}'.encode()
 
 
-def _totals(store: StoreReader) -> bytes:
-    rows = [[u, y, i, format_points(v)] for (u, y, i), v in sorted(store.totals().items())]
+def _totals(
+    store: StoreReader,
+    unit: str | None = None,
+    year: int | None = None,
+    as_of: datetime | None = None,
+) -> bytes:
+    found = store.totals() if as_of is None else store.as_of(as_of).totals(unit, year)
+    rows = [[u, y, i, format_points(v)] for (u, y, i), v in sorted(found.items())]
     return json.dumps(rows, ensure_ascii=False).encode()
+
+
+def _unit_years(
+    store: StoreReader,
+    unit: str | None = None,
+    year: int | None = None,
+    as_of: datetime | None = None,
+) -> bytes:
+    found = (
+        store.event_unit_years()
+        if as_of is None
+        else store.as_of(as_of).event_unit_years(unit, year)
+    )
+    return json.dumps(sorted(found), ensure_ascii=False).encode()
 
 
 def _watermark(store: StoreReader) -> bytes:
@@ -120,14 +157,19 @@ def _posters(sink: StoreReader, ids: list[str]) -> bytes:
 
 def _query(name: str, request: Request) -> Callable[[StoreReader], bytes]:
     q = request.query
+    at = _as_of(q)  # as of an instant of event time (sinks/as_of.py), where a read takes it
     if name == "status":
         unit, year = _filters(q)
-        return lambda s: _status(s, unit, year)
+        return lambda s: _status(s, unit, year, at)
     if name == "ledger":
         unit, year = _filters(q)
+        if at is not None:
+            return lambda s: _models(s.as_of(at).ledger(unit, year))
         return lambda s: _models(s.ledger(unit=unit, year=year))
     if name == "deadlines":
         unit, year = _filters(q)
+        if at is not None:
+            return lambda s: _models(s.as_of(at).deadlines(unit, year))
         return lambda s: _models(s.deadlines(unit=unit, year=year))
     if name == "rejects":
         try:
@@ -138,11 +180,13 @@ def _query(name: str, request: Request) -> Callable[[StoreReader], bytes]:
     if name == "config":
         return _config
     if name == "totals":
-        return _totals
+        unit, year = _filters(q)
+        return lambda s: _totals(s, unit, year, at)
     if name == "store":
         return _identity
     if name == "unit-years":
-        return lambda s: json.dumps(sorted(s.event_unit_years()), ensure_ascii=False).encode()
+        unit, year = _filters(q)
+        return lambda s: _unit_years(s, unit, year, at)
     return _watermark
 
 

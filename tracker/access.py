@@ -36,6 +36,10 @@ UNIT_COLUMNS: dict[str, str] = {
     "indicator_status": "unit",
     "deadlines_now": "unit",
     "ledger_clauses": "unit",
+    # as of an instant (issue 11): a unit reads its own history only
+    "ledger_seen": "unit",
+    "deadline_history": "unit",
+    "ledger_seen_v": "unit",
 }
 # No unit column, and a rejected line's raw text may name any unit: hidden from unit users.
 HIDDEN = ("dead_letters", "dead_letters_v")

@@ -68,13 +68,18 @@ def _config(reader: StoreReader) -> tuple[Registry, dict[str, Rulebook]]:
 
 
 def cmd_status(
-    store: options.Store = None, unit: Unit = None, year: Year = None, as_json: options.Json = False
+    store: options.Store = None,
+    unit: Unit = None,
+    year: Year = None,
+    as_json: options.Json = False,
+    as_of: options.AsOf = None,
 ) -> int:
     """Points left per unit and year."""
+    at = options.instant(as_of)
     reader = open_for_reading(options.store_dsn(store))
     try:
         config = _config(reader)
-        rows = status_rows(reader, config, unit=unit, year=year)
+        rows = status_rows(reader, config, unit=unit, year=year, as_of=at)
     finally:
         reader.close()
     if as_json:
@@ -136,13 +141,21 @@ def cmd_status(
 
 
 def cmd_ledger(
-    store: options.Store = None, unit: Unit = None, year: Year = None, as_json: options.Json = False
+    store: options.Store = None,
+    unit: Unit = None,
+    year: Year = None,
+    as_json: options.Json = False,
+    as_of: options.AsOf = None,
 ) -> int:
     """Every deduction of a unit with its clause."""
+    at = options.instant(as_of)
     reader = open_for_reading(options.store_dsn(store))
     try:
         _, books = _config(reader)
-        entries = reader.ledger(unit=unit, year=year)
+        if at is not None:
+            entries = reader.as_of(at).ledger(unit, year)
+        else:
+            entries = reader.ledger(unit=unit, year=year)
         posters = reader.posters([i for e in entries for i in e.event_ids])
     finally:
         reader.close()
@@ -219,9 +232,10 @@ def cmd_deadlines(
             "--now",
             metavar="RFC3339",
             help="Instant to count the time left from.",
-            show_default="the store's event clock",
+            show_default="the store's event clock, or --as-of",
         ),
     ] = None,
+    as_of: options.AsOf = None,
 ) -> int:
     """Open and overdue notices with the time left."""
     try:
@@ -230,10 +244,17 @@ def cmd_deadlines(
         raise typer.BadParameter(
             f"{now_text!r} is not an RFC 3339 time", param_hint="--now"
         ) from None
+    then = options.instant(as_of)
+    now: datetime | None
     reader = open_for_reading(options.store_dsn(store))
     try:
-        states = reader.deadlines(unit=unit, year=year)
-        now = at or reader.watermark()
+        if then is not None:
+            # the deadlines as they stood then, their time left counted from then
+            states = reader.as_of(then).deadlines(unit, year)
+            now = at or local(then)
+        else:
+            states = reader.deadlines(unit=unit, year=year)
+            now = at or reader.watermark()
     finally:
         reader.close()
     if not include_all:
@@ -243,7 +264,8 @@ def cmd_deadlines(
         print(json.dumps([d.model_dump(mode="json") for d in states], ensure_ascii=False))
         return 0
     if now is not None:
-        print(f"time left counted from {iso(now)} (event clock of the store; --now to change)")
+        clock = "--as-of" if then is not None and at is None else "event clock of the store"
+        print(f"time left counted from {iso(now)} ({clock}; --now to change)")
     rows = []
     for d in states:
         left = _time_left(d.due, now) if d.status == "open" and now is not None else ""

@@ -10,6 +10,7 @@ count) are checked while parsing, before anything connects.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -43,6 +44,51 @@ def positive(value: float) -> float:
     if not value > 0:
         raise typer.BadParameter(f"{value:g} is not a positive number of seconds")
     return value
+
+
+# -- as of an instant (issue 11) ---------------------------------------------------------------
+
+
+def instant(text: str | None) -> datetime | None:
+    """An `--as-of` value as the instant (None: now, the store's latest outputs). RFC 3339 with
+    its offset (event time is never naive), to the millisecond: the store keeps instants so."""
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an RFC 3339 time (e.g. 2018-06-30T00:00:00+08:00)",
+            param_hint="--as-of",
+        ) from None
+    if at.tzinfo is None:
+        raise typer.BadParameter(
+            f"{text!r} has no offset: give one, e.g. {text}+08:00", param_hint="--as-of"
+        )
+    if at.microsecond % 1000:
+        raise typer.BadParameter(
+            f"{text!r} is finer than a millisecond, which is as fine as the store keeps instants",
+            param_hint="--as-of",
+        )
+    return at
+
+
+def _check_instant(text: str | None) -> str | None:
+    instant(text)  # refused while parsing, before the store is opened
+    return text
+
+
+AsOf = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        metavar="RFC3339",
+        help="Show what the tracker showed at this instant of event time, e.g. "
+        '2018-06-30T00:00:00+08:00 (docs/semantics.md, "As of an instant").',
+        show_default="now: the latest outputs",
+        callback=_check_instant,
+    ),
+]
 
 
 # -- store, registry, rulebooks, holidays ------------------------------------------------------

@@ -104,6 +104,7 @@ class Tracker:
                 outcome = self._replay(logged)
                 redo.entries.extend(outcome.entries)
                 redo.deadlines.extend(outcome.deadlines)
+                redo.seen.extend(outcome.seen)
             self.store.write(redo)
             replayed += len(page)
         self._log_written = replayed > 0
@@ -190,6 +191,7 @@ class Tracker:
             )
             self._batch.entries.extend(outcome.entries)
             self._batch.deadlines.extend(outcome.deadlines)
+            self._batch.seen.extend(outcome.seen)
         if len(self._batch) >= self.batch_size:
             self.flush()
         return outcome

@@ -97,6 +97,7 @@ def what_if(
                 )
             batch.entries.extend(outcome.entries)
             batch.deadlines.extend(outcome.deadlines)
+            batch.seen.extend(outcome.seen)
             if len(batch) >= WRITE_EVERY:
                 scratch.write(batch)
                 batch = Batch()

@@ -34,7 +34,7 @@ DASHBOARDS = dashboard_json.load()
 MUST_HAVE_ROWS = {
     "tracker-province": {1, 2, 4, 5, 6, 7, 9, 10},
     "tracker-unit": {1, 2, 5, 8},
-    "tracker-audit": {1, 2, 3, 4, 5},
+    "tracker-audit": {1, 2, 3, 4, 5, 6},
 }
 
 
@@ -241,6 +241,45 @@ def test_audit_trail_shows_who_posted_what(store: ClickHouseStore) -> None:
         assert len(row["received_at"].split(", ")) == len(events), row
     letters = shown(4)
     assert letters and {r["posted_by"] for r in letters} == {"ingest:demo"}
+
+
+def test_the_audit_trail_time_range_end_is_the_as_of_instant(store: ClickHouseStore) -> None:
+    """The points and deadlines panels of the audit trail, with the time picker ending at T,
+    show what `tracker status --as-of T` shows; the ledger panel, the entries seen by then."""
+    from sinks.views import status_rows
+
+    unit, year = _busiest(store)
+    config = store.load_config()
+    assert config is not None
+    (first, last), *_ = _rows(
+        store, f"SELECT min(effective_at), max(effective_at) FROM {store.db}.ledger FINAL"
+    )
+    dashboard = DASHBOARDS["tracker-audit"]
+    panels = {p["id"]: p for p in dashboard_json.panels(dashboard)}
+    for end in (first + (last - first) / 3, first + (last - first) * 2 / 3):
+        end = end.replace(microsecond=0)
+        time_range = TimeRange(first - timedelta(days=400), end)
+        variables = resolve_variables(
+            dashboard,
+            lambda sql: [str(r[0]) for r in _rows(store, sql)],
+            time_range,
+            {"database": store.db, "unit": [unit]},
+        )
+
+        def shown(panel: int, variables: Any = variables, when: TimeRange = time_range) -> Any:
+            sql = expand(panels[panel]["targets"][0]["rawSql"], variables, when)
+            result = store.client.query(sql)
+            return [dict(zip(result.column_names, r, strict=True)) for r in result.result_rows]
+
+        [status] = status_rows(store, config, unit=unit, year=year, as_of=end)
+        points = {
+            r["indicator"]: (r["deducted"], r["remaining"]) for r in shown(6) if r["year"] == year
+        }
+        assert points == {i.id: (i.deducted, i.remaining) for i in status.indicators}, end
+        deadlines = {r["ref"]: r["status"] for r in shown(5) if r["noticed_at"].year == year}
+        assert deadlines == {d.ref: d.status for d in status.deadlines}, end
+        ledger = {r["entry_id"] for r in shown(2)}
+        assert ledger and ledger == {e.entry_id for e in store.as_of(end).ledger(unit)}, end
 
 
 def test_variable_queries_offer_the_store_contents(store: ClickHouseStore) -> None:

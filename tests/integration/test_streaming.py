@@ -272,6 +272,12 @@ def test_post_worker_status_equals_ingest(
         for name in ("deadlines", "rejects"):
             done = _tracker_cli(name, *held, data=tmp_path, check=False, env=env)
             assert done.returncode == 0 and json.loads(done.stdout) is not None, done.stderr
+        # as of an instant mid-stream (issue 11): the live store answers as ingest's does
+        mid = ("--as-of", "2018-07-01T00:00:00+08:00")
+        want_then = json.loads(_tracker_cli("status", "--json", *mid, data=ingest_data))
+        then = _tracker_cli("status", *held, *mid, data=tmp_path, check=False, env=env)
+        assert then.returncode == 0, then.stderr
+        assert json.loads(then.stdout) == want_then != json.loads(want_status)
 
         replay = _streams("replay", "--from-kafka", "--bootstrap", kafka_broker, "--topic-prefix",
                           prefix, "--worker-url", worker.url)  # fmt: skip

@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -19,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from schemas.envelope import UNKNOWN_POSTER
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent, UnitYearStatus
-from sinks.base import StoreError, StoreReader
+from sinks.base import HistoryMissingError, StoreError, StoreReader
 from sinks.views import status_rows
 from tracker.principals import Principal
 from tracker.serve import authz
@@ -182,6 +183,8 @@ def _service_errors() -> Iterator[None]:
         yield
     except ServiceBusy as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": retry_after(1)}) from None
+    except HistoryMissingError as exc:  # a store that cannot answer as of an instant, ever
+        raise HTTPException(409, str(exc)) from None
     except (ServiceUnavailable, StoreError) as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": retry_after(5)}) from None
 
@@ -207,6 +210,29 @@ def _scope(
 
 Unit = Annotated[str | None, Query(description="one unit (default: every unit of your scope)")]
 Year = Annotated[int | None, Query(ge=1970, le=2199, description="one assessment year")]
+AsOf = Annotated[
+    str | None,
+    Query(
+        description="what the tracker showed at this instant of event time, RFC 3339 with its "
+        "offset, to the millisecond (as `--as-of`; docs/semantics.md, 'As of an instant')",
+        examples=["2018-06-30T00:00:00+08:00"],
+    ),
+]
+
+
+def _instant(text: str | None) -> datetime | None:
+    """`as_of` as the instant; a 400 naming the parameter when it is not one."""
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise HTTPException(400, f"as_of: {text!r} is not an RFC 3339 time") from None
+    if at.tzinfo is None:
+        raise HTTPException(400, f"as_of: {text!r} has no offset (e.g. +08:00)")
+    if at.microsecond % 1000:
+        raise HTTPException(400, f"as_of: {text!r} is finer than a millisecond")
+    return at
 
 
 @router.get(
@@ -216,12 +242,17 @@ Year = Annotated[int | None, Query(ge=1970, le=2199, description="one assessment
     responses={200: {"model": list[UnitYearStatus]}},
 )
 def get_status(
-    principal: CurrentPrincipal, service: CurrentService, unit: Unit = None, year: Year = None
+    principal: CurrentPrincipal,
+    service: CurrentService,
+    unit: Unit = None,
+    year: Year = None,
+    as_of: AsOf = None,
 ) -> JSONResponse:
+    at = _instant(as_of)
     scope = _scope(principal, "status", service, unit)
     with _reading(service) as reader:
         config = reader.load_config() or (service.registry, service.rulebooks)
-        rows = status_rows(reader, config, unit=unit, year=year)
+        rows = status_rows(reader, config, unit=unit, year=year, as_of=at)
     return _json([r for r in rows if scope is None or r.unit in scope])
 
 
@@ -233,13 +264,21 @@ def get_status(
     responses={200: {"model": list[LedgerEntry]}},
 )
 def get_ledger(
-    principal: CurrentPrincipal, service: CurrentService, unit: Unit = None, year: Year = None
+    principal: CurrentPrincipal,
+    service: CurrentService,
+    unit: Unit = None,
+    year: Year = None,
+    as_of: AsOf = None,
 ) -> JSONResponse:
+    at = _instant(as_of)
     scope = _scope(principal, "ledger", service, unit)
     with _reading(service) as reader:
-        entries = [
-            e for e in reader.ledger(unit=unit, year=year) if scope is None or e.unit in scope
-        ]
+        found = (
+            reader.ledger(unit=unit, year=year)
+            if at is None
+            else reader.as_of(at).ledger(unit, year)
+        )
+        entries = [e for e in found if scope is None or e.unit in scope]
         posters = reader.posters([i for e in entries for i in e.event_ids])
     # as `tracker ledger --json`: who posted each event, aligned with `event_ids` ("": unknown)
     return JSONResponse(
@@ -265,10 +304,15 @@ def get_deadlines(
     unit: Unit = None,
     year: Year = None,
     all: Annotated[bool, Query(description="also met, late and withdrawn ones")] = False,
+    as_of: AsOf = None,
 ) -> JSONResponse:
+    at = _instant(as_of)
     scope = _scope(principal, "deadlines", service, unit)
     with _reading(service) as reader:
-        states = reader.deadlines(unit=unit, year=year)
+        if at is None:
+            states = reader.deadlines(unit=unit, year=year)
+        else:
+            states = reader.as_of(at).deadlines(unit, year)
     states = [d for d in states if scope is None or d.unit in scope]
     if not all:
         states = [d for d in states if d.status in ("open", "overdue")]
