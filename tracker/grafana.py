@@ -14,16 +14,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
-
-import niquests
-from grafana_client.api import GrafanaApi
-from grafana_client.client import GrafanaClientError, GrafanaException, GrafanaTimeoutError
 
 from sinks.dsn import mask
 from tracker import dashboard_json
 from tracker.dashboard_json import DATASOURCE_TYPE, DATASOURCE_UID
+
+# The client is imported where it is called: every CLI command imports this module at start,
+# and the client takes about 0.3 s to load, which only the commands that talk to Grafana pay.
+if TYPE_CHECKING:
+    from grafana_client.api import GrafanaApi
+    from grafana_client.client import GrafanaException
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 10.0
@@ -124,6 +126,8 @@ def connect(url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT) -> Grafan
     base = url.split("?", 1)[0].rstrip("/") + "/"
     user, sep, password = token.partition(":")
     credential: str | tuple[str, str] = (user, password) if sep else token
+    from grafana_client.api import GrafanaApi
+
     api: GrafanaApi = GrafanaApi.from_url(base, credential=credential, timeout=timeout)
     shown = mask(url)
     # /api/health answers without a token (grafana-client's health.check reads a signed-in page)
@@ -171,6 +175,8 @@ def dashboard_payload(dashboard: Mapping[str, Any], folder: str | None) -> dict[
 def _exists(
     get: Callable[[], Any], call: Callable[[str, Callable[[], Any]], Any], what: str
 ) -> bool:
+    from grafana_client.client import GrafanaClientError
+
     def probe() -> bool:
         try:
             get()
@@ -185,6 +191,8 @@ def _exists(
 
 def _caller(url: str) -> Callable[[str, Callable[[], T]], T]:
     """Run one API call, turning every client failure into a one-line GrafanaPushError."""
+    import niquests
+    from grafana_client.client import GrafanaException, GrafanaTimeoutError
 
     def call(what: str, action: Callable[[], T]) -> T:
         try:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from engine.clock import iso, local, year_start
 from engine.status import build_status
@@ -175,6 +174,8 @@ def shown(at: datetime) -> str:
 
 
 def render(report: Report) -> str:
+    from jinja2 import Environment, PackageLoader, StrictUndefined  # only `report` needs it
+
     env = Environment(
         loader=PackageLoader("tracker", "templates"),
         autoescape=True,  # every value: unit names, clauses, reasons and ids come from outside
