@@ -14,7 +14,7 @@ when the line is applied (docs/ingest.md). A replay of the log keeps the envelop
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -78,6 +78,10 @@ class Tracker:
         self._seq = 0
         self._in_log: set[str] = set()  # of the ids of the lines being applied
         self._log_written = True  # whether the store's log may hold any event (restore tells)
+        # What `look_up` found for several feeds to come, until the next write: the ids asked
+        # for, and those of them that the log holds.
+        self._looked_up: set[str] = set()
+        self._looked_up_logged: set[str] = set()
 
     def restore(self) -> int:
         """Replay every logged event so that new input continues the stream, and finish the
@@ -141,10 +145,24 @@ class Tracker:
         this tool's (module docstring); written at the next `flush`."""
         self._feed_chunk([(origin, raw, True)], _Stamp(envelope, tool_poster(origin)))
 
+    def feed_read(
+        self, lines: Sequence[tuple[str, Parsed]], origin: str, envelope: Envelope | None = None
+    ) -> set[str]:
+        """Lines read already (`tracker serve` reads them at its door), each with its origin
+        (`ORIGIN:LINE`), applied in order as `feed_lines` applies what it reads; written at the
+        next `flush`. Returns the ids among them that were logged before (the store's log and
+        the batch not yet written): the duplicates of the log."""
+        return self._apply_read(list(lines), _Stamp(envelope, tool_poster(origin)))
+
+    def look_up(self, ids: Iterable[str]) -> None:
+        """Look the ids of several feeds to come up in the event log at once (one query rather
+        than one per feed); what it finds counts until the next write."""
+        wanted = sorted(set(ids) - self._looked_up)
+        if self._log_written and wanted:
+            self._looked_up_logged |= self.store.known_events(wanted)
+        self._looked_up.update(wanted)
+
     def _feed_chunk(self, chunk: list[tuple[str, bytes | str, bool]], stamp: _Stamp) -> None:
-        """Read a chunk of lines, look their event ids up in the log at once, then apply them
-        in order: an event already in the log is a duplicate before any other check (spec 2;
-        the engine remembers no tick ids and forgets the events of closed years)."""
         parsed: list[tuple[str, Parsed]] = []
         for where, line, first in chunk:
             read = read_record(line, first=first)
@@ -152,16 +170,27 @@ class Tracker:
                 self._reject(read, where, stamp.at(self.clock()))
             elif read is not None:
                 parsed.append((where, read))
+        self._apply_read(parsed, stamp)
+
+    def _apply_read(self, parsed: list[tuple[str, Parsed]], stamp: _Stamp) -> set[str]:
+        """Look the lines' event ids up in the log at once, then apply them in order: an event
+        already in the log is a duplicate before any other check (spec 2; the engine remembers
+        no tick ids and forgets the events of closed years)."""
         self._in_log = self._logged([p.event.event_id for _, p in parsed])
+        logged_before = set(self._in_log)
         for where, p in parsed:
             self._apply(p, where, stamp)
+        return logged_before
 
     def _logged(self, ids: list[str]) -> set[str]:
-        """Which of the ids the event log holds, counting the batch not yet written."""
+        """Which of the ids the event log holds, counting the batch not yet written. An id
+        that `look_up` asked for since the last write is not asked for again: until a write,
+        only this tracker's batch can add to the log (of which it is the one writer)."""
         pending = {e.event_id for e in self._batch.events}
-        found = {i for i in ids if i in pending}
-        if self._log_written and ids:
-            found |= self.store.known_events(sorted(set(ids) - found))
+        found = {i for i in ids if i in pending or i in self._looked_up_logged}
+        rest = set(ids) - found - self._looked_up
+        if self._log_written and rest:
+            found |= self.store.known_events(sorted(rest))
         return found
 
     def _apply(self, parsed: Parsed, origin: str, stamp: _Stamp) -> Outcome:
@@ -195,13 +224,21 @@ class Tracker:
         return outcome
 
     def flush(self) -> None:
+        self._looked_up.clear()  # a write adds to the log: look up afresh after it
+        self._looked_up_logged.clear()
         if not len(self._batch):
             return
         letters = self._batch.dead_letters
         if letters:
-            # a re-ingested bad line keeps its first dead letter (and its first received_at)
-            known = self.store.known_letters([d.letter_id for d in letters])
-            self._batch.dead_letters = [d for d in letters if d.letter_id not in known]
+            # a re-ingested bad line keeps its first dead letter (and its first received_at),
+            # also when it comes twice before a write
+            known = self.store.known_letters(sorted({d.letter_id for d in letters}))
+            first = []
+            for letter in letters:
+                if letter.letter_id not in known:
+                    known.add(letter.letter_id)
+                    first.append(letter)
+            self._batch.dead_letters = first
         self._log_written |= bool(self._batch.events)
         self.store.write(self._batch)
         self._batch = Batch()

@@ -19,6 +19,7 @@ the Kafka backend (tracker/serve/kafka_backend.py) produces the lines to the eve
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,16 +29,17 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from engine import WorkCalendar
-from engine.step import Refusal
+from engine.step import Parsed, Refusal
 from schemas.envelope import Envelope
 from schemas.events import Event
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Store, StoreError, StoreReader
 from streams.post import Validator
-from tracker.pipeline import Tracker
+from tracker.pipeline import BATCH_SIZE, Tracker
 from tracker.principals import Principal
 from tracker.serve.authz import PostedByOf, may_post
+from tracker.serve.group_commit import GroupCommit, QueueTimeout
 
 Clock = Callable[[], datetime]
 LineStatus = Literal["accepted", "duplicate", "rejected", "invalid", "forbidden", "not_sent"]
@@ -213,12 +215,15 @@ class Service:
     def envelope(self, principal: Principal) -> Envelope:
         return Envelope(posted_by=principal.id, received_at=self.clock())
 
+    def _busy(self) -> ServiceBusy:
+        return ServiceBusy(
+            f"the tracker is busy: not taken within {self.lock_timeout_s:g}s; send it again"
+        )
+
     @contextmanager
     def _held(self, lock: threading.Lock) -> Iterator[None]:
         if not lock.acquire(timeout=self.lock_timeout_s):
-            raise ServiceBusy(
-                f"the tracker is busy: not taken within {self.lock_timeout_s:g}s; send it again"
-            )
+            raise self._busy()
         try:
             yield
         finally:
@@ -230,15 +235,6 @@ class _RecordingTracker(Tracker):
     answer them (they become dead letters as in `tracker ingest`)."""
 
     refused: dict[str, str]  # origin -> reason
-    # What the request's first look-up of the event log found: the ids logged before it. The
-    # service classifies duplicates with it rather than ask the store a second time.
-    logged_before: set[str] | None = None
-
-    def _logged(self, ids: list[str]) -> set[str]:
-        found = super()._logged(ids)
-        if self.logged_before is None:
-            self.logged_before = set(found)
-        return found
 
     def _reject(self, *args: Any, **kwargs: Any) -> None:
         origin, reason = _origin_and_reason(args, kwargs)
@@ -259,10 +255,22 @@ def _origin_and_reason(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[s
     return str(origin), str(reason or "rejected")
 
 
+@dataclass(frozen=True)
+class _Request:
+    """A request past the contract checks, waiting for its group (stage 2 of the module doc)."""
+
+    door: Door
+    principal: Principal
+
+
 class EmbeddedService(Service):
     """No broker: one pipeline into the store, in this process (`tracker serve` alone is a
-    whole tracker). One lock serializes every use of the store: FastAPI runs requests on a
-    thread pool, and the engine and the store client are not to be shared between threads."""
+    whole tracker). Requests are applied by group commit (tracker/serve/group_commit.py): those
+    that arrive while the store is being written wait, and the next group applies them one after
+    the other, in arrival order, exactly as if each came alone, then writes the group to the
+    store once and answers each request. One lock serializes every use of the store: FastAPI
+    runs requests on a thread pool, and the engine and the store client are not to be shared
+    between threads."""
 
     backend = "embedded"
 
@@ -280,7 +288,10 @@ class EmbeddedService(Service):
         self.store = store
         self._calendar = calendar
         self._lock = threading.Lock()
-        self._tracker = self._new_tracker()
+        self._tracker: _RecordingTracker | None = self._new_tracker()
+        self.groups = GroupCommit(
+            self._apply_group, size=lambda r: len(r.door.passed), max_group=BATCH_SIZE
+        )
 
     def _new_tracker(self) -> _RecordingTracker:
         tracker = _RecordingTracker(
@@ -295,45 +306,67 @@ class EmbeddedService(Service):
 
     def submit(self, raws: Sequence[str], principal: Principal) -> SubmitResult:
         door = self.read_lines(raws)
-        with self._held(self._lock):
-            self.authorize(door, principal, self._posted_by_of)
-            if door.refused:
-                return SubmitResult(tuple(door.refused), self.backend)
-            return self._apply(list(raws), door.passed, principal)
-
-    def _apply(self, raws: list[str], lines: list[_Checked], principal: Principal) -> SubmitResult:
-        """Every line through the pipeline in one chunk (one look-up of the log, one write),
-        stored before the answer: an accepted line is never lost."""
-        tracker = self._tracker
-        origin = f"api:{principal.id}"
-        ids = [item.event.event_id for item in lines]
         try:
-            # A request of one chunk (the usual case: --max-events is below the pipeline's chunk)
-            # is looked up in the log once, by the pipeline, which starts it with nothing
-            # pending; a longer one is looked up here first, as its later chunks are looked up
-            # after its first is applied.
-            one_chunk = len(raws) <= tracker.batch_size
-            logged_before = set() if one_chunk else self.store.known_events(sorted(set(ids)))
-            tracker.refused, tracker.logged_before = {}, None
-            # all the lines, blank ones too, so that the pipeline numbers them as the request does
-            tracker.feed_lines(raws, origin, envelope=self.envelope(principal))
-            if one_chunk:
-                logged_before = tracker.logged_before or set()
-        except StoreError as exc:
-            # What reached the event log is kept (the restore derives its outputs again); the
-            # rest was not accepted. Sending the request again is safe: logged lines are
-            # duplicates then.
-            self._tracker = self._new_tracker()
-            logged = self._logged(ids)
-            return SubmitResult(
-                tuple(
-                    LineResult(item.line, "not_sent", item.event.event_id)
-                    for item in lines
-                    if item.event.event_id not in logged
-                ),
-                self.backend,
-                error=f"the store failed: {exc}; send the request again (it is idempotent)",
-            )
+            return self.groups.run(_Request(door, principal), self.lock_timeout_s)
+        except QueueTimeout:
+            raise self._busy() from None
+
+    def _apply_group(self, group: Sequence[_Request]) -> list[SubmitResult | BaseException]:
+        """Each request authorized and applied in turn, as if it came alone, then the group
+        stored in one write before any is answered: an accepted line is never lost."""
+        with self._held(self._lock):
+            try:
+                tracker = self._tracker or self._rebuilt()
+            except ServiceUnavailable as exc:
+                return [exc] * len(group)
+            outcomes: list[SubmitResult | BaseException] = []
+            applied: set[int] = set()  # the requests given to the pipeline
+            # who posted what the group accepted so far: a later retraction asks (authorize)
+            posted: dict[str, str] = {}
+            try:
+                tracker.look_up(i.event.event_id for r in group for i in r.door.passed)
+                for index, request in enumerate(group):
+                    try:
+                        self.authorize(request.door, request.principal, self._poster(posted))
+                    except (ServiceUnavailable, StoreError) as exc:
+                        outcomes.append(exc)
+                        continue
+                    if request.door.refused:
+                        outcomes.append(SubmitResult(tuple(request.door.refused), self.backend))
+                        continue
+                    applied.add(index)
+                    result = self._apply(tracker, request.door.passed, request.principal)
+                    outcomes.append(result)
+                    posted.update(
+                        (r.event_id, request.principal.id)
+                        for r in result.lines
+                        if r.status == "accepted" and r.event_id is not None
+                    )
+                tracker.flush()
+            except StoreError as exc:
+                return self._failed(group, outcomes, applied, exc)
+            except BaseException:
+                self._tracker = None  # it may hold part of the group: rebuilt from the store
+                raise
+            for request, outcome in zip(group, outcomes, strict=True):
+                if isinstance(outcome, SubmitResult):
+                    for line in outcome.lines:
+                        if line.status == "accepted" and line.event_id is not None:
+                            self.remember(line.event_id, request.principal)
+            return outcomes
+
+    def _apply(
+        self, tracker: _RecordingTracker, lines: list[_Checked], principal: Principal
+    ) -> SubmitResult:
+        """The lines of one request through the pipeline, as the door read them (not read a
+        second time), classified as the pipeline applied them."""
+        origin = f"api:{principal.id}"
+        tracker.refused = {}
+        logged_before = tracker.feed_read(
+            [(f"{origin}:{item.line}", Parsed(item.event, item.raw)) for item in lines],
+            origin,
+            envelope=self.envelope(principal),
+        )
         results, seen = [], set(logged_before)
         for item in lines:
             event_id = item.event.event_id
@@ -345,14 +378,57 @@ class EmbeddedService(Service):
             else:
                 results.append(LineResult(item.line, "accepted", event_id))
                 seen.add(event_id)
-                self.remember(event_id, principal)
         return SubmitResult(tuple(results), self.backend)
+
+    def _failed(
+        self,
+        group: Sequence[_Request],
+        outcomes: list[SubmitResult | BaseException],
+        applied: set[int],
+        exc: StoreError,
+    ) -> list[SubmitResult | BaseException]:
+        """The store failed while the group was applied or written: every request of the group
+        that got past the door hears of it, and none is answered `accepted`. What reached the
+        event log is kept (the restore derives its outputs again); the rest was not accepted.
+        Sending a request again is safe: its logged lines are duplicates then."""
+        self._tracker = None
+        with contextlib.suppress(ServiceUnavailable):
+            self._rebuilt()  # else rebuilt by the next group
+        error = f"the store failed: {exc}; send the request again (it is idempotent)"
+        # the requests from the one that failed on were not (all) applied
+        hit = [i for i in range(len(group)) if i in applied or i >= len(outcomes)]
+        logged = self._logged([item.event.event_id for i in hit for item in group[i].door.passed])
+        out: list[SubmitResult | BaseException] = []
+        for index, request in enumerate(group):
+            if index not in hit:
+                out.append(outcomes[index])  # refused, or failed alone, before anything else
+            elif index not in applied and request.door.refused:
+                out.append(SubmitResult(tuple(request.door.refused), self.backend))
+            else:
+                unsent = tuple(
+                    LineResult(item.line, "not_sent", item.event.event_id)
+                    for item in request.door.passed
+                    if item.event.event_id not in logged
+                )
+                out.append(SubmitResult(unsent, self.backend, error=error))
+        return out
+
+    def _rebuilt(self) -> _RecordingTracker:
+        self._tracker = self._new_tracker()
+        return self._tracker
 
     def _logged(self, ids: list[str]) -> set[str]:
         try:
             return self.store.known_events(sorted(set(ids)))
         except StoreError:
             return set()
+
+    def _poster(self, posted: Mapping[str, str]) -> PostedByOf:
+        def posted_by_of(event_id: str) -> str | None:
+            found = posted.get(event_id)
+            return found if found is not None else self._posted_by_of(event_id)
+
+        return posted_by_of
 
     def _posted_by_of(self, event_id: str) -> str | None:
         recent = self.recent_poster(event_id)
