@@ -66,7 +66,13 @@ class Tracker:
         clock: Clock = wall_clock,
         batch_size: int = BATCH_SIZE,
         partition: int = 0,
+        remember_log: bool = False,
     ) -> None:
+        """`remember_log`: keep the ids of the whole event log in memory (read by `restore`, and
+        added to as events are logged) and ask the store no more which ids it holds. Only for
+        the store's one writer (`tracker serve`'s embedded backend; chDB lets one process hold a
+        store): an event another process logs meanwhile would not be seen as a duplicate. It
+        costs about 100 bytes per logged event."""
         self.store = store
         self._config = (registry, rulebooks, calendar)
         self.engine = Engine(registry, rulebooks, calendar)
@@ -82,6 +88,7 @@ class Tracker:
         # for, and those of them that the log holds.
         self._looked_up: set[str] = set()
         self._looked_up_logged: set[str] = set()
+        self._log_ids: set[str] | None = set() if remember_log else None
 
     def restore(self) -> int:
         """Replay every logged event so that new input continues the stream, and finish the
@@ -89,13 +96,18 @@ class Tracker:
         after the last commit mark are derived again and written, with a new mark."""
         committed = self.store.committed_seq(self.partition)
         replayed = 0
+        ids = self._log_ids = None if self._log_ids is None else set()
         events = self.store.logged_events()
         try:
             for logged in events:
+                if ids is not None:
+                    ids.add(logged.event_id)  # of every partition, as `known_events` answers
                 if logged.partition != self.partition:
                     continue
                 if logged.seq > committed:
-                    break  # the tail, replayed below page by page with its outputs
+                    if ids is None:
+                        break  # the tail, replayed below page by page with its outputs
+                    continue
                 self._replay(logged)
                 replayed += 1
         finally:
@@ -158,7 +170,7 @@ class Tracker:
         """Look the ids of several feeds to come up in the event log at once (one query rather
         than one per feed); what it finds counts until the next write."""
         wanted = sorted(set(ids) - self._looked_up)
-        if self._log_written and wanted:
+        if self._log_written and wanted and self._log_ids is None:
             self._looked_up_logged |= self.store.known_events(wanted)
         self._looked_up.update(wanted)
 
@@ -186,6 +198,8 @@ class Tracker:
         """Which of the ids the event log holds, counting the batch not yet written. An id
         that `look_up` asked for since the last write is not asked for again: until a write,
         only this tracker's batch can add to the log (of which it is the one writer)."""
+        if self._log_ids is not None:
+            return {i for i in ids if i in self._log_ids}
         pending = {e.event_id for e in self._batch.events}
         found = {i for i in ids if i in pending or i in self._looked_up_logged}
         rest = set(ids) - found - self._looked_up
@@ -214,6 +228,8 @@ class Tracker:
             self.summary.accepted += 1
             self._seq += 1
             self._in_log.add(event.event_id)
+            if self._log_ids is not None:
+                self._log_ids.add(event.event_id)
             self._batch.events.append(
                 logged_event(event, parsed.raw, self.partition, self._seq, envelope)
             )

@@ -96,8 +96,15 @@ class EmbeddedService(Service):
         )
 
     def _new_tracker(self) -> _RecordingTracker:
+        # the one writer of its store (chDB lets one process hold it): the ids of the event log
+        # are kept in memory, and no request asks the store for them
         tracker = _RecordingTracker(
-            self.store, self.registry, self.rulebooks, self._calendar, clock=self.clock
+            self.store,
+            self.registry,
+            self.rulebooks,
+            self._calendar,
+            clock=self.clock,
+            remember_log=True,
         )
         tracker.refused = {}
         try:
