@@ -389,6 +389,8 @@ def main() -> None:
         )
         broker.start(timeout_s=180)
         bootstrap = broker.bootstrap
+        # the servers log in as the intake with the broker's own credentials (SASL/SCRAM)
+        os.environ["TRACKER_KAFKA_CREDENTIALS"] = str(broker.credentials.folder)
     try:
         runs = [run(n, events, args, bootstrap) for n in range(1, args.runs + 1)]
     finally:

@@ -60,6 +60,7 @@ class ClickHouseStore:
         self.client = client or connect(dsn)
         # what the readers select of the event log and the dead letters (see `_read_old_tables`)
         self._readable = {"events": list(EVENT_COLS), "dead_letters": list(LETTER_COLS)}
+        self._column_types: dict[tuple[str, ...], Sequence[Any]] = {}  # see `_insert`
         try:
             if create:
                 from sinks.clickhouse_as_of import mark_history_missing
@@ -414,8 +415,16 @@ class ClickHouseStore:
         if not rows:
             return
         before_write(table)
+        name = f"{self.db}.{table}"
         try:
-            self.client.insert(f"{self.db}.{table}", rows, column_names=columns)
+            # The column types are asked once per table: the client would otherwise describe the
+            # table before every insert (a query each time). Opening a store adds any missing
+            # column first (sinks/ddl.py), and a column keeps its type.
+            types = self._column_types.get((table, *columns))
+            if types is None:
+                types = self.client.create_insert_context(name, columns).column_types
+                self._column_types[(table, *columns)] = types
+            self.client.insert(name, rows, column_names=columns, column_types=types)
         except ClickHouseError as exc:
             raise StoreError(f"store insert into {table} failed: {_first_line(exc)}") from None
 

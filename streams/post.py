@@ -215,10 +215,13 @@ class Poster:
         on_wait: Callable[[str], None] | None = None,
         login: KafkaLogin | None = None,
         admin: KafkaLogin | None = None,
+        linger_ms: int = 5,
     ):
         """`login`: the intake's (it may write the input topic and nothing else); `admin`: the
-        local broker's super user, to grant the prefix's ACLs first (`ensure_topics`)."""
+        local broker's super user, to grant the prefix's ACLs first (`ensure_topics`);
+        `linger_ms`: how long the producer waits to fill a batch before it sends."""
         self.bootstrap = bootstrap
+        self.linger_ms = linger_ms
         self.login = login
         self.admin = admin
         self.retry_within_s = retry_within_s
@@ -275,7 +278,7 @@ class Poster:
             bootstrap_servers=self.bootstrap,
             enable_idempotence=True,
             acks="all",
-            linger_ms=5,
+            linger_ms=self.linger_ms,
             **aiokafka_kwargs(self.login),
         )
         try:

@@ -18,8 +18,8 @@ from schemas.registry import Registry
 from sinks import Store
 from tracker.principals import PrincipalStore
 from tracker.serve.app import create_app
+from tracker.serve.embedded import EmbeddedService
 from tracker.serve.limits import Limits
-from tracker.serve.service import EmbeddedService
 
 REGISTRY: Registry = load_registry(DEMO_REGISTRY)
 BOOKS = dict(load_rulebooks())

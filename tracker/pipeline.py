@@ -14,7 +14,7 @@ when the line is applied (docs/ingest.md). A replay of the log keeps the envelop
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -66,7 +66,13 @@ class Tracker:
         clock: Clock = wall_clock,
         batch_size: int = BATCH_SIZE,
         partition: int = 0,
+        remember_log: bool = False,
     ) -> None:
+        """`remember_log`: keep the ids of the whole event log in memory (read by `restore`, and
+        added to as events are logged) and ask the store no more which ids it holds. Only for
+        the store's one writer (`tracker serve`'s embedded backend; chDB lets one process hold a
+        store): an event another process logs meanwhile would not be seen as a duplicate. It
+        costs about 100 bytes per logged event."""
         self.store = store
         self._config = (registry, rulebooks, calendar)
         self.engine = Engine(registry, rulebooks, calendar)
@@ -78,6 +84,11 @@ class Tracker:
         self._seq = 0
         self._in_log: set[str] = set()  # of the ids of the lines being applied
         self._log_written = True  # whether the store's log may hold any event (restore tells)
+        # What `look_up` found for several feeds to come, until the next write: the ids asked
+        # for, and those of them that the log holds.
+        self._looked_up: set[str] = set()
+        self._looked_up_logged: set[str] = set()
+        self._log_ids: set[str] | None = set() if remember_log else None
 
     def restore(self) -> int:
         """Replay every logged event so that new input continues the stream, and finish the
@@ -85,13 +96,18 @@ class Tracker:
         after the last commit mark are derived again and written, with a new mark."""
         committed = self.store.committed_seq(self.partition)
         replayed = 0
+        ids = self._log_ids = None if self._log_ids is None else set()
         events = self.store.logged_events()
         try:
             for logged in events:
+                if ids is not None:
+                    ids.add(logged.event_id)  # of every partition, as `known_events` answers
                 if logged.partition != self.partition:
                     continue
                 if logged.seq > committed:
-                    break  # the tail, replayed below page by page with its outputs
+                    if ids is None:
+                        break  # the tail, replayed below page by page with its outputs
+                    continue
                 self._replay(logged)
                 replayed += 1
         finally:
@@ -142,10 +158,24 @@ class Tracker:
         this tool's (module docstring); written at the next `flush`."""
         self._feed_chunk([(origin, raw, True)], _Stamp(envelope, tool_poster(origin)))
 
+    def feed_read(
+        self, lines: Sequence[tuple[str, Parsed]], origin: str, envelope: Envelope | None = None
+    ) -> set[str]:
+        """Lines read already (`tracker serve` reads them at its door), each with its origin
+        (`ORIGIN:LINE`), applied in order as `feed_lines` applies what it reads; written at the
+        next `flush`. Returns the ids among them that were logged before (the store's log and
+        the batch not yet written): the duplicates of the log."""
+        return self._apply_read(list(lines), _Stamp(envelope, tool_poster(origin)))
+
+    def look_up(self, ids: Iterable[str]) -> None:
+        """Look the ids of several feeds to come up in the event log at once (one query rather
+        than one per feed); what it finds counts until the next write."""
+        wanted = sorted(set(ids) - self._looked_up)
+        if self._log_written and wanted and self._log_ids is None:
+            self._looked_up_logged |= self.store.known_events(wanted)
+        self._looked_up.update(wanted)
+
     def _feed_chunk(self, chunk: list[tuple[str, bytes | str, bool]], stamp: _Stamp) -> None:
-        """Read a chunk of lines, look their event ids up in the log at once, then apply them
-        in order: an event already in the log is a duplicate before any other check (spec 2;
-        the engine remembers no tick ids and forgets the events of closed years)."""
         parsed: list[tuple[str, Parsed]] = []
         for where, line, first in chunk:
             read = read_record(line, first=first)
@@ -153,16 +183,29 @@ class Tracker:
                 self._reject(read, where, stamp.at(self.clock()))
             elif read is not None:
                 parsed.append((where, read))
+        self._apply_read(parsed, stamp)
+
+    def _apply_read(self, parsed: list[tuple[str, Parsed]], stamp: _Stamp) -> set[str]:
+        """Look the lines' event ids up in the log at once, then apply them in order: an event
+        already in the log is a duplicate before any other check (spec 2; the engine remembers
+        no tick ids and forgets the events of closed years)."""
         self._in_log = self._logged([p.event.event_id for _, p in parsed])
+        logged_before = set(self._in_log)
         for where, p in parsed:
             self._apply(p, where, stamp)
+        return logged_before
 
     def _logged(self, ids: list[str]) -> set[str]:
-        """Which of the ids the event log holds, counting the batch not yet written."""
+        """Which of the ids the event log holds, counting the batch not yet written. An id
+        that `look_up` asked for since the last write is not asked for again: until a write,
+        only this tracker's batch can add to the log (of which it is the one writer)."""
+        if self._log_ids is not None:
+            return {i for i in ids if i in self._log_ids}
         pending = {e.event_id for e in self._batch.events}
-        found = {i for i in ids if i in pending}
-        if self._log_written and ids:
-            found |= self.store.known_events(sorted(set(ids) - found))
+        found = {i for i in ids if i in pending or i in self._looked_up_logged}
+        rest = set(ids) - found - self._looked_up
+        if self._log_written and rest:
+            found |= self.store.known_events(sorted(rest))
         return found
 
     def _apply(self, parsed: Parsed, origin: str, stamp: _Stamp) -> Outcome:
@@ -186,6 +229,8 @@ class Tracker:
             self.summary.accepted += 1
             self._seq += 1
             self._in_log.add(event.event_id)
+            if self._log_ids is not None:
+                self._log_ids.add(event.event_id)
             self._batch.events.append(
                 logged_event(event, parsed.raw, self.partition, self._seq, envelope)
             )
@@ -197,13 +242,21 @@ class Tracker:
         return outcome
 
     def flush(self) -> None:
+        self._looked_up.clear()  # a write adds to the log: look up afresh after it
+        self._looked_up_logged.clear()
         if not len(self._batch):
             return
         letters = self._batch.dead_letters
         if letters:
-            # a re-ingested bad line keeps its first dead letter (and its first received_at)
-            known = self.store.known_letters([d.letter_id for d in letters])
-            self._batch.dead_letters = [d for d in letters if d.letter_id not in known]
+            # a re-ingested bad line keeps its first dead letter (and its first received_at),
+            # also when it comes twice before a write
+            known = self.store.known_letters(sorted({d.letter_id for d in letters}))
+            first = []
+            for letter in letters:
+                if letter.letter_id not in known:
+                    known.add(letter.letter_id)
+                    first.append(letter)
+            self._batch.dead_letters = first
         self._log_written |= bool(self._batch.events)
         self.store.write(self._batch)
         self._batch = Batch()

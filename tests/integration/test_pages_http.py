@@ -20,8 +20,8 @@ from config.registry import DEMO_REGISTRY
 from tracker.principals import PrincipalStore
 from tracker.serve.app import create_app
 from tracker.serve.backends import open_embedded
+from tracker.serve.embedded import EmbeddedService
 from tracker.serve.limits import Limits
-from tracker.serve.service import EmbeddedService
 
 pytestmark = pytest.mark.integration
 

@@ -5,6 +5,9 @@ received); a replayed request sends nothing again; a refused request sends nothi
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -138,3 +141,81 @@ def test_posted_events_reach_the_topic_with_the_envelope(
     ticks = by_id["tick-1"]
     assert sorted(r.partition for r in ticks) == list(range(PARTITIONS))
     assert {from_headers(r.headers).posted_by for r in ticks} == {"ticker:*"}  # type: ignore[union-attr]
+
+
+def test_a_request_waiting_for_the_broker_does_not_hold_the_next_one(
+    kafka_broker: str,  # noqa: F811
+    chdb_dsn: str,
+    tmp_path: Path,
+) -> None:
+    """The broker's confirmation (acks=all) of one request is awaited while the next request is
+    produced: the first request's confirmation is held here until the second has been handed to
+    the producer. One at a time (the whole request under the lock), the second would wait for
+    the first, which would wait for the second, until the timeout. A third request repeating the
+    first's event while it is on its way is a duplicate once the first is confirmed, and the
+    topic holds that event once."""
+    topics = Topics(unique_topic("serve-inflight"))
+    principals = PrincipalStore(tmp_path / "p.json")
+    _, token = principals.add("centre", None, "centre")
+    service = KafkaService(
+        kafka_broker,
+        REGISTRY,
+        BOOKS,
+        chdb_dsn,
+        topics=topics,
+        partitions=PARTITIONS,
+        lock_timeout_s=5,
+        login=login("intake"),
+        admin=login("admin"),
+    )
+    handed: list[str] = []
+    second_handed = asyncio.Event()
+    send = service.poster.send_with_headers
+
+    async def held_send(raw: str, event_: Any, headers: Any) -> list[asyncio.Future[Any]]:
+        futures = await send(raw, event_, headers)
+        handed.append(event_.event_id)
+        if len(handed) == 2:
+            second_handed.set()
+        if len(handed) > 1:
+            return futures
+
+        async def confirmed_after_the_second() -> Any:
+            await second_handed.wait()
+            return [await f for f in futures]
+
+        return [asyncio.ensure_future(confirmed_after_the_second())]
+
+    service.poster.send_with_headers = held_send  # type: ignore[method-assign]
+    client = TestClient(create_app(service, principals, Limits()))
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+    first = event("vuln.notice", "fj.gat", "n-1", notice_id="V-1")
+    second = event("vuln.notice", "fj.xm", "n-2", notice_id="V-2")
+    answers: dict[str, Any] = {}
+
+    def post(name: str, body: list[dict[str, Any]]) -> None:
+        answers[name] = client.post("/v1/events", content=jsonl(body).encode(), headers=headers)
+
+    try:
+        threads = [threading.Thread(target=post, args=("first", [first]))]
+        threads[0].start()
+        deadline = time.monotonic() + 10
+        while not handed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # the first is on its way (not confirmed): the same event again, then another one
+        threads.append(threading.Thread(target=post, args=("again", [first])))
+        threads[-1].start()
+        time.sleep(0.2)
+        threads.append(threading.Thread(target=post, args=("second", [second])))
+        threads[-1].start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        service.close()
+    assert {name: a.status_code for name, a in answers.items()} == dict.fromkeys(
+        ("first", "again", "second"), 200
+    )
+    assert (answers["first"].json()["accepted"], answers["second"].json()["accepted"]) == (1, 1)
+    assert answers["again"].json()["duplicates"] == 1
+    sent = [r.value.decode() for r in records(kafka_broker, topics.events)]
+    assert sorted(json.loads(v)["event_id"] for v in sent) == ["n-1", "n-2"]

@@ -15,7 +15,8 @@ from streams.kafka_auth import KafkaLogin
 from streams.topics import DEFAULT_PARTITIONS, Topics
 from tracker.pipeline import Tracker
 from tracker.registry_guard import check_registry_change
-from tracker.serve.service import EmbeddedService, Service, ServiceUnavailable
+from tracker.serve.embedded import EmbeddedService
+from tracker.serve.service import Service, ServiceUnavailable
 
 
 def open_embedded(

@@ -20,6 +20,7 @@ import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -35,6 +36,7 @@ from tracker.principals import Principal
 from tracker.serve.service import (
     Clock,
     LineResult,
+    LineStatus,
     Service,
     ServiceUnavailable,
     SubmitResult,
@@ -71,6 +73,19 @@ class EnvelopePoster(Poster):
         ]
 
 
+@dataclass(frozen=True)
+class _Sending:
+    """The records of one event handed to the producer, and who posted it."""
+
+    poster: str
+    futures: tuple[asyncio.Future[Any], ...]
+
+    def confirmed(self) -> bool:
+        return bool(self.futures) and all(
+            f.done() and not f.cancelled() and f.exception() is None for f in self.futures
+        )
+
+
 class KafkaService(Service):
     backend = "kafka"
 
@@ -94,13 +109,17 @@ class KafkaService(Service):
         self.store_dsn = store_dsn
         self.topics = topics or Topics()
         self._lock = threading.Lock()
+        # event id -> its records handed to the producer by a request that waits for the broker
+        self._in_flight: dict[str, _Sending] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="tracker-serve-kafka", daemon=True
         )
         self._thread.start()
+        # No linger: a single post is sent at once; records handed over while a produce request
+        # is on its way go together in the next one.
         self.poster = EnvelopePoster(
-            bootstrap, self.topics, registry, partitions, login=login, admin=admin
+            bootstrap, self.topics, registry, partitions, login=login, admin=admin, linger_ms=0
         )
         try:
             with quiet_kafka():
@@ -115,31 +134,106 @@ class KafkaService(Service):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
 
     def submit(self, raws: Sequence[str], principal: Principal) -> SubmitResult:
+        """Checked and authorized, then handed to the producer under the lock (so that the
+        records of concurrent requests keep the order of their checks); the broker's
+        confirmation is awaited outside it, so that the next request is produced meanwhile and
+        rides in the same produce requests."""
         door = self.read_lines(raws)
+        results: dict[int, LineResult] = {}
+        others: list[tuple[_Checked, _Sending]] = []  # sent by a request still waiting
         with self._held(self._lock):
             self.authorize(door, principal, self._posted_by_of)
             if door.refused:
                 return SubmitResult(tuple(door.refused), self.backend)
-            results: dict[int, LineResult] = {}
             fresh: list[_Checked] = []
             seen: set[str] = set()
             for item in door.passed:
                 event_id = item.event.event_id
+                sending = self._in_flight.get(event_id)
                 if event_id in seen or self.recent_poster(event_id) is not None:
                     results[item.line] = LineResult(item.line, "duplicate", event_id)
+                elif sending is not None:
+                    others.append((item, sending))
                 else:
                     fresh.append(item)
                     seen.add(event_id)
-            error = self._produce(fresh, principal, results)
+            sent, error = self._send(fresh, principal)
+        error = self._confirm(sent, others, principal, results) or error
+        if error is None and any(r.status == "not_sent" for r in results.values()):
+            error = "the broker did not confirm every record"
         return SubmitResult(tuple(results[k] for k in sorted(results)), self.backend, error)
 
+    def _send(
+        self, items: list[_Checked], principal: Principal
+    ) -> tuple[list[tuple[_Checked, _Sending]], str | None]:
+        """Hand the items to the producer (its buffer; nothing waits for the broker here)."""
+        headers = self.envelope(principal).headers()
+        handed: list[list[asyncio.Future[Any]]] = []
+
+        async def send() -> None:
+            for item in items:
+                handed.append(await self.poster.send_with_headers(item.raw, item.event, headers))
+
+        error = None
+        try:
+            if items:
+                self._run(send(), self.lock_timeout_s)
+        except concurrent.futures.TimeoutError:
+            error = f"the producer did not take every record within {self.lock_timeout_s:g}s"
+        except (KafkaError, TopicError) as exc:
+            error = f"Kafka: {exc}"
+        sent = []
+        for item, futures in zip(items, handed, strict=False):
+            sending = _Sending(principal.id, tuple(futures))
+            self._in_flight[item.event.event_id] = sending
+            sent.append((item, sending))
+        for item in items[len(handed) :]:
+            sent.append((item, _Sending(principal.id, ())))  # not handed over: not sent
+        return sent, error
+
+    def _confirm(
+        self,
+        sent: list[tuple[_Checked, _Sending]],
+        others: list[tuple[_Checked, _Sending]],
+        principal: Principal,
+        results: dict[int, LineResult],
+    ) -> str | None:
+        """Wait for the broker (acks=all) on the records of this request and on those of the
+        earlier requests that sent the same events; remember what was confirmed."""
+        futures = [f for _, s in sent + others for f in s.futures]
+        error = None
+        if futures:
+            try:
+                self._run(asyncio.wait(futures), self.lock_timeout_s)
+            except concurrent.futures.TimeoutError:
+                error = f"the broker did not confirm every record within {self.lock_timeout_s:g}s"
+        for item, sending in sent:
+            event_id = item.event.event_id
+            if sending.confirmed():
+                results[item.line] = LineResult(item.line, "accepted", event_id)
+                self.remember(event_id, principal)  # before it leaves the in-flight records
+            else:
+                results[item.line] = LineResult(item.line, "not_sent", event_id)
+            if self._in_flight.get(event_id) is sending:
+                del self._in_flight[event_id]
+        for item, sending in others:
+            # as if this request had come after the one that sent it: a duplicate once
+            # confirmed; not confirmed, it is not sent (sending it again is safe)
+            status: LineStatus = "duplicate" if sending.confirmed() else "not_sent"
+            results[item.line] = LineResult(item.line, status, item.event.event_id)
+        return error
+
     def _posted_by_of(self, event_id: str) -> str | None:
-        """The intake's own memory first, then the store (through the worker while it holds an
-        embedded one). Only retractions ask; a store that cannot be read refuses the request
-        (503) rather than let a retraction through unchecked."""
+        """The intake's own memory first (what it sent, confirmed or on its way), then the store
+        (through the worker while it holds an embedded one). Only retractions ask; a store that
+        cannot be read refuses the request (503) rather than let a retraction through
+        unchecked."""
         recent = self.recent_poster(event_id)
         if recent is not None:
             return recent
+        sending = self._in_flight.get(event_id)
+        if sending is not None:
+            return sending.poster
         reader = self.reader()
         try:
             return logged_poster(reader, event_id)
@@ -147,41 +241,6 @@ class KafkaService(Service):
             raise ServiceUnavailable(f"cannot tell who posted {event_id!r}: {exc}") from None
         finally:
             reader.close()
-
-    def _produce(
-        self, items: list[_Checked], principal: Principal, results: dict[int, LineResult]
-    ) -> str | None:
-        headers = self.envelope(principal).headers()
-        deliveries: list[list[asyncio.Future[Any]]] = []
-
-        async def send() -> None:
-            for item in items:
-                deliveries.append(
-                    await self.poster.send_with_headers(item.raw, item.event, headers)
-                )
-            await asyncio.gather(*(f for fs in deliveries for f in fs), return_exceptions=True)
-
-        error = None
-        try:
-            self._run(send(), self.lock_timeout_s)
-        except concurrent.futures.TimeoutError:
-            error = f"the broker did not confirm every record within {self.lock_timeout_s:g}s"
-        except (KafkaError, TopicError) as exc:
-            error = f"Kafka: {exc}"
-        for i, item in enumerate(items):
-            futures = deliveries[i] if i < len(deliveries) else []
-            confirmed = bool(futures) and all(
-                f.done() and not f.cancelled() and f.exception() is None for f in futures
-            )
-            event_id = item.event.event_id
-            if confirmed:
-                results[item.line] = LineResult(item.line, "accepted", event_id)
-                self.remember(event_id, principal)
-            else:
-                results[item.line] = LineResult(item.line, "not_sent", event_id)
-        if error is None and any(r.status == "not_sent" for r in results.values()):
-            error = "the broker did not confirm every record"
-        return error
 
     def reader(self) -> StoreReader:
         from tracker.commands import UserError, open_for_reading

@@ -12,9 +12,11 @@ A request's lines are judged in two stages:
    logged already: a replayed request changes nothing), or rejected by the engine (feedback for an
    unknown notice, ...: a dead letter, as the contract says, with the line in the answer).
 
-The embedded backend applies a request under one lock and writes it to the store before
-answering, so concurrent requests are applied one after the other and nothing is lost or doubled;
-the Kafka backend (tracker/serve/kafka_backend.py) produces the lines to the events topic.
+The embedded backend (tracker/serve/embedded.py) applies requests one after the other, in
+arrival order, and stores each before answering it; requests that arrive while it writes are
+applied together and stored in one write (group commit), each with the answer it would get alone,
+so nothing is lost or doubled. The Kafka backend (tracker/serve/kafka_backend.py) produces the
+lines to the events topic.
 """
 
 from __future__ import annotations
@@ -25,17 +27,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-from engine import WorkCalendar
-from engine.step import Refusal
 from schemas.envelope import Envelope
 from schemas.events import Event
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
-from sinks.base import Store, StoreError, StoreReader
+from sinks.base import StoreReader
 from streams.post import Validator
-from tracker.pipeline import Tracker
 from tracker.principals import Principal
 from tracker.serve.authz import PostedByOf, may_post
 
@@ -213,159 +212,19 @@ class Service:
     def envelope(self, principal: Principal) -> Envelope:
         return Envelope(posted_by=principal.id, received_at=self.clock())
 
+    def _busy(self) -> ServiceBusy:
+        return ServiceBusy(
+            f"the tracker is busy: not taken within {self.lock_timeout_s:g}s; send it again"
+        )
+
     @contextmanager
     def _held(self, lock: threading.Lock) -> Iterator[None]:
         if not lock.acquire(timeout=self.lock_timeout_s):
-            raise ServiceBusy(
-                f"the tracker is busy: not taken within {self.lock_timeout_s:g}s; send it again"
-            )
+            raise self._busy()
         try:
             yield
         finally:
             lock.release()
-
-
-class _RecordingTracker(Tracker):
-    """The pipeline, remembering which lines the engine refused and why, so that a request can
-    answer them (they become dead letters as in `tracker ingest`)."""
-
-    refused: dict[str, str]  # origin -> reason
-    # What the request's first look-up of the event log found: the ids logged before it. The
-    # service classifies duplicates with it rather than ask the store a second time.
-    logged_before: set[str] | None = None
-
-    def _logged(self, ids: list[str]) -> set[str]:
-        found = super()._logged(ids)
-        if self.logged_before is None:
-            self.logged_before = set(found)
-        return found
-
-    def _reject(self, *args: Any, **kwargs: Any) -> None:
-        origin, reason = _origin_and_reason(args, kwargs)
-        self.refused[origin] = reason
-        super()._reject(*args, **kwargs)
-
-
-def _origin_and_reason(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
-    """`Tracker._reject(refusal, origin)` (a `Refusal` with its reason) or `(raw, origin,
-    reason)`: read either way, so that the pipeline's private step can change shape."""
-    origin = kwargs.get("origin", args[1] if len(args) > 1 else "")
-    reason = kwargs.get("reason")
-    for arg in args:
-        if isinstance(arg, Refusal):
-            reason = arg.reason
-    if reason is None and len(args) > 2 and isinstance(args[2], str):
-        reason = args[2]
-    return str(origin), str(reason or "rejected")
-
-
-class EmbeddedService(Service):
-    """No broker: one pipeline into the store, in this process (`tracker serve` alone is a
-    whole tracker). One lock serializes every use of the store: FastAPI runs requests on a
-    thread pool, and the engine and the store client are not to be shared between threads."""
-
-    backend = "embedded"
-
-    def __init__(
-        self,
-        store: Store,
-        registry: Registry,
-        rulebooks: Mapping[str, Rulebook],
-        calendar: WorkCalendar,
-        *,
-        clock: Clock = wall_clock,
-        lock_timeout_s: float = 30.0,
-    ) -> None:
-        super().__init__(registry, rulebooks, clock=clock, lock_timeout_s=lock_timeout_s)
-        self.store = store
-        self._calendar = calendar
-        self._lock = threading.Lock()
-        self._tracker = self._new_tracker()
-
-    def _new_tracker(self) -> _RecordingTracker:
-        tracker = _RecordingTracker(
-            self.store, self.registry, self.rulebooks, self._calendar, clock=self.clock
-        )
-        tracker.refused = {}
-        try:
-            tracker.restore()
-        except StoreError as exc:
-            raise ServiceUnavailable(f"the store cannot be read: {exc}") from None
-        return tracker
-
-    def submit(self, raws: Sequence[str], principal: Principal) -> SubmitResult:
-        door = self.read_lines(raws)
-        with self._held(self._lock):
-            self.authorize(door, principal, self._posted_by_of)
-            if door.refused:
-                return SubmitResult(tuple(door.refused), self.backend)
-            return self._apply(list(raws), door.passed, principal)
-
-    def _apply(self, raws: list[str], lines: list[_Checked], principal: Principal) -> SubmitResult:
-        """Every line through the pipeline in one chunk (one look-up of the log, one write),
-        stored before the answer: an accepted line is never lost."""
-        tracker = self._tracker
-        origin = f"api:{principal.id}"
-        ids = [item.event.event_id for item in lines]
-        try:
-            # A request of one chunk (the usual case: --max-events is below the pipeline's chunk)
-            # is looked up in the log once, by the pipeline, which starts it with nothing
-            # pending; a longer one is looked up here first, as its later chunks are looked up
-            # after its first is applied.
-            one_chunk = len(raws) <= tracker.batch_size
-            logged_before = set() if one_chunk else self.store.known_events(sorted(set(ids)))
-            tracker.refused, tracker.logged_before = {}, None
-            # all the lines, blank ones too, so that the pipeline numbers them as the request does
-            tracker.feed_lines(raws, origin, envelope=self.envelope(principal))
-            if one_chunk:
-                logged_before = tracker.logged_before or set()
-        except StoreError as exc:
-            # What reached the event log is kept (the restore derives its outputs again); the
-            # rest was not accepted. Sending the request again is safe: logged lines are
-            # duplicates then.
-            self._tracker = self._new_tracker()
-            logged = self._logged(ids)
-            return SubmitResult(
-                tuple(
-                    LineResult(item.line, "not_sent", item.event.event_id)
-                    for item in lines
-                    if item.event.event_id not in logged
-                ),
-                self.backend,
-                error=f"the store failed: {exc}; send the request again (it is idempotent)",
-            )
-        results, seen = [], set(logged_before)
-        for item in lines:
-            event_id = item.event.event_id
-            reason = tracker.refused.get(f"{origin}:{item.line}")
-            if reason is not None:
-                results.append(LineResult(item.line, "rejected", event_id, reason))
-            elif event_id in seen:
-                results.append(LineResult(item.line, "duplicate", event_id))
-            else:
-                results.append(LineResult(item.line, "accepted", event_id))
-                seen.add(event_id)
-                self.remember(event_id, principal)
-        return SubmitResult(tuple(results), self.backend)
-
-    def _logged(self, ids: list[str]) -> set[str]:
-        try:
-            return self.store.known_events(sorted(set(ids)))
-        except StoreError:
-            return set()
-
-    def _posted_by_of(self, event_id: str) -> str | None:
-        recent = self.recent_poster(event_id)
-        if recent is not None:
-            return recent
-        return logged_poster(self.store, event_id)
-
-    def reader(self) -> StoreReader:
-        return cast(StoreReader, _LockedReader(self.store, self))
-
-    def close(self) -> None:
-        with self._held(self._lock):
-            self.store.close()
 
 
 def logged_poster(store: StoreReader, event_id: str) -> str | None:
@@ -375,23 +234,11 @@ def logged_poster(store: StoreReader, event_id: str) -> str | None:
     return None if found is None else found[0]
 
 
-class _LockedReader:
-    """The store's reading half, each call under the service's lock."""
+def __getattr__(name: str) -> Any:
+    # `EmbeddedService` lives in tracker/serve/embedded.py (beside kafka_backend.py); it is still
+    # importable from here, as it was
+    if name == "EmbeddedService":
+        from tracker.serve.embedded import EmbeddedService
 
-    def __init__(self, store: Store, service: EmbeddedService) -> None:
-        self._store = store
-        self._service = service
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._store, name)
-        if not callable(method):
-            return method
-
-        def locked(*args: Any, **kwargs: Any) -> Any:
-            with self._service._held(self._service._lock):
-                return method(*args, **kwargs)
-
-        return locked
-
-    def close(self) -> None:
-        pass  # the service owns the store
+        return EmbeddedService
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
