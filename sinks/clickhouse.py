@@ -15,13 +15,13 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from pydantic import ValidationError
 
 from engine.clock import local
-from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
+from schemas.ledger import ChainHead, DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, RegistryChange, StoreError, registry_hash
 from sinks.connection import connect, require_embedded_store, split_dsn
 from sinks.connection import first_line as _first_line
-from sinks.ddl import ENVELOPE_DEFAULTS, statements
+from sinks.ddl import CHAIN_DEFAULTS, ENVELOPE_DEFAULTS, statements
 from sinks.dsn import NoStoreError, canonical, chdb_location, store_id_file
 from sinks.faulty import before_write
 
@@ -31,6 +31,9 @@ LEDGER_COLS = list(LedgerEntry.model_fields)
 DEADLINE_COLS = list(DeadlineState.model_fields)
 LETTER_COLS = list(DeadLetter.model_fields)
 EVENT_COLS = list(LoggedEvent.model_fields)
+HEAD_COLS = list(ChainHead.model_fields)
+# what a column missing from a store no writer has opened since it was added reads as
+_OLD_DEFAULTS = {**ENVELOPE_DEFAULTS, **CHAIN_DEFAULTS}
 
 
 def _points(value: Decimal) -> Decimal:
@@ -55,7 +58,11 @@ class ClickHouseStore:
             require_embedded_store(dsn)
         self.client = client or connect(dsn)
         # what the readers select of the event log and the dead letters (see `_read_old_tables`)
-        self._readable = {"events": list(EVENT_COLS), "dead_letters": list(LETTER_COLS)}
+        self._readable = {
+            "events": list(EVENT_COLS),
+            "dead_letters": list(LETTER_COLS),
+            "ledger": list(LEDGER_COLS),
+        }
         try:
             if create:
                 for sql in statements(self.db):
@@ -131,14 +138,14 @@ class ClickHouseStore:
         columns' defaults say, unenveloped."""
         rows = self._query(
             "SELECT table, name FROM system.columns WHERE database = {db:String} "
-            "AND table IN ('events', 'dead_letters')",
+            "AND table IN ('events', 'dead_letters', 'ledger')",
             {"db": self.db},
         )
         present = {(str(t), str(n)) for t, n in rows}
         for table, columns in self._readable.items():
             self._readable[table] = [
-                f"{ENVELOPE_DEFAULTS[c]} AS {c}"
-                if c in ENVELOPE_DEFAULTS and (table, c) not in present
+                f"{_OLD_DEFAULTS[c]} AS {c}"
+                if c in _OLD_DEFAULTS and (table, c) not in present
                 else c
                 for c in columns
             ]
@@ -222,6 +229,7 @@ class ClickHouseStore:
         self._insert("events", EVENT_COLS, list(map(_EVENT_ROW, batch.events)))
         self._insert("ledger", LEDGER_COLS, list(map(_LEDGER_ROW, batch.entries)))
         self._insert("deadlines", DEADLINE_COLS, list(map(_DEADLINE_ROW, batch.deadlines)))
+        self._insert("chain_heads", HEAD_COLS, list(map(_HEAD_ROW, batch.heads)))
         now = datetime.now(UTC)
         self._insert(
             "batches",
@@ -307,6 +315,39 @@ class ClickHouseStore:
         )
         return [_logged(row) for row in rows]
 
+    def chain_heads(self) -> list[ChainHead]:
+        if not self._has_table("chain_heads"):
+            return []
+        rows = self._query(
+            f"SELECT {', '.join(HEAD_COLS)} FROM {self.db}.chain_heads FINAL "
+            "ORDER BY chain, key, through_seq"
+        )
+        heads = []
+        for row in rows:
+            values = dict(zip(HEAD_COLS, row, strict=True))
+            values.update(
+                through_seq=int(values["through_seq"]), signed_at=local(values["signed_at"])
+            )
+            heads.append(ChainHead.model_construct(**values))
+        return heads
+
+    def predates_chains(self) -> bool:
+        for table in ("events", "ledger"):
+            if "'' AS chain" in self._columns(table, "chain"):
+                rows = self._query(f"SELECT count() FROM {self.db}.{table}")
+            else:
+                rows = self._query(f"SELECT count() FROM {self.db}.{table} WHERE chain = ''")
+            if int(rows[0][0]):
+                return True
+        return False
+
+    def _has_table(self, name: str) -> bool:
+        rows = self._query(
+            "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+            {"db": self.db, "t": name},
+        )
+        return bool(rows[0][0])
+
     def next_seq(self, partition: int = 0) -> int:
         rows = self._query(
             f"SELECT max(seq) FROM {self.db}.events WHERE partition = {{p:UInt16}}",
@@ -316,7 +357,9 @@ class ClickHouseStore:
 
     def ledger(self, unit: str | None = None, year: int | None = None) -> list[LedgerEntry]:
         out = []
-        for v in self._select("ledger", LEDGER_COLS, unit, year, order="unit, year, seq"):
+        columns = self._columns("ledger").split(", ")
+        for v in self._select("ledger", columns, unit, year, order="unit, year, seq"):
+            v = {k.rsplit(" ", 1)[-1]: value for k, value in v.items()}
             v.update(
                 event_ids=tuple(v["event_ids"]),
                 requested=_points(v["requested"]),
@@ -414,6 +457,7 @@ _EVENT_ROW = operator.attrgetter(*EVENT_COLS)
 _LEDGER_ROW = operator.attrgetter(*LEDGER_COLS)
 _DEADLINE_ROW = operator.attrgetter(*DEADLINE_COLS)
 _LETTER_ROW = operator.attrgetter(*LETTER_COLS)
+_HEAD_ROW = operator.attrgetter(*HEAD_COLS)
 
 
 def _logged(row: Sequence[Any]) -> LoggedEvent:

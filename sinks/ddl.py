@@ -12,6 +12,8 @@ POINTS = "Decimal(18, 4)"
 # row from before envelopes reads as: posted by no one (UNKNOWN_POSTER), received at an unknown
 # time (UNKNOWN_RECEIPT, the epoch); every write names both.
 ENVELOPE_DEFAULTS = {"posted_by": "''", "received_at": "toDateTime64(0, 3, 'Asia/Shanghai')"}
+# Tamper evidence (issue 11, engine/chain.py): "" is what a row from before hash chains reads as.
+CHAIN_DEFAULTS = {"signature": "''", "digest": "''", "chain": "''"}
 POSTED_BY = f"posted_by String DEFAULT {ENVELOPE_DEFAULTS['posted_by']}"
 RECEIVED_AT = f"received_at {TS} DEFAULT {ENVELOPE_DEFAULTS['received_at']}"
 
@@ -20,7 +22,8 @@ TABLES: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS {{db}}.events (
             event_id String, partition UInt16, seq UInt64, unit String,
             type LowCardinality(String), at {TS}, year UInt16, raw String,
-            {POSTED_BY}, {RECEIVED_AT}
+            {POSTED_BY}, {RECEIVED_AT},
+            signature String DEFAULT '', digest String DEFAULT '', chain String DEFAULT ''
         ) ENGINE = ReplacingMergeTree ORDER BY event_id""",
     "ledger": f"""
         CREATE TABLE IF NOT EXISTS {{db}}.ledger (
@@ -28,8 +31,15 @@ TABLES: dict[str, str] = {
             rulebook LowCardinality(String), indicator LowCardinality(String), item String,
             rule String, count_key String, source_unit String, event_ids Array(String),
             requested {POINTS}, applied {POINTS}, capped Bool, reverses Nullable(String),
-            effective_at {TS}, reason String
+            effective_at {TS}, reason String,
+            digest String DEFAULT '', chain String DEFAULT ''
         ) ENGINE = ReplacingMergeTree ORDER BY (unit, year, entry_id)""",
+    # Signed heads of the hash chains (sinks/heads.py): every head any write signed.
+    "chain_heads": f"""
+        CREATE TABLE IF NOT EXISTS {{db}}.chain_heads (
+            chain LowCardinality(String), key String, through_seq UInt64, head String,
+            signature String, signed_at {TS}
+        ) ENGINE = ReplacingMergeTree ORDER BY (chain, key, through_seq)""",
     "deadlines": f"""
         CREATE TABLE IF NOT EXISTS {{db}}.deadlines (
             unit String, kind LowCardinality(String), ref String, year UInt16, event_id String,
@@ -83,6 +93,12 @@ MIGRATIONS: list[str] = [
     f"ALTER TABLE {{db}}.events ADD COLUMN IF NOT EXISTS {POSTED_BY} AFTER raw",
     f"ALTER TABLE {{db}}.events ADD COLUMN IF NOT EXISTS {RECEIVED_AT} AFTER posted_by",
     f"ALTER TABLE {{db}}.dead_letters ADD COLUMN IF NOT EXISTS {POSTED_BY} AFTER reason",
+    # issue 11: hash chains and intake signatures (the rows before: "", reported by audit verify)
+    "ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS signature String DEFAULT '' AFTER received_at",
+    "ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS digest String DEFAULT '' AFTER signature",
+    "ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS chain String DEFAULT '' AFTER digest",
+    "ALTER TABLE {db}.ledger ADD COLUMN IF NOT EXISTS digest String DEFAULT '' AFTER reason",
+    "ALTER TABLE {db}.ledger ADD COLUMN IF NOT EXISTS chain String DEFAULT '' AFTER digest",
 ]
 
 # Views for readers (CLI status, Grafana): deduplicated and aggregated, so no reader needs FINAL.

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
 
-from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
+from schemas.ledger import ChainHead, DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, RegistryChange, registry_hash
@@ -24,6 +24,7 @@ class MemoryStore:
         self._letters: dict[str, DeadLetter] = {}
         self._committed: dict[int, int] = {}
         self._changes: list[RegistryChange] = []
+        self._heads: dict[tuple[str, str, int], ChainHead] = {}
 
     def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None:
         before_write("config")
@@ -68,6 +69,10 @@ class MemoryStore:
                 old = self._deadlines.get(key)
                 if old is None or d.version >= old.version:
                     self._deadlines[key] = d
+        if batch.heads:
+            before_write("chain_heads")
+            for h in batch.heads:
+                self._heads[(h.chain, h.key, h.through_seq)] = h
         marks = batch.commit_marks()
         if marks:
             before_write("batches")
@@ -86,6 +91,14 @@ class MemoryStore:
     def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:
         rows = [e for e in self._events.values() if e.partition == partition and e.seq > seq]
         return sorted(rows, key=lambda e: e.seq)[:limit]
+
+    def chain_heads(self) -> list[ChainHead]:
+        return [self._heads[k] for k in sorted(self._heads)]
+
+    def predates_chains(self) -> bool:
+        return any(not e.chain for e in self._events.values()) or any(
+            not e.chain for e in self._entries.values()
+        )
 
     def next_seq(self, partition: int = 0) -> int:
         return 1 + max(

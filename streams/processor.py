@@ -47,6 +47,7 @@ from engine.warnings import DeadlineWarning, Warner, WarningPolicy
 from schemas.envelope import UNKNOWN_POSTER, UNKNOWN_RECEIPT, Envelope, from_headers
 from schemas.events import ClockTick
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent, trusted
+from sinks.heads import sign_envelope
 from streams.kafka_auth import KafkaLogin, aiokafka_kwargs
 from streams.settings import Config
 from streams.topics import partition_for
@@ -78,7 +79,9 @@ class Record:
         if found is not None:
             return found
         received = stamp(self.timestamp_ms) or UNKNOWN_RECEIPT
-        return trusted(Envelope, {"posted_by": UNKNOWN_POSTER, "received_at": received})
+        return trusted(
+            Envelope, {"posted_by": UNKNOWN_POSTER, "received_at": received, "signature": ""}
+        )
 
 
 @dataclass(slots=True)
@@ -107,6 +110,8 @@ class PartitionState:
         failed: dict[int, Outputs] | None = None,
     ) -> None:
         self.engine = Engine(config.registry, config.rulebooks, config.calendar)
+        self.signer = config.signer
+        self.head = ""  # the chain value of the partition's last logged event (engine/chain.py)
         self.warner = Warner(config.calendar, policy)
         self.partition = partition
         self.partitions = partitions
@@ -144,8 +149,13 @@ class PartitionState:
             return self._refuse(rec, applied.refusal)
         if applied.outcome.status == "duplicate":
             return Outputs()
+        envelope = rec.envelope()
+        if self.signer is not None and not envelope.signature:
+            envelope = sign_envelope(self.signer, envelope, read.raw)
+        logged = logged_event(event, read.raw, self.partition, rec.offset, envelope, self.head)
+        self.head = logged.chain
         return Outputs(
-            logged=logged_event(event, read.raw, self.partition, rec.offset, rec.envelope()),
+            logged=logged,
             entries=applied.outcome.entries,
             deadlines=applied.outcome.deadlines,
             warnings=self.warner.feed(applied.outcome.deadlines, self.engine.watermark),

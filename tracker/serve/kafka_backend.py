@@ -42,6 +42,7 @@ from tracker.serve.service import (
     logged_poster,
     wall_clock,
 )
+from tracker.serve.signing import signed_headers
 
 
 class EnvelopePoster(Poster):
@@ -151,11 +152,12 @@ class KafkaService(Service):
     def _produce(
         self, items: list[_Checked], principal: Principal, results: dict[int, LineResult]
     ) -> str | None:
-        headers = self.envelope(principal).headers()
+        envelope = self.envelope(principal)
         deliveries: list[list[asyncio.Future[Any]]] = []
 
         async def send() -> None:
             for item in items:
+                headers = signed_headers(envelope, item.raw)
                 deliveries.append(
                     await self.poster.send_with_headers(item.raw, item.event, headers)
                 )

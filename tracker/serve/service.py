@@ -38,6 +38,7 @@ from streams.post import Validator
 from tracker.pipeline import Tracker
 from tracker.principals import Principal
 from tracker.serve.authz import PostedByOf, may_post
+from tracker.serve.signing import intake_signer
 
 Clock = Callable[[], datetime]
 LineStatus = Literal["accepted", "duplicate", "rejected", "invalid", "forbidden", "not_sent"]
@@ -284,7 +285,12 @@ class EmbeddedService(Service):
 
     def _new_tracker(self) -> _RecordingTracker:
         tracker = _RecordingTracker(
-            self.store, self.registry, self.rulebooks, self._calendar, clock=self.clock
+            self.store,
+            self.registry,
+            self.rulebooks,
+            self._calendar,
+            clock=self.clock,
+            signer=intake_signer(),
         )
         tracker.refused = {}
         try:
