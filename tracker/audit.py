@@ -206,8 +206,8 @@ class _EventCheck:
             self._find(
                 e.partition,
                 where,
-                "it does not follow the event before it in the chain: an event before it was "
-                "deleted, inserted or moved",
+                f"it does not follow the event before it (seq {self.last_seq}) in the chain: "
+                "an event between them was deleted, or one was inserted or moved",
             )
         # recomputed from the content alone: what a signed head must equal
         self.previous = link(self.previous, digest)
