@@ -43,6 +43,7 @@ Bundle = Annotated[
         "--bundle",
         metavar="FILE",
         help="Verify this bundle of `tracker audit export` instead of a store.",
+        show_default="the store",
     ),
 ]
 
