@@ -6,15 +6,19 @@ ledger chain is one (unit, year) in entry `seq` order: the order the engine emit
 the store reads back by `seq`. The event log is chained per partition in `seq` order, the order
 of the write-ahead log and of its commit marks (docs/audit.md says why).
 
-The canonical form is a compact JSON array of the row's fields in a fixed order, in the forms
-every store gives back: points as plain decimals without trailing zeros ("-0" is "0"), instants
-as ISO 8601 in +08:00 with milliseconds (the store keeps milliseconds). JSON makes it
-unambiguous whatever text a field holds. The engine computes a ledger entry's hashes when it
-emits the entry, so a replay of the same events gives the same hashes, whichever path wrote them.
+The canonical form is the row's fields in a fixed order, each written as its length in
+characters, a colon and its text (None: "~"; a list: its items so written), so that no field can
+run into the next whatever text it holds; in the forms every store gives back: points as plain
+decimals without trailing zeros ("-0" is "0"), instants as ISO 8601 at +08:00 with milliseconds
+(the store keeps milliseconds), booleans as 1 and 0. (JSON would do as well and costs four
+times as much: the engine hashes every entry it emits.) The engine computes a ledger entry's
+hashes when it emits the entry, so a replay of the same events gives the same hashes, whichever
+path wrote them.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -22,10 +26,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from engine.clock import local
+from engine.clock import SHANGHAI
 
 GENESIS = ""  # what the first row of a chain follows
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # signed messages
 
 # The fields of each canonical form, in order (every field of the row but its hashes).
 LEDGER_FIELDS = (
@@ -63,50 +67,67 @@ EVENT_FIELDS = (
 
 
 def points(value: Decimal) -> str:
-    return format(value.normalize(), "f") if value else "0"
+    """A points value as plain decimal text without trailing zeros ("-0" and "0.00" are "0")."""
+    if not value:
+        return "0"
+    text = str(value)
+    if "E" in text or "e" in text:
+        return format(value.normalize(), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
 
 
+@functools.lru_cache(maxsize=4096)
 def instant(at: datetime) -> str:
-    return local(at).isoformat(timespec="milliseconds")
+    """Cached: `isoformat` costs more than the hash, and an event's entries share its instant."""
+    if at.tzinfo is not SHANGHAI:
+        at = at.astimezone(SHANGHAI)
+    return at.isoformat(timespec="milliseconds")
 
 
-def _canonical(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return points(value)
-    if isinstance(value, datetime):
-        return instant(value)
-    if isinstance(value, tuple | list):
-        return [_canonical(v) for v in value]
-    return value
+def _text(value: str | None) -> str:
+    """A field that cannot run into the next: its length, a colon, the text (None: "~")."""
+    return "~" if value is None else f"{len(value)}:{value}"
 
 
 def canonical(values: Mapping[str, Any], fields: tuple[str, ...]) -> bytes:
-    return _dumps([_canonical(values[f]) for f in fields]).encode("utf-8")
+    """The canonical form of `fields` of a row: each field as `_text` of its text form."""
+    out = []
+    for name in fields:
+        value = values[name]
+        if isinstance(value, Decimal):
+            value = points(value)
+        elif isinstance(value, datetime):
+            value = instant(value)
+        elif isinstance(value, tuple | list):
+            value = "".join(map(_text, value))
+        elif isinstance(value, bool):
+            value = "1" if value else "0"
+        elif value is not None and not isinstance(value, str):
+            value = str(value)
+        out.append(_text(value))
+    return "".join(out).encode("utf-8")
 
 
 def entry_digest(v: Mapping[str, Any]) -> str:
-    """The digest of a ledger entry's fields (a dict or a model's `__dict__`). Spelled out
-    rather than `canonical(v, LEDGER_FIELDS)`: the engine runs it for every entry it emits."""
-    form = [
-        v["entry_id"],
-        v["seq"],
-        v["unit"],
-        v["year"],
-        v["rulebook"],
-        v["indicator"],
-        v["item"],
-        v["rule"],
-        v["count_key"],
-        v["source_unit"],
-        list(v["event_ids"]),
-        points(v["requested"]),
-        points(v["applied"]),
-        v["capped"],
-        v["reverses"],
-        instant(v["effective_at"]),
-        v["reason"],
-    ]
-    return hashlib.sha256(_dumps(form).encode("utf-8")).hexdigest()
+    """The digest of a ledger entry's fields (a dict or a model's `__dict__`): `canonical(v,
+    LEDGER_FIELDS)`, spelled out because the engine runs it for every entry it emits."""
+    ids = "".join(map(_text, v["event_ids"]))
+    entry_id, unit, rulebook, indicator = v["entry_id"], v["unit"], v["rulebook"], v["indicator"]
+    item, rule, key, source = v["item"], v["rule"], v["count_key"], v["source_unit"]
+    seq, year = str(v["seq"]), str(v["year"])
+    requested, applied = points(v["requested"]), points(v["applied"])
+    at, reason = instant(v["effective_at"]), v["reason"]
+    form = (
+        f"{len(entry_id)}:{entry_id}{len(seq)}:{seq}{len(unit)}:{unit}{len(year)}:{year}"
+        f"{len(rulebook)}:{rulebook}{len(indicator)}:{indicator}{len(item)}:{item}"
+        f"{len(rule)}:{rule}{len(key)}:{key}{len(source)}:{source}{len(ids)}:{ids}"
+        f"{len(requested)}:{requested}{len(applied)}:{applied}"
+        f"1:{'1' if v['capped'] else '0'}{_text(v['reverses'])}{len(at)}:{at}"
+        f"{len(reason)}:{reason}"
+    )
+    return hashlib.sha256(form.encode("utf-8")).hexdigest()
 
 
 def event_digest(v: Mapping[str, Any]) -> str:

@@ -202,3 +202,31 @@ def builders_stream() -> list[Event]:
 def test_a_batch_without_rows_signs_nothing() -> None:
     assert sign_heads(SIGNER, [], []) == []
     assert Batch().heads == []
+
+
+def test_serve_signs_what_it_accepts_with_the_settings_key(tmp_path: Any, signing_key: Any) -> None:
+    """`tracker serve` (embedded backend) logs each accepted event signed with the settings' key
+    (the session's, tests/conftest.py), under the poster's principal; the store verifies clean."""
+    from config.signing import load_verifier
+    from tests.serve_kit import BOOKS as DEMO_BOOKS
+    from tests.serve_kit import REGISTRY as DEMO
+    from tests.serve_kit import serve
+
+    store = MemoryStore()
+    served = serve(store, tmp_path)
+    events = [
+        {"event_id": f"n{i}", "type": "vuln.notice", "unit": "fj.gat", "notice_id": f"V-{i}",
+         "system": "OA", "at": f"2018-03-0{i}T10:00:00+08:00"}
+        for i in (1, 2)
+    ]  # fmt: skip
+    assert served.post("centre", events).status_code == 200
+    verifier = load_verifier(signing_key)
+    logged = list(store.logged_events())
+    assert [e.event_id for e in logged] == ["n1", "n2"]
+    for e in logged:
+        assert e.posted_by.startswith("centre:")
+        assert verifier.valid(event_message(e.raw, e.posted_by, e.received_at), e.signature)
+    data = AuditData(
+        DEMO, DEMO_BOOKS, builders.calendar(), logged, store.ledger(), store.chain_heads()
+    )
+    assert verify(data, verifier).findings == []
