@@ -17,6 +17,9 @@ CHAIN_DEFAULTS = {"signature": "''", "digest": "''", "chain": "''"}
 POSTED_BY = f"posted_by String DEFAULT {ENVELOPE_DEFAULTS['posted_by']}"
 RECEIVED_AT = f"received_at {TS} DEFAULT {ENVELOPE_DEFAULTS['received_at']}"
 
+# The event log is keyed by partition and event id: a tick goes to every partition and is logged
+# in each, and each partition's hash chain needs its own copy (docs/audit.md). A store made
+# before issue 11 keeps its key (event_id alone: one copy of such a tick).
 TABLES: dict[str, str] = {
     "events": f"""
         CREATE TABLE IF NOT EXISTS {{db}}.events (
@@ -24,7 +27,7 @@ TABLES: dict[str, str] = {
             type LowCardinality(String), at {TS}, year UInt16, raw String,
             {POSTED_BY}, {RECEIVED_AT},
             signature String DEFAULT '', digest String DEFAULT '', chain String DEFAULT ''
-        ) ENGINE = ReplacingMergeTree ORDER BY event_id""",
+        ) ENGINE = ReplacingMergeTree ORDER BY (partition, event_id)""",
     "ledger": f"""
         CREATE TABLE IF NOT EXISTS {{db}}.ledger (
             entry_id String, seq UInt64, unit String, year UInt16,

@@ -18,7 +18,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self._id = uuid4().hex
         self._config: tuple[Registry, dict[str, Rulebook]] | None = None
-        self._events: dict[str, LoggedEvent] = {}
+        # by (partition, event_id), as the ClickHouse table: a tick is logged in every partition
+        self._events: dict[tuple[int, str], LoggedEvent] = {}
+        self._ids: dict[str, LoggedEvent] = {}
         self._entries: dict[str, LedgerEntry] = {}
         self._deadlines: dict[tuple[str, str, str], DeadlineState] = {}
         self._letters: dict[str, DeadLetter] = {}
@@ -57,7 +59,8 @@ class MemoryStore:
         if batch.events:
             before_write("events")
             for e in batch.events:
-                self._events.setdefault(e.event_id, e)
+                self._events.setdefault((e.partition, e.event_id), e)
+                self._ids.setdefault(e.event_id, e)
         if batch.entries:
             before_write("ledger")
             for entry in batch.entries:
@@ -86,7 +89,7 @@ class MemoryStore:
         yield from sorted(self._events.values(), key=lambda e: (e.partition, e.seq))
 
     def known_events(self, event_ids: Sequence[str]) -> set[str]:
-        return {i for i in event_ids if i in self._events}
+        return {i for i in event_ids if i in self._ids}
 
     def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:
         rows = [e for e in self._events.values() if e.partition == partition and e.seq > seq]
@@ -129,7 +132,7 @@ class MemoryStore:
         return {
             i: (e.posted_by, e.received_at)
             for i in event_ids
-            if (e := self._events.get(i)) is not None
+            if (e := self._ids.get(i)) is not None
         }
 
     def known_letters(self, letter_ids: Sequence[str]) -> set[str]:
