@@ -431,3 +431,13 @@ def test_a_bundle_edited_and_resummed_is_caught_by_its_chains(
         f"ledger {base.chain} position 2 (seq 2, entry {base.entry_ids[1]}): its content does not match"
         in out
     )
+
+
+def test_without_a_trusted_public_key_verify_refuses(
+    base: Base, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No --public-key and no key in the settings: a clear refusal, not a key from the store."""
+    monkeypatch.setenv("TRACKER_SIGNING_KEY", str(tmp_path / "missing.key"))
+    code = main(["audit", "verify", "--store", base.dsn(base.db)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--public-key" in err, err
