@@ -22,19 +22,12 @@ from typing import Any
 
 from config.signing import Verifier
 from engine import WorkCalendar
-from engine.chain import (
-    GENESIS,
-    entry_digest,
-    event_digest,
-    event_message,
-    head_message,
-    ledger_key,
-    link,
-)
+from engine.chain import GENESIS, entry_digest, event_digest, event_message, ledger_key, link
 from engine.whatif import WhatIfError, replay_log
 from schemas.ledger import ChainHead, LedgerEntry, LoggedEvent
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
+from tracker.audit_heads import check_heads, forged_head, heads_of, in_scope
 
 REBUILD = (
     "rebuild it by ingesting its events into a new store (`tracker ingest` of the events, "
@@ -98,17 +91,21 @@ class AuditData:
 def verify(data: AuditData, verifier: Verifier) -> Report:
     report = Report()
     ledger = _by_chain(data.ledger)
-    heads = [h for h in data.heads if h.chain == "events" or _head_in_scope(h, data)]
+    heads = [h for h in data.heads if h.chain == "events" or in_scope(h, data.in_scope)]
     report.heads = len(heads)
-    event_heads = _heads_of(heads, "events")
-    _check_head_signatures(heads, verifier, report)
+    event_heads = heads_of(heads, "events")
+    forged = forged_head(heads, verifier)
+    if forged is not None:
+        report.findings.append(Finding("chain_heads", *forged))
     replayed: dict[str, list[LedgerEntry]] = {}
+    refused = False  # an event the replay refuses: the first is reported
     events = _EventCheck(verifier, event_heads, report)
     try:
         for logged, outcome in replay_log(
             data.registry, data.rulebooks, data.calendar, events.checked(data.events)
         ):
-            if outcome.status != "accepted":
+            if outcome.status != "accepted" and not refused:
+                refused = True
                 report.findings.append(
                     Finding(
                         "events",
@@ -122,7 +119,7 @@ def verify(data: AuditData, verifier: Verifier) -> Report:
     except WhatIfError as exc:
         report.findings.append(Finding("events", "replay", str(exc)))
     events.finish()
-    ledger_heads = _heads_of(heads, "ledger")
+    ledger_heads = heads_of(heads, "ledger")
     for key, entries in sorted(ledger.items()):
         report.ledger_chains += 1
         report.entries += len(entries)
@@ -231,7 +228,7 @@ class _EventCheck:
         if self.partition is None:
             return
         key = str(self.partition)
-        _check_heads(
+        check_heads(
             "events",
             f"partition {key}",
             self.computed,
@@ -282,7 +279,7 @@ def _check_ledger_chain(
         previous = link(previous, digest)
         computed[e.seq] = previous
     last = entries[-1].seq if entries else -1
-    _check_heads("ledger", key, computed, last, heads, find)
+    check_heads("ledger", key, computed, last, heads, find)
     report.findings.extend(found)
 
 
@@ -343,66 +340,3 @@ def _differences(stored: LedgerEntry, replayed: LedgerEntry) -> str:
 def _shown(value: Any) -> str:
     text = str(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-# -- signed heads ------------------------------------------------------------------------------
-
-
-def _head_in_scope(head: ChainHead, data: AuditData) -> bool:
-    unit, _, year = head.key.rpartition("/")
-    return year.isdigit() and data.in_scope(unit, int(year))
-
-
-def _heads_of(heads: list[ChainHead], chain: str) -> dict[str, list[ChainHead]]:
-    out: dict[str, list[ChainHead]] = {}
-    for h in sorted(heads, key=lambda h: (h.key, h.through_seq)):
-        if h.chain == chain:
-            out.setdefault(h.key, []).append(h)
-    return out
-
-
-def _check_head_signatures(heads: list[ChainHead], verifier: Verifier, report: Report) -> None:
-    for h in heads:
-        message = head_message(h.chain, h.key, h.through_seq, h.head)
-        if not verifier.valid(message, h.signature):
-            report.findings.append(
-                Finding(
-                    "chain_heads",
-                    f"{h.chain} {h.key} through seq {h.through_seq}",
-                    "its signature does not match: the head was forged or altered, or signed "
-                    "with another key",
-                )
-            )
-            return
-
-
-def _check_heads(
-    chain: str,
-    name: str,
-    computed: dict[int, str],
-    last_seq: int,
-    heads: list[ChainHead],
-    find: Any,
-) -> None:
-    """Each signed head against the chain recomputed from the rows' content."""
-    covered = -1
-    for h in heads:
-        covered = max(covered, h.through_seq)
-        value = computed.get(h.through_seq)
-        where = f"{name} seq {h.through_seq}"
-        if value is None:
-            find(where, "missing: a signed head covers this row, the store does not hold it")
-            return
-        if value != h.head:
-            find(
-                where,
-                "the rows up to here are not the ones that were signed: rewritten (hashes "
-                "recomputed without the key)",
-            )
-            return
-    if last_seq > covered:
-        after = min(s for s in computed if s > covered)
-        find(
-            f"{name} seq {after}",
-            "no signed head covers this row or any after it: appended without the key",
-        )
