@@ -30,8 +30,8 @@ from schemas.rulebook import Rulebook
 from tracker.audit_heads import check_heads, forged_head, heads_of, in_scope
 
 REBUILD = (
-    "rebuild it by ingesting its events into a new store (`tracker ingest` of the events, "
-    "e.g. exported with `tracker replay`), which chains and signs every row"
+    "rebuild it: `tracker ingest` its events (the JSONL they were posted as, or the `raw` column "
+    "of its event log in `seq` order) into a new store, which chains and signs every row"
 )
 
 

@@ -345,7 +345,11 @@ def test_a_store_from_before_chains_is_named_with_its_remedy(
     client.command(f"DROP TABLE {db}.chain_heads")
     code, out = verify(base, db, capsys)
     assert code == 2, out
-    assert "predates hash chains" in out and "ingesting its events into a new store" in out
+    assert (
+        "predates hash chains" in out
+        and "`tracker ingest` its events" in out
+        and "into a new store" in out
+    )
     assert "Traceback" not in out
 
 
