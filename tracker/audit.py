@@ -273,7 +273,13 @@ def _check_ledger_chain(
         elif e.seq > position:
             find(where, f"the entry at seq {position} is missing: deleted")
         elif digest != e.digest:
-            find(where, "its content does not match its digest: modified")
+            moved = _written_at(e, len(entries))
+            find(
+                where,
+                f"it was written at seq {moved}: entries reordered"
+                if moved is not None
+                else "its content does not match its digest: modified",
+            )
         elif link(previous, e.digest) != e.chain:
             find(where, "it does not follow the entry before it in the chain")
         previous = link(previous, digest)
@@ -281,6 +287,14 @@ def _check_ledger_chain(
     last = entries[-1].seq if entries else -1
     check_heads("ledger", key, computed, last, heads, find)
     report.findings.extend(found)
+
+
+def _written_at(e: LedgerEntry, length: int) -> int | None:
+    """The other `seq` an entry's digest was made with, when only its `seq` changed (a move)."""
+    for seq in range(1, length + 1):
+        if seq != e.seq and entry_digest({**e.__dict__, "seq": seq}) == e.digest:
+            return seq
+    return None
 
 
 def _compare_replay(

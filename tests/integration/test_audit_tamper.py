@@ -270,8 +270,8 @@ CASES: list[tuple[str, Tamper, Callable[[Base], str], str]] = [
     # a forged entry appended with correct hashes: no signed head covers it, the events do not
     # produce it
     ("insert an entry", insert_entry, lambda b: f"ledger {b.chain} position {len(b.entry_ids) + 1} ", "inserted"),
-    # two entries swap places (their seq): the first swapped position no longer matches
-    ("swap two entries", swap_entries, _ledger_at(2), "does not match its digest: modified"),
+    # two entries swap places (their seq): the first swapped position names where it was written
+    ("swap two entries", swap_entries, _ledger_at(2), "it was written at seq 3: entries reordered"),
     # an event's body edited: its digest, and its intake signature, no longer match
     ("edit a raw event", edit_raw_event, _event_at(5), "does not match its digest: modified"),
     # posted_by changed and the chain recomputed: only the intake signature tells
