@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         None, description="`tracker serve` principals file (default: <data>/principals.json)"
     )
     token: SecretStr | None = Field(None, description="API token of a `tracker serve` client")
+    signing_key: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM) signing chain heads and events "
+        "(default: <data>/signing.key, made 0600 on first use)",
+    )
     serve_host: str = Field(DEFAULT_SERVE_HOST, description="address `tracker serve` binds")
     serve_port: int = Field(DEFAULT_SERVE_PORT, ge=1, le=65535, description="its port")
     serve_url: str = Field(

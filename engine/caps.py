@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from engine.chain import entry_digest, link
 from engine.compiled import CompiledRule
 from engine.ids import digest
 from schemas.ledger import LedgerEntry, trusted
@@ -51,6 +52,7 @@ class Assessment:
     generations: dict[tuple[str, str], int] = field(default_factory=dict)
     prefixes: dict[str, str] = field(default_factory=dict)  # id prefix per rule, built once
     seq: int = 0  # the last ledger `seq` of this (unit, year): kept and forgotten with it
+    head: str = ""  # the chain value of that entry (engine/chain.py)
 
     def headroom(self, caps: tuple[str, ...]) -> Decimal:
         room: Decimal | None = None
@@ -217,30 +219,28 @@ class Ledger:
     ) -> None:
         seq = assessment.seq = assessment.seq + 1
         rule = claim.rule
-        self.entries.append(
-            trusted(
-                LedgerEntry,
-                {
-                    "entry_id": entry_id,
-                    "seq": seq,
-                    "unit": assessment.unit,
-                    "year": assessment.year,
-                    "rulebook": assessment.rulebook,
-                    "indicator": rule.indicator,
-                    "item": rule.item,
-                    "rule": rule.key,
-                    "count_key": claim.count_key,
-                    "source_unit": claim.source_unit,
-                    "event_ids": event_ids,
-                    "requested": requested,
-                    "applied": applied,
-                    "capped": reverses is None and applied < requested,
-                    "reverses": reverses,
-                    "effective_at": effective_at,
-                    "reason": reason,
-                },
-            )
-        )
+        values = {
+            "entry_id": entry_id,
+            "seq": seq,
+            "unit": assessment.unit,
+            "year": assessment.year,
+            "rulebook": assessment.rulebook,
+            "indicator": rule.indicator,
+            "item": rule.item,
+            "rule": rule.key,
+            "count_key": claim.count_key,
+            "source_unit": claim.source_unit,
+            "event_ids": event_ids,
+            "requested": requested,
+            "applied": applied,
+            "capped": reverses is None and applied < requested,
+            "reverses": reverses,
+            "effective_at": effective_at,
+            "reason": reason,
+        }
+        digest = values["digest"] = entry_digest(values)
+        assessment.head = values["chain"] = link(assessment.head, digest)
+        self.entries.append(trusted(LedgerEntry, values))
 
     def drain(self) -> list[LedgerEntry]:
         out, self.entries = self.entries, []

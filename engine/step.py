@@ -16,6 +16,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from engine.chain import event_digest, link
 from engine.clock import SHANGHAI, assessment_year, local
 from engine.core import Engine
 from engine.outcome import Outcome
@@ -123,23 +124,26 @@ def letter_id(origin: str, raw: str) -> str:
 
 
 def logged_event(
-    event: Event, raw: str, partition: int, seq: int, envelope: Envelope
+    event: Event, raw: str, partition: int, seq: int, envelope: Envelope, previous: str
 ) -> LoggedEvent:
-    return trusted(
-        LoggedEvent,
-        {
-            "event_id": event.event_id,
-            "partition": partition,
-            "seq": seq,
-            "unit": "" if isinstance(event, ClockTick) else event.unit,
-            "type": event.type,
-            "at": local(event.at),
-            "year": assessment_year(event.at),
-            "raw": raw,
-            "posted_by": envelope.posted_by,
-            "received_at": stored_instant(envelope.received_at),
-        },
-    )
+    """The event log's row of an accepted event, chained after the row whose chain value is
+    `previous` (the partition's last logged event; engine/chain.py)."""
+    values = {
+        "event_id": event.event_id,
+        "partition": partition,
+        "seq": seq,
+        "unit": "" if isinstance(event, ClockTick) else event.unit,
+        "type": event.type,
+        "at": local(event.at),
+        "year": assessment_year(event.at),
+        "raw": raw,
+        "posted_by": envelope.posted_by,
+        "received_at": stored_instant(envelope.received_at),
+        "signature": envelope.signature,
+    }
+    digest = values["digest"] = event_digest(values)
+    values["chain"] = link(previous, digest)
+    return trusted(LoggedEvent, values)
 
 
 def stored_instant(at: datetime) -> datetime:

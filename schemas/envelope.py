@@ -14,6 +14,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 HEADER_POSTED_BY = "tracker-posted-by"
 HEADER_RECEIVED_AT = "tracker-received-at"
+# The intake's Ed25519 signature of the event with this envelope (issue 11; engine/chain.py
+# says what is signed), in base64; optional: a record without it is logged unsigned.
+HEADER_SIGNATURE = "tracker-signature"
 # What records that reached the events topic without an envelope (direct produce by an
 # operator's tool, or records from before envelopes existed) are attributed to.
 UNKNOWN_POSTER = ""
@@ -29,19 +32,27 @@ class Envelope(BaseModel):
     # tool's own name ("ingest:FILE", "ticker").
     posted_by: str = Field(max_length=200)
     received_at: AwareDatetime
+    signature: str = Field("", max_length=200)
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return [
+        pairs = [
             (HEADER_POSTED_BY, self.posted_by.encode()),
             (HEADER_RECEIVED_AT, self.received_at.isoformat().encode()),
         ]
+        if self.signature:
+            pairs.append((HEADER_SIGNATURE, self.signature.encode()))
+        return pairs
 
 
 def from_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> Envelope | None:
     """The envelope a Kafka record carries, or None when it carries none, or a broken one:
     headers are untrusted input like the body (a header may have no value, and one named twice
     with two values says nothing about which is true)."""
-    found: dict[str, list[bytes | None]] = {HEADER_POSTED_BY: [], HEADER_RECEIVED_AT: []}
+    found: dict[str, list[bytes | None]] = {
+        HEADER_POSTED_BY: [],
+        HEADER_RECEIVED_AT: [],
+        HEADER_SIGNATURE: [],
+    }
     for key, value in headers or ():
         if key in found:
             found[key].append(value)
@@ -51,10 +62,14 @@ def from_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> Envelope
     (poster,), (received,) = posted_by, received_at
     if not isinstance(poster, bytes) or not isinstance(received, bytes):
         return None
+    # a signature named twice, or without a value, is no signature (verify reports it unsigned)
+    signatures = set(found[HEADER_SIGNATURE])
+    signature = signatures.pop() if len(signatures) == 1 else None
     try:
         return Envelope(
             posted_by=poster.decode(),
             received_at=datetime.fromisoformat(received.decode()),
+            signature=signature.decode("ascii") if isinstance(signature, bytes) else "",
         )
     except (UnicodeDecodeError, ValueError, ValidationError):
         return None

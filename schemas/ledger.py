@@ -46,6 +46,10 @@ class LedgerEntry(BaseModel):
     reverses: str | None
     effective_at: AwareDatetime
     reason: str
+    # Tamper evidence (engine/chain.py): the SHA-256 of the fields above in canonical form, and
+    # the chain value linking the entry to the previous one of its (unit, year) by `seq`.
+    digest: str = ""
+    chain: str = ""
 
 
 class DeadlineState(BaseModel):
@@ -161,6 +165,28 @@ class LoggedEvent(BaseModel):
     raw: str
     posted_by: str
     received_at: AwareDatetime
+    # The intake's Ed25519 signature of (raw, posted_by, received_at) in base64 ("" unsigned),
+    # and the hash chain of the partition's log by `seq` (engine/chain.py).
+    signature: str = ""
+    digest: str = ""
+    chain: str = ""
+
+
+class ChainHead(BaseModel):
+    """A signed head of a hash chain (engine/chain.py): chain `chain` of `key` ("UNIT/YEAR" for
+    the ledger, the partition for the event log) ends, through the row with `through_seq`, in
+    `head`; `signature` is Ed25519 over `engine.chain.head_message`. `signed_at` is the time of
+    the newest row it covers (the entry's effective time, the event's receipt time), so a head
+    signed again is the same row (docs/audit.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chain: Literal["ledger", "events"]
+    key: str
+    through_seq: int
+    head: str
+    signature: str
+    signed_at: AwareDatetime
 
 
 def trusted(cls: type[_M], values: dict[str, Any]) -> _M:

@@ -8,7 +8,8 @@ in this order, each insert idempotent on deterministic ids:
    outputs can always be derived again by replaying the log;
 3. the ledger entries (and when each was seen) and 4. the deadline states (and their
    history) - derived from the events;
-5. a commit mark per partition: "the outputs of every logged event up to seq N are stored".
+5. the signed heads of the chains the batch extends (sinks/heads.py; issue 11);
+6. a commit mark per partition: "the outputs of every logged event up to seq N are stored".
 
 A process that dies between any two inserts leaves logged events whose outputs may be missing,
 always after the last commit mark; the next `Tracker.restore()` replays the log, derives the
@@ -25,7 +26,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from schemas.ledger import DeadLetter, DeadlineState, EntrySeen, LedgerEntry, LoggedEvent
+from schemas.ledger import (
+    ChainHead,
+    DeadLetter,
+    DeadlineState,
+    EntrySeen,
+    LedgerEntry,
+    LoggedEvent,
+)
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 
@@ -39,6 +47,8 @@ class Batch:
     # when the entries not seen at their effective_at were (engine.core.seen_times); written
     # with the ledger, and the deadlines (every state, not only the latest) to their history
     seen: list[EntrySeen] = field(default_factory=list)
+    # signed by the writer (sinks/heads.py); not counted in len(): they only attest the rest
+    heads: list[ChainHead] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.events) + len(self.entries) + len(self.deadlines) + len(self.dead_letters)
@@ -166,6 +176,14 @@ class StoreWriter(Protocol):
 
     def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:
         """Up to `limit` logged events of the partition with a higher seq, in seq order."""
+        ...
+
+    def chain_heads(self) -> list[ChainHead]:
+        """Every signed chain head stored, by chain, key and `through_seq`."""
+        ...
+
+    def predates_chains(self) -> bool:
+        """Whether the store holds events or entries written before hash chains (issue 11)."""
         ...
 
     def close(self) -> None: ...

@@ -15,13 +15,20 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from pydantic import ValidationError
 
 from engine.clock import local
-from schemas.ledger import DeadLetter, DeadlineState, EntrySeen, LedgerEntry, LoggedEvent
+from schemas.ledger import (
+    ChainHead,
+    DeadLetter,
+    DeadlineState,
+    EntrySeen,
+    LedgerEntry,
+    LoggedEvent,
+)
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, RegistryChange, StoreError, registry_hash
 from sinks.connection import connect, require_embedded_store, split_dsn
 from sinks.connection import first_line as _first_line
-from sinks.ddl import ENVELOPE_DEFAULTS, statements
+from sinks.ddl import CHAIN_DEFAULTS, ENVELOPE_DEFAULTS, statements
 from sinks.dsn import NoStoreError, canonical, chdb_location, store_id_file
 from sinks.faulty import before_write
 
@@ -35,6 +42,9 @@ DEADLINE_COLS = list(DeadlineState.model_fields)
 LETTER_COLS = list(DeadLetter.model_fields)
 SEEN_COLS = list(EntrySeen.model_fields)
 EVENT_COLS = list(LoggedEvent.model_fields)
+HEAD_COLS = list(ChainHead.model_fields)
+# what a column missing from a store no writer has opened since it was added reads as
+_OLD_DEFAULTS = {**ENVELOPE_DEFAULTS, **CHAIN_DEFAULTS}
 
 
 def _points(value: Decimal) -> Decimal:
@@ -59,7 +69,11 @@ class ClickHouseStore:
             require_embedded_store(dsn)
         self.client = client or connect(dsn)
         # what the readers select of the event log and the dead letters (see `_read_old_tables`)
-        self._readable = {"events": list(EVENT_COLS), "dead_letters": list(LETTER_COLS)}
+        self._readable = {
+            "events": list(EVENT_COLS),
+            "dead_letters": list(LETTER_COLS),
+            "ledger": list(LEDGER_COLS),
+        }
         self._column_types: dict[tuple[str, ...], Sequence[Any]] = {}  # see `_insert`
         try:
             if create:
@@ -150,14 +164,14 @@ class ClickHouseStore:
         columns' defaults say, unenveloped."""
         rows = self._query(
             "SELECT table, name FROM system.columns WHERE database = {db:String} "
-            "AND table IN ('events', 'dead_letters')",
+            "AND table IN ('events', 'dead_letters', 'ledger')",
             {"db": self.db},
         )
         present = {(str(t), str(n)) for t, n in rows}
         for table, columns in self._readable.items():
             self._readable[table] = [
-                f"{ENVELOPE_DEFAULTS[c]} AS {c}"
-                if c in ENVELOPE_DEFAULTS and (table, c) not in present
+                f"{_OLD_DEFAULTS[c]} AS {c}"
+                if c in _OLD_DEFAULTS and (table, c) not in present
                 else c
                 for c in columns
             ]
@@ -244,6 +258,7 @@ class ClickHouseStore:
         deadline_rows = list(map(_DEADLINE_ROW, batch.deadlines))
         self._insert("deadline_history", DEADLINE_COLS, deadline_rows)
         self._insert("deadlines", DEADLINE_COLS, deadline_rows)
+        self._insert("chain_heads", HEAD_COLS, list(map(_HEAD_ROW, batch.heads)))
         now = datetime.now(UTC)
         self._insert(
             "batches",
@@ -329,6 +344,39 @@ class ClickHouseStore:
         )
         return [_logged(row) for row in rows]
 
+    def chain_heads(self) -> list[ChainHead]:
+        if not self._has_table("chain_heads"):
+            return []
+        rows = self._query(
+            f"SELECT {', '.join(HEAD_COLS)} FROM {self.db}.chain_heads FINAL "
+            "ORDER BY chain, key, through_seq"
+        )
+        heads = []
+        for row in rows:
+            values = dict(zip(HEAD_COLS, row, strict=True))
+            values.update(
+                through_seq=int(values["through_seq"]), signed_at=local(values["signed_at"])
+            )
+            heads.append(ChainHead.model_construct(**values))
+        return heads
+
+    def predates_chains(self) -> bool:
+        for table in ("events", "ledger"):
+            if "'' AS chain" in self._columns(table, "chain"):
+                rows = self._query(f"SELECT count() FROM {self.db}.{table}")
+            else:
+                rows = self._query(f"SELECT count() FROM {self.db}.{table} WHERE chain = ''")
+            if int(rows[0][0]):
+                return True
+        return False
+
+    def _has_table(self, name: str) -> bool:
+        rows = self._query(
+            "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+            {"db": self.db, "t": name},
+        )
+        return bool(rows[0][0])
+
     def next_seq(self, partition: int = 0) -> int:
         rows = self._query(
             f"SELECT max(seq) FROM {self.db}.events WHERE partition = {{p:UInt16}}",
@@ -337,10 +385,9 @@ class ClickHouseStore:
         return int(rows[0][0] or 0) + 1
 
     def ledger(self, unit: str | None = None, year: int | None = None) -> list[LedgerEntry]:
-        return [
-            ledger_entry(v)
-            for v in self._select("ledger", LEDGER_COLS, unit, year, order="unit, year, seq")
-        ]
+        columns = self._columns("ledger").split(", ")
+        rows = self._select("ledger", columns, unit, year, order="unit, year, seq")
+        return [ledger_entry({k.rsplit(" ", 1)[-1]: v for k, v in row.items()}) for row in rows]
 
     def deadlines(self, unit: str | None = None, year: int | None = None) -> list[DeadlineState]:
         return [
@@ -435,6 +482,7 @@ _LEDGER_ROW = operator.attrgetter(*LEDGER_COLS)
 _DEADLINE_ROW = operator.attrgetter(*DEADLINE_COLS)
 _LETTER_ROW = operator.attrgetter(*LETTER_COLS)
 _SEEN_ROW = operator.attrgetter(*SEEN_COLS)
+_HEAD_ROW = operator.attrgetter(*HEAD_COLS)
 
 
 def ledger_entry(v: dict[str, Any]) -> LedgerEntry:

@@ -12,23 +12,30 @@ POINTS = "Decimal(18, 4)"
 # row from before envelopes reads as: posted by no one (UNKNOWN_POSTER), received at an unknown
 # time (UNKNOWN_RECEIPT, the epoch); every write names both.
 ENVELOPE_DEFAULTS = {"posted_by": "''", "received_at": "toDateTime64(0, 3, 'Asia/Shanghai')"}
+# Tamper evidence (issue 11, engine/chain.py): "" is what a row from before hash chains reads as.
+CHAIN_DEFAULTS = {"signature": "''", "digest": "''", "chain": "''"}
 POSTED_BY = f"posted_by String DEFAULT {ENVELOPE_DEFAULTS['posted_by']}"
 RECEIVED_AT = f"received_at {TS} DEFAULT {ENVELOPE_DEFAULTS['received_at']}"
 
+# The event log is keyed by partition and event id: a tick goes to every partition and is logged
+# in each, and each partition's hash chain needs its own copy (docs/audit.md). A store made
+# before issue 11 keeps its key (event_id alone: one copy of such a tick).
 TABLES: dict[str, str] = {
     "events": f"""
         CREATE TABLE IF NOT EXISTS {{db}}.events (
             event_id String, partition UInt16, seq UInt64, unit String,
             type LowCardinality(String), at {TS}, year UInt16, raw String,
-            {POSTED_BY}, {RECEIVED_AT}
-        ) ENGINE = ReplacingMergeTree ORDER BY event_id""",
+            {POSTED_BY}, {RECEIVED_AT},
+            signature String DEFAULT '', digest String DEFAULT '', chain String DEFAULT ''
+        ) ENGINE = ReplacingMergeTree ORDER BY (partition, event_id)""",
     "ledger": f"""
         CREATE TABLE IF NOT EXISTS {{db}}.ledger (
             entry_id String, seq UInt64, unit String, year UInt16,
             rulebook LowCardinality(String), indicator LowCardinality(String), item String,
             rule String, count_key String, source_unit String, event_ids Array(String),
             requested {POINTS}, applied {POINTS}, capped Bool, reverses Nullable(String),
-            effective_at {TS}, reason String
+            effective_at {TS}, reason String,
+            digest String DEFAULT '', chain String DEFAULT ''
         ) ENGINE = ReplacingMergeTree ORDER BY (unit, year, entry_id)""",
     # issue 11, as of an instant (sinks/as_of.py): when the entries not seen at their
     # effective_at entered the ledger, in event time (`after`: only strictly after `seen_at`)
@@ -43,6 +50,12 @@ TABLES: dict[str, str] = {
             noticed_at {TS}, due {TS}, notice_due Nullable({TS}), status LowCardinality(String),
             feedback_at Nullable({TS}), updated_at {TS}, version UInt64
         ) ENGINE = ReplacingMergeTree ORDER BY (unit, kind, ref, version)""",
+    # Signed heads of the hash chains (sinks/heads.py): every head any write signed.
+    "chain_heads": f"""
+        CREATE TABLE IF NOT EXISTS {{db}}.chain_heads (
+            chain LowCardinality(String), key String, through_seq UInt64, head String,
+            signature String, signed_at {TS}
+        ) ENGINE = ReplacingMergeTree ORDER BY (chain, key, through_seq)""",
     "deadlines": f"""
         CREATE TABLE IF NOT EXISTS {{db}}.deadlines (
             unit String, kind LowCardinality(String), ref String, year UInt16, event_id String,
@@ -98,6 +111,12 @@ MIGRATIONS: list[str] = [
     f"ALTER TABLE {{db}}.events ADD COLUMN IF NOT EXISTS {POSTED_BY} AFTER raw",
     f"ALTER TABLE {{db}}.events ADD COLUMN IF NOT EXISTS {RECEIVED_AT} AFTER posted_by",
     f"ALTER TABLE {{db}}.dead_letters ADD COLUMN IF NOT EXISTS {POSTED_BY} AFTER reason",
+    # issue 11: hash chains and intake signatures (the rows before: "", reported by audit verify)
+    "ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS signature String DEFAULT '' AFTER received_at",
+    "ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS digest String DEFAULT '' AFTER signature",
+    "ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS chain String DEFAULT '' AFTER digest",
+    "ALTER TABLE {db}.ledger ADD COLUMN IF NOT EXISTS digest String DEFAULT '' AFTER reason",
+    "ALTER TABLE {db}.ledger ADD COLUMN IF NOT EXISTS chain String DEFAULT '' AFTER digest",
 ]
 
 # Views for readers (CLI status, Grafana): deduplicated and aggregated, so no reader needs FINAL.

@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
 
-from schemas.ledger import DeadLetter, DeadlineState, EntrySeen, LedgerEntry, LoggedEvent
+from schemas.ledger import (
+    ChainHead,
+    DeadLetter,
+    DeadlineState,
+    EntrySeen,
+    LedgerEntry,
+    LoggedEvent,
+)
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.as_of import RowsAsOf
@@ -19,7 +26,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self._id = uuid4().hex
         self._config: tuple[Registry, dict[str, Rulebook]] | None = None
-        self._events: dict[str, LoggedEvent] = {}
+        # by (partition, event_id), as the ClickHouse table: a tick is logged in every partition
+        self._events: dict[tuple[int, str], LoggedEvent] = {}
+        self._ids: dict[str, LoggedEvent] = {}
         self._entries: dict[str, LedgerEntry] = {}
         self._deadlines: dict[tuple[str, str, str], DeadlineState] = {}
         self._history: dict[tuple[str, str, str, int], DeadlineState] = {}
@@ -27,6 +36,7 @@ class MemoryStore:
         self._letters: dict[str, DeadLetter] = {}
         self._committed: dict[int, int] = {}
         self._changes: list[RegistryChange] = []
+        self._heads: dict[tuple[str, str, int], ChainHead] = {}
 
     def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None:
         before_write("config")
@@ -59,7 +69,8 @@ class MemoryStore:
         if batch.events:
             before_write("events")
             for e in batch.events:
-                self._events.setdefault(e.event_id, e)
+                self._events.setdefault((e.partition, e.event_id), e)
+                self._ids.setdefault(e.event_id, e)
         if batch.entries:
             before_write("ledger")
             for entry in batch.entries:
@@ -78,6 +89,10 @@ class MemoryStore:
                 old = self._deadlines.get(key)
                 if old is None or d.version >= old.version:
                     self._deadlines[key] = d
+        if batch.heads:
+            before_write("chain_heads")
+            for h in batch.heads:
+                self._heads[(h.chain, h.key, h.through_seq)] = h
         marks = batch.commit_marks()
         if marks:
             before_write("batches")
@@ -91,11 +106,19 @@ class MemoryStore:
         yield from sorted(self._events.values(), key=lambda e: (e.partition, e.seq))
 
     def known_events(self, event_ids: Sequence[str]) -> set[str]:
-        return {i for i in event_ids if i in self._events}
+        return {i for i in event_ids if i in self._ids}
 
     def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:
         rows = [e for e in self._events.values() if e.partition == partition and e.seq > seq]
         return sorted(rows, key=lambda e: e.seq)[:limit]
+
+    def chain_heads(self) -> list[ChainHead]:
+        return [self._heads[k] for k in sorted(self._heads)]
+
+    def predates_chains(self) -> bool:
+        return any(not e.chain for e in self._events.values()) or any(
+            not e.chain for e in self._entries.values()
+        )
 
     def next_seq(self, partition: int = 0) -> int:
         return 1 + max(
@@ -126,7 +149,7 @@ class MemoryStore:
         return {
             i: (e.posted_by, e.received_at)
             for i in event_ids
-            if (e := self._events.get(i)) is not None
+            if (e := self._ids.get(i)) is not None
         }
 
     def known_letters(self, letter_ids: Sequence[str]) -> set[str]:

@@ -292,7 +292,7 @@ def prepare(
     if settings.runs_sink:
         run.store = StoreThread(lambda: _open_store(settings))
         run.stats = SinkStats()
-        run.decoder = BatchDecoder(topics, run.stats)
+        run.decoder = BatchDecoder(topics, run.stats, settings.engine_config.signer)
         sink.channel = HeldTopic(
             app, topics=list(topics.sink_inputs), key_serializer="raw", value_serializer="raw"
         )

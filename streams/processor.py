@@ -54,6 +54,7 @@ from schemas.ledger import (
     LoggedEvent,
     trusted,
 )
+from sinks.heads import sign_envelope
 from streams.kafka_auth import KafkaLogin, aiokafka_kwargs
 from streams.settings import Config
 from streams.topics import partition_for
@@ -85,7 +86,9 @@ class Record:
         if found is not None:
             return found
         received = stamp(self.timestamp_ms) or UNKNOWN_RECEIPT
-        return trusted(Envelope, {"posted_by": UNKNOWN_POSTER, "received_at": received})
+        return trusted(
+            Envelope, {"posted_by": UNKNOWN_POSTER, "received_at": received, "signature": ""}
+        )
 
 
 @dataclass(slots=True)
@@ -115,6 +118,8 @@ class PartitionState:
         failed: dict[int, Outputs] | None = None,
     ) -> None:
         self.engine = Engine(config.registry, config.rulebooks, config.calendar)
+        self.signer = config.signer
+        self.head = ""  # the chain value of the partition's last logged event (engine/chain.py)
         self.warner = Warner(config.calendar, policy)
         self.partition = partition
         self.partitions = partitions
@@ -152,8 +157,13 @@ class PartitionState:
             return self._refuse(rec, applied.refusal)
         if applied.outcome.status == "duplicate":
             return Outputs()
+        envelope = rec.envelope()
+        if self.signer is not None and not envelope.signature:
+            envelope = sign_envelope(self.signer, envelope, read.raw)
+        logged = logged_event(event, read.raw, self.partition, rec.offset, envelope, self.head)
+        self.head = logged.chain
         return Outputs(
-            logged=logged_event(event, read.raw, self.partition, rec.offset, rec.envelope()),
+            logged=logged,
             entries=applied.outcome.entries,
             deadlines=applied.outcome.deadlines,
             seen=applied.outcome.seen,

@@ -18,6 +18,7 @@ from config.holidays import official_calendar
 from config.registry import load_registry
 from config.rulebooks import load_rulebooks
 from config.settings import DEFAULT_KAFKA, Settings
+from config.signing import Signer, signer_at
 from engine import WorkCalendar
 from engine.warnings import WarningPolicy
 from schemas.registry import Registry
@@ -38,6 +39,9 @@ class Config:
     registry: Registry
     rulebooks: dict[str, Rulebook]
     calendar: WorkCalendar
+    # Signs unsigned input records (the worker is their intake) and the heads of each store
+    # write (config/signing.py); None: unsigned (tests of the engine path).
+    signer: Signer | None = None
 
     @classmethod
     def load(
@@ -76,6 +80,7 @@ class WorkerSettings:
     admin: KafkaLogin | None = None
     # The token of the web views (TRACKER_WORKER_TOKEN); None: made at start (`token_path`).
     web_token: SecretStr | None = None
+    signing_key: Path | None = None  # TRACKER_SIGNING_KEY; None: <data_dir>/signing.key
 
     @classmethod
     def from_settings(cls, env: Settings) -> WorkerSettings:
@@ -100,6 +105,7 @@ class WorkerSettings:
             login=login_for("worker", env),
             admin=local_admin(env),
             web_token=env.worker_token,
+            signing_key=env.signing_key,
         )
 
     def loaded(self) -> WorkerSettings:
@@ -108,7 +114,9 @@ class WorkerSettings:
             return self
         if self.units is None:
             raise ValueError("the worker needs a unit registry: set TRACKER_UNITS (or --units)")
-        return replace(self, config=Config.load(self.units, self.rulebooks, self.holidays))
+        config = Config.load(self.units, self.rulebooks, self.holidays)
+        signer = signer_at(self.signing_key, self.data_dir.resolve())
+        return replace(self, config=replace(config, signer=signer))
 
     @property
     def engine_config(self) -> Config:

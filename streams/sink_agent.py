@@ -18,10 +18,12 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from config.signing import Signer
 from schemas.envelope import UNKNOWN_POSTER, UNKNOWN_RECEIPT
 from schemas.ledger import DeadLetter, DeadlineState, EntrySeen, LedgerEntry, LoggedEvent
 from sinks.base import Batch, Store
 from sinks.dsn import mask
+from sinks.heads import sign_heads
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -98,8 +100,9 @@ SEEN_MARK = b'"seen_at":'
 class BatchDecoder:
     """Output records (topic, JSON value) -> one Batch. Values are JSON of the schema models."""
 
-    def __init__(self, topics: Topics, stats: SinkStats) -> None:
+    def __init__(self, topics: Topics, stats: SinkStats, signer: Signer | None = None) -> None:
         self.stats = stats
+        self.signer = signer  # signs the chain heads of each batch (sinks/heads.py)
         self._kinds = {
             topics.accepted: "events",
             topics.ledger: "entries",
@@ -131,6 +134,8 @@ class BatchDecoder:
                 log.error("skipping a record on %s that is not a %s: %s", topic, kind, exc)
                 continue
             self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
+        if self.signer is not None:
+            batch.heads = sign_heads(self.signer, batch.events, batch.entries)
         return batch
 
 

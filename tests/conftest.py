@@ -15,6 +15,25 @@ import pytest
 from sinks import MemoryStore, Store
 
 
+@pytest.fixture(scope="session", autouse=True)
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One Ed25519 key for the session's writers (config/signing.py), so that no test makes one
+    in the working directory's data dir; child processes inherit it through the environment."""
+    import os
+
+    from config.signing import make_key_file
+
+    path = tmp_path_factory.mktemp("keys") / "signing.key"
+    make_key_file(path)
+    before = os.environ.get("TRACKER_SIGNING_KEY")
+    os.environ["TRACKER_SIGNING_KEY"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("TRACKER_SIGNING_KEY", None)
+    else:
+        os.environ["TRACKER_SIGNING_KEY"] = before
+
+
 @pytest.fixture(scope="session")
 def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("chdb")

@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 
 from sinks.dsn import mask
 from tracker import (
+    audit_cli,
     commands,
     demo_cli,
     ingest,
@@ -139,6 +140,7 @@ def _commands() -> None:
     app.command("access", rich_help_panel=ops)(ops_cli.cmd_access)
     serve_cli.register(app)
     app.command("report", rich_help_panel=options.AUDIT)(report.cmd_report)
+    audit_cli.register(app)
     app.command("demo", rich_help_panel=demo)(demo_cli.cmd_demo)
     app.command("generate", rich_help_panel=demo)(demo_cli.cmd_generate)
 

@@ -84,6 +84,7 @@ def cmd_demo(
         )
         if code != EMBEDDED:
             return code
+    from config.signing import writer_signer
     from tracker import demo
 
     registry = load_registry(DEMO_REGISTRY)
@@ -94,7 +95,8 @@ def cmd_demo(
     sink = open_store(dsn)
     try:
         tracked = track_items(lines, label="ingesting", total=len(lines))
-        summary = ingest(sink, registry, books, official_calendar(), tracked, "demo")
+        signer = writer_signer(options.current())  # so that `tracker audit verify` passes
+        summary = ingest(sink, registry, books, official_calendar(), tracked, "demo", signer=signer)
         print(
             f"ingested: accepted {summary.accepted}, rejected {summary.rejected}, "
             f"duplicates {summary.duplicates}\n"

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from config.holidays import HolidayFileError
 from config.registry import ConfigFileError
 from config.rulebooks import RulebookError
+from config.signing import KeyFileError
 from engine import ConfigError
 from sinks import StoreError
 from tracker.registry_guard import RegistryChangeError
@@ -29,6 +30,7 @@ def user_errors() -> Iterator[None]:
         HolidayFileError,
         ConfigError,
         RegistryChangeError,
+        KeyFileError,
     ) as exc:
         raise UserError(str(exc)) from None
     except BrokenPipeError:

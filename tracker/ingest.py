@@ -19,6 +19,7 @@ import typer
 from config.holidays import official_calendar
 from config.registry import load_registry
 from config.rulebooks import load_rulebooks
+from config.signing import Signer, writer_signer
 from engine import WorkCalendar
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
@@ -42,16 +43,17 @@ def ingest(
     *,
     batch_size: int = BATCH_SIZE,
     replace_registry: bool = False,
+    signer: Signer | None = None,
 ) -> Summary:
     stored = sink.load_config()
     if stored is not None and not _same_config(stored, registry, books):
         # A run that stopped half-way is finished with the registry and rulebooks it began with,
         # so that its events' outputs are the ones it would have written.
         if sink.committed_seq() < sink.next_seq() - 1:
-            Tracker(sink, *stored, calendar, batch_size=batch_size).restore()
+            Tracker(sink, *stored, calendar, batch_size=batch_size, signer=signer).restore()
         check_registry_change(sink, registry, replace=replace_registry)
     sink.save_config(registry, books)
-    tracker = Tracker(sink, registry, books, calendar, batch_size=batch_size)
+    tracker = Tracker(sink, registry, books, calendar, batch_size=batch_size, signer=signer)
     tracker.restore()
     return tracker.feed_lines(lines, origin)
 
@@ -114,6 +116,7 @@ def cmd_ingest(
                 origin,
                 batch_size=batch_size,
                 replace_registry=replace_registry,
+                signer=writer_signer(options.current()),
             )
     finally:
         sink.close()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from config.signing import Signer
 from engine import Engine, Outcome, WorkCalendar
 from engine.step import (
     Parsed,
@@ -34,6 +35,7 @@ from schemas.ledger import LoggedEvent, trusted
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, Store, StoreError
+from sinks.heads import sign_envelope, sign_heads
 
 Clock = Callable[[], datetime]
 BATCH_SIZE = 20_000  # records per store write: big parts for ClickHouse, bounded memory
@@ -67,6 +69,7 @@ class Tracker:
         batch_size: int = BATCH_SIZE,
         partition: int = 0,
         remember_log: bool = False,
+        signer: Signer | None = None,
     ) -> None:
         """`remember_log`: keep the ids of the whole event log in memory (read by `restore`, and
         added to as events are logged) and ask the store no more which ids it holds. Only for
@@ -74,6 +77,9 @@ class Tracker:
         store): an event another process logs meanwhile would not be seen as a duplicate. It
         costs about 100 bytes per logged event."""
         self.store = store
+        # Signs each unsigned event it logs (the tool is the intake) and the chain heads of each
+        # write (docs/audit.md); without one, the chains are written unsigned.
+        self.signer = signer
         self._config = (registry, rulebooks, calendar)
         self.engine = Engine(registry, rulebooks, calendar)
         self.clock = clock
@@ -82,6 +88,7 @@ class Tracker:
         self.summary = Summary()
         self._batch = Batch()
         self._seq = 0
+        self._head = ""  # the chain value of the partition's last logged event
         self._in_log: set[str] = set()  # of the ids of the lines being applied
         self._log_written = True  # whether the store's log may hold any event (restore tells)
         # What `look_up` found for several feeds to come, until the next write: the ids asked
@@ -121,6 +128,7 @@ class Tracker:
                 redo.entries.extend(outcome.entries)
                 redo.deadlines.extend(outcome.deadlines)
                 redo.seen.extend(outcome.seen)
+            self._sign(redo)
             self.store.write(redo)
             replayed += len(page)
         self._log_written = replayed > 0
@@ -133,7 +141,8 @@ class Tracker:
             raise StoreError(
                 f"the event log holds an invalid event at seq {logged.seq}: {exc.reason}"
             ) from None
-        self._seq = max(self._seq, logged.seq)
+        if logged.seq > self._seq:
+            self._seq, self._head = logged.seq, logged.chain
         return self.engine.apply(event)
 
     def feed_lines(
@@ -231,9 +240,13 @@ class Tracker:
             self._in_log.add(event.event_id)
             if self._log_ids is not None:
                 self._log_ids.add(event.event_id)
-            self._batch.events.append(
-                logged_event(event, parsed.raw, self.partition, self._seq, envelope)
+            if self.signer is not None and not envelope.signature:
+                envelope = sign_envelope(self.signer, envelope, parsed.raw)
+            logged = logged_event(
+                event, parsed.raw, self.partition, self._seq, envelope, self._head
             )
+            self._head = logged.chain
+            self._batch.events.append(logged)
             self._batch.entries.extend(outcome.entries)
             self._batch.deadlines.extend(outcome.deadlines)
             self._batch.seen.extend(outcome.seen)
@@ -258,15 +271,20 @@ class Tracker:
                     first.append(letter)
             self._batch.dead_letters = first
         self._log_written |= bool(self._batch.events)
+        self._sign(self._batch)
         self.store.write(self._batch)
         self._batch = Batch()
+
+    def _sign(self, batch: Batch) -> None:
+        if self.signer is not None:
+            batch.heads = sign_heads(self.signer, batch.events, batch.entries)
 
     def _rebuild(self) -> None:
         """The engine raised half-way through an event, so its state may hold part of that event:
         store what came before, and rebuild the engine from the log."""
         self.flush()
         self.engine = Engine(*self._config)
-        self._seq = 0
+        self._seq, self._head = 0, ""
         self.restore()
 
     def _reject(self, refusal: Refusal, origin: str, envelope: Envelope) -> None:
@@ -292,7 +310,10 @@ class _Stamp:
         if self.envelope is not None:
             return self.envelope
         # built per line: skip the validation of values this tool made itself
-        return trusted(Envelope, {"posted_by": self.poster, "received_at": stored_instant(now)})
+        return trusted(
+            Envelope,
+            {"posted_by": self.poster, "received_at": stored_instant(now), "signature": ""},
+        )
 
 
 def _universal_newlines(lines: Iterable[bytes | str]) -> Iterator[bytes | str]:

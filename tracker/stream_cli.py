@@ -8,6 +8,7 @@ is given is checked before it contacts a broker.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -253,10 +254,14 @@ def cmd_worker(
     if role is not Role.processor:  # the roles that record the registry in the store
         _check_registry(dsn, config.registry, replace=replace_registry)
     login, admin = kafka_logins("worker")
+    # the worker signs what reaches it unsigned, and the heads of its writes (docs/audit.md)
+    from config.signing import writer_signer
+
+    signer = writer_signer(options.current())
     settings = WorkerSettings(
         login=login,
         admin=admin,
-        config=config,
+        config=dataclasses.replace(config, signer=signer),
         role=role.value,
         bootstrap=options.bootstrap(bootstrap),
         topics=topics_of(topic_prefix),

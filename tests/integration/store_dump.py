@@ -17,12 +17,19 @@ from typing import Any
 from engine.status import build_status
 from sinks.base import StoreReader
 
-MARK = "store-dump: "  # tells the dumps from what `tracker` itself prints
+MARK = "store-dump: "
+RECEIPT_BOUND = {
+    "received_at",
+    "signature",
+    "digest",
+    "chain",
+}  # tells the dumps from what `tracker` itself prints
 
 
 def dump(sink: StoreReader) -> dict[str, Any]:
     """Everything a user can read back; events and dead letters without their receipt time
-    (`tracker ingest` stamps its wall clock: a re-run is received later), with their poster."""
+    (`tracker ingest` stamps its wall clock: a re-run is received later), nor what covers it (an
+    event's signature and hashes: engine/chain.py), with their poster."""
     config = sink.load_config()
     status = []
     if config is not None:
@@ -34,9 +41,7 @@ def dump(sink: StoreReader) -> dict[str, Any]:
             )
         ]
     return {
-        "events": [
-            e.model_dump(mode="json", exclude={"received_at"}) for e in sink.logged_events()
-        ],
+        "events": [e.model_dump(mode="json", exclude=RECEIPT_BOUND) for e in sink.logged_events()],
         "ledger": [e.model_dump(mode="json") for e in sink.ledger()],
         "deadlines": [d.model_dump(mode="json") for d in sink.deadlines()],
         "letters": sorted([d.origin, d.raw, d.reason, d.posted_by] for d in sink.dead_letters()),

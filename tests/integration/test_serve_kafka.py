@@ -16,6 +16,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from fastapi.testclient import TestClient
 
+from config.signing import load_verifier
+from engine.chain import event_message
 from schemas.envelope import from_headers
 from streams.kafka_auth import aiokafka_kwargs
 from streams.topics import Topics, end_offsets, partition_for
@@ -63,6 +65,7 @@ def records(bootstrap: str, topic: str) -> list[Any]:
 
 
 def test_posted_events_reach_the_topic_with_the_envelope(
+    signing_key: Path,
     kafka_broker: str,  # noqa: F811
     chdb_dsn: str,
     tmp_path: Path,
@@ -137,6 +140,9 @@ def test_posted_events_reach_the_topic_with_the_envelope(
         envelope = from_headers(record.headers)
         assert envelope is not None and envelope.posted_by == "centre:*"
         assert isinstance(envelope.received_at, datetime) and envelope.received_at.tzinfo
+        # signed at intake with the settings' key, over the body as the worker will log it
+        message = event_message(record.value.decode().strip(), "centre:*", envelope.received_at)
+        assert load_verifier(signing_key).valid(message, envelope.signature)
     # a tick reaches every partition, stamped with the ticker
     ticks = by_id["tick-1"]
     assert sorted(r.partition for r in ticks) == list(range(PARTITIONS))

@@ -9,7 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from config.signing import Signer
+from engine.chain import head_message
 from engine.clock import local
 from engine.status import build_status
 from engine.step import logged_event
@@ -19,10 +22,13 @@ from schemas.registry import Registry
 from sinks import Batch, MemoryStore, Store, StoreError
 from sinks.base import registry_hash
 from sinks.faulty import write_drill
+from sinks.heads import sign_heads
 from tests.builders import BOOKS, REGISTRY, engine, ev, tick
 from tests.integration.store_dump import dump, lines_covered
 from tracker.ingest import ingest
 from tracker.pipeline import Tracker
+
+SIGNER = Signer(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))  # a fixed test key
 
 STREAM = [
     ev("vuln.notice", "2018-03-01T10:00", notice_id="V1", system="OA"),
@@ -51,11 +57,15 @@ POSTERS = [
 def _fill(sink: Store) -> Batch:
     eng = engine()
     batch = Batch()
+    head = ""
     for seq, (event, envelope) in enumerate(zip(STREAM, POSTERS, strict=True), start=1):
         out = eng.apply(event)
         batch.entries += out.entries
         batch.deadlines += out.deadlines
-        batch.events.append(logged_event(event, event.model_dump_json(), 0, seq, envelope))
+        logged = logged_event(event, event.model_dump_json(), 0, seq, envelope, head)
+        batch.events.append(logged)
+        head = logged.chain
+    batch.heads = sign_heads(SIGNER, batch.events, batch.entries)
     batch.dead_letters.append(
         DeadLetter(
             letter_id="d1",
@@ -140,15 +150,21 @@ def test_a_replay_of_the_log_reproduces_it_byte_for_byte(new_store: Callable[[],
 
     def feed(sink: Store, clock: datetime) -> Tracker:
         sink.save_config(REGISTRY, BOOKS)
-        tracker = Tracker(sink, REGISTRY, BOOKS, engine().calendar, clock=lambda: clock)
+        tracker = Tracker(
+            sink, REGISTRY, BOOKS, engine().calendar, clock=lambda: clock, signer=SIGNER
+        )
         tracker.feed_lines(LINES[:3], "f.jsonl")
         tracker.feed_lines(LINES[3:], "api", envelope=POSTERS[1])
         return tracker
 
-    def rows(sink: Store) -> tuple[list[str], list[str]]:
+    def rows(sink: Store) -> tuple[list[str], ...]:
+        """The log and the ledger with their signatures and hashes, and the last signed head
+        of every chain (a restore signs per page, so it may sign fewer heads in between)."""
+        last = {(h.chain, h.key): h for h in sink.chain_heads()}
         return (
             [e.model_dump_json() for e in sink.logged_events()],
             [e.model_dump_json() for e in sink.ledger()],
+            [last[k].model_dump_json() for k in sorted(last)],
         )
 
     now = datetime(2018, 3, 25, 1, 2, 3, 456_789, UTC)
@@ -160,10 +176,34 @@ def test_a_replay_of_the_log_reproduces_it_byte_for_byte(new_store: Callable[[],
     with write_drill("error", 1, table="batches"), contextlib.suppress(StoreError):
         log_only.write(Batch(events=list(first.logged_events())))
     later = Tracker(
-        log_only, REGISTRY, BOOKS, engine().calendar, clock=lambda: now + timedelta(days=2)
+        log_only,
+        REGISTRY,
+        BOOKS,
+        engine().calendar,
+        clock=lambda: now + timedelta(days=2),
+        signer=SIGNER,
     )
     assert later.restore() == len(rows(first)[0])
     assert rows(log_only) == rows(first)
+
+
+def test_signed_heads_round_trip(sink: Store) -> None:
+    """Each write stores the signed head of every chain it extends; the same batch written again
+    leaves the same heads; the rows carry their hashes, so the store does not predate chains."""
+    batch = _fill(sink)
+    assert {(h.chain, h.key) for h in batch.heads} == {("events", "0")} | {
+        ("ledger", f"{e.unit}/{e.year}") for e in batch.entries
+    }
+    assert [h.model_dump_json() for h in sink.chain_heads()] == [
+        h.model_dump_json() for h in sorted(batch.heads, key=lambda h: (h.chain, h.key))
+    ]
+    sink.write(batch)
+    assert sink.chain_heads() == sorted(batch.heads, key=lambda h: (h.chain, h.key))
+    verifier = SIGNER.verifier
+    for h in sink.chain_heads():
+        assert verifier.valid(head_message(h.chain, h.key, h.through_seq, h.head), h.signature)
+    assert not sink.predates_chains()
+    assert [e.chain for e in sink.ledger()] and all(e.digest for e in sink.logged_events())
 
 
 def test_writing_the_same_batch_twice_changes_nothing(sink: Store) -> None:
@@ -469,3 +509,39 @@ def test_a_store_error_at_any_write_is_recovered_by_the_next_run(
             failures.append(f"write {n}: the same lines after an empty re-run differ")
     assert n > 6, "the stream should take several writes"
     assert failures == [], f"{len(failures)} of {3 * (n - 1)} re-runs differ: {failures}"
+
+
+def test_a_store_made_before_chains_reads_as_such_and_gains_the_columns(chdb_dsn: str) -> None:
+    """A store whose event log and ledger have no hash columns (before issue 11): a reader reads
+    the rows with empty hashes and says the store predates chains; a writer adds the columns, as
+    a store made new has them, and the old rows still predate chains."""
+    from sinks.clickhouse import ClickHouseStore, split_dsn
+
+    _, db = split_dsn(chdb_dsn)
+    store = ClickHouseStore(chdb_dsn)
+    _fill(store)
+    for sql in (
+        f"ALTER TABLE {db}.events DROP COLUMN signature, DROP COLUMN digest, DROP COLUMN chain",
+        f"ALTER TABLE {db}.ledger DROP COLUMN digest, DROP COLUMN chain",
+        f"DROP TABLE {db}.chain_heads",
+    ):
+        store.client.command(sql)
+    store.close()
+    reader = ClickHouseStore(chdb_dsn, create=False)
+    try:
+        assert reader.predates_chains()
+        assert reader.chain_heads() == []
+        assert {e.chain for e in reader.ledger()} == {""}
+        assert {(e.signature, e.digest) for e in reader.logged_events()} == {("", "")}
+    finally:
+        reader.close()
+    writer = ClickHouseStore(chdb_dsn)
+    made_new = ClickHouseStore(chdb_dsn.replace(db, db + "_new"))
+    try:
+        assert writer.predates_chains()
+        for table in ("events", "ledger", "chain_heads"):
+            assert _columns(writer, db, table) == _columns(made_new, db + "_new", table)
+    finally:
+        made_new.client.command(f"DROP DATABASE IF EXISTS {db}_new")
+        made_new.close()
+        writer.close()

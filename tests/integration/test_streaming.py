@@ -284,6 +284,11 @@ def test_post_worker_status_equals_ingest(
         assert replay.returncode == 0, replay.stdout + replay.stderr
         assert "differences: 0" in replay.stdout
         assert worker.stop() == 0
+    # both stores verify: the worker signed what `tracker post` sent unsigned and the heads of
+    # its writes; the replay of its log, one engine per partition, gives its ledger (issue 11)
+    for store in (("--store", worker.dsn), ()):
+        verified = _tracker_cli("audit", "verify", *store, data=ingest_data)
+        assert verified.startswith("audit: clean: "), verified
 
 
 def _posters(ledger_jsonl: str) -> tuple[list[dict[str, Any]], list[str]]:

@@ -41,6 +41,8 @@ COMMANDS = {
     "ticker",
     "replay",
     "report",
+    "audit verify",
+    "audit export",
     "serve",
     "principals add",
     "principals list",

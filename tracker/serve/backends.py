@@ -17,6 +17,7 @@ from tracker.pipeline import Tracker
 from tracker.registry_guard import check_registry_change
 from tracker.serve.embedded import EmbeddedService
 from tracker.serve.service import Service, ServiceUnavailable
+from tracker.serve.signing import intake_signer
 
 
 def open_embedded(
@@ -60,7 +61,7 @@ def _config(
     if stored is not None and stored != (registry, books):
         # a run that stopped half-way is finished with the configuration it began with
         if sink.committed_seq() < sink.next_seq() - 1:
-            Tracker(sink, *stored, calendar).restore()
+            Tracker(sink, *stored, calendar, signer=intake_signer()).restore()
         check_registry_change(sink, registry, replace=replace_registry)
     sink.save_config(registry, books)
     return registry, books

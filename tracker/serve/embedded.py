@@ -30,6 +30,7 @@ from tracker.serve.service import (
     logged_poster,
     wall_clock,
 )
+from tracker.serve.signing import intake_signer
 
 
 class _RecordingTracker(Tracker):
@@ -105,6 +106,7 @@ class EmbeddedService(Service):
             self._calendar,
             clock=self.clock,
             remember_log=True,
+            signer=intake_signer(),
         )
         tracker.refused = {}
         try:

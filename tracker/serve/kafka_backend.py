@@ -44,6 +44,7 @@ from tracker.serve.service import (
     logged_poster,
     wall_clock,
 )
+from tracker.serve.signing import signed_headers
 
 
 class EnvelopePoster(Poster):
@@ -167,11 +168,12 @@ class KafkaService(Service):
         self, items: list[_Checked], principal: Principal
     ) -> tuple[list[tuple[_Checked, _Sending]], str | None]:
         """Hand the items to the producer (its buffer; nothing waits for the broker here)."""
-        headers = self.envelope(principal).headers()
+        envelope = self.envelope(principal)
         handed: list[list[asyncio.Future[Any]]] = []
 
         async def send() -> None:
             for item in items:
+                headers = signed_headers(envelope, item.raw)
                 handed.append(await self.poster.send_with_headers(item.raw, item.event, headers))
 
         error = None

@@ -1,0 +1,155 @@
+"""Hash chains of the ledger and of the event log (issue 11: tamper evidence). Pure: hashlib only.
+
+Each row carries `digest`, the SHA-256 of its canonical form, and `chain`, the SHA-256 of the
+previous row's `chain` followed by its own `digest` (the first row of a chain follows ""). A
+ledger chain is one (unit, year) in entry `seq` order: the order the engine emitted them, which
+the store reads back by `seq`. The event log is chained per partition in `seq` order, the order
+of the write-ahead log and of its commit marks (docs/audit.md says why).
+
+The canonical form is the row's fields in a fixed order, each written as its length in
+characters, a colon and its text (None: "~"; a list: its items so written), so that no field can
+run into the next whatever text it holds; in the forms every store gives back: points as plain
+decimals without trailing zeros ("-0" is "0"), instants as ISO 8601 at +08:00 with milliseconds
+(the store keeps milliseconds), booleans as 1 and 0. (JSON would do as well and costs four
+times as much: the engine hashes every entry it emits.) The engine computes a ledger entry's
+hashes when it emits the entry, so a replay of the same events gives the same hashes, whichever
+path wrote them.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from engine.clock import SHANGHAI
+
+GENESIS = ""  # what the first row of a chain follows
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # signed messages
+
+# The fields of each canonical form, in order (every field of the row but its hashes).
+LEDGER_FIELDS = (
+    "entry_id",
+    "seq",
+    "unit",
+    "year",
+    "rulebook",
+    "indicator",
+    "item",
+    "rule",
+    "count_key",
+    "source_unit",
+    "event_ids",
+    "requested",
+    "applied",
+    "capped",
+    "reverses",
+    "effective_at",
+    "reason",
+)
+EVENT_FIELDS = (
+    "event_id",
+    "partition",
+    "seq",
+    "unit",
+    "type",
+    "at",
+    "year",
+    "raw",
+    "posted_by",
+    "received_at",
+    "signature",
+)
+
+
+def points(value: Decimal) -> str:
+    """A points value as plain decimal text without trailing zeros ("-0" and "0.00" are "0")."""
+    if not value:
+        return "0"
+    text = str(value)
+    if "E" in text or "e" in text:
+        return format(value.normalize(), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def instant(at: datetime) -> str:
+    """Cached: `isoformat` costs more than the hash, and an event's entries share its instant."""
+    if at.tzinfo is not SHANGHAI:
+        at = at.astimezone(SHANGHAI)
+    return at.isoformat(timespec="milliseconds")
+
+
+def _text(value: str | None) -> str:
+    """A field that cannot run into the next: its length, a colon, the text (None: "~")."""
+    return "~" if value is None else f"{len(value)}:{value}"
+
+
+def canonical(values: Mapping[str, Any], fields: tuple[str, ...]) -> bytes:
+    """The canonical form of `fields` of a row: each field as `_text` of its text form."""
+    out = []
+    for name in fields:
+        value = values[name]
+        if isinstance(value, Decimal):
+            value = points(value)
+        elif isinstance(value, datetime):
+            value = instant(value)
+        elif isinstance(value, tuple | list):
+            value = "".join(map(_text, value))
+        elif isinstance(value, bool):
+            value = "1" if value else "0"
+        elif value is not None and not isinstance(value, str):
+            value = str(value)
+        out.append(_text(value))
+    return "".join(out).encode("utf-8")
+
+
+def entry_digest(v: Mapping[str, Any]) -> str:
+    """The digest of a ledger entry's fields (a dict or a model's `__dict__`): `canonical(v,
+    LEDGER_FIELDS)`, spelled out because the engine runs it for every entry it emits."""
+    ids = "".join(map(_text, v["event_ids"]))
+    entry_id, unit, rulebook, indicator = v["entry_id"], v["unit"], v["rulebook"], v["indicator"]
+    item, rule, key, source = v["item"], v["rule"], v["count_key"], v["source_unit"]
+    seq, year = str(v["seq"]), str(v["year"])
+    requested, applied = points(v["requested"]), points(v["applied"])
+    at, reason = instant(v["effective_at"]), v["reason"]
+    form = (
+        f"{len(entry_id)}:{entry_id}{len(seq)}:{seq}{len(unit)}:{unit}{len(year)}:{year}"
+        f"{len(rulebook)}:{rulebook}{len(indicator)}:{indicator}{len(item)}:{item}"
+        f"{len(rule)}:{rule}{len(key)}:{key}{len(source)}:{source}{len(ids)}:{ids}"
+        f"{len(requested)}:{requested}{len(applied)}:{applied}"
+        f"1:{'1' if v['capped'] else '0'}{_text(v['reverses'])}{len(at)}:{at}"
+        f"{len(reason)}:{reason}"
+    )
+    return hashlib.sha256(form.encode("utf-8")).hexdigest()
+
+
+def event_digest(v: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical(v, EVENT_FIELDS)).hexdigest()
+
+
+def link(previous: str, digest: str) -> str:
+    """The chain value of a row with `digest` following a row whose chain value is `previous`."""
+    return hashlib.sha256(f"{previous}{digest}".encode("ascii")).hexdigest()
+
+
+def event_message(raw: str, posted_by: str, received_at: datetime) -> bytes:
+    """What the intake signs of an event: its body as the event log keeps it (the stripped
+    line), who posted it and when it was received, in the canonical form above."""
+    return _dumps(["tracker-event", raw, posted_by, instant(received_at)]).encode("utf-8")
+
+
+def head_message(chain: str, key: str, through_seq: int, head: str) -> bytes:
+    """What a signed chain head says: chain `chain` ("ledger" or "events") of `key` ("UNIT/YEAR"
+    or the partition), through the row with `through_seq`, ends in `head`."""
+    return _dumps(["tracker-head", chain, key, through_seq, head]).encode("utf-8")
+
+
+def ledger_key(unit: str, year: int) -> str:
+    return f"{unit}/{year}"

@@ -1,0 +1,72 @@
+"""The signed chain heads a store write carries (issue 11; engine/chain.py, docs/audit.md).
+
+Every writer (`tracker ingest`, crash recovery, `tracker serve`, the Faust sink) signs, with each
+batch it writes, the last row of every chain the batch extends: per partition its last event,
+per (unit, year) its last ledger entry. The store keeps every head it was given (keyed by chain,
+key and `through_seq`), so an auditor checks each one against the chain recomputed from the rows;
+a head, its signature and its `signed_at` depend only on the row it covers, so writing the same
+batch again writes the same head rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Literal
+
+from config.signing import Signer
+from engine.chain import event_message, head_message, ledger_key
+from engine.step import stored_instant
+from schemas.envelope import Envelope
+from schemas.ledger import ChainHead, LedgerEntry, LoggedEvent, trusted
+
+
+def sign_envelope(signer: Signer, envelope: Envelope, raw: str) -> Envelope:
+    """The envelope with the intake's signature of the event (`raw`: the text the event log
+    keeps) under it: what `tracker serve`, `tracker ingest` and the worker sign on intake."""
+    received = stored_instant(envelope.received_at)
+    signature = signer.sign(event_message(raw, envelope.posted_by, received))
+    return trusted(
+        Envelope,
+        {"posted_by": envelope.posted_by, "received_at": received, "signature": signature},
+    )
+
+
+def sign_heads(
+    signer: Signer, events: Iterable[LoggedEvent], entries: Iterable[LedgerEntry]
+) -> list[ChainHead]:
+    last_event: dict[int, LoggedEvent] = {}
+    for e in events:
+        known = last_event.get(e.partition)
+        if known is None or e.seq > known.seq:
+            last_event[e.partition] = e
+    last_entry: dict[str, LedgerEntry] = {}
+    for entry in entries:
+        key = ledger_key(entry.unit, entry.year)
+        found = last_entry.get(key)
+        if found is None or entry.seq > found.seq:
+            last_entry[key] = entry
+    heads = [
+        _head(signer, "events", str(p), e.seq, e.chain, e.received_at)
+        for p, e in sorted(last_event.items())
+        if e.chain
+    ]
+    heads += [
+        _head(signer, "ledger", key, e.seq, e.chain, e.effective_at)
+        for key, e in sorted(last_entry.items())
+        if e.chain
+    ]
+    return heads
+
+
+def _head(
+    signer: Signer, chain: Literal["ledger", "events"], key: str, seq: int, head: str, at: datetime
+) -> ChainHead:
+    return ChainHead(
+        chain=chain,
+        key=key,
+        through_seq=seq,
+        head=head,
+        signature=signer.sign(head_message(chain, key, seq, head)),
+        signed_at=at,
+    )
