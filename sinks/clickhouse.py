@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -12,23 +11,40 @@ from uuid import uuid4
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
-from pydantic import ValidationError
 
 from engine.clock import local
 from schemas.ledger import (
     ChainHead,
     DeadLetter,
     DeadlineState,
-    EntrySeen,
     LedgerEntry,
     LoggedEvent,
 )
-from schemas.registry import Registry
-from schemas.rulebook import Rulebook
-from sinks.base import Batch, RegistryChange, StoreError, registry_hash
+from sinks.base import Batch, StoreError
+from sinks.clickhouse_config import ConfigTables
+from sinks.clickhouse_rows import (
+    DEADLINE_COLS,
+    DEADLINE_ROW,
+    EVENT_COLS,
+    EVENT_ROW,
+    HEAD_COLS,
+    HEAD_ROW,
+    LEDGER_COLS,
+    LEDGER_ROW,
+    LETTER_COLS,
+    LETTER_ROW,
+    OLD_DEFAULTS,
+    SEEN_COLS,
+    SEEN_ROW,
+    deadline_state,
+    ledger_entry,
+    logged_event_row,
+    stored_points,
+    unit_year_filter,
+)
 from sinks.connection import connect, require_embedded_store, split_dsn
 from sinks.connection import first_line as _first_line
-from sinks.ddl import CHAIN_DEFAULTS, ENVELOPE_DEFAULTS, statements
+from sinks.ddl import statements
 from sinks.dsn import NoStoreError, canonical, chdb_location, store_id_file
 from sinks.faulty import before_write
 
@@ -37,20 +53,6 @@ if TYPE_CHECKING:
 
 _LOOKUP_CHUNK = 10_000  # ids per IN (...) lookup: bounded query size
 
-LEDGER_COLS = list(LedgerEntry.model_fields)
-DEADLINE_COLS = list(DeadlineState.model_fields)
-LETTER_COLS = list(DeadLetter.model_fields)
-SEEN_COLS = list(EntrySeen.model_fields)
-EVENT_COLS = list(LoggedEvent.model_fields)
-HEAD_COLS = list(ChainHead.model_fields)
-# what a column missing from a store no writer has opened since it was added reads as
-_OLD_DEFAULTS = {**ENVELOPE_DEFAULTS, **CHAIN_DEFAULTS}
-
-
-def _points(value: Decimal) -> Decimal:
-    return value.normalize() if value else Decimal(0)
-
-
 # what the readers query: a database without them is not (yet) a tracker store
 READ_TABLES = ("meta", "events", "ledger", "deadlines", "dead_letters")
 STORE_ID = "store_id"  # meta key: a random id given to the store when it is created
@@ -58,7 +60,7 @@ STORE_ID = "store_id"  # meta key: a random id given to the store when it is cre
 __all__ = ["ClickHouseStore", "connect", "split_dsn"]
 
 
-class ClickHouseStore:
+class ClickHouseStore(ConfigTables):
     """`create=False` opens an existing store only (readers): a missing one is a NoStoreError
     and nothing is created, neither directories nor databases nor tables."""
 
@@ -170,8 +172,8 @@ class ClickHouseStore:
         present = {(str(t), str(n)) for t, n in rows}
         for table, columns in self._readable.items():
             self._readable[table] = [
-                f"{_OLD_DEFAULTS[c]} AS {c}"
-                if c in _OLD_DEFAULTS and (table, c) not in present
+                f"{OLD_DEFAULTS[c]} AS {c}"
+                if c in OLD_DEFAULTS and (table, c) not in present
                 else c
                 for c in columns
             ]
@@ -186,79 +188,17 @@ class ClickHouseStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None:
-        now = datetime.now(UTC)
-        used = {a.rulebook for a in registry.assessments}
-        self._record_registry_change(registry.model_dump_json(), now)
-        meta = [["registry", registry.model_dump_json(), now]] + [
-            [f"rulebook:{b.id}", b.model_dump_json(), now]
-            for b in rulebooks.values()
-            if b.id in used
-        ]
-        self._insert("meta", ["key", "value", "saved_at"], meta)
-        self._insert(
-            "units",
-            ["id", "name", "tier", "parent", "root", "saved_at"],
-            [[u.id, u.name, u.tier, u.parent, registry.root(u.id), now] for u in registry.units],
-        )
-        indicators, items = [], []
-        for book in rulebooks.values():
-            if book.id not in used:
-                continue
-            for ind in book.indicators:
-                indicators.append(
-                    [book.id, book.year, book.tier, ind.id, ind.name, ind.max_points, now]
-                )
-                items += [
-                    [book.id, ind.id, i.number, i.clause, i.cap_points, now] for i in ind.items
-                ]
-        self._insert(
-            "indicators",
-            ["rulebook", "year", "tier", "indicator", "name", "max_points", "saved_at"],
-            indicators,
-        )
-        self._insert(
-            "items", ["rulebook", "indicator", "item", "clause", "cap_points", "saved_at"], items
-        )
-
-    def _record_registry_change(self, new: str, now: datetime) -> None:
-        """Before the registry itself is saved: a crash in between leaves the change recorded,
-        and the retry, finding it as the last row, does not record it twice."""
-        rows = self._query(f"SELECT value FROM {self.db}.meta FINAL WHERE key = 'registry'")
-        old_hash = registry_hash(str(rows[0][0])) if rows else ""
-        new_hash = registry_hash(new)
-        if old_hash == new_hash:
-            return
-        last = self._query(
-            f"SELECT old_hash, new_hash FROM {self.db}.registry_changes "
-            "ORDER BY changed_at DESC LIMIT 1"
-        )
-        if last and (last[0][0], last[0][1]) == (old_hash, new_hash):
-            return
-        self._insert(
-            "registry_changes",
-            ["changed_at", "old_hash", "new_hash", "registry"],
-            [[now, old_hash, new_hash, new]],
-        )
-
-    def registry_changes(self) -> list[RegistryChange]:
-        rows = self._query(
-            f"SELECT changed_at, old_hash, new_hash, registry FROM {self.db}.registry_changes "
-            "ORDER BY changed_at"
-        )
-        return [RegistryChange(local(t), str(o), str(n), str(r)) for t, o, n, r in rows]
-
     def write(self, batch: Batch) -> None:
         """Insert a batch in the crash-safe order of `sinks.base`; each table's rows carry ids,
         so a repeated write is absorbed. Each insert is one atomic data part."""
-        self._insert("dead_letters", LETTER_COLS, list(map(_LETTER_ROW, batch.dead_letters)))
-        self._insert("events", EVENT_COLS, list(map(_EVENT_ROW, batch.events)))
-        self._insert("ledger", LEDGER_COLS, list(map(_LEDGER_ROW, batch.entries)))
-        self._insert("ledger_seen", SEEN_COLS, list(map(_SEEN_ROW, batch.seen)))
-        deadline_rows = list(map(_DEADLINE_ROW, batch.deadlines))
+        self._insert("dead_letters", LETTER_COLS, list(map(LETTER_ROW, batch.dead_letters)))
+        self._insert("events", EVENT_COLS, list(map(EVENT_ROW, batch.events)))
+        self._insert("ledger", LEDGER_COLS, list(map(LEDGER_ROW, batch.entries)))
+        self._insert("ledger_seen", SEEN_COLS, list(map(SEEN_ROW, batch.seen)))
+        deadline_rows = list(map(DEADLINE_ROW, batch.deadlines))
         self._insert("deadline_history", DEADLINE_COLS, deadline_rows)
         self._insert("deadlines", DEADLINE_COLS, deadline_rows)
-        self._insert("chain_heads", HEAD_COLS, list(map(_HEAD_ROW, batch.heads)))
+        self._insert("chain_heads", HEAD_COLS, list(map(HEAD_ROW, batch.heads)))
         now = datetime.now(UTC)
         self._insert(
             "batches",
@@ -275,30 +215,6 @@ class ClickHouseStore:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def load_config(self) -> tuple[Registry, dict[str, Rulebook]] | None:
-        rows = self._query(f"SELECT key, value FROM {self.db}.meta FINAL")
-        values: dict[str, str] = {str(k): str(v) for k, v in rows}
-        if "registry" not in values:
-            return None
-        # the store's own rows are input like any other: a row this version cannot read (a store
-        # written under contract v1, or an edited row) is a clear error, not a crash
-        key = "registry"
-        try:
-            registry = Registry.model_validate_json(values["registry"])
-            books = {}
-            for key, value in values.items():
-                if key.startswith("rulebook:"):
-                    books[key.split(":", 1)[1]] = Rulebook.model_validate_json(value)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise StoreError(
-                f"the store's recorded {key} cannot be read by this version ({where}: "
-                f"{first['msg']}); a store written under contract v1 must be rebuilt: ingest its "
-                "events into a new store"
-            ) from None
-        return registry, books
-
     def logged_events(self) -> Iterator[LoggedEvent]:
         """Streamed: no other query or insert can run on this client until it is consumed or
         closed."""
@@ -308,7 +224,7 @@ class ClickHouseStore:
         try:
             with self.client.query_rows_stream(sql) as stream:
                 for row in stream:
-                    yield _logged(row)
+                    yield logged_event_row(row)
         except ClickHouseError as exc:
             raise StoreError(f"store query failed: {_first_line(exc, self.dsn)}") from None
 
@@ -342,7 +258,7 @@ class ClickHouseStore:
             "WHERE partition = {p:UInt16} AND seq > {s:UInt64} ORDER BY seq LIMIT {n:UInt64}",
             {"p": partition, "s": seq, "n": limit},
         )
-        return [_logged(row) for row in rows]
+        return [logged_event_row(row) for row in rows]
 
     def chain_heads(self) -> list[ChainHead]:
         if not self._has_table("chain_heads"):
@@ -399,7 +315,7 @@ class ClickHouseStore:
         self, table: str, columns: list[str], unit: str | None, year: int | None, *, order: str
     ) -> list[dict[str, Any]]:
         """Deduplicated rows (FINAL) of a unit/year-filtered table, as column -> value dicts."""
-        where, params = _filters(unit, year)
+        where, params = unit_year_filter(unit, year)
         sql = f"SELECT {', '.join(columns)} FROM {self.db}.{table} FINAL {where} ORDER BY {order}"
         return [dict(zip(columns, row, strict=True)) for row in self._query(sql, params)]
 
@@ -422,7 +338,7 @@ class ClickHouseStore:
             f"SELECT unit, year, indicator, sum(applied) FROM {self.db}.ledger FINAL "
             "GROUP BY unit, year, indicator"
         )
-        return {(u, int(y), i): _points(s) for u, y, i, s in rows}
+        return {(u, int(y), i): stored_points(s) for u, y, i, s in rows}
 
     def event_unit_years(self) -> set[tuple[str, int]]:
         rows = self._query(f"SELECT DISTINCT unit, year FROM {self.db}.events WHERE unit != ''")
@@ -474,51 +390,3 @@ class ClickHouseStore:
             self.client.insert(name, rows, column_names=columns, column_types=types)
         except ClickHouseError as exc:
             raise StoreError(f"store insert into {table} failed: {_first_line(exc)}") from None
-
-
-# attrgetter builds a row tuple in C: the insert path handles every ledger entry and event
-_EVENT_ROW = operator.attrgetter(*EVENT_COLS)
-_LEDGER_ROW = operator.attrgetter(*LEDGER_COLS)
-_DEADLINE_ROW = operator.attrgetter(*DEADLINE_COLS)
-_LETTER_ROW = operator.attrgetter(*LETTER_COLS)
-_SEEN_ROW = operator.attrgetter(*SEEN_COLS)
-_HEAD_ROW = operator.attrgetter(*HEAD_COLS)
-
-
-def ledger_entry(v: dict[str, Any]) -> LedgerEntry:
-    """A ledger row (column -> value) as the entry."""
-    v.update(
-        event_ids=tuple(v["event_ids"]),
-        requested=_points(v["requested"]),
-        applied=_points(v["applied"]),
-        effective_at=local(v["effective_at"]),
-        capped=bool(v["capped"]),
-    )
-    return LedgerEntry.model_construct(**v)
-
-
-def deadline_state(v: dict[str, Any]) -> DeadlineState:
-    """A deadlines (or deadline_history) row as the state."""
-    for col in ("noticed_at", "due", "notice_due", "updated_at", "feedback_at"):
-        if v[col] is not None:
-            v[col] = local(v[col])
-    return DeadlineState.model_construct(**v)
-
-
-def _logged(row: Sequence[Any]) -> LoggedEvent:
-    values = dict(zip(EVENT_COLS, row, strict=True))
-    values["at"] = local(values["at"])
-    values["received_at"] = local(values["received_at"])
-    return LoggedEvent.model_construct(**values)
-
-
-def _filters(unit: str | None, year: int | None) -> tuple[str, dict[str, Any]]:
-    clauses: list[str] = []
-    params: dict[str, Any] = {}
-    if unit is not None:
-        clauses.append("unit = {unit:String}")
-        params["unit"] = unit
-    if year is not None:
-        clauses.append("year = {year:UInt16}")
-        params["year"] = year
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from schemas.ledger import DeadlineState, LedgerEntry
 from sinks.base import HISTORY_MISSING, HistoryMissingError
-from sinks.clickhouse import (
+from sinks.clickhouse_rows import (
     DEADLINE_COLS,
     LEDGER_COLS,
-    _filters,
-    _points,
     deadline_state,
     ledger_entry,
+    stored_points,
+    unit_year_filter,
 )
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class ClickHouseAsOf:
         return cls(store, at)
 
     def _params(self, unit: str | None, year: int | None) -> tuple[str, dict[str, Any]]:
-        where, params = _filters(unit, year)
+        where, params = unit_year_filter(unit, year)
         params["t"] = millis(self.at)
         return where, params
 
@@ -122,7 +122,7 @@ class ClickHouseAsOf:
             "WHERE reverses IS NULL OR reverses IN (SELECT id FROM shown) GROUP BY u, y, i",
             params,
         )
-        return {(str(u), int(y), str(i)): _points(s) for u, y, i, s in rows}
+        return {(str(u), int(y), str(i)): stored_points(s) for u, y, i, s in rows}
 
     def deadlines(self, unit: str | None = None, year: int | None = None) -> list[DeadlineState]:
         where, params = self._params(unit, year)
