@@ -17,18 +17,18 @@ import binascii
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
+from config.key_file import KEY_FILE, KeyFileError, key_path  # also this module's interface
 from config.settings import Settings, settings
 
-KEY_FILE = "signing.key"
-
-
-class KeyFileError(ValueError):
-    """A key file cannot be read or is not an Ed25519 key; the message says which and why."""
+# The signature library is imported where it is used: every CLI command imports this module (the
+# pipeline's types), and only the commands that sign or verify need the library (~0.1 s to load).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class Verifier:
     key: Ed25519PublicKey
 
     def valid(self, message: bytes, signature: str) -> bool:
+        from cryptography.exceptions import InvalidSignature
+
         try:
             raw = base64.b64decode(signature.encode("ascii"), validate=True)
             self.key.verify(raw, message)
@@ -58,22 +60,24 @@ class Verifier:
         return True
 
     def pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
         return self.key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
     def fingerprint(self) -> str:
         """A short name of the key for messages (not a secret)."""
+        from cryptography.hazmat.primitives import serialization
+
         raw = self.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return base64.b16encode(raw).decode("ascii").lower()[:16]
 
 
-def key_path(config: Settings | None = None) -> Path:
-    config = config or settings()
-    return config.signing_key or config.data_dir / KEY_FILE
-
-
 def load_signer(path: Path) -> Signer:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -90,6 +94,9 @@ def load_signer(path: Path) -> Signer:
 def make_key_file(path: Path) -> Signer:
     """A new key written to `path`, readable by its owner only from the first byte (created 0600
     under another name, then renamed into place; an existing file is never replaced)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -129,6 +136,9 @@ def signer_at(signing_key: Path | None, data_dir: Path) -> Signer:
 
 def load_verifier(path: Path) -> Verifier:
     """A public key from a file: a PEM public key, or a PEM private key (its public half)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from config.holidays import HolidayFileError
+from config.key_file import KeyFileError
 from config.registry import ConfigFileError
 from config.rulebooks import RulebookError
-from config.signing import KeyFileError
 from engine import ConfigError
 from sinks import StoreError
 from tracker.registry_guard import RegistryChangeError

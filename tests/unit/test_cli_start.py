@@ -12,6 +12,7 @@ ONLY_WHEN_USED = [
     "grafana_client",  # tracker grafana-users / dashboards push
     "niquests",  # the Grafana client's HTTP library
     "jinja2",  # tracker report
+    "cryptography",  # tracker audit (the signature library; writers load it when they sign)
 ]
 
 

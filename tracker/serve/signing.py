@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from config.signing import Signer, key_path, writer_signer
+from config.key_file import key_path
+from config.signing import Signer, writer_signer
 from engine.step import BOM
 from schemas.envelope import Envelope
 from sinks.heads import sign_envelope
