@@ -32,6 +32,15 @@ def sign_envelope(signer: Signer, envelope: Envelope, raw: str) -> Envelope:
     )
 
 
+def intake_signed(signer: Signer | None, envelope: Envelope, raw: str) -> Envelope:
+    """The envelope a writer logs an event with: as it came when it is signed already (an intake
+    before this writer signed it) or there is no key, else signed here (this writer is the
+    intake: `tracker ingest`, the worker for a record posted without `tracker serve`)."""
+    if signer is None or envelope.signature:
+        return envelope
+    return sign_envelope(signer, envelope, raw)
+
+
 def sign_heads(
     signer: Signer, events: Iterable[LoggedEvent], entries: Iterable[LedgerEntry]
 ) -> list[ChainHead]:

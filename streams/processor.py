@@ -54,7 +54,7 @@ from schemas.ledger import (
     LoggedEvent,
     trusted,
 )
-from sinks.heads import sign_envelope
+from sinks.heads import intake_signed
 from streams.kafka_auth import KafkaLogin, aiokafka_kwargs
 from streams.settings import Config
 from streams.topics import partition_for
@@ -157,9 +157,7 @@ class PartitionState:
             return self._refuse(rec, applied.refusal)
         if applied.outcome.status == "duplicate":
             return Outputs()
-        envelope = rec.envelope()
-        if self.signer is not None and not envelope.signature:
-            envelope = sign_envelope(self.signer, envelope, read.raw)
+        envelope = intake_signed(self.signer, rec.envelope(), read.raw)
         logged = logged_event(event, read.raw, self.partition, rec.offset, envelope, self.head)
         self.head = logged.chain
         return Outputs(

@@ -35,7 +35,7 @@ from schemas.ledger import LoggedEvent, trusted
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, Store, StoreError
-from sinks.heads import sign_envelope, sign_heads
+from sinks.heads import intake_signed, sign_heads
 
 Clock = Callable[[], datetime]
 BATCH_SIZE = 20_000  # records per store write: big parts for ClickHouse, bounded memory
@@ -240,8 +240,7 @@ class Tracker:
             self._in_log.add(event.event_id)
             if self._log_ids is not None:
                 self._log_ids.add(event.event_id)
-            if self.signer is not None and not envelope.signature:
-                envelope = sign_envelope(self.signer, envelope, parsed.raw)
+            envelope = intake_signed(self.signer, envelope, parsed.raw)
             logged = logged_event(
                 event, parsed.raw, self.partition, self._seq, envelope, self._head
             )
