@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from schemas.ledger import (
     ChainHead,
@@ -36,6 +36,9 @@ from schemas.ledger import (
 )
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
+
+if TYPE_CHECKING:
+    from sinks.event_log import EventLogWriter  # which imports StoreError from here
 
 
 @dataclass
@@ -184,6 +187,20 @@ class StoreWriter(Protocol):
 
     def predates_chains(self) -> bool:
         """Whether the store holds events or entries written before hash chains (issue 11)."""
+        ...
+
+    def identity(self) -> dict[str, str | None]:
+        """Which store this is: its id and its DSN (password masked)."""
+        ...
+
+    def event_log_writer(self) -> EventLogWriter | None:
+        """Which writer owns the event log (sinks/event_log.py); None: none recorded yet."""
+        ...
+
+    def record_event_log_writer(self, writer: EventLogWriter) -> None: ...
+
+    def logged_partitions(self) -> set[int]:
+        """The partitions the event log holds events in."""
         ...
 
     def close(self) -> None: ...

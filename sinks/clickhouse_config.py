@@ -1,6 +1,7 @@
 """The recorded configuration of a ClickHouse store: the registry and rulebooks every reader
 judges with (table `meta`), their flattened copies for the dashboards (`units`, `indicators`,
-`items`) and the trail of registry changes. A part of `ClickHouseStore`, kept apart for size."""
+`items`), the trail of registry changes, and which writer owns the event log
+(sinks/event_log.py). A part of `ClickHouseStore`, kept apart for size."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from engine.clock import local
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import RegistryChange, StoreError, registry_hash
+from sinks.event_log import EventLogWriter
+
+EVENT_LOG_WRITER = "event_log_writer"  # meta key: sinks/event_log.py
 
 
 class ConfigTables:
@@ -81,6 +85,24 @@ class ConfigTables:
             ["changed_at", "old_hash", "new_hash", "registry"],
             [[now, old_hash, new_hash, new]],
         )
+
+    def event_log_writer(self) -> EventLogWriter | None:
+        rows = self._query(
+            f"SELECT value FROM {self.db}.meta FINAL WHERE key = {{k:String}}",
+            {"k": EVENT_LOG_WRITER},
+        )
+        return EventLogWriter.from_json(str(rows[0][0])) if rows else None
+
+    def record_event_log_writer(self, writer: EventLogWriter) -> None:
+        self._insert(
+            "meta",
+            ["key", "value", "saved_at"],
+            [[EVENT_LOG_WRITER, writer.to_json(), datetime.now(UTC)]],
+        )
+
+    def logged_partitions(self) -> set[int]:
+        rows = self._query(f"SELECT DISTINCT partition FROM {self.db}.events")
+        return {int(r[0]) for r in rows}
 
     def registry_changes(self) -> list[RegistryChange]:
         rows = self._query(

@@ -19,6 +19,7 @@ from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.as_of import RowsAsOf
 from sinks.base import Batch, RegistryChange, registry_hash
+from sinks.event_log import EventLogWriter
 from sinks.faulty import before_write
 
 
@@ -37,6 +38,7 @@ class MemoryStore:
         self._committed: dict[int, int] = {}
         self._changes: list[RegistryChange] = []
         self._heads: dict[tuple[str, str, int], ChainHead] = {}
+        self._log_writer: EventLogWriter | None = None
 
     def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None:
         before_write("config")
@@ -49,6 +51,15 @@ class MemoryStore:
                 )
             )
         self._config = (registry, dict(rulebooks))
+
+    def event_log_writer(self) -> EventLogWriter | None:
+        return self._log_writer
+
+    def record_event_log_writer(self, writer: EventLogWriter) -> None:
+        self._log_writer = writer
+
+    def logged_partitions(self) -> set[int]:
+        return {p for p, _ in self._events}
 
     def registry_changes(self) -> list[RegistryChange]:
         return list(self._changes)

@@ -53,6 +53,7 @@ from faust.types import TP, Message, StreamT
 
 from config.settings import settings as env_settings
 from sinks import Store, open_store
+from sinks.event_log import EventLogWriter, claim_store
 from sinks.faulty import FaultyStore
 from sinks.worker_token import make_token_file
 from streams.emitter import Emitter, Send
@@ -317,6 +318,8 @@ def web_token(settings: WorkerSettings) -> str:
 
 def start(settings: WorkerSettings, partitions: int) -> Runtime:
     """Set the worker up (its topics exist): `prepare`, and the web views with their token."""
+    if settings.runs_sink:  # the store's event log is this topic's, or the worker stops here
+        claim_store(settings.store, EventLogWriter.kafka(settings.topics.events, partitions))
     run = prepare(settings, partitions)
     register(app, run.store, run.progress, web_token(settings))
     return run

@@ -75,32 +75,43 @@ def cmd_demo(
     scale: Scale = 1.0,
 ) -> int:
     """Generate the demo stream, ingest it, show the status."""
-    dsn = options.store_dsn(store)
-    if not embedded:
-        from tracker.live_demo import EMBEDDED, run_live_demo
+    from tracker import demo, demo_store
 
-        code = run_live_demo(
-            options.current().data_dir, seed=seed, years=_years(years), scale=scale
-        )
+    dsn = options.store_dsn(store)
+    registry = load_registry(DEMO_REGISTRY)
+    events = demo.generate(registry, seed=seed, years=_years(years), scale=scale)
+    bad = demo.bad_lines(seed)
+    lines = list(track_items(demo.lines(events, bad=bad), label="generating"))
+    ids = demo_store.demo_ids(lines, bad)  # what the demo logs: tracker/demo_store.py
+    if not embedded:
+        from tracker.live_demo import EMBEDDED, java_available, run_live_demo
+
+        if java_available():  # else the embedded run below, which keeps the store as it is
+            said = demo_store.live_demo_store(dsn, ids)
+            if said:
+                print(said)
+        code = run_live_demo(options.current().data_dir, lines, store=dsn)
         if code != EMBEDDED:
             return code
     from config.signing import writer_signer
-    from tracker import demo
 
-    registry = load_registry(DEMO_REGISTRY)
     books = dict(load_rulebooks())
-    events = demo.generate(registry, seed=seed, years=_years(years), scale=scale)
-    lines = list(track_items(demo.lines(events, bad=demo.bad_lines(seed)), label="generating"))
     print(f"demo: {len(lines)} events for {len(registry.units)} units, store {mask(dsn)}")
     sink = open_store(dsn)
     try:
-        tracked = track_items(lines, label="ingesting", total=len(lines))
-        signer = writer_signer(options.current())  # so that `tracker audit verify` passes
-        summary = ingest(sink, registry, books, official_calendar(), tracked, "demo", signer=signer)
-        print(
-            f"ingested: accepted {summary.accepted}, rejected {summary.rejected}, "
-            f"duplicates {summary.duplicates}\n"
-        )
+        shown = demo_store.embedded_demo_store(sink, dsn, ids)
+        if shown is not None:
+            print(shown + "\n")
+        else:
+            tracked = track_items(lines, label="ingesting", total=len(lines))
+            signer = writer_signer(options.current())  # so that `tracker audit verify` passes
+            summary = ingest(
+                sink, registry, books, official_calendar(), tracked, "demo", signer=signer
+            )
+            print(
+                f"ingested: accepted {summary.accepted}, rejected {summary.rejected}, "
+                f"duplicates {summary.duplicates}\n"
+            )
         rows = build_status(
             registry, books, sink.totals(), sink.deadlines(), sink.event_unit_years()
         )

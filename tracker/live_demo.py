@@ -1,7 +1,8 @@
 """`tracker demo --live`: the province-scale demo through the live pipeline.
 
 Starts the local broker (left running afterwards: `tracker kafka stop`), a worker (role `all`,
-the default store: the embedded chDB under $TRACKER_DATA) and produces the seeded demo stream, keyed like
+the demo's store: by default the embedded chDB under $TRACKER_DATA; tracker/demo_store.py
+readies it) and produces the seeded demo stream (`lines`, made by the caller), keyed like
 `tracker post`; waits until the worker's store holds every record; runs the ticker for one
 round; prints the ranking read from the worker (it holds the store) and stops worker and ticker.
 
@@ -35,9 +36,9 @@ from sinks.remote import RemoteStore
 from streams.kafka_auth import KafkaLogin
 from streams.post import Poster, PostSummary
 from streams.topics import Topics, wait_drained
-from tracker import demo, tables
+from tracker import tables
 from tracker.commands import UserError
-from tracker.progress import progress, track_items
+from tracker.progress import progress
 
 EMBEDDED = -1  # returned when Java is missing: the caller runs the embedded `ingest` demo
 WEB_PORT = 6066
@@ -54,10 +55,8 @@ def java_available() -> bool:
 
 def run_live_demo(
     data_dir: Path,
+    lines: list[str],
     *,
-    seed: int = 2018,
-    years: tuple[int, ...] = (2018, 2020),
-    scale: float = 1.0,
     store: str | None = None,
     port: int = 9092,
     web_port: int = WEB_PORT,
@@ -97,8 +96,6 @@ def run_live_demo(
     try:
         _wait_web(remote, worker, logs / "worker.log")
         print(f"demo: worker up (store {mask(store)}, log {logs / 'worker.log'})", file=out)
-        events = demo.generate(registry, seed=seed, years=years, scale=scale)
-        lines = list(track_items(demo.lines(events, bad=demo.bad_lines(seed)), label="generating"))
         intake, admin = broker.login("intake"), broker.login("admin")
         produce_s, summary = asyncio.run(
             _produce(broker.bootstrap, topics, registry, lines, intake, admin)

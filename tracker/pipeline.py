@@ -35,6 +35,7 @@ from schemas.ledger import LoggedEvent, trusted
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, Store, StoreError
+from sinks.event_log import EventLogWriter, claim_event_log
 from sinks.heads import intake_signed, sign_heads
 
 Clock = Callable[[], datetime]
@@ -96,11 +97,14 @@ class Tracker:
         self._looked_up: set[str] = set()
         self._looked_up_logged: set[str] = set()
         self._log_ids: set[str] | None = set() if remember_log else None
+        self._claimed = False  # whether this tracker checked it may write the store's event log
 
     def restore(self) -> int:
         """Replay every logged event so that new input continues the stream, and finish the
         writes of a run that stopped half-way (sinks/base.py): the outputs of the events logged
-        after the last commit mark are derived again and written, with a new mark."""
+        after the last commit mark are derived again and written, with a new mark. A store
+        whose event log a Kafka worker writes is refused first (sinks/event_log.py)."""
+        self._claim()
         committed = self.store.committed_seq(self.partition)
         replayed = 0
         ids = self._log_ids = None if self._log_ids is None else set()
@@ -133,6 +137,12 @@ class Tracker:
             replayed += len(page)
         self._log_written = replayed > 0
         return replayed
+
+    def _claim(self) -> None:
+        """Once, before its first write: the store's event log is the intake's (or new)."""
+        if not self._claimed:
+            claim_event_log(self.store, EventLogWriter.intake())
+            self._claimed = True
 
     def _replay(self, logged: LoggedEvent) -> Outcome:
         try:
@@ -269,6 +279,7 @@ class Tracker:
                     known.add(letter.letter_id)
                     first.append(letter)
             self._batch.dead_letters = first
+        self._claim()
         self._log_written |= bool(self._batch.events)
         self._sign(self._batch)
         self.store.write(self._batch)

@@ -216,3 +216,43 @@ def test_the_log_names_the_principal_that_posted_each_event(
     ledger = served.get("auditor", "/v1/ledger").json()
     assert ledger and all(e["posted_by"] == [ids["centre"]] * len(e["event_ids"]) for e in ledger)
     assert served.get("auditor", "/v1/rejects").json()[0]["posted_by"] == ids["unit_gat"]
+
+
+def test_a_store_from_before_chains_and_history_is_served_and_as_of_is_a_409(
+    store: ClickHouseStore, chdb_dsn: str, tmp_path: Path
+) -> None:
+    """A store written before issue 11 (no hash columns, no signed heads, no history tables):
+    `tracker serve` opens it as any writer does (the columns and tables are added, the old rows
+    stay unhashed), answers and takes events as before, and an as-of read - which such a store
+    can never answer - is a 409 with the remedy, not a 503 to retry nor a wrong answer."""
+    events = stream(20)
+    first = serve(store, tmp_path)
+    assert first.post("centre", events[:10]).json()["accepted"] == 10
+    first.service.close()
+    db = store.db
+    old = ClickHouseStore(chdb_dsn)
+    for sql in (
+        f"ALTER TABLE {db}.events DROP COLUMN signature, DROP COLUMN digest, DROP COLUMN chain",
+        f"ALTER TABLE {db}.ledger DROP COLUMN digest, DROP COLUMN chain",
+        f"DROP TABLE {db}.chain_heads",
+        f"DROP TABLE {db}.ledger_seen",
+        f"DROP TABLE {db}.deadline_history",
+    ):
+        old.client.command(sql)
+    old.close()
+    again = ClickHouseStore(chdb_dsn)
+    try:
+        assert again.predates_chains()
+        second = serve(again, tmp_path / "2")
+        mid = "2018-04-15T00:00:00+08:00"
+        refused = second.get("centre", "/v1/status", as_of=mid)
+        assert refused.status_code == 409, refused.text
+        assert "made before --as-of" in refused.json()["detail"]
+        assert "new store" in refused.json()["detail"]
+        assert second.get("centre", "/v1/ledger", as_of=mid).status_code == 409
+        assert second.get("centre", "/v1/status").status_code == 200
+        out = second.post("centre", events).json()
+        assert (out["accepted"], out["duplicates"]) == (10, 10)
+        assert second.get("centre", "/v1/status", as_of=mid).status_code == 409
+    finally:
+        again.close()
