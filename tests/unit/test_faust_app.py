@@ -129,8 +129,12 @@ def test_worker_settings_given_by_the_command_line_win_over_the_environment() ->
     ]
 
 
-def test_worker_settings_from_the_environment_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    # every flag of `tracker worker` has its TRACKER_ variable, with the same default
+def test_worker_settings_from_the_environment_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # every flag of `tracker worker` has its TRACKER_ variable, with the same default; run in an
+    # empty directory, since a local broker's files under ./.data change the default bootstrap
+    monkeypatch.chdir(tmp_path)
     for name in [n for n in os.environ if n.startswith("TRACKER_")]:
         monkeypatch.delenv(name)
     assert WorkerSettings.from_settings(Settings(units=Path("u.yaml"))) == WorkerSettings(
