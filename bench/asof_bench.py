@@ -1,4 +1,5 @@
-"""Benchmark: `tracker status --as-of ... --unit X --json` on a store holding 1M events.
+"""Benchmark: `tracker status --as-of ... --unit X --json` on a store holding 1M events (issue
+11 item 2), and `tracker status --json` for every unit (issue 12 item 4).
 
     python bench/asof_bench.py [--events 1010000] [--scale 25] [--runs 3]
 
@@ -8,8 +9,11 @@ rest are redeliveries, which the log does not keep twice; cached under /tmp/asof
 keyed by the stream's arguments and the store's schema), then times, each as a whole CLI process
 (3 runs, min/median/max), `tracker status --as-of T --unit U --json` for the busiest unit, and in
 the same run two anchors: the same command without --as-of, and a bare clickhouse-connect chdb://
-query of the same store (the unit's as-of totals, in one process start + query). Prints the load
-average (/proc/loadavg) before and after: the box is shared.
+query of the same store (the unit's as-of totals, in one process start + query). Then every
+unit: `tracker status --json` (latest) and `tracker status --json --as-of T`. Each figure is the
+wall time and the process's CPU time (user + system, its threads included: chDB runs a query on
+several), min/median/max. Prints the load average (/proc/loadavg) before and after: the box is
+shared, and on a loaded box the CPU time is the steadier figure.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import hashlib
 import itertools
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -85,20 +90,31 @@ def build(events: int, seed: int, scale: float) -> str:
     return dsn
 
 
-def timed(argv: list[str], runs: int) -> tuple[list[float], str]:
-    times, out = [], ""
+Times = tuple[list[float], list[float]]  # wall, CPU (user + system) of each run, in seconds
+
+
+def _children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def timed(argv: list[str], runs: int) -> tuple[Times, str]:
+    walls, cpus, out = [], [], ""
     for _ in range(runs):
-        t0 = time.perf_counter()
+        c0, t0 = _children_cpu(), time.perf_counter()
         done = subprocess.run(argv, check=True, capture_output=True, text=True)
-        times.append(time.perf_counter() - t0)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(_children_cpu() - c0)
         out = done.stdout
-    return times, out
+    return (walls, cpus), out
 
 
-def show(label: str, times: list[float]) -> None:
+def show(label: str, times: Times) -> None:
+    walls, cpus = times
     print(
-        f"{label:<44} min {min(times):.2f} s  median {statistics.median(times):.2f} s  "
-        f"max {max(times):.2f} s"
+        f"{label:<44} wall {min(walls):.2f} / {statistics.median(walls):.2f} / "
+        f"{max(walls):.2f} s   cpu {min(cpus):.2f} / {statistics.median(cpus):.2f} / "
+        f"{max(cpus):.2f} s"
     )
 
 
@@ -149,6 +165,14 @@ def main() -> None:
     millis = str(int(datetime.fromisoformat(args.as_of).timestamp() * 1000))
     bare, _ = timed([PYTHON, "-c", BARE, dsn, unit, millis], args.runs)
     show("anchor: bare clickhouse-connect chdb:// query", bare)
+    every = [PYTHON, "-m", "tracker", "status", "--store", dsn, "--json"]
+    latest_all, out = timed(every, args.runs)
+    show("tracker status --json (every unit)", latest_all)
+    rows = json.loads(out)
+    deadlines = sum(len(r["deadlines"]) for r in rows)
+    print(f"         -> {len(rows)} unit-years, {deadlines:,} deadlines, {len(out):,} bytes")
+    as_of_all, _ = timed([*every, "--as-of", args.as_of], args.runs)
+    show("tracker status --json --as-of T (every unit)", as_of_all)
     print(f"load:    {loadavg()} after; cpus {os.cpu_count()}")
 
 

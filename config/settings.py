@@ -13,7 +13,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_KAFKA = "127.0.0.1:9092"
+from config.defaults import DEFAULT_KAFKA as DEFAULT_KAFKA
+
 DEFAULT_WORKER_URL = "http://127.0.0.1:6066"
 DEFAULT_SERVE_HOST = "127.0.0.1"
 DEFAULT_SERVE_PORT = 8000

@@ -37,8 +37,13 @@ from schemas.ledger import (
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 
+# defined in sinks/errors.py (light to import) and known here by their old names too
+from sinks.errors import HISTORY_MISSING as HISTORY_MISSING
+from sinks.errors import HistoryMissingError as HistoryMissingError
+from sinks.errors import StoreError as StoreError
+
 if TYPE_CHECKING:
-    from sinks.event_log import EventLogWriter  # which imports StoreError from here
+    from sinks.event_log import EventLogWriter
 
 
 @dataclass
@@ -77,21 +82,6 @@ class RegistryChange:
 
 def registry_hash(registry_json: str) -> str:
     return hashlib.sha256(registry_json.encode()).hexdigest()[:16]
-
-
-class StoreError(RuntimeError):
-    """The store cannot be reached or used; the message is one line for the user."""
-
-
-HISTORY_MISSING = (
-    "this store was made before --as-of existed (issue 11) and keeps no history of what it "
-    "showed before then, so it cannot answer as of an instant; ingest the same events into a "
-    "new store (tracker ingest), which can"
-)
-
-
-class HistoryMissingError(StoreError):
-    """The store cannot answer as of an instant: it holds no history of its older outputs."""
 
 
 class AsOfView(Protocol):

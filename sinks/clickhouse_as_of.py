@@ -19,27 +19,19 @@ from sinks.clickhouse_rows import (
     deadline_state,
     ledger_entry,
     stored_points,
+)
+from sinks.clickhouse_sql import (
+    AT,
+    HISTORY_KEY,
+    HISTORY_TABLES,
+    STATE_SHOWN,
+    millis,
+    shown_entries,
     unit_year_filter,
 )
 
 if TYPE_CHECKING:
     from sinks.clickhouse import ClickHouseStore
-
-HISTORY_TABLES = ("ledger_seen", "deadline_history")
-HISTORY_KEY = "as_of_history"  # meta key; "missing": the store had events before the tables
-
-# An output's instant against the as-of instant {t} (sinks/as_of.py `shown`): a ledger entry at
-# its effective_at unless ledger_seen says otherwise; a deadline state at its updated_at, the
-# clock's own `overdue` (dated at the due instant) only strictly after it.
-_AT = "fromUnixTimestamp64Milli({t:Int64}, 'Asia/Shanghai')"
-_ENTRY_SHOWN = (
-    f"if(s.entry_id = '', l.effective_at <= {_AT}, "
-    f"s.seen_at < {_AT} OR (s.seen_at = {_AT} AND NOT s.after))"
-)
-_STATE_SHOWN = (
-    f"noticed_at <= {_AT} AND (updated_at < {_AT} OR (updated_at = {_AT} "
-    "AND NOT (status = 'overdue' AND updated_at = due)))"
-)
 
 
 def mark_history_missing(store: ClickHouseStore) -> None:
@@ -57,16 +49,6 @@ def mark_history_missing(store: ClickHouseStore) -> None:
     if not marked:  # else marked by an open that stopped before making the tables: keep it
         now = datetime.now(UTC)
         store._insert("meta", ["key", "value", "saved_at"], [[HISTORY_KEY, "missing", now]])
-
-
-def millis(at: datetime) -> int:
-    """The instant in whole milliseconds since the epoch, the store's resolution (floored; the
-    CLI refuses an as-of instant with finer digits: tracker/options.py)."""
-    delta = at - _EPOCH
-    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -92,14 +74,7 @@ class ClickHouseAsOf:
 
     def _shown_entries(self, columns: str, unit: str | None, year: int | None) -> tuple[str, Any]:
         where, params = self._params(unit, year)
-        inner = where.replace("unit =", "l.unit =").replace("year =", "l.year =")
-        sql = (
-            f"SELECT {columns} FROM {self.store.db}.ledger AS l FINAL "
-            "LEFT JOIN (SELECT entry_id, seen_at, after "
-            f"FROM {self.store.db}.ledger_seen FINAL {where}) AS s ON s.entry_id = l.entry_id "
-            f"{inner or 'WHERE 1'} AND {_ENTRY_SHOWN}"
-        )
-        return sql, params
+        return shown_entries(self.store.db, columns, where), params
 
     def ledger(self, unit: str | None = None, year: int | None = None) -> list[LedgerEntry]:
         sql, params = self._shown_entries(", ".join(f"l.{c}" for c in LEDGER_COLS), unit, year)
@@ -128,7 +103,7 @@ class ClickHouseAsOf:
         where, params = self._params(unit, year)
         rows = self.store._query(
             f"SELECT {', '.join(DEADLINE_COLS)} FROM {self.store.db}.deadline_history "
-            f"{where or 'WHERE 1'} AND {_STATE_SHOWN} "
+            f"{where or 'WHERE 1'} AND {STATE_SHOWN} "
             "ORDER BY unit, kind, ref, version DESC LIMIT 1 BY unit, kind, ref",
             params,
         )
@@ -140,7 +115,7 @@ class ClickHouseAsOf:
         where, params = self._params(unit, year)
         rows = self.store._query(
             f"SELECT DISTINCT unit, year FROM {self.store.db}.events "
-            f"{where or 'WHERE 1'} AND unit != '' AND at <= {_AT}",
+            f"{where or 'WHERE 1'} AND unit != '' AND at <= {AT}",
             params,
         )
         return {(str(u), int(y)) for u, y in rows}

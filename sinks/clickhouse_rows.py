@@ -17,6 +17,7 @@ from schemas.ledger import (
     LedgerEntry,
     LoggedEvent,
 )
+from sinks.clickhouse_sql import unit_year_filter as unit_year_filter
 from sinks.ddl import CHAIN_DEFAULTS, ENVELOPE_DEFAULTS
 
 LEDGER_COLS = list(LedgerEntry.model_fields)
@@ -67,15 +68,3 @@ def logged_event_row(row: Sequence[Any]) -> LoggedEvent:
     values["at"] = local(values["at"])
     values["received_at"] = local(values["received_at"])
     return LoggedEvent.model_construct(**values)
-
-
-def unit_year_filter(unit: str | None, year: int | None) -> tuple[str, dict[str, Any]]:
-    clauses: list[str] = []
-    params: dict[str, Any] = {}
-    if unit is not None:
-        clauses.append("unit = {unit:String}")
-        params["unit"] = unit
-    if year is not None:
-        clauses.append("year = {year:UInt16}")
-        params["year"] = year
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params

@@ -15,7 +15,6 @@ from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from sinks.base import StoreError
 from sinks.dsn import (
     DEFAULT_DATABASE,
     NoStoreError,
@@ -24,6 +23,7 @@ from sinks.dsn import (
     chdb_location,
     mask,
 )
+from sinks.errors import StoreError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # what chDB prints on stderr itself when another process has the directory open

@@ -6,11 +6,12 @@ password must never reach a terminal, a log file or a bug report.
 
 from __future__ import annotations
 
+import fcntl
 import re
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from sinks.base import StoreError
+from sinks.errors import StoreError
 
 MASK = "***"
 DEFAULT_DATABASE = "tracker"
@@ -101,3 +102,22 @@ def embedded_store_id(dsn: str) -> str | None:
     except (OSError, ValueError):
         return None
     return text if re.fullmatch(r"[0-9a-f]{32}", text) else None
+
+
+def held_by_another_process(dsn: str) -> bool:
+    """True when another process has the chDB directory open (chDB locks `<dir>/status`).
+    Asked before opening, so the engine never tries a held directory (and prints nothing)."""
+    location = chdb_location(dsn)
+    path = location[0] if location else None
+    if path is None or not (path / "status").is_file():
+        return False
+    try:
+        with open(path / "status", "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
-from sinks.base import StoreError
+from sinks.errors import StoreError
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ the file beside the store the worker says it holds (`RemoteStore.token`).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import urllib.error
 import urllib.parse
@@ -31,7 +30,10 @@ from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import StoreError
-from sinks.dsn import canonical, chdb_location, embedded_store_id, mask
+from sinks.dsn import canonical, embedded_store_id, mask
+
+# in sinks/dsn.py (light: the status read path asks it too); imported from here as before
+from sinks.dsn import held_by_another_process as held_by_another_process
 from sinks.worker_token import TOKEN_ENV, read_token_file, token_file
 
 WORKER_URL_ENV = "TRACKER_WORKER_URL"
@@ -264,22 +266,3 @@ def same_store(dsn: str, served: Mapping[str, str | None]) -> bool:
     if wanted_id and served_id:
         return wanted_id == served_id
     return served.get("dsn") == canonical(dsn)
-
-
-def held_by_another_process(dsn: str) -> bool:
-    """True when another process has the chDB directory open (chDB locks `<dir>/status`).
-    Asked before opening, so the engine never tries a held directory (and prints nothing)."""
-    location = chdb_location(dsn)
-    path = location[0] if location else None
-    if path is None or not (path / "status").is_file():
-        return False
-    try:
-        with open(path / "status", "rb") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    except OSError:
-        return False
-    return False

@@ -2,6 +2,10 @@
 
 `status`, `ledger`, `deadlines`, `rejects` and the `rulebooks` group; tracker/cli.py puts them
 in the command tree. Each returns the exit code and raises `UserError` for what the user can fix.
+
+The engine, the contract models and the store modules are imported where they are used:
+`tracker status` on a ClickHouse store needs none of them (sinks/clickhouse_status.py), and a
+process's start is most of its time (tests/unit/test_cli_start.py).
 """
 
 from __future__ import annotations
@@ -9,22 +13,20 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from config.rulebooks import load_rulebooks
-from engine.clock import iso, local
-from schemas.envelope import UNKNOWN_POSTER
-from schemas.ledger import LedgerEntry
-from schemas.points import format_points
-from schemas.registry import Registry
-from schemas.rulebook import Rulebook
-from sinks import StoreReader, open_store
 from sinks.dsn import NoStoreError, StoreHeldError
-from sinks.views import status_rows
 from tracker import options, tables
 from tracker.errors import UserError, user_errors
+from tracker.status_cmd import no_store
+
+if TYPE_CHECKING:
+    from schemas.ledger import LedgerEntry
+    from schemas.registry import Registry
+    from schemas.rulebook import Rulebook
+    from sinks import StoreReader
 
 __all__ = ["UserError", "open_for_reading", "user_errors"]
 
@@ -42,6 +44,7 @@ def open_for_reading(dsn: str) -> StoreReader:
     """An existing store only (a read creates nothing anywhere), and through the web views of
     the worker that holds it when that is an embedded store: an embedded chDB directory can be
     open in one process only."""
+    from sinks import open_store
     from sinks.remote import connect_worker, held_by_another_process
 
     try:
@@ -52,12 +55,10 @@ def open_for_reading(dsn: str) -> StoreReader:
         except StoreHeldError:  # a worker took the directory between the check and the open
             return connect_worker(dsn)
     except NoStoreError as exc:
-        raise UserError(
-            f"{exc}; `tracker ingest` or `tracker worker` creates a store (or give --store)"
-        ) from None
+        raise no_store(exc) from None
 
 
-def _config(reader: StoreReader) -> tuple[Registry, dict[str, Rulebook]]:
+def recorded_config(reader: StoreReader) -> tuple[Registry, dict[str, Rulebook]]:
     config = reader.load_config()
     if config is None:
         raise UserError("the store holds no data yet: run `tracker ingest` first")
@@ -75,69 +76,9 @@ def cmd_status(
     as_of: options.AsOf = None,
 ) -> int:
     """Points left per unit and year."""
-    at = options.instant(as_of)
-    reader = open_for_reading(options.store_dsn(store))
-    try:
-        config = _config(reader)
-        rows = status_rows(reader, config, unit=unit, year=year, as_of=at)
-    finally:
-        reader.close()
-    if as_json:
-        print(json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False))
-        return 0
-    if unit is None:
-        names = {u.id: u.name for u in config[0].units}
-        print(
-            tables.render(
-                ["unit", "name", "year", "rulebook", "deducted", "open", "overdue"],
-                [
-                    [
-                        r.unit,
-                        names.get(r.unit, ""),
-                        r.year,
-                        r.rulebook or "-",
-                        format_points(r.deducted),
-                        sum(d.status == "open" for d in r.deadlines),
-                        sum(d.status == "overdue" for d in r.deadlines),
-                    ]
-                    for r in rows
-                    if r.rulebook or r.deadlines
-                ],
-            )
-        )
-        return 0
-    for r in rows:
-        print(
-            tables.printable(
-                f"{r.unit} {r.year}  rulebook {r.rulebook or '-'}  "
-                f"deducted {format_points(r.deducted)}"
-            )
-        )
-        if r.indicators:
-            print(
-                tables.render(
-                    ["indicator", "name", "max", "deducted", "remaining"],
-                    [
-                        [
-                            i.id,
-                            i.name,
-                            format_points(i.max),
-                            format_points(i.deducted),
-                            format_points(i.remaining),
-                        ]
-                        for i in r.indicators
-                    ],
-                )
-            )
-        if r.deadlines:
-            print(
-                tables.render(
-                    ["ref", "due", "status", "notice's own due"],
-                    [[d.ref, d.due, d.status, d.notice_due or ""] for d in r.deadlines],
-                )
-            )
-        print()
-    return 0
+    from tracker.status_cmd import show_status
+
+    return show_status(store, unit, year, as_json, as_of)
 
 
 def cmd_ledger(
@@ -148,10 +89,14 @@ def cmd_ledger(
     as_of: options.AsOf = None,
 ) -> int:
     """Every deduction of a unit with its clause."""
+    from engine.clock import iso
+    from schemas.envelope import UNKNOWN_POSTER
+    from schemas.points import format_points
+
     at = options.instant(as_of)
     reader = open_for_reading(options.store_dsn(store))
     try:
-        _, books = _config(reader)
+        _, books = recorded_config(reader)
         if at is not None:
             entries = reader.as_of(at).ledger(unit, year)
         else:
@@ -238,6 +183,8 @@ def cmd_deadlines(
     as_of: options.AsOf = None,
 ) -> int:
     """Open and overdue notices with the time left."""
+    from engine.clock import iso, local
+
     try:
         at = local(datetime.fromisoformat(now_text)) if now_text else None
     except ValueError:
@@ -293,6 +240,8 @@ def cmd_rejects(
     as_json: options.Json = False,
 ) -> int:
     """Dead letters with their reasons."""
+    from engine.clock import iso
+
     reader = open_for_reading(options.store_dsn(store))
     try:
         letters = reader.dead_letters(limit=limit)
@@ -326,6 +275,8 @@ def rulebooks_group(
 
 
 def _books(ctx: typer.Context, folder: Path | None) -> dict[str, Rulebook]:
+    from config.rulebooks import load_rulebooks
+
     given = folder or (ctx.obj or {}).get("rulebooks")
     return dict(load_rulebooks(options.rulebooks_dir(given)))
 
@@ -360,6 +311,8 @@ def cmd_rulebooks_show(
     folder: options.Rulebooks = None,
 ) -> int:
     """Every indicator, item and rule of one rulebook."""
+    from schemas.points import format_points
+
     books = _books(ctx, folder)
     book = books.get(book_id)
     if book is None:

@@ -3,37 +3,47 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from config.holidays import HolidayFileError
-from config.key_file import KeyFileError
-from config.registry import ConfigFileError
-from config.rulebooks import RulebookError
-from engine import ConfigError
-from sinks import StoreError
-from tracker.registry_guard import RegistryChangeError
+# (module, class) of the library errors that are the user's to fix. Looked up in sys.modules
+# when something is raised, not imported here: a module that was never loaded raised nothing,
+# and importing them all would cost every command's start the engine and the config loaders.
+_FIXABLE = (
+    ("sinks.errors", "StoreError"),
+    ("config.registry", "ConfigFileError"),
+    ("config.rulebooks", "RulebookError"),
+    ("config.holidays", "HolidayFileError"),
+    ("engine", "ConfigError"),
+    ("tracker.registry_guard", "RegistryChangeError"),
+    ("config.key_file", "KeyFileError"),
+)
 
 
 class UserError(Exception):
     """Something the user can fix; printed as one line."""
 
 
+def fixable(exc: BaseException) -> bool:
+    """Whether `exc` is one of the library errors that are the user's to fix."""
+    for module, name in _FIXABLE:
+        loaded = sys.modules.get(module)
+        kind = getattr(loaded, name, None) if loaded is not None else None
+        if kind is not None and isinstance(exc, kind):
+            return True
+    return False
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     try:
         yield
-    except (
-        StoreError,
-        ConfigFileError,
-        RulebookError,
-        HolidayFileError,
-        ConfigError,
-        RegistryChangeError,
-        KeyFileError,
-    ) as exc:
-        raise UserError(str(exc)) from None
     except BrokenPipeError:
         raise  # the reader of our output went away (`tracker ledger | head`): not an error
-    except OSError as exc:
-        raise UserError(f"{exc.filename or ''}: {exc.strerror}".lstrip(": ")) from None
+    except Exception as exc:
+        if fixable(exc):
+            raise UserError(str(exc)) from None
+        if isinstance(exc, OSError):
+            raise UserError(f"{exc.filename or ''}: {exc.strerror}".lstrip(": ")) from None
+        raise

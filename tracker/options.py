@@ -12,13 +12,16 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 
-from config.settings import DEFAULT_KAFKA, Settings, settings
+from config.defaults import DEFAULT_KAFKA
 from tracker.errors import UserError
+from tracker.instants import parse_instant
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 # `tracker --help` sections
 INGEST_AND_READ = "Ingest and read"
@@ -30,7 +33,12 @@ DEMO = "Demo"
 
 def current() -> Settings:
     """The settings as the environment says now; a variable that does not parse is the user's
-    to fix, in one line."""
+    to fix, in one line. (pydantic-settings loads here, not at start: a command given --store
+    never needs it.)"""
+    from pydantic import ValidationError
+
+    from config.settings import settings
+
     try:
         return settings()
     except ValidationError as exc:
@@ -50,27 +58,12 @@ def positive(value: float) -> float:
 
 
 def instant(text: str | None) -> datetime | None:
-    """An `--as-of` value as the instant (None: now, the store's latest outputs). RFC 3339 with
-    its offset (event time is never naive), to the millisecond: the store keeps instants so."""
-    if text is None:
-        return None
+    """An `--as-of` value as the instant (None: now, the store's latest outputs): see
+    tracker/instants.py; a value that is not one is a usage error of --as-of."""
     try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is not an RFC 3339 time (e.g. 2018-06-30T00:00:00+08:00)",
-            param_hint="--as-of",
-        ) from None
-    if at.tzinfo is None:
-        raise typer.BadParameter(
-            f"{text!r} has no offset: give one, e.g. {text}+08:00", param_hint="--as-of"
-        )
-    if at.microsecond % 1000:
-        raise typer.BadParameter(
-            f"{text!r} is finer than a millisecond, which is as fine as the store keeps instants",
-            param_hint="--as-of",
-        )
-    return at
+        return parse_instant(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--as-of") from None
 
 
 def _check_instant(text: str | None) -> str | None:

@@ -29,3 +29,124 @@ def loaded() -> set[str]:
 @pytest.mark.parametrize("module", ONLY_WHEN_USED)
 def test_starting_the_cli_does_not_import(module: str, loaded: set[str]) -> None:
     assert module not in loaded
+
+
+# -- `tracker status`: the read path imports what it reads with ---------------------------------
+
+# what `tracker status` on a ClickHouse store runs without: Typer (a plain command line is read
+# without it), the contract models and pydantic, the engine, the config loaders and settings,
+# the full store and the other commands' modules (tests/integration/test_status_fast.py runs the command itself and checks
+# the same list)
+NOT_FOR_STATUS = [
+    "pydantic",
+    "pydantic_settings",
+    "schemas",
+    "engine",
+    "config.settings",
+    "config.registry",
+    "config.rulebooks",
+    "sinks.base",
+    "sinks.clickhouse",
+    "sinks.memory",
+    "sinks.remote",
+    "tracker.ingest",
+    "tracker.stream_cli",
+    "tracker.serve_cli",
+    "typer",
+    "tracker.cli_app",
+    "tracker.commands",
+    "tracker.options",
+]
+
+
+@pytest.fixture(scope="module")
+def status_loaded() -> set[str]:
+    """The modules a fresh interpreter holds once `tracker status` has parsed its command line
+    and imported the status read (no store is opened)."""
+    probe = (
+        "import json, sys\n"
+        "from tracker.cli import status_options\n"
+        "import tracker.status_cmd, sinks.clickhouse_status\n"
+        "assert status_options(['status', '--store', 'chdb:///x', '--json', '--as-of',"
+        " '2020-06-30T00:00:00+08:00', '--unit', 'fj.nd', '--year', '2020'])\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    return set(json.loads(out))
+
+
+@pytest.mark.parametrize("module", NOT_FOR_STATUS)
+def test_status_does_not_import(module: str, status_loaded: set[str]) -> None:
+    assert module not in status_loaded
+
+
+AS_OF = "2020-06-30T00:00:00+08:00"
+PLAIN_LINES = [
+    [],  # every unit, latest, a table
+    ["--json"],
+    ["--store", "chdb:///data?database=x", "--unit", "fj.nd", "--json", "--as-of", AS_OF],
+    ["--store=chdb:///data", "--unit=fj.nd", "--year=2018", f"--as-of={AS_OF}"],
+    ["--year", "0042"],  # leading zeros: the number
+    ["--unit", "福建省", "--json"],  # any text is a unit id
+]
+TYPERS_LINES = [  # the plain reading declines these: Typer answers (parses, or says what is wrong)
+    ["--help"],
+    ["-h"],
+    ["--json", "--json"],  # repeated
+    ["--unit", "a", "--unit", "b"],  # repeated: Click keeps the last
+    ["--unit", "-x"],  # a value like an option
+    ["--unit="],  # empty
+    ["--unit"],  # no value
+    ["--year", "2018.5"],  # not a whole number
+    ["--year", "-1"],
+    ["--year", " 2018"],
+    ["--as-of", "2020-06-30T00:00:00"],  # no offset: a usage error
+    ["--as-of", "yesterday"],
+    ["--as-of", "2020-06-30T00:00:00.0001+08:00"],  # finer than the store keeps
+    ["--json=true"],
+    ["--bogus"],
+    ["extra"],  # an argument
+    ["--", "--json"],
+    ["--store"],
+]
+
+
+def _typers(line: list[str]) -> dict[str, object] | None:
+    """What Typer passes `cmd_status` for `status LINE`; None for a usage error or help."""
+    import typer
+    from typer._click.exceptions import ClickException
+
+    from tracker import cli_app
+
+    command = typer.main.get_command(cli_app._read_commands(cli_app._new_app()))
+    status = command.get_command(None, "status")  # type: ignore[attr-defined]
+    try:
+        return dict(status.make_context("status", list(line)).params)
+    except (ClickException, typer.Exit):
+        return None
+
+
+@pytest.mark.parametrize("line", PLAIN_LINES, ids=[" ".join(x) or "(none)" for x in PLAIN_LINES])
+def test_plain_status_lines_are_read_as_typer_reads_them(line: list[str]) -> None:
+    from tracker.cli import status_options
+
+    plain = status_options(["status", *line])
+    assert plain is not None
+    assert plain == _typers(line)
+
+
+@pytest.mark.parametrize("line", TYPERS_LINES, ids=[" ".join(x) for x in TYPERS_LINES])
+def test_other_status_lines_are_left_to_typer(line: list[str]) -> None:
+    from tracker.cli import status_options
+
+    assert status_options(["status", *line]) is None
+
+
+def test_other_commands_are_typers() -> None:
+    from tracker.cli import status_options
+
+    assert status_options(["ledger", "--json"]) is None
+    assert status_options(["--version"]) is None
+    assert status_options([]) is None

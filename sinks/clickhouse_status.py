@@ -1,0 +1,290 @@
+"""`tracker status` from a ClickHouse store (issue 11 item 2, issue 12 item 4): a few aggregate
+queries, read as tuples, into the contract's status objects, without a model per row.
+
+The general path (sinks/views.py -> engine/status.py) builds a pydantic object per deadline; on
+a 1M-event store that is 136k objects and 4 s for every unit. Here the store sums the ledger by
+unit, year and indicator, writes each instant as `engine.clock.iso` does and orders the
+deadlines as `build_status` shows them; Python only groups what it reads. For `--json` the store
+even writes each unit-year's deadlines as their JSON text (`json_text`), so that 136k deadlines
+cross into Python as ~400 strings; `documents` gives the objects themselves, for the tables.
+Both equal the general path's output byte for byte (tests/integration/test_status_fast.py).
+
+Imports only the driver and light sinks modules (tests/unit/test_cli_start.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from sinks.clickhouse_sql import (
+    AT,
+    HISTORY_KEY,
+    HISTORY_TABLES,
+    STATE_SHOWN,
+    iso_text,
+    millis,
+    shown_entries,
+    unit_year_filter,
+)
+from sinks.connection import connect, first_line, require_embedded_store, split_dsn
+from sinks.errors import HISTORY_MISSING, HistoryMissingError, StoreError
+from sinks.status_config import StatusConfig, format_points, read_config
+
+ZERO = Decimal(0)
+STATUSES = ("open", "met", "late", "overdue", "withdrawn")
+Document = dict[str, Any]  # one object of `tracker status --json`
+
+# A deadline as status shows it: its due as `iso` writes it, and the notice's own due only when
+# it differs (schemas.ledger.DeadlineView); in a unit-year by notice time, then ref (the order
+# `build_status` sorts by), then kind (the order its input came in, which breaks the last ties).
+_DUE = iso_text("due")
+_OWN_DUE = f"if(notice_due IS NULL OR notice_due = due, NULL, {iso_text('notice_due')})"
+_ORDER = "noticed_at, ref, kind"
+_BAD_STATUS = f"status NOT IN ({', '.join(repr(s) for s in STATUSES)})"
+# what `json.dumps` would escape in a ref (ensure_ascii=False): quote, backslash, C0 controls;
+# and bytes that are not UTF-8. A unit-year with such a ref is written by json.dumps instead.
+_ODD_REF = "NOT isValidUTF8(ref) OR match(ref, '[\\\\x00-\\\\x1f\"\\\\\\\\]')"
+# one deadline's JSON, as json.dumps writes {"ref", "due", "status"[, "notice_due"]}
+_VIEW_JSON = (
+    'concat(\'{"ref": "\', ref, \'", "due": "\', due_text, \'", "status": "\', status, '
+    "'\"', if(own_due IS NULL, '', concat(', \"notice_due\": \"', assumeNotNull(own_due), "
+    "'\"')), '}')"
+)
+
+# the column kinds each query must give (`StatusQuery._rows`)
+_TOTALS = "text year text points"
+_DEADLINES = "text year text text text text?"
+_UNIT_YEARS = "text year"
+_GROUPS = "text year count count text"
+_KINDS = {
+    "text": ("String", "LowCardinality(String)"),
+    "text?": ("String", "Nullable(String)"),
+    "year": ("UInt8", "UInt16", "UInt32", "Int16", "Int32"),
+    "count": ("UInt64",),
+}
+
+
+class NoConfigError(StoreError):
+    """The store holds no recorded registry: nothing was ingested into it yet."""
+
+
+class StatusQuery:
+    """An open store, for status only: no table checks up front (they cost five queries of the
+    system tables); a query that fails is explained afterwards by the full store's checks."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        _, self.db = split_dsn(dsn)
+        require_embedded_store(dsn)  # on disk: a reader creates nothing
+        self.client: Client = connect(dsn)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def config(self, *, as_of: bool) -> StatusConfig:
+        rows = self._rows(f"SELECT key, value FROM {self.db}.meta FINAL", None, types="text text")
+        meta = dict(rows)
+        if "registry" not in meta:
+            raise NoConfigError("the store holds no data yet: run `tracker ingest` first")
+        if as_of and meta.get(HISTORY_KEY) == "missing":
+            raise HistoryMissingError(HISTORY_MISSING)
+        return read_config(meta)
+
+    def documents(
+        self, config: StatusConfig, unit: str | None, year: int | None, at: datetime | None
+    ) -> list[Document]:
+        """The status objects, as `UnitYearStatus.model_dump(mode="json")` gives them."""
+        where, params = self._filter(unit, year, at)
+        rows = self._rows(
+            f"SELECT unit, year, ref, {_DUE}, status, {_OWN_DUE} "
+            f"FROM ({self._deadlines(where, at)}) ORDER BY unit, year, {_ORDER}",
+            params,
+            types=_DEADLINES,
+        )
+        unknown = {r[4] for r in rows} - set(STATUSES)
+        if unknown:
+            raise StoreError(f"the store's deadlines hold an unknown status {min(unknown)!r:.40}")
+        views: dict[tuple[str, int], list[Document]] = {}
+        for u, y, ref, due, status, own in rows:
+            view = {"ref": ref, "due": due, "status": status}
+            if own is not None:  # schemas.ledger.DeadlineView shows it only then
+                view["notice_due"] = own
+            views.setdefault((u, y), []).append(view)
+        return [
+            {**doc, "deadlines": views.get((doc["unit"], doc["year"]), [])}
+            for doc in self._skeleton(config, where, params, at, set(views), unit, year)
+        ]
+
+    def json_text(
+        self, config: StatusConfig, unit: str | None, year: int | None, at: datetime | None
+    ) -> str:
+        """`json.dumps(documents, ensure_ascii=False)`, with each unit-year's deadlines written
+        by the store."""
+        where, params = self._filter(unit, year, at)
+        source = (
+            f"SELECT unit, year, kind, ref, noticed_at, status, {_DUE} AS due_text, "
+            f"{_OWN_DUE} AS own_due FROM ({self._deadlines(where, at)})"
+        )
+        groups = self._rows(
+            f"SELECT unit, year, countIf({_BAD_STATUS}), countIf({_ODD_REF}), "
+            f"arrayStringConcat(arrayMap(v -> v.4, arraySort(v -> (v.1, v.2, v.3), "
+            f"groupArray(({_ORDER}, {_VIEW_JSON})))), ', ') FROM ({source}) GROUP BY unit, year",
+            params,
+            types=_GROUPS,
+        )
+        if any(bad for _, _, bad, _, _ in groups):
+            self.documents(config, unit, year, at)  # raises, naming the status
+        if any(odd for _, _, _, odd, _ in groups):  # a ref json.dumps escapes: let it
+            return json.dumps(self.documents(config, unit, year, at), ensure_ascii=False)
+        texts = {(u, y): text for u, y, _, _, text in groups}
+        text = _ENCODE
+        return "[{}]".format(
+            ", ".join(
+                f'{{"unit": {text(doc["unit"])}, "year": {doc["year"]}, '
+                f'"rulebook": {text(doc["rulebook"])}, "deducted": {text(doc["deducted"])}, '
+                f'"indicators": {text(doc["indicators"])}, '
+                f'"deadlines": [{texts.get((doc["unit"], doc["year"]), "")}]}}'
+                for doc in self._skeleton(config, where, params, at, set(texts), unit, year)
+            )
+        )
+
+    # -- the queries -----------------------------------------------------------------------
+
+    def _filter(
+        self, unit: str | None, year: int | None, at: datetime | None
+    ) -> tuple[str, dict[str, Any]]:
+        where, params = unit_year_filter(unit, year)
+        if at is not None:
+            params["t"] = millis(at)
+        return where, params
+
+    def _deadlines(self, where: str, at: datetime | None) -> str:
+        """Each notice's state shown (the latest, or the latest shown at {t})."""
+        if at is None:
+            return f"SELECT * FROM {self.db}.deadlines FINAL {where}"
+        return (
+            f"SELECT * FROM {self.db}.deadline_history {where or 'WHERE 1'} AND {STATE_SHOWN} "
+            "ORDER BY unit, kind, ref, version DESC LIMIT 1 BY unit, kind, ref"
+        )
+
+    def _skeleton(
+        self,
+        config: StatusConfig,
+        where: str,
+        params: dict[str, Any],
+        at: datetime | None,
+        deadline_keys: set[tuple[str, int]],
+        unit: str | None,
+        year: int | None,
+    ) -> Iterator[Document]:
+        """engine/status.py `build_status` without the deadlines: one object per unit and year
+        with an assessment, an accepted event or a deadline, sorted by unit and year."""
+        if at is None:
+            totals = self._rows(
+                f"SELECT unit, year, indicator, sum(applied) FROM {self.db}.ledger FINAL {where} "
+                "GROUP BY unit, year, indicator",
+                params,
+                types=_TOTALS,
+            )
+            shown_at = ""
+        else:
+            shown = shown_entries(
+                self.db,
+                "l.entry_id AS id, l.unit AS u, l.year AS y, l.indicator AS i, "
+                "l.applied AS applied, l.reverses AS reverses",
+                where,
+            )
+            # a reversal counts only with the entry it reverses (sinks/as_of.py `cut_ledger`)
+            totals = self._rows(
+                f"WITH shown AS ({shown}) SELECT u, y, i, sum(applied) FROM shown "
+                "WHERE reverses IS NULL OR reverses IN (SELECT id FROM shown) GROUP BY u, y, i",
+                params,
+                types=_TOTALS,
+            )
+            shown_at = f" AND at <= {AT}"
+        years = self._rows(
+            # GROUP BY, not DISTINCT: the same pairs, a quarter less CPU over 1M events
+            f"SELECT unit, year FROM {self.db}.events {where or 'WHERE 1'} "
+            f"AND unit != ''{shown_at} GROUP BY unit, year",
+            params,
+            types=_UNIT_YEARS,
+        )
+        sums = {(u, y, i): s.normalize() if s else ZERO for u, y, i, s in totals}
+        keys = {(u, y) for u, y in years} | deadline_keys
+        for unit_id, unit_tier in config.tiers.items():
+            keys.update((unit_id, y) for y, t, _ in config.assessments if t == unit_tier)
+        for unit_id, yr in sorted(keys):
+            if (unit is not None and unit_id != unit) or (year is not None and yr != year):
+                continue
+            tier = config.tiers.get(unit_id)
+            book_id = config.rulebook_for(tier, yr) if tier is not None else None
+            book = config.books.get(book_id) if book_id is not None else None
+            indicators, deducted = [], ZERO
+            for ind_id, name, top in book or ():
+                lost = sums.get((unit_id, yr, ind_id), ZERO)
+                deducted += lost
+                indicators.append(
+                    {
+                        "id": ind_id,
+                        "name": name,
+                        "max": format_points(top),
+                        "deducted": format_points(lost),
+                        "remaining": format_points(top - lost),
+                    }
+                )
+            yield {
+                "unit": unit_id,
+                "year": yr,
+                "rulebook": book_id if book is not None else None,
+                "deducted": format_points(deducted),
+                "indicators": indicators,
+            }
+
+    def _rows(self, sql: str, params: dict[str, Any] | None, *, types: str) -> list[Any]:
+        """The rows of a query, in the column kinds `types` names. The kinds are checked once
+        per query, from the result's own column types, not per value: the driver gives a
+        String column as str, a UInt16 as int, a Decimal as Decimal."""
+        try:
+            result = self.client.query(sql, parameters=params)
+        except ClickHouseError as exc:
+            self._explain()
+            raise StoreError(f"store query failed: {first_line(exc, self.dsn)}") from None
+        rows = list(result.result_rows)
+        if not rows:
+            return rows  # (an empty result may come without its column types)
+        got = [t.name for t in result.column_types]
+        kinds = types.split()
+        if len(got) != len(kinds) or not all(map(_fits, got, kinds)):
+            raise StoreError(
+                f"the store's columns have types this version cannot read: {', '.join(got)}"
+            )
+        return rows
+
+    def _explain(self) -> None:
+        """Raise what the full store's open says of this database (no store, no tracker
+        tables), or the as-of refusal when the history tables are missing."""
+        from sinks.clickhouse import ClickHouseStore
+
+        ClickHouseStore(self.dsn, client=self.client, create=False)
+        rows = self.client.query(
+            "SELECT name FROM system.tables WHERE database = {db:String}",
+            parameters={"db": self.db},
+        ).result_rows
+        if not set(HISTORY_TABLES) <= {str(r[0]) for r in rows}:
+            raise HistoryMissingError(HISTORY_MISSING)
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # what json.dumps(..., ensure_ascii=False) is
+
+
+def _fits(got: str, kind: str) -> bool:
+    if kind == "points":
+        return got.startswith("Decimal(")
+    return got in _KINDS[kind]

@@ -1,0 +1,179 @@
+"""`tracker status` on a ClickHouse store answers in SQL (sinks/clickhouse_status.py) exactly what
+the general path (sinks/views.py -> engine/status.py, a model per row) answers: the same objects,
+the same `--json` bytes and the same tables, latest and as of any instant; and a bad row of the
+store is a clear error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sinks.base import StoreError
+from sinks.clickhouse import ClickHouseStore
+from sinks.clickhouse_status import StatusQuery
+from sinks.views import status_rows
+from tests.builders import ev, tick
+from tests.integration.test_store_as_of import INSTANTS, MS, STREAM, at, fill
+from tracker.cli import main
+
+# the as-of stream (an overdue reversed by a late feedback, a notice with its own due, a
+# retraction, a capped item) and: refs json.dumps escapes (a quote, a backslash, a line break,
+# a control character) and one it does not (CJK); an instant with milliseconds; a notice whose
+# own due equals the judged due; several units and two years (2018, 2020); notices of one unit
+# at the same instant (their order: by ref, then kind)
+MORE = [
+    ev("vuln.notice", "2018-04-02T09:30:00.250", unit="fz", event_id="q1", notice_id='V"q',
+       system="OA"),
+    ev("vuln.notice", "2018-04-02T09:30:00.250", unit="fz", event_id="q2", notice_id="V\\b",
+       system="OA"),
+    ev("vuln.notice", "2018-04-02T09:30:00.250", unit="fz", event_id="q3", notice_id="V\nn",
+       system="OA"),
+    ev("vuln.notice", "2018-04-03T11:00:00.001", unit="fz", event_id="q4", notice_id="V\x07",
+       system="OA"),
+    ev("vuln.notice", "2018-04-04T11:00", unit="fz", event_id="q5", notice_id="漏洞-甲",
+       system="门户", due="2018-04-18T11:00"),
+    ev("vuln.notice", "2018-04-05T11:00", unit="nd", event_id="q6", notice_id="N1", system="X"),
+    ev("vuln.notice", "2018-04-05T11:00", unit="nd", event_id="q7", notice_id="N0", system="X"),
+    tick("2018-06-01T00:00"),
+    ev("vuln.notice", "2020-03-01T10:00", unit="nd.gaj", event_id="q8", notice_id="D1",
+       system="X"),
+    tick("2020-04-01T00:00"),
+]  # fmt: skip
+PLAIN = [e for e in MORE if e.event_id not in ("q1", "q2", "q3", "q4")]  # no ref to escape
+WHEN: list[datetime | None] = [None, *(w for w, _ in INSTANTS), at("2018-04-02T09:30:00.250")]
+FILTERS = [(None, None), ("fz", None), ("nd.gaj", 2020), (None, 2018), ("nobody", None)]
+
+
+@pytest.fixture(params=["escaped refs", "plain refs"])
+def store(request: pytest.FixtureRequest, chdb_dsn: str) -> Iterator[ClickHouseStore]:
+    events = [*STREAM, *(MORE if request.param == "escaped refs" else PLAIN)]
+    sink = ClickHouseStore(chdb_dsn)
+    fill(sink, events)
+    yield sink
+    sink.close()
+
+
+def general(store: ClickHouseStore, unit: str | None, year: int | None, when: Any) -> list[Any]:
+    config = store.load_config()
+    assert config is not None
+    return [r.model_dump(mode="json") for r in status_rows(store, config, unit, year, as_of=when)]
+
+
+def test_the_sql_status_is_the_general_one(store: ClickHouseStore) -> None:
+    query = StatusQuery(store.dsn)
+    try:
+        for when in WHEN:
+            config = query.config(as_of=when is not None)
+            for unit, year in FILTERS:
+                want = general(store, unit, year, when)
+                assert query.documents(config, unit, year, when) == want, (when, unit, year)
+                text = json.dumps(want, ensure_ascii=False)
+                assert query.json_text(config, unit, year, when) == text, (when, unit, year)
+    finally:
+        query.close()
+
+
+def test_the_command_prints_the_same_bytes(
+    store: ClickHouseStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The whole command, JSON and tables: the SQL path against the general one (forced by
+    taking the store for one a worker holds, and reading it directly all the same)."""
+    import sinks.dsn
+    import sinks.remote
+
+    def printed(held: bool, *args: str) -> str:
+        monkeypatch.setattr(sinks.dsn, "held_by_another_process", lambda dsn: held)
+        monkeypatch.setattr(sinks.remote, "held_by_another_process", lambda dsn: False)
+        assert main(["status", "--store", store.dsn, *args]) == 0
+        return capsys.readouterr().out
+
+    for args in (
+        [],
+        ["--json"],
+        ["--unit", "fz"],
+        ["--unit", "fz", "--json"],
+        ["--as-of", "2018-03-16T00:00:00.001+08:00"],
+        ["--as-of", "2018-04-02T09:30:00.250+08:00", "--unit", "fz"],
+        ["--as-of", "2018-04-02T09:30:00.250+08:00", "--json", "--year", "2018"],
+    ):
+        assert printed(False, *args) == printed(True, *args), args
+
+
+def test_a_bad_row_is_a_clear_error(chdb_dsn: str) -> None:
+    sink = ClickHouseStore(chdb_dsn)
+    fill(sink, STREAM)
+    query = StatusQuery(chdb_dsn)
+    try:
+        config = query.config(as_of=False)
+        sink.client.command(
+            f"INSERT INTO {sink.db}.deadlines SELECT * REPLACE ('lost' AS status, version + 1 AS "
+            f"version) FROM {sink.db}.deadlines FINAL LIMIT 1"
+        )
+        for answer in (query.documents, query.json_text):
+            with pytest.raises(StoreError, match="unknown status 'lost'"):
+                answer(config, None, None, None)
+        sink.client.command(
+            f"INSERT INTO {sink.db}.meta VALUES ('registry', '{{\"units\": 3}}', now64(6))"
+        )
+        with pytest.raises(StoreError, match="recorded registry cannot be read"):
+            query.config(as_of=False)
+    finally:
+        query.close()
+        sink.close()
+
+
+def test_an_as_of_read_of_a_store_without_history_is_refused(chdb_dsn: str) -> None:
+    sink = ClickHouseStore(chdb_dsn)
+    fill(sink, STREAM)
+    sink.client.command(f"DROP TABLE {sink.db}.deadline_history")
+    query = StatusQuery(chdb_dsn)
+    try:
+        config = query.config(as_of=True)
+        with pytest.raises(StoreError, match="made before --as-of"):
+            query.json_text(config, None, None, at("2018-03-20T00:00") + MS)
+        assert query.json_text(config, None, None, None)  # the latest outputs read as before
+    finally:
+        query.close()
+        sink.close()
+
+
+def test_the_command_imports_neither_the_models_nor_the_engine(tmp_path: Path) -> None:
+    """A whole `tracker status` process on a chDB store (made by `tracker ingest`, in a
+    directory this process never opens): what it imports (tests/unit/test_cli_start.py)."""
+    from tests.unit.test_cli_start import NOT_FOR_STATUS
+
+    units = tmp_path / "units.yaml"
+    units.write_text(
+        "assessments: [{year: 2018, tier: provincial-dept, rulebook: fj-2018-provincial-dept}]\n"
+        "units: [{id: gat, name: 公安厅, tier: provincial-dept}]\n",
+        encoding="utf-8",
+    )
+    dsn = f"chdb://{tmp_path / 'store'}"
+    lines = [e.model_dump_json(exclude_none=True) for e in STREAM[:1]]
+    subprocess.run(
+        [sys.executable, "-m", "tracker", "ingest", "--units", str(units), "--store", dsn,
+         "--json", "-"],
+        input="\n".join(lines) + "\n", text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    probe = (
+        "import json, sys\n"
+        "from tracker.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "status", "--store", dsn, "--json", "--as-of",
+         "2018-06-30T00:00:00+08:00"],
+        text=True, capture_output=True, check=True,
+    )  # fmt: skip
+    assert [r["unit"] for r in json.loads(done.stdout)] == ["gat"]
+    loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
+    assert sorted(loaded & set(NOT_FOR_STATUS)) == []
