@@ -51,8 +51,9 @@ class Assessment:
     claims: list[Claim] = field(default_factory=list)
     by_key: dict[tuple[str, str], Claim] = field(default_factory=dict)
     generations: dict[tuple[str, str], int] = field(default_factory=dict)
-    # per rule, built once: its claims' id prefix, and their entries' fixed fields (chain.py)
-    prefixes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # per rule, built once: its claims' id prefix, their entries' fixed fields (chain.py), and
+    # the end of the reason of an entry capped at 0
+    prefixes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     seq: int = 0  # the last ledger `seq` of this (unit, year): kept and forgotten with it
     head: str = ""  # the chain value of that entry (engine/chain.py)
 
@@ -129,8 +130,11 @@ class Ledger:
             made = assessment.prefixes[rule.rule_id] = (
                 f"{book}\x1f{unit}\x1f{year}\x1f{rule.rule_id}",
                 fixed_fields(unit, year, book, rule.indicator, rule.item, rule.key),
+                f"; capped: {ZERO} of {rule.rule.points} applied"
+                if rule.rule.points > ZERO
+                else "",
             )
-        prefix, form = made
+        prefix, form, capped_at_zero = made
         requested = rule.rule.points
         claim = Claim(  # positional: this runs for every counted occurrence
             digest(prefix, count_key, generation),
@@ -145,10 +149,28 @@ class Ledger:
             form,
         )
         applied = max(ZERO, min(requested, assessment.headroom(rule.caps)))
-        assessment._use(rule.caps, applied)
         assessment.claims.append(claim)
         assessment.by_key[key] = claim
-        self._write(assessment, claim, applied)
+        if applied is not ZERO:
+            assessment._use(rule.caps, applied)
+            self._write(assessment, claim, applied)
+            return claim
+        # Capped at 0, nearly every entry of a dense stream: adding ZERO to what the caps used
+        # changes nothing (they hold sums that started at ZERO, so no exponent above 0, and
+        # never -0), and the reason's ending is the rule's own, made once (`_write` otherwise).
+        claim.entry_id = claim.claim_id
+        claim.version = 1
+        self._append(
+            assessment,
+            claim,
+            claim.claim_id,
+            requested,
+            ZERO,
+            None,
+            effective_at,
+            reason + capped_at_zero,
+            event_ids,
+        )
         return claim
 
     def withdraw_claim(
