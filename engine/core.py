@@ -212,8 +212,10 @@ class Engine:
         if self.watermark is not None and at <= self.watermark:
             return
         self.watermark = at
-        self._deadlines.expire(at)
-        self._close_years()
+        if self._deadlines.queue.passed(at):
+            self._deadlines.expire(at)
+        if self._next_close is None or at >= self._next_close:
+            self._close_years()
 
     def _closed_after(self, at: datetime) -> int | None:
         """The last closed year once the clock has moved to `at` (see `_close_years`)."""
