@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from engine.chain import entry_digest, link
+from engine.chain import fixed_fields, ledger_digest, link
 from engine.compiled import CompiledRule
 from engine.ids import digest
 from schemas.ledger import LedgerEntry, trusted
@@ -35,6 +35,7 @@ class Claim:
     # Accepted events still asserting this occurrence, in arrival order (a dict, not a set, so
     # that an entry re-cited after a retraction names them in the same order on every replay).
     supporters: dict[str, None]
+    form: str  # the canonical form's fields its rule and assessment fix (engine/chain.py)
     applied: Decimal = ZERO
     entry_id: str = ""
     version: int = 0
@@ -50,7 +51,9 @@ class Assessment:
     claims: list[Claim] = field(default_factory=list)
     by_key: dict[tuple[str, str], Claim] = field(default_factory=dict)
     generations: dict[tuple[str, str], int] = field(default_factory=dict)
-    prefixes: dict[str, str] = field(default_factory=dict)  # id prefix per rule, built once
+    # per rule, built once: its claims' id prefix, their entries' fixed fields (chain.py), and
+    # the end of the reason of an entry capped at 0
+    prefixes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     seq: int = 0  # the last ledger `seq` of this (unit, year): kept and forgotten with it
     head: str = ""  # the chain value of that entry (engine/chain.py)
 
@@ -90,35 +93,84 @@ class Ledger:
         supporter: str | None,
     ) -> Claim | None:
         """Count one occurrence; an already counted key only gains a supporter (returns None)."""
-        key = (rule.rule_id, count_key)
-        existing = assessment.by_key.get(key)
+        existing = assessment.by_key.get((rule.rule_id, count_key))
         if existing is not None:
             if supporter is not None:
                 existing.supporters[supporter] = None
             return None
+        return self.count(
+            assessment,
+            rule,
+            count_key,
+            source_unit,
+            event_ids,
+            effective_at,
+            reason,
+            supporter,
+        )
+
+    def count(
+        self,
+        assessment: Assessment,
+        rule: CompiledRule,
+        count_key: str,
+        source_unit: str,
+        event_ids: tuple[str, ...],
+        effective_at: datetime,
+        reason: str,
+        supporter: str | None,
+    ) -> Claim:
+        """`open_claim` of a key not counted yet (the caller looked): its claim and entry."""
+        key = (rule.rule_id, count_key)
         generation = assessment.generations.get(key, 0)
         assessment.generations[key] = generation + 1
-        prefix = assessment.prefixes.get(rule.rule_id)
-        if prefix is None:
-            prefix = assessment.prefixes[rule.rule_id] = (
-                f"{assessment.rulebook}\x1f{assessment.unit}\x1f{assessment.year}\x1f{rule.rule_id}"
+        made = assessment.prefixes.get(rule.rule_id)
+        if made is None:
+            unit, year, book = assessment.unit, assessment.year, assessment.rulebook
+            made = assessment.prefixes[rule.rule_id] = (
+                f"{book}\x1f{unit}\x1f{year}\x1f{rule.rule_id}",
+                fixed_fields(unit, year, book, rule.indicator, rule.item, rule.key),
+                f"; capped: {ZERO} of {rule.rule.points} applied"
+                if rule.rule.points > ZERO
+                else "",
             )
-        claim = Claim(
-            claim_id=digest(prefix, count_key, generation),
-            rule=rule,
-            count_key=count_key,
-            requested=rule.rule.points,
-            source_unit=source_unit,
-            event_ids=event_ids,
-            effective_at=effective_at,
-            reason=reason,
-            supporters={supporter: None} if supporter is not None else {},
+        prefix, form, capped_at_zero = made
+        requested = rule.rule.points
+        claim = Claim(  # positional: this runs for every counted occurrence
+            digest(prefix, count_key, generation),
+            rule,
+            count_key,
+            requested,
+            source_unit,
+            event_ids,
+            effective_at,
+            reason,
+            {supporter: None} if supporter is not None else {},
+            form,
         )
-        applied = max(ZERO, min(claim.requested, assessment.headroom(rule.caps)))
-        assessment._use(rule.caps, applied)
+        applied = max(ZERO, min(requested, assessment.headroom(rule.caps)))
         assessment.claims.append(claim)
         assessment.by_key[key] = claim
-        self._write(assessment, claim, applied)
+        if applied is not ZERO:
+            assessment._use(rule.caps, applied)
+            self._write(assessment, claim, applied)
+            return claim
+        # Capped at 0, nearly every entry of a dense stream: adding ZERO to what the caps used
+        # changes nothing (they hold sums that started at ZERO, so no exponent above 0, and
+        # never -0), and the reason's ending is the rule's own, made once (`_write` otherwise).
+        claim.entry_id = claim.claim_id
+        claim.version = 1
+        self._append(
+            assessment,
+            claim,
+            claim.claim_id,
+            requested,
+            ZERO,
+            None,
+            effective_at,
+            reason + capped_at_zero,
+            event_ids,
+        )
         return claim
 
     def withdraw_claim(
@@ -170,15 +222,13 @@ class Ledger:
         self._append(
             assessment,
             claim,
-            entry_id=f"{claim.entry_id}~r",  # each entry is reversed at most once
-            requested=-claim.requested,
-            applied=-claim.applied,
-            reverses=claim.entry_id,
-            effective_at=at,
-            reason=f"reversal: {why}",
-            event_ids=(*claim.event_ids, cause)
-            if cause not in claim.event_ids
-            else claim.event_ids,
+            f"{claim.entry_id}~r",  # each entry is reversed at most once
+            -claim.requested,
+            -claim.applied,
+            claim.entry_id,
+            at,
+            f"reversal: {why}",
+            (*claim.event_ids, cause) if cause not in claim.event_ids else claim.event_ids,
         )
 
     def _write(
@@ -189,26 +239,26 @@ class Ledger:
         )
         claim.version += 1
         claim.applied = applied
+        requested = claim.requested
         reason = claim.reason if why is None else f"{claim.reason} ({why})"
-        if applied < claim.requested:
-            reason += f"; capped: {applied} of {claim.requested} applied"
+        if applied < requested:
+            reason += f"; capped: {applied} of {requested} applied"
         self._append(
             assessment,
             claim,
-            entry_id=claim.entry_id,
-            requested=claim.requested,
-            applied=applied,
-            reverses=None,
-            effective_at=claim.effective_at,
-            reason=reason,
-            event_ids=claim.event_ids,
+            claim.entry_id,
+            requested,
+            applied,
+            None,
+            claim.effective_at,
+            reason,
+            claim.event_ids,
         )
 
     def _append(
         self,
         assessment: Assessment,
         claim: Claim,
-        *,
         entry_id: str,
         requested: Decimal,
         applied: Decimal,
@@ -219,6 +269,22 @@ class Ledger:
     ) -> None:
         seq = assessment.seq = assessment.seq + 1
         rule = claim.rule
+        capped = reverses is None and applied < requested
+        digest = ledger_digest(
+            entry_id,
+            seq,
+            claim.form,
+            claim.count_key,
+            claim.source_unit,
+            event_ids,
+            requested,
+            applied,
+            capped,
+            reverses,
+            effective_at,
+            reason,
+        )
+        chain = assessment.head = link(assessment.head, digest)
         values = {
             "entry_id": entry_id,
             "seq": seq,
@@ -233,13 +299,13 @@ class Ledger:
             "event_ids": event_ids,
             "requested": requested,
             "applied": applied,
-            "capped": reverses is None and applied < requested,
+            "capped": capped,
             "reverses": reverses,
             "effective_at": effective_at,
             "reason": reason,
+            "digest": digest,
+            "chain": chain,
         }
-        digest = values["digest"] = entry_digest(values)
-        assessment.head = values["chain"] = link(assessment.head, digest)
         self.entries.append(trusted(LedgerEntry, values))
 
     def drain(self) -> list[LedgerEntry]:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from engine.calendar import NO_CALENDAR, WorkCalendar
 from engine.caps import Assessment, Ledger, Routes
-from engine.clock import assessment_year, iso, local, year_start
+from engine.clock import SHANGHAI, assessment_year, iso, local, year_start
 from engine.compiled import CompiledRule, CompiledRulebook, compile_rulebook
 from engine.matching import count_keys, describe
 from engine.notices import REF_FIELD, Notice, NoticeKey
@@ -25,6 +25,7 @@ from schemas.events import (
     EventRetracted,
     SupervisionHandled,
     SupervisionWarning,
+    UnitEvent,
     VulnFeedback,
     VulnNotice,
 )
@@ -37,6 +38,8 @@ OVERDUE_TRIGGER: dict[str, str] = {
     "vuln.notice": "vuln.overdue",
     "supervision.warning": "supervision.overdue",
 }
+# the event types that refer to an earlier event or notice
+_FOLLOW_UPS = frozenset({"event.retracted", "vuln.feedback", "supervision.handled"})
 Judged = tuple[datetime, datetime | None]  # a new notice's due instant, and the due it carried
 Prepared = Notice | Judged | None  # what validation found out, for applying the event
 
@@ -83,27 +86,30 @@ class Engine:
         """Apply one event; a rejected event changes nothing (not even the watermark)."""
         # Tick ids are not remembered (there are millions); one that does not move the clock has
         # no effect, and is not logged, so a replay sees the same expiries.
-        if (
-            isinstance(event, ClockTick)
-            and self.watermark is not None
-            and event.at <= self.watermark
-        ):
+        # The instant in +08:00 with the standard library's zone, once: the parser's zone
+        # (pydantic's TzInfo) makes every conversion and mixed comparison several times dearer,
+        # and every output shows the instant in +08:00 anyway.
+        at = event.at
+        if at.tzinfo is not SHANGHAI:
+            at = at.astimezone(SHANGHAI)
+        if event.type == "clock.tick" and self.watermark is not None and at <= self.watermark:
             return Outcome("duplicate", event.event_id, reason="tick does not advance the clock")
         if self._find_record(event.event_id) is not None:  # any type reusing a known id
             return Outcome("duplicate", event.event_id)
-        year = assessment_year(event.at)
+        year = at.year  # the assessment year: `at` is in Asia/Shanghai
         try:
-            prepared = self._validate(event, now, year, self._closed_after(event.at))
+            prepared = self._validate(event, at, now, year, self._closed_after(at))
         except Rejected as exc:
             return Outcome("rejected", event.event_id, reason=exc.reason)
-        self._advance(event.at)
+        self._advance(at)
         expired = len(self.ledger.entries)
         if not isinstance(event, ClockTick):
-            self._dispatch(event, prepared, year)
-        return self._flush(event.event_id, expired, event.at)
+            self._dispatch(event, at, prepared, year)
+        return self._flush(event.event_id, expired, at)
 
     def advance_to(self, at: datetime) -> Outcome:
         """Move event time forward without an event (what a tick does)."""
+        at = local(at)
         self._advance(at)
         return self._flush("", len(self.ledger.entries), at)
 
@@ -118,26 +124,27 @@ class Engine:
     # -- validation (before any state changes) -------------------------------------------------
 
     def _validate(
-        self, event: Event, now: datetime | None, year: int, closed: int | None
+        self, event: Event, at: datetime, now: datetime | None, year: int, closed: int | None
     ) -> Prepared:
         """Judge the event on the state applying it will see: `closed` is the last year closed
         once the clock has moved to its `at` (a year closing by this very event included)."""
-        if now is not None and event.at > now + MAX_AHEAD:
-            raise Rejected(
-                f"at {iso(event.at)} is more than 10 minutes ahead of the processing clock"
-            )
+        if now is not None and at > now + MAX_AHEAD:
+            raise Rejected(f"at {iso(at)} is more than 10 minutes ahead of the processing clock")
         if isinstance(event, ClockTick):
             return None
         if event.unit not in self._chain:
             raise Rejected(f"unknown unit {event.unit!r}")
         if closed is not None and year <= closed:
             raise Rejected(f"assessment year {year} is closed (the clock is at {iso(self._wm)})")
+        kind = event.type
+        if kind in REF_FIELD:
+            return self._prepare_notice(event, at, year, closed)
+        if kind not in _FOLLOW_UPS:
+            return None
         if isinstance(event, VulnFeedback | SupervisionHandled):
             self._live_notice(event, closed)
         elif isinstance(event, EventRetracted):
             self._retractable(event, closed)
-        elif event.type in REF_FIELD:
-            return self._prepare_notice(event, year, closed)
         return None
 
     def _live_notice(self, event: VulnFeedback | SupervisionHandled, closed: int | None) -> Notice:
@@ -163,7 +170,9 @@ class Engine:
             raise Rejected("a retraction cannot itself be retracted")
         return record
 
-    def _prepare_notice(self, event: Event, year: int, closed: int | None) -> Prepared:
+    def _prepare_notice(
+        self, event: Event, at: datetime, year: int, closed: int | None
+    ) -> Prepared:
         assert not isinstance(event, ClockTick)
         ref = event.__dict__[REF_FIELD[event.type]]
         found = self._lookup_notice((event.unit, event.type, ref), closed)
@@ -174,7 +183,7 @@ class Engine:
         notice_due = local(event.due) if isinstance(event, VulnNotice) and event.due else None
         due = judge_due(
             what=f"{event.type} {ref} of unit {event.unit}",
-            at=event.at,
+            at=at,
             notice_due=notice_due,
             rule=self._judging_rule(event.unit, year, OVERDUE_TRIGGER[event.type]),
             default=DEFAULT_PERIODS[event.type],
@@ -203,8 +212,10 @@ class Engine:
         if self.watermark is not None and at <= self.watermark:
             return
         self.watermark = at
-        self._deadlines.expire(at)
-        self._close_years()
+        if self._deadlines.queue.passed(at):
+            self._deadlines.expire(at)
+        if self._next_close is None or at >= self._next_close:
+            self._close_years()
 
     def _closed_after(self, at: datetime) -> int | None:
         """The last closed year once the clock has moved to `at` (see `_close_years`)."""
@@ -232,53 +243,51 @@ class Engine:
 
     # -- applying ------------------------------------------------------------------------------
 
-    def _dispatch(self, event: Event, prepared: Prepared, year: int) -> None:
-        assert not isinstance(event, ClockTick)
-        record = Record(unit=event.unit, type=event.type)
-        self._records.setdefault(year, {})[event.event_id] = record
-        if isinstance(event, EventRetracted):
-            self._retract(event, self._retractable(event, self.closed_through))
+    def _dispatch(self, event: UnitEvent, at: datetime, prepared: Prepared, year: int) -> None:
+        kind = event.type
+        record = Record(event.unit, kind)
+        by_id = self._records.get(year)
+        if by_id is None:
+            by_id = self._records[year] = {}
+        by_id[event.event_id] = record
+        if kind not in REF_FIELD and kind not in _FOLLOW_UPS:  # most events: findings
+            self._count(event, at, record, self._routes(event.unit, year, kind))
+        elif isinstance(event, EventRetracted):
+            self._retract(event, at, self._retractable(event, self.closed_through))
         elif isinstance(event, VulnFeedback | SupervisionHandled):
             notice = self._live_notice(event, self.closed_through)
             notice.touched(year)
             tracked = notice.tracked
             assert tracked is not None
-            tracked.feedbacks[event.event_id] = event.at
+            tracked.feedbacks[event.event_id] = at
             record.feedback_for = tracked
             self._deadlines.reconcile(
-                tracked, watermark=self.watermark, at=event.at, cause=event.event_id
+                tracked, watermark=self.watermark, at=at, cause=event.event_id
             )
         elif isinstance(prepared, Notice):
             prepared.postings[event.event_id] = None
             prepared.touched(year)
             record.notice = prepared
-            self._count(event, record, prepared.count_routes)
-        elif event.type in REF_FIELD:
-            record.notice = self._open_notice(event, prepared, year)
-            self._count(event, record, record.notice.count_routes)
-        else:
-            self._count(event, record, self._routes(event.unit, year, event.type))
+            self._count(event, at, record, prepared.count_routes)
+        else:  # a notice's first posting
+            record.notice = self._open_notice(event, at, prepared, year)
+            self._count(event, at, record, record.notice.count_routes)
 
-    def _count(self, event: Event, record: Record, routes: Routes) -> None:
-        assert not isinstance(event, ClockTick)
+    def _count(self, event: UnitEvent, at: datetime, record: Record, routes: Routes) -> None:
         if not routes:
             return
-        at = local(event.at)
         claims = record.claims = []
+        event_id, unit = event.event_id, event.unit
         for assessment, rule in routes:
             for key in count_keys(rule.rule, event):
-                claim = self.ledger.open_claim(
-                    assessment,
-                    rule,
-                    key,
-                    source_unit=event.unit,
-                    event_ids=(event.event_id,),
-                    effective_at=at,
-                    reason=describe(event, key),
-                    supporter=event.event_id,
-                )
-                target = claim or assessment.by_key[(rule.rule_id, key)]
-                claims.append((assessment, target))
+                counted = assessment.by_key.get((rule.rule_id, key))
+                if counted is not None:  # counted already: one more event asserts it
+                    counted.supporters[event_id] = None
+                else:
+                    counted = self.ledger.count(
+                        assessment, rule, key, unit, (event_id,), at, describe(event, key), event_id
+                    )
+                claims.append((assessment, counted))
 
     def _routes(self, unit: str, year: int, trigger: str) -> Routes:
         """The (assessment, rule) pairs an event of `unit` counts for: its own rules, and the
@@ -297,7 +306,7 @@ class Engine:
             routes = self._route_cache[key] = tuple(found)
         return routes
 
-    def _open_notice(self, event: Event, judged: Judged | None, year: int) -> Notice:
+    def _open_notice(self, event: Event, at: datetime, judged: Judged | None, year: int) -> Notice:
         assert not isinstance(event, ClockTick)
         key = (event.unit, event.type, event.__dict__[REF_FIELD[event.type]])
         for by_key in self._notices.values():
@@ -315,6 +324,7 @@ class Engine:
             notice.tracked = self._deadlines.track(
                 notice,
                 event,
+                at,
                 judged,
                 overdue_routes=self._routes(event.unit, year, trigger),
                 watermark=self.watermark,
@@ -322,9 +332,9 @@ class Engine:
             notice.touched(judged[0].year)  # due instants are made in Asia/Shanghai
         return notice
 
-    def _retract(self, event: EventRetracted, target: Record) -> None:
+    def _retract(self, event: EventRetracted, at: datetime, target: Record) -> None:
         target.retracted = True
-        at, cause, gone = local(event.at), event.event_id, event.target_event_id
+        cause, gone = event.event_id, event.target_event_id
         why = f"event {gone} retracted: {event.reason}"
         for assessment, claim in target.claims or ():
             claim.supporters.pop(gone, None)
@@ -343,14 +353,14 @@ class Engine:
                 recite = tracked.event_id == gone and bool(notice.postings)
                 if recite:
                     first = next(iter(notice.postings))
-                    self._deadlines.recite(tracked, first, at=event.at, why=why, cause=cause)
+                    self._deadlines.recite(tracked, first, at=at, why=why, cause=cause)
                 self._deadlines.reconcile(
-                    tracked, watermark=self.watermark, at=event.at, cause=cause, changed=recite
+                    tracked, watermark=self.watermark, at=at, cause=cause, changed=recite
                 )
         if target.feedback_for is not None:
             target.feedback_for.feedbacks.pop(gone, None)
             self._deadlines.reconcile(
-                target.feedback_for, watermark=self.watermark, at=event.at, cause=cause
+                target.feedback_for, watermark=self.watermark, at=at, cause=cause
             )
 
     # -- lookups -------------------------------------------------------------------------------

@@ -71,6 +71,10 @@ class DueQueue:
     def push(self, tracked: Tracked) -> None:
         heapq.heappush(self._heap, (tracked.due, tracked.arrival, tracked))
 
+    def passed(self, watermark: datetime) -> bool:
+        """Whether the watermark has passed the earliest due instant queued (cheap: per event)."""
+        return bool(self._heap) and self._heap[0][0] < watermark
+
     def pop_passed(self, watermark: datetime) -> list[Tracked]:
         """Open deadlines whose due instant the watermark has strictly passed, in order."""
         out = []

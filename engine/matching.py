@@ -15,27 +15,30 @@ def count_keys(rule: Rule, event: Event) -> tuple[str, ...]:
     Keys carry the source unit so that jurisdiction items never merge two units' notices.
     The loader guarantees that a rule's counting fits its trigger, so the event's fields exist.
     """
-    for name, wanted in rule.match.items():
-        if getattr(event, name, None) != wanted:
-            return ()
-    counting = rule.counting
-    if counting == "once_per_year":
-        return ("",)
     fields = event.__dict__  # hot path: one dict lookup per field instead of isinstance chains
-    unit = fields.get("unit", "")
-    if counting == "per_notice":
-        return (f"{unit}/{fields['notice_id']}",)
-    if counting == "per_notice_terminal":
-        # a terminal listed twice in one notice counts once (dict keeps first-seen order)
-        notice = fields["notice_id"]
-        return tuple(f"{unit}/{notice}/{t}" for t in dict.fromkeys(fields["terminals"]))
-    if counting == "per_year_terminal_finding":
-        return (f"{unit}/{fields['terminal']}/{fields['finding']}",)
-    if counting == "per_year_system":
-        return (f"{unit}/{fields['system']}",)
-    if counting == "per_incident":
-        return (f"{unit}/{fields['incident_id']}",)
-    raise ValueError(f"counting {counting!r} cannot count a {event.type} event")
+    for name, wanted in rule.match.items():
+        if fields.get(name) != wanted:
+            return ()
+    keys = _KEYS.get(rule.counting)
+    if keys is None:
+        raise ValueError(f"counting {rule.counting!r} cannot count a {event.type} event")
+    return keys(fields.get("unit", ""), fields)
+
+
+def _per_notice_terminal(unit: str, fields: dict[str, Any]) -> tuple[str, ...]:
+    # a terminal listed twice in one notice counts once (dict keeps first-seen order)
+    notice = fields["notice_id"]
+    return tuple(f"{unit}/{notice}/{t}" for t in dict.fromkeys(fields["terminals"]))
+
+
+_KEYS: dict[str, Callable[[str, dict[str, Any]], tuple[str, ...]]] = {
+    "once_per_year": lambda unit, fields: ("",),
+    "per_notice": lambda unit, fields: (f"{unit}/{fields['notice_id']}",),
+    "per_notice_terminal": _per_notice_terminal,
+    "per_year_terminal_finding": lambda unit, f: (f"{unit}/{f['terminal']}/{f['finding']}",),
+    "per_year_system": lambda unit, fields: (f"{unit}/{fields['system']}",),
+    "per_incident": lambda unit, fields: (f"{unit}/{fields['incident_id']}",),
+}
 
 
 _WHAT: dict[str, Callable[[Any], str]] = {
@@ -52,8 +55,9 @@ _WHAT: dict[str, Callable[[Any], str]] = {
 
 def describe(event: Event, key: str) -> str:
     """One line saying what happened, for the ledger's `reason`."""
-    what = _WHAT.get(event.type, lambda e: str(e.type))(event)
-    if event.type == "outreach.notice":
+    kind = event.type
+    what = _WHAT[kind](event) if kind in _WHAT else kind
+    if kind == "outreach.notice":
         what += f", counted as {key}"
-    unit = getattr(event, "unit", "")
+    unit = event.__dict__.get("unit", "")
     return f"{what} of {unit}" if unit else what

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from engine.caps import Assessment, Claim
 from engine.deadlines import Tracked
@@ -21,8 +21,10 @@ class Rejected(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
+    """Immutable; a named tuple rather than a frozen dataclass because the engine returns one
+    per event and a tuple is made in a third of the time."""
+
     status: Literal["accepted", "duplicate", "rejected"]
     event_id: str
     reason: str | None = None

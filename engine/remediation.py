@@ -29,13 +29,14 @@ class Remediation:
         self,
         notice: Notice,
         event: Event,
+        at: datetime,
         judged: tuple[datetime, datetime | None],
         *,
         overdue_routes: Routes,
         watermark: datetime | None,
     ) -> Tracked:
-        """Open the deadline of a newly posted notice or signal: `judged` is the instant that
-        judges it and the due the notice carried."""
+        """Open the deadline of a newly posted notice or signal, posted `at` (its `at` in
+        +08:00): `judged` is the instant that judges it and the due the notice carried."""
         self._arrivals += 1
         kind: DeadlineKind = "vuln.notice" if event.type == "vuln.notice" else "supervision.warning"
         unit, _, ref = notice.key
@@ -44,7 +45,7 @@ class Remediation:
             kind=kind,
             ref=ref,
             event_id=event.event_id,
-            at=event.at,
+            at=at,
             due=judged[0],
             notice_due=judged[1],
             arrival=self._arrivals,
@@ -52,8 +53,8 @@ class Remediation:
             year=notice.year,
             overdue_routes=overdue_routes,
         )
-        self._emit(tracked, event.at)
-        self.reconcile(tracked, watermark=watermark, at=event.at, cause=event.event_id)
+        self._emit(tracked, at)
+        self.reconcile(tracked, watermark=watermark, at=at, cause=event.event_id)
         if tracked.status == "open":
             self.queue.push(tracked)
         return tracked

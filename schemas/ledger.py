@@ -195,9 +195,13 @@ def trusted(cls: type[_M], values: dict[str, Any]) -> _M:
     `model_construct` costs ~12 µs (defaults, aliases, field-set bookkeeping); the engine emits an
     entry for most events, so it uses this ~1 µs path. Every field must be present.
     """
-    model = cls.__new__(cls)
-    object.__setattr__(model, "__dict__", values)
-    object.__setattr__(model, "__pydantic_fields_set__", set(values))
-    object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", None)
+    model = _new(cls)
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", set(values))
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
     return model
+
+
+_new = object.__new__  # BaseModel has no __new__ of its own
+_set = object.__setattr__
