@@ -110,8 +110,8 @@ class EmbeddedService(Service):
         self._door = threading.Lock()
         self._state = threading.Condition()
         self._tracker: _RecordingTracker | None = self._new_tracker()
-        self.journal = Journal(journal_dir)
         try:
+            self.journal = Journal(journal_dir)
             self._queue: deque[Entry] = deque(self.journal.recover())
         except OSError as exc:
             raise ServiceUnavailable(f"the intake journal cannot be read: {exc}") from None
