@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         ge=1,
         description="events `tracker serve` (embedded) accepts into its journal ahead of the store",
     )
+    serve_linger_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="how long `tracker serve` (embedded) gathers a trickle of posts into one write",
+    )
     serve_url: str = Field(
         f"http://{DEFAULT_SERVE_HOST}:{DEFAULT_SERVE_PORT}",
         description="a running `tracker serve`'s address, for its clients",

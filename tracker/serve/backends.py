@@ -47,6 +47,7 @@ def open_embedded(
             lock_timeout_s=lock_timeout_s,
             journal_dir=journal_dir(store_dsn),
             max_backlog=settings().serve_backlog,
+            linger_s=settings().serve_linger_s,
         )
     except BaseException:
         sink.close()

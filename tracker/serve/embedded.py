@@ -49,6 +49,12 @@ from tracker.serve.signing import intake_signer
 log = logging.getLogger("tracker.serve.embedded")
 
 MAX_BACKLOG = 100_000  # journaled events not yet applied before the door waits (then 503)
+# A trickle of posts is gathered this long into one store write: each write costs chDB a data
+# part per table and later merges, and a write per post kept the server's CPU (and the GIL) so
+# busy that single posts took seconds (BENCHMARKS.md). A read or a request that waits for the
+# applier cuts it short, so read-your-writes does not wait for it.
+LINGER_S = 1.0
+LINGER_EVENTS = 5_000  # a backlog this big is written at once
 RETRY_S = 1.0  # after a failed group (the store is down): the journal keeps it meanwhile
 
 
@@ -98,13 +104,16 @@ class EmbeddedService(Service):
         lock_timeout_s: float = 30.0,
         journal_dir: Path | None = None,
         max_backlog: int = MAX_BACKLOG,
+        linger_s: float = LINGER_S,
     ) -> None:
         """`journal_dir`: where the intake journal lives (None: in memory only, for a memory
         store). `max_backlog`: journaled events not yet applied that the door accepts before
-        it waits (a request still waiting after the timeout is 503, nothing of it taken)."""
+        it waits (a request still waiting after the timeout is 503, nothing of it taken).
+        `linger_s`: how long the applier gathers a trickle of posts into one write (LINGER_S)."""
         super().__init__(registry, rulebooks, clock=clock, lock_timeout_s=lock_timeout_s)
         self.store = store
         self.max_backlog = max_backlog
+        self.linger_s = linger_s
         self._calendar = calendar
         self._lock = threading.Lock()
         self._door = threading.Lock()
@@ -128,6 +137,7 @@ class EmbeddedService(Service):
                     self.remember(event_id, entry.posted_by)
         self._verdicts: dict[int, SubmitResult | None] = {}  # seq -> verdict, for who waits
         self._closing = False
+        self._waiting = 0  # reads and requests waiting for the applier
         self.groups = 0  # groups applied (for tests and the curious)
         self._thread = threading.Thread(target=self._run, name="tracker-serve-apply", daemon=True)
         self._thread.start()
@@ -219,11 +229,16 @@ class EmbeddedService(Service):
         in), or refuse it (503) with nothing taken."""
         deadline = time.monotonic() + self.lock_timeout_s
         with self._state:
-            while self._backlog and self._backlog + events > self.max_backlog:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise self._busy()
-                self._state.wait(left)
+            self._waiting += 1
+            self._state.notify_all()  # no lingering: a request waits for room
+            try:
+                while self._backlog and self._backlog + events > self.max_backlog:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise self._busy()
+                    self._state.wait(left)
+            finally:
+                self._waiting -= 1
 
     def _verdict(self, entry: Entry, answer: SubmitResult) -> SubmitResult:
         """The answer once the applier applied the entry: the engine's verdict on each line
@@ -231,8 +246,11 @@ class EmbeddedService(Service):
         (the lines are in the journal and will be applied)."""
         deadline = time.monotonic() + self.lock_timeout_s
         with self._state:
+            self._waiting += 1
+            self._state.notify_all()  # no lingering: a request waits for its verdict
             while self._applied < entry.seq and (left := deadline - time.monotonic()) > 0:
                 self._state.wait(left)
+            self._waiting -= 1
             verdict = self._verdicts.pop(entry.seq, None)
         if verdict is None:
             return answer
@@ -256,6 +274,7 @@ class EmbeddedService(Service):
                     self._state.wait()
                 if not self._ready():
                     return  # closing, and everything synced is applied
+                self._linger()
                 group = self._take()
             try:
                 verdicts = self._apply_group(group)
@@ -268,6 +287,18 @@ class EmbeddedService(Service):
                         return
                 continue
             self._done(group, verdicts)
+
+    def _linger(self) -> None:
+        """A trickle of posts is gathered for up to `linger_s` into one write (under `_state`),
+        unless someone waits for it to be applied (LINGER_S)."""
+        deadline = time.monotonic() + self.linger_s
+        while (
+            not self._closing
+            and not self._waiting
+            and self._backlog < LINGER_EVENTS
+            and (left := deadline - time.monotonic()) > 0
+        ):
+            self._state.wait(left)
 
     def _ready(self) -> bool:
         return bool(self._queue) and self._queue[0].position <= self.journal.synced()
@@ -351,11 +382,16 @@ class EmbeddedService(Service):
         deadline = time.monotonic() + (self.lock_timeout_s if timeout_s is None else timeout_s)
         with self._state:
             target = self._journaled
-            while self._applied < target:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise self._busy()
-                self._state.wait(left)
+            self._waiting += 1
+            self._state.notify_all()  # no lingering: a read waits
+            try:
+                while self._applied < target:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise self._busy()
+                    self._state.wait(left)
+            finally:
+                self._waiting -= 1
 
     # -- reading and closing ---------------------------------------------------------------------
 
