@@ -15,7 +15,6 @@ and `tracker post` do).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -23,16 +22,17 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from engine import WorkCalendar
-from engine.step import Parsed, Refusal
+from engine.step import Parsed
 from schemas.envelope import Envelope
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Store, StoreError, StoreReader
-from tracker.pipeline import BATCH_SIZE, Tracker
+from tracker.pipeline import BATCH_SIZE
 from tracker.principals import Principal
+from tracker.serve.embedded_parts import LockedReader, RecordingTracker, event_ids
 from tracker.serve.journal import Entry, Journal, JournalError
 from tracker.serve.service import (
     Clock,
@@ -56,32 +56,6 @@ MAX_BACKLOG = 100_000  # journaled events not yet applied before the door waits 
 LINGER_S = 1.0
 LINGER_EVENTS = 5_000  # a backlog this big is written at once
 RETRY_S = 1.0  # after a failed group (the store is down): the journal keeps it meanwhile
-
-
-class _RecordingTracker(Tracker):
-    """The pipeline, remembering which lines the engine refused and why, so that a request
-    that waits for its verdict can be answered (they become dead letters as in `tracker
-    ingest`)."""
-
-    refused: dict[str, str]  # origin -> reason
-
-    def _reject(self, *args: Any, **kwargs: Any) -> None:
-        origin, reason = _origin_and_reason(args, kwargs)
-        self.refused[origin] = reason
-        super()._reject(*args, **kwargs)
-
-
-def _origin_and_reason(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
-    """`Tracker._reject(refusal, origin)` (a `Refusal` with its reason) or `(raw, origin,
-    reason)`: read either way, so that the pipeline's private step can change shape."""
-    origin = kwargs.get("origin", args[1] if len(args) > 1 else "")
-    reason = kwargs.get("reason")
-    for arg in args:
-        if isinstance(arg, Refusal):
-            reason = arg.reason
-    if reason is None and len(args) > 2 and isinstance(args[2], str):
-        reason = args[2]
-    return str(origin), str(reason or "rejected")
 
 
 class EmbeddedService(Service):
@@ -118,7 +92,7 @@ class EmbeddedService(Service):
         self._lock = threading.Lock()
         self._door = threading.Lock()
         self._state = threading.Condition()
-        self._tracker: _RecordingTracker | None = self._new_tracker()
+        self._tracker: RecordingTracker | None = self._new_tracker()
         try:
             self.journal = Journal(journal_dir)
             self._queue: deque[Entry] = deque(self.journal.recover())
@@ -131,7 +105,7 @@ class EmbeddedService(Service):
         self._applied = 0  # the seq of the last entry applied
         self._pending: dict[str, int] = {}  # event id -> the seq of the entry that holds it
         for entry in self._queue:  # from before a restart: duplicates and posters, as if new
-            for event_id in _event_ids(entry):
+            for event_id in event_ids(entry):
                 if event_id is not None:
                     self._pending[event_id] = entry.seq
                     self.remember(event_id, entry.posted_by)
@@ -142,10 +116,10 @@ class EmbeddedService(Service):
         self._thread = threading.Thread(target=self._run, name="tracker-serve-apply", daemon=True)
         self._thread.start()
 
-    def _new_tracker(self) -> _RecordingTracker:
+    def _new_tracker(self) -> RecordingTracker:
         # the one writer of its store (chDB lets one process hold it): the ids of the event log
         # are kept in memory, and no request asks the store for them
-        tracker = _RecordingTracker(
+        tracker = RecordingTracker(
             self.store,
             self.registry,
             self.rulebooks,
@@ -325,7 +299,7 @@ class EmbeddedService(Service):
             tracker.flush()
         return verdicts
 
-    def _apply(self, tracker: _RecordingTracker, entry: Entry) -> SubmitResult:
+    def _apply(self, tracker: RecordingTracker, entry: Entry) -> SubmitResult:
         origin = f"api:{entry.posted_by}"
         envelope = Envelope(posted_by=entry.posted_by, received_at=entry.received_at)
         tracker.refused = {}
@@ -338,7 +312,7 @@ class EmbeddedService(Service):
             logged_before = set()
             for n, raw in entry.lines:
                 tracker.feed(raw, f"{origin}:{n}", envelope=envelope)
-        ids = _event_ids(entry)
+        ids = event_ids(entry)
         results, seen = [], set(logged_before)
         for (n, _), event_id in zip(entry.lines, ids, strict=True):
             reason = tracker.refused.get(f"{origin}:{n}")
@@ -360,7 +334,7 @@ class EmbeddedService(Service):
             log.warning("intake journal: the applied mark cannot be written: %s", exc)
         with self._door:
             for entry in group:
-                for event_id in _event_ids(entry):
+                for event_id in event_ids(entry):
                     if event_id is not None and self._pending.get(event_id) == entry.seq:
                         del self._pending[event_id]
         with self._state:
@@ -373,7 +347,7 @@ class EmbeddedService(Service):
             self.groups += 1
             self._state.notify_all()
 
-    def _rebuilt(self) -> _RecordingTracker:
+    def _rebuilt(self) -> RecordingTracker:
         self._tracker = self._new_tracker()
         return self._tracker
 
@@ -397,7 +371,7 @@ class EmbeddedService(Service):
 
     def reader(self) -> StoreReader:
         self.settle()  # read-your-writes: what was answered before this read is in the store
-        return cast(StoreReader, _LockedReader(self.store, self))
+        return cast(StoreReader, LockedReader(self.store, self))
 
     def close(self) -> None:
         """Apply what is journaled (within the timeout; the rest at the next start), then
@@ -408,40 +382,3 @@ class EmbeddedService(Service):
         self._thread.join(self.lock_timeout_s)
         with self._held(self._lock):
             self.store.close()
-
-
-def _event_ids(entry: Entry) -> list[str | None]:
-    """The event id of each line: as the door read it, or (read back from the journal) the
-    `event_id` field of the JSON, if it has one - a hint only; the pipeline reads the line."""
-    if entry.parsed is not None:
-        return [p.event.event_id for p in entry.parsed]
-    ids: list[str | None] = []
-    for _, raw in entry.lines:
-        try:
-            found = json.loads(raw).get("event_id")
-        except (ValueError, AttributeError):
-            found = None
-        ids.append(found if isinstance(found, str) else None)
-    return ids
-
-
-class _LockedReader:
-    """The store's reading half, each call under the service's lock."""
-
-    def __init__(self, store: Store, service: EmbeddedService) -> None:
-        self._store = store
-        self._service = service
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._store, name)
-        if not callable(method):
-            return method
-
-        def locked(*args: Any, **kwargs: Any) -> Any:
-            with self._service._held(self._service._lock):
-                return method(*args, **kwargs)
-
-        return locked
-
-    def close(self) -> None:
-        pass  # the service owns the store
