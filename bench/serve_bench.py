@@ -20,6 +20,11 @@ both. Two phases per server:
    round-robin through four centre tokens, as several posters would, so that no principal is
    over the default rate limit (50 requests/s each).
 
+The embedded backend answers a post once it is in its intake journal and applies the journal
+afterwards, so phase 2 runs while it is still applying phase 1's events. With --settle it waits
+between the phases until a read is answered (reads wait until everything accepted before them
+is applied) and reports that time as `caught_up_s`.
+
 Event ids are unique per run and server (a prefix), so nothing is a duplicate. Three runs by
 default; min / median / max of each figure are printed at the end, and the raw figures as JSON.
 """
@@ -259,6 +264,18 @@ async def latency(
     }
 
 
+async def caught_up(base: str, token: str) -> float:
+    """Seconds from now until a read is answered: the embedded backend answers a read once
+    everything accepted before it is applied (its journal drained into the store)."""
+    start = time.perf_counter()
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        while time.perf_counter() - start < 600:
+            answer = await client.get("/v1/status", headers={"Authorization": f"Bearer {token}"})
+            if answer.status_code == 200:
+                break
+    return round(time.perf_counter() - start, 2)
+
+
 # -- a run ---------------------------------------------------------------------------------------
 
 
@@ -280,6 +297,8 @@ def one_server(
                 throughput(server.base, tokens[0], bulk, args.batch, args.clients)
             )
         }
+        if args.settle and name == "embedded":
+            out["caught_up_s"] = asyncio.run(caught_up(server.base, tokens[0]))
         out["latency"] = asyncio.run(
             latency(server.base, tokens, single, args.rate, int(args.rate))
         )
@@ -366,6 +385,11 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=4.0, help="demo stream density")
     parser.add_argument("--server-env", action="append", default=[], metavar="K=V")
     parser.add_argument("--keep", action="store_true", help="keep the work dirs (logs)")
+    parser.add_argument(
+        "--settle",
+        action="store_true",
+        help="embedded: between the phases, wait until a read is answered (the journal applied)",
+    )
     args = parser.parse_args()
     # stopped: still stop the servers and the broker (the `finally` blocks)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))

@@ -63,6 +63,17 @@ class Settings(BaseSettings):
     )
     serve_host: str = Field(DEFAULT_SERVE_HOST, description="address `tracker serve` binds")
     serve_port: int = Field(DEFAULT_SERVE_PORT, ge=1, le=65535, description="its port")
+    serve_backlog: int = Field(
+        100_000,
+        ge=1,
+        description="events `tracker serve` (embedded) accepts into its journal ahead of the store",
+    )
+    serve_linger_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="how long `tracker serve` (embedded) gathers a trickle of posts into one write",
+    )
     serve_url: str = Field(
         f"http://{DEFAULT_SERVE_HOST}:{DEFAULT_SERVE_PORT}",
         description="a running `tracker serve`'s address, for its clients",

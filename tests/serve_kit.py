@@ -15,7 +15,7 @@ from config.registry import DEMO_REGISTRY, load_registry
 from config.rulebooks import load_rulebooks
 from schemas.events import EVENT_TYPES
 from schemas.registry import Registry
-from sinks import Store
+from sinks import MemoryStore, Store
 from tracker.principals import PrincipalStore
 from tracker.serve.app import create_app
 from tracker.serve.embedded import EmbeddedService
@@ -93,6 +93,8 @@ def serve(store: Store, tmp: Path, limits: Limits | None = None) -> Served:
     for name, (role, scope, jurisdiction) in PRINCIPALS.items():
         _, tokens[name] = principals.add(role, scope, name, jurisdiction=jurisdiction)
     store.save_config(REGISTRY, BOOKS)
-    service = EmbeddedService(store, REGISTRY, BOOKS, official_calendar())
+    # the intake journal beside the test's files (a memory store keeps it in memory)
+    journal = None if isinstance(store, MemoryStore) else tmp / "journal"
+    service = EmbeddedService(store, REGISTRY, BOOKS, official_calendar(), journal_dir=journal)
     app = create_app(service, principals, limits or Limits())
     return Served(TestClient(app), service, principals, tokens)

@@ -194,6 +194,13 @@ class Tracker:
             self._looked_up_logged |= self.store.known_events(wanted)
         self._looked_up.update(wanted)
 
+    def in_log(self, event_id: str) -> bool:
+        """Whether the event log (or the batch not yet written) holds the id, as remembered
+        (`remember_log`; False without it). Cheap and safe to ask from another thread: a set
+        look-up, and the set is only ever added to (a rebuild starts a new one)."""
+        ids = self._log_ids
+        return ids is not None and event_id in ids
+
     def _feed_chunk(self, chunk: list[tuple[str, bytes | str, bool]], stamp: _Stamp) -> None:
         parsed: list[tuple[str, Parsed]] = []
         for where, line, first in chunk:

@@ -50,6 +50,7 @@ class Site:
         return _hidden(self.client.get(path).text, "csrf")
 
     def event_ids(self) -> set[str]:
+        self.service.settle()  # the store read directly: once the journal is applied
         return {e.event_id for e in self.service.store.logged_events()}
 
 

@@ -113,5 +113,6 @@ def test_tracker_post_is_a_client_of_tracker_serve(
     # a feedback for a notice that is not there: rejected by the engine, exit 1
     assert main([*flags, "--notice-id", "V-404", "--at", "2018-03-05T10:00:00+08:00"]) == 1
     assert "unknown notice 'V-404'" in capsys.readouterr().err
+    served.service.settle()  # the store read directly: once the journal is applied
     logged = [e.event_id for e in served.service.store.logged_events()]
     assert logged[:3] == ["n-0", "n-1", "n-2"] and len(logged) == 4

@@ -1,9 +1,9 @@
 """Group commit in `tracker serve`'s embedded backend, on a real chDB store (issue 10, speed):
-requests that arrive while the store is being written wait, and the next write applies all of
-them in arrival order as ONE store write; each is answered only after its own lines are stored,
-with exactly the answer it gets when the requests come one at a time, and the store equals
-`tracker ingest` of the union. A group whose write fails answers every request with the error
-and nothing `accepted`; the requests after it find a consistent tracker."""
+the requests journaled while the store is being written are applied by the next group, in
+journal order, as ONE store write; each request that asks for the engine's verdict gets exactly
+the verdict it gets when the requests come one at a time, and the store equals `tracker ingest`
+of the union. A group whose write fails stays in the journal and is applied again until it is
+stored: nothing answered `accepted` is lost or doubled."""
 
 from __future__ import annotations
 
@@ -77,30 +77,44 @@ def requests() -> list[tuple[str, list[dict[str, Any]]]]:
 
 
 def answers(served: Any, sent: list[tuple[str, list[dict[str, Any]]]]) -> list[Any]:
-    return [(r.status_code, r.json()) for r in (served.post(who, evs) for who, evs in sent)]
+    """Each request in turn, each answered with the engine's verdict (`wait=applied`)."""
+    applied = {"wait": "applied"}
+    return [
+        (r.status_code, r.json())
+        for r in (served.post(who, evs, params=applied) for who, evs in sent)
+    ]
 
 
-def wait_queued(service: Any, count: int) -> None:
-    """Until `count` requests wait behind the held write (without a queue to ask, a pause)."""
-    queued = getattr(getattr(service, "groups", None), "queued", None)
+def journaled_after_each(served: Any, sent: list[tuple[str, list[dict[str, Any]]]]) -> list[Any]:
+    """`answers`, and how many requests the journal holds after each (a request refused at
+    the door, or all duplicates, adds none)."""
+    out, counts = [], []
+    for request in sent:
+        out.extend(answers(served, [request]))
+        counts.append(served.service._journaled)
+    return [out, counts]
+
+
+def wait_journaled(service: Any, entries: int) -> None:
     deadline = time.monotonic() + 30
-    while queued is not None and queued() < count and time.monotonic() < deadline:
-        time.sleep(0.005)
-    if queued is None:
-        time.sleep(0.1)
+    # journaled and on disk (the applier takes only what is synced)
+    while service._journaled < entries or service.journal.synced() < service.journal._written:
+        assert time.monotonic() < deadline, f"{service._journaled} of {entries} journaled"
+        time.sleep(0.002)
 
 
 def post_concurrently(
-    served: Any, held: HeldStore, sent: list[tuple[str, list[dict[str, Any]]]]
+    served: Any, held: HeldStore, sent: list[tuple[str, list[dict[str, Any]]]], counts: list[int]
 ) -> tuple[list[Any], list[set[str]]]:
-    """The first request alone (its write held), then the others one after the other while it
-    is held, each on its own thread; then the write is let go. Returns the answers and, for
-    each, the event ids stored when it was answered."""
+    """The first request alone (its write held), then the others each on its own thread while
+    it is held, one after the other (`counts`: the requests journaled after each, as they were
+    when sent one at a time); then the write is let go. Each asks for the engine's verdict.
+    Returns the answers and, for each, the event ids stored when it was answered."""
     out: list[Any] = [None] * len(sent)
     stored_when_answered: list[set[str]] = [set() for _ in sent]
 
     def post(i: int) -> None:
-        response = served.post(*sent[i])
+        response = served.post(*sent[i], params={"wait": "applied"})
         stored_when_answered[i] = set(held.stored)
         out[i] = (response.status_code, response.json())
 
@@ -109,7 +123,10 @@ def post_concurrently(
     assert held.holding.wait(60)
     for i, thread in enumerate(threads[1:], start=1):
         thread.start()
-        wait_queued(served.service, i)
+        if counts[i] > counts[i - 1]:
+            wait_journaled(served.service, counts[i])  # at the door before the next one
+        else:
+            thread.join(60)  # refused or all duplicates: answered at the door
     held.release.set()
     for thread in threads:
         thread.join(120)
@@ -132,25 +149,28 @@ def state(store: Any) -> dict[str, Any]:
     return out
 
 
-def test_requests_arriving_during_a_write_are_one_write_answered_as_if_alone(
+def test_requests_journaled_during_a_write_are_one_write_with_the_verdicts_as_if_alone(
     chdb_dsn: str, chdb_path: Path, tmp_path: Path
 ) -> None:
     sent = requests()
+    # the same requests one at a time first, on another store: their verdicts and journal
+    with other_store(chdb_path) as alone_store:
+        alone = serve(alone_store, tmp_path / "alone")
+        expected, counts = journaled_after_each(alone, sent)
+        alone.service.settle()
+        alone_state = state(alone_store)
+    assert [status for status, _ in expected].count(403) == 1
     held = HeldStore(ClickHouseStore(chdb_dsn))
     served = serve(held, tmp_path / "grouped")
-    got, stored_when_answered = post_concurrently(served, held, sent)
+    got, stored_when_answered = post_concurrently(served, held, sent, counts)
     # the first request alone, then every other one in the next write
     assert len(held.writes) == 2, f"{len(held.writes)} store writes for {len(sent)} requests"
     logged = state(held.inner)["events"]
     for (_, events), stored in zip(sent, stored_when_answered, strict=True):
         kept = {e["event_id"] for e in events} & {e["event_id"] for e in logged}
-        assert kept <= stored, "answered before its lines were stored"
-    # the answers of the same requests sent one at a time, in the same order
-    with other_store(chdb_path) as alone_store:
-        alone = serve(alone_store, tmp_path / "alone")
-        assert got == answers(alone, sent)
-        assert [status for status, _ in got].count(403) == 1
-        assert state(held.inner) == state(alone_store)
+        assert kept <= stored, "answered with its verdict before its lines were stored"
+    assert got == expected
+    assert state(held.inner) == alone_state
     # the store equals `tracker ingest` of the union, in the order the server applied it
     lines = [e["raw"] for e in logged]
     with other_store(chdb_path) as ingested:
@@ -162,52 +182,43 @@ def test_requests_arriving_during_a_write_are_one_write_answered_as_if_alone(
 
 
 @pytest.mark.parametrize("failure", ["outage", "half-written"])
-def test_a_failed_group_write_answers_every_request_and_accepts_nothing(
+def test_a_failed_group_write_is_applied_again_and_loses_nothing(
     failure: str, chdb_dsn: str, chdb_path: Path, tmp_path: Path
 ) -> None:
     """outage: the store refuses the whole write (FaultyStore); half-written: the events are
-    logged and the deadlines insert fails (the write drill), so the restore finishes the write
-    that the next request finds done."""
+    logged and the deadlines insert fails (the write drill), so the rebuilt pipeline finishes
+    that write and finds the group's events logged. Either way the requests were answered
+    `accepted` once journaled, and the applier applies the group again until it is stored."""
     sent = [("centre", [notice(i), notice(i + 20, "fj.xm")]) for i in range(6)]
     fault_file = tmp_path / "outage"
     held = HeldStore(FaultyStore(ClickHouseStore(chdb_dsn), fault_file))
     served = serve(held, tmp_path / "p")
-    out: list[Any] = [None] * len(sent)
-
-    def post(i: int) -> None:
-        response = served.post(*sent[i])
-        out[i] = (response.status_code, response.json())
-
-    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(sent))]
-    threads[0].start()
+    served.service.linger_s = 0  # the failing group is tried within the test's 1.5 s
+    first = served.post(*sent[0])
     assert held.holding.wait(60)
-    for i, thread in enumerate(threads[1:], start=1):
-        thread.start()
-        wait_queued(served.service, i)
     drill = write_drill("error", 1, table="deadlines")
     with drill if failure == "half-written" else contextlib.nullcontext():
         if failure == "outage":
             fault_file.write_text("down")
+        out = [served.post(*s) for s in sent[1:]]  # journaled while the first write is held
         held.release.set()
-        for thread in threads:
-            thread.join(120)
+        time.sleep(1.5)  # the group fails at least once
+        if failure == "half-written":
+            served.service.settle(60)
     fault_file.unlink(missing_ok=True)
-    assert out[0] == (200, {"accepted": 2, "duplicates": 0, "rejected": [], "backend": "embedded"})
-    for status, body in out[1:]:
-        assert (status, body["accepted"]) == (503, 0), body
-        assert body["error"].startswith("the store failed")
-        assert body.get("not_sent") == ([1, 2] if failure == "outage" else None)
-    logged = {e["event_id"] for e in state(held.inner)["events"]}
-    assert len(logged) == (2 if failure == "outage" else 12)
-    # sent again: what the log holds is a duplicate, the rest accepted, nothing lost or doubled
-    again = answers(served, sent[1:])
-    assert all(status == 200 for status, _ in again)
-    assert sum(body["accepted"] for _, body in again) == 12 - len(logged)
-    assert sum(body["duplicates"] for _, body in again) == len(logged) - 2
+    assert (first.status_code, first.json()["accepted"]) == (200, 2)
+    for response in out:
+        assert (response.status_code, response.json()["accepted"]) == (200, 2), response.text
+    served.service.settle(60)
     final = state(held.inner)
     assert sorted(e["event_id"] for e in final["events"]) == sorted(
         e["event_id"] for _, evs in sent for e in evs
     )
+    # sent again: every line a duplicate, nothing doubled
+    again = answers(served, sent)
+    assert all(status == 200 for status, _ in again)
+    assert sum(body["duplicates"] for _, body in again) == 12
+    assert state(held.inner) == final
     with other_store(chdb_path) as ingested:
         lines = [e["raw"] for e in final["events"]]
         ingest(ingested, REGISTRY, BOOKS, official_calendar(), lines, "union.jsonl")

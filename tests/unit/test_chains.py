@@ -220,6 +220,7 @@ def test_serve_signs_what_it_accepts_with_the_settings_key(tmp_path: Any, signin
         for i in (1, 2)
     ]  # fmt: skip
     assert served.post("centre", events).status_code == 200
+    served.service.settle()  # the store read directly: once the applier applied the journal
     verifier = load_verifier(signing_key)
     logged = list(store.logged_events())
     assert [e.event_id for e in logged] == ["n1", "n2"]

@@ -150,7 +150,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
     # feedback for unknown notices: dead letters to read
     for who, unit in (("unit_gat", "fj.gat"), ("unit_fz", "fj.fz"), ("city_fz", "fj.fz.gl")):
         line = event("vuln.feedback", unit, f"fb-{unit}", notice_id="nope")
-        assert len(s.post(who, [line]).json()["rejected"]) == 1
+        # the engine's verdict in the answer: asked for (the default answers once journaled)
+        assert len(s.post(who, [line], params={"wait": "applied"}).json()["rejected"]) == 1
     return s
 
 

@@ -22,6 +22,7 @@ NOTICES = [event("vuln.notice", "fj.gat", f"n-{i}", notice_id=f"V-{i}") for i in
 
 
 def logged(served: Served) -> list[str]:
+    served.service.settle()  # the store itself, not a read of the API: wait for the applier
     return [e.event_id for e in served.service.store.logged_events()]
 
 
@@ -104,14 +105,18 @@ def test_a_body_that_does_not_arrive_in_time_is_408() -> None:
     assert caught.value.status == 408
 
 
-def test_a_busy_store_is_503_with_retry_after_and_nothing_applied(tmp_path: Path) -> None:
+def test_a_full_backlog_is_503_with_retry_after_and_nothing_taken(tmp_path: Path) -> None:
+    """The journal runs ahead of the store up to `max_backlog` events; past it a request waits
+    for room, and is refused (503) with nothing of it taken when none comes in time."""
     served = serve(MemoryStore(), tmp_path)
     served.service.lock_timeout_s = 0.05
-    with served.service._lock:  # another request holds the store
-        refused = served.post("centre", NOTICES[:1])
+    served.service.max_backlog = 1
+    with served.service._lock:  # the applier cannot write the store
+        assert served.post("centre", NOTICES[:1]).json()["accepted"] == 1  # journaled
+        refused = served.post("centre", NOTICES[1:2])
     assert refused.status_code == 503 and refused.headers["Retry-After"]
-    assert logged(served) == []
-    assert served.post("centre", NOTICES[:1]).json()["accepted"] == 1
+    assert logged(served) == ["n-0"]
+    assert served.post("centre", NOTICES[1:2]).json()["accepted"] == 1
 
 
 # -- content -------------------------------------------------------------------------------------
@@ -218,7 +223,9 @@ def test_forbidden_and_invalid_lines_together_are_403_listing_both(served: Serve
     assert logged(served) == []
 
 
-def test_engine_rejections_are_per_line_and_the_rest_is_applied(served: Served) -> None:
+def test_engine_rejections_are_dead_letters_and_in_the_answer_when_asked(served: Served) -> None:
+    """By default a request is answered once journaled: the engine's rejections are dead
+    letters (as with a broker). `wait=applied` answers with them, line by line."""
     served.post("centre", NOTICES[:1])
     lines = [
         event("vuln.feedback", "fj.gat", "f-1", notice_id="V-0"),
@@ -227,14 +234,18 @@ def test_engine_rejections_are_per_line_and_the_rest_is_applied(served: Served) 
     ]
     out = served.post("unit_gat", lines)
     assert out.status_code == 200
-    body = out.json()
-    assert body["accepted"] == 1
-    assert [(r["line"], r["event_id"]) for r in body["rejected"]] == [(2, "f-2"), (3, "h-1")]
-    letters = served.get("auditor", "/v1/rejects").json()
+    assert (out.json()["accepted"], out.json()["rejected"]) == (3, [])
+    letters = served.get("auditor", "/v1/rejects").json()  # after the applier: read-your-writes
     assert {d["origin"] for d in letters} == {"api:unit:fj.gat:2", "api:unit:fj.gat:3"}
-    # replayed: the accepted line is a duplicate; the rejected ones keep one dead letter each
-    again = served.post("unit_gat", lines).json()
-    assert (again["accepted"], again["duplicates"], len(again["rejected"])) == (0, 1, 2)
+    assert logged(served) == ["n-0", "f-1"]
+    # replayed, asking for the verdict: the logged line is a duplicate; the rejected ones are
+    # applied again, rejected again, and keep one dead letter each
+    again = served.post("unit_gat", lines, params={"wait": "applied"})
+    assert again.status_code == 200
+    body = again.json()
+    assert (body["accepted"], body["duplicates"]) == (0, 1)
+    assert [(r["line"], r["event_id"]) for r in body["rejected"]] == [(2, "f-2"), (3, "h-1")]
+    assert "unknown notice" in body["rejected"][0]["reason"]
     assert len(served.get("auditor", "/v1/rejects").json()) == 2
     assert logged(served) == ["n-0", "f-1"]
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
@@ -80,11 +80,14 @@ class BodyError(Exception):
     },
 )
 async def post_events(
-    request: Request, principal: CurrentPrincipal, service: CurrentService
+    request: Request,
+    principal: CurrentPrincipal,
+    service: CurrentService,
+    wait: Annotated[Literal["accepted", "applied"], Query(description=WAIT)] = "accepted",
 ) -> JSONResponse:
     """Each line is first checked and authorized, all or nothing (400/403 list every failing
-    line); then applied in order, each accepted, a duplicate of a logged `event_id` (a replayed
-    request changes nothing) or rejected by the engine (kept as a dead letter)."""
+    line); then each is accepted or a duplicate of a logged or accepted `event_id` (a replayed
+    request changes nothing). The engine's rejections are dead letters (`/v1/rejects`)."""
     limits = get_limits(request)
     try:
         media = _media_type(request)
@@ -98,11 +101,20 @@ async def post_events(
             body.update(accepted=0, duplicates=0, rejected=exc.lines, backend=service.backend)
         return JSONResponse(body, status_code=exc.status)
     with _service_errors():
-        result = await run_in_threadpool(service.submit, raws, principal)
+        result = await run_in_threadpool(
+            service.submit, raws, principal, wait_applied=wait == "applied"
+        )
     out = result.as_dict()
     if result.status_code != 200:
         out["detail"] = _refusal_words(result.status_code, principal)
     return JSONResponse(out, status_code=result.status_code)
+
+
+WAIT = (
+    "accepted (default): answer once the lines are durable (the embedded backend's journal, "
+    "the broker); applied: the embedded backend answers once the engine applied them, with its "
+    "rejections (`rejected`) in the answer"
+)
 
 
 def _refusal_words(status: int, principal: Principal) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from config.holidays import official_calendar
 from config.registry import load_registry
 from config.rulebooks import load_rulebooks
+from config.settings import settings
 from engine import WorkCalendar
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
@@ -36,10 +39,38 @@ def open_embedded(
     sink = open_store(store_dsn)
     try:
         registry, books = _config(sink, units, rulebooks_dir, replace_registry, calendar)
-        return EmbeddedService(sink, registry, books, calendar, lock_timeout_s=lock_timeout_s)
+        return EmbeddedService(
+            sink,
+            registry,
+            books,
+            calendar,
+            lock_timeout_s=lock_timeout_s,
+            journal_dir=journal_dir(store_dsn),
+            max_backlog=settings().serve_backlog,
+            linger_s=settings().serve_linger_s,
+        )
     except BaseException:
         sink.close()
         raise
+
+
+def journal_dir(store_dsn: str) -> Path | None:
+    """Where the intake journal of a store lives: beside a chDB store's directory
+    (`DIR.journal/DATABASE`: it belongs to that store, and goes where it goes), else in the data
+    directory under a digest of the DSN; none for a memory store."""
+    if store_dsn.startswith("memory:"):
+        return None
+    parts = urlsplit(store_dsn)
+    database = parse_qs(parts.query).get("database", ["default"])[0]
+    if parts.scheme == "chdb":
+        where = Path(store_dsn.removeprefix("chdb://").split("?")[0])
+        return where.with_name(where.name + ".journal") / _safe(database)
+    digest = hashlib.sha256(store_dsn.encode()).hexdigest()[:16]
+    return settings().data_dir / "journal" / digest
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "default"
 
 
 def _config(

@@ -117,7 +117,8 @@ def _post_chunk(
 
 def _send(url: str, token: str, body: bytes, deadline: float) -> tuple[int, dict[str, Any], float]:
     request = urllib.request.Request(
-        f"{url}/v1/events",
+        # the engine's verdict in the answer (the embedded backend; a broker's cannot say yet)
+        f"{url}/v1/events?wait=applied",
         data=body,
         method="POST",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},

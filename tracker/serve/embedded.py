@@ -1,24 +1,39 @@
 """The embedded backend of `tracker serve`: one pipeline into the store, in this process
 (module doc of tracker/serve/service.py for what a request becomes; docs/access.md, "How the
-embedded backend writes", for why group commit is safe)."""
+embedded backend writes").
+
+A request is checked, authorized and told apart from the duplicates at the door, as ever; its
+accepted lines are appended to the intake journal (tracker/serve/journal.py) and made durable,
+and then it is answered: accepted means "in the journal", as it means "in the events topic"
+with a broker. One applier thread applies the journal in order, in groups, through the pipeline
+(the engine, then one store write per group) and records how far it got; a restart applies what
+was journaled and not yet applied. Reads wait until everything journaled before them is applied
+(read-your-writes). The engine's rejections are dead letters (`/v1/rejects`), as with a broker;
+a client that wants the engine's verdict in the answer asks for it (`wait_applied`: the pages
+and `tracker post` do).
+"""
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from datetime import datetime
+from pathlib import Path
+from typing import cast
 
 from engine import WorkCalendar
-from engine.step import Parsed, Refusal
+from engine.step import Parsed
+from schemas.envelope import Envelope
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Store, StoreError, StoreReader
-from tracker.pipeline import BATCH_SIZE, Tracker
+from tracker.pipeline import BATCH_SIZE
 from tracker.principals import Principal
-from tracker.serve.authz import PostedByOf
-from tracker.serve.group_commit import GroupCommit, QueueTimeout
+from tracker.serve.embedded_parts import LockedReader, RecordingTracker, event_ids
+from tracker.serve.journal import Entry, Journal, JournalError
 from tracker.serve.service import (
     Clock,
     Door,
@@ -26,54 +41,29 @@ from tracker.serve.service import (
     Service,
     ServiceUnavailable,
     SubmitResult,
-    _Checked,
     logged_poster,
     wall_clock,
 )
 from tracker.serve.signing import intake_signer
 
+log = logging.getLogger("tracker.serve.embedded")
 
-class _RecordingTracker(Tracker):
-    """The pipeline, remembering which lines the engine refused and why, so that a request can
-    answer them (they become dead letters as in `tracker ingest`)."""
-
-    refused: dict[str, str]  # origin -> reason
-
-    def _reject(self, *args: Any, **kwargs: Any) -> None:
-        origin, reason = _origin_and_reason(args, kwargs)
-        self.refused[origin] = reason
-        super()._reject(*args, **kwargs)
-
-
-def _origin_and_reason(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
-    """`Tracker._reject(refusal, origin)` (a `Refusal` with its reason) or `(raw, origin,
-    reason)`: read either way, so that the pipeline's private step can change shape."""
-    origin = kwargs.get("origin", args[1] if len(args) > 1 else "")
-    reason = kwargs.get("reason")
-    for arg in args:
-        if isinstance(arg, Refusal):
-            reason = arg.reason
-    if reason is None and len(args) > 2 and isinstance(args[2], str):
-        reason = args[2]
-    return str(origin), str(reason or "rejected")
-
-
-@dataclass(frozen=True)
-class _Request:
-    """A request past the contract checks, waiting for its group (stage 2 of the module doc)."""
-
-    door: Door
-    principal: Principal
+MAX_BACKLOG = 100_000  # journaled events not yet applied before the door waits (then 503)
+# A trickle of posts is gathered this long into one store write: each write costs chDB a data
+# part per table and later merges, and a write per post kept the server's CPU (and the GIL) so
+# busy that single posts took seconds (BENCHMARKS.md). A read or a request that waits for the
+# applier cuts it short, so read-your-writes does not wait for it.
+LINGER_S = 1.0
+LINGER_EVENTS = 5_000  # a backlog this big is written at once
+RETRY_S = 1.0  # after a failed group (the store is down): the journal keeps it meanwhile
 
 
 class EmbeddedService(Service):
-    """No broker: one pipeline into the store, in this process (`tracker serve` alone is a
-    whole tracker). Requests are applied by group commit (tracker/serve/group_commit.py): those
-    that arrive while the store is being written wait, and the next group applies them one after
-    the other, in arrival order, exactly as if each came alone, then writes the group to the
-    store once and answers each request. One lock serializes every use of the store: FastAPI
-    runs requests on a thread pool, and the engine and the store client are not to be shared
-    between threads."""
+    """No broker: the intake journal and one pipeline into the store, in this process
+    (`tracker serve` alone is a whole tracker). Locks: `_door` orders the journal and the
+    duplicate check; `_lock` serializes every use of the store and the pipeline (the applier's
+    groups, reads, a retraction's look-up of its target's poster); `_state` guards the queue of
+    journaled entries and how far they are applied."""
 
     backend = "embedded"
 
@@ -86,20 +76,50 @@ class EmbeddedService(Service):
         *,
         clock: Clock = wall_clock,
         lock_timeout_s: float = 30.0,
+        journal_dir: Path | None = None,
+        max_backlog: int = MAX_BACKLOG,
+        linger_s: float = LINGER_S,
     ) -> None:
+        """`journal_dir`: where the intake journal lives (None: in memory only, for a memory
+        store). `max_backlog`: journaled events not yet applied that the door accepts before
+        it waits (a request still waiting after the timeout is 503, nothing of it taken).
+        `linger_s`: how long the applier gathers a trickle of posts into one write (LINGER_S)."""
         super().__init__(registry, rulebooks, clock=clock, lock_timeout_s=lock_timeout_s)
         self.store = store
+        self.max_backlog = max_backlog
+        self.linger_s = linger_s
         self._calendar = calendar
         self._lock = threading.Lock()
-        self._tracker: _RecordingTracker | None = self._new_tracker()
-        self.groups = GroupCommit(
-            self._apply_group, size=lambda r: len(r.door.passed), max_group=BATCH_SIZE
-        )
+        self._door = threading.Lock()
+        self._state = threading.Condition()
+        self._tracker: RecordingTracker | None = self._new_tracker()
+        try:
+            self.journal = Journal(journal_dir)
+            self._queue: deque[Entry] = deque(self.journal.recover())
+        except OSError as exc:
+            raise ServiceUnavailable(f"the intake journal cannot be read: {exc}") from None
+        if self._queue:
+            log.warning("intake journal: %d requests to apply from before", len(self._queue))
+        self._backlog = sum(len(e) for e in self._queue)  # events journaled, not yet applied
+        self._journaled = self._queue[-1].seq if self._queue else 0
+        self._applied = 0  # the seq of the last entry applied
+        self._pending: dict[str, int] = {}  # event id -> the seq of the entry that holds it
+        for entry in self._queue:  # from before a restart: duplicates and posters, as if new
+            for event_id in event_ids(entry):
+                if event_id is not None:
+                    self._pending[event_id] = entry.seq
+                    self.remember(event_id, entry.posted_by)
+        self._verdicts: dict[int, SubmitResult | None] = {}  # seq -> verdict, for who waits
+        self._closing = False
+        self._waiting = 0  # reads and requests waiting for the applier
+        self.groups = 0  # groups applied (for tests and the curious)
+        self._thread = threading.Thread(target=self._run, name="tracker-serve-apply", daemon=True)
+        self._thread.start()
 
-    def _new_tracker(self) -> _RecordingTracker:
+    def _new_tracker(self) -> RecordingTracker:
         # the one writer of its store (chDB lets one process hold it): the ids of the event log
         # are kept in memory, and no request asks the store for them
-        tracker = _RecordingTracker(
+        tracker = RecordingTracker(
             self.store,
             self.registry,
             self.rulebooks,
@@ -115,163 +135,250 @@ class EmbeddedService(Service):
             raise ServiceUnavailable(f"the store cannot be read: {exc}") from None
         return tracker
 
-    def submit(self, raws: Sequence[str], principal: Principal) -> SubmitResult:
-        door = self.read_lines(raws)
-        try:
-            return self.groups.run(_Request(door, principal), self.lock_timeout_s)
-        except QueueTimeout:
-            raise self._busy() from None
+    # -- the door --------------------------------------------------------------------------------
 
-    def _apply_group(self, group: Sequence[_Request]) -> list[SubmitResult | BaseException]:
-        """Each request authorized and applied in turn, as if it came alone, then the group
-        stored in one write before any is answered: an accepted line is never lost."""
-        with self._held(self._lock):
-            try:
-                tracker = self._tracker or self._rebuilt()
-            except ServiceUnavailable as exc:
-                return [exc] * len(group)
-            outcomes: list[SubmitResult | BaseException] = []
-            applied: set[int] = set()  # the requests given to the pipeline
-            # who posted what the group accepted so far: a later retraction asks (authorize)
-            posted: dict[str, str] = {}
-            try:
-                tracker.look_up(i.event.event_id for r in group for i in r.door.passed)
-                for index, request in enumerate(group):
-                    try:
-                        self.authorize(request.door, request.principal, self._poster(posted))
-                    except (ServiceUnavailable, StoreError) as exc:
-                        outcomes.append(exc)
-                        continue
-                    if request.door.refused:
-                        outcomes.append(SubmitResult(tuple(request.door.refused), self.backend))
-                        continue
-                    applied.add(index)
-                    result = self._apply(tracker, request.door.passed, request.principal)
-                    outcomes.append(result)
-                    posted.update(
-                        (r.event_id, request.principal.id)
-                        for r in result.lines
-                        if r.status == "accepted" and r.event_id is not None
-                    )
-                tracker.flush()
-            except StoreError as exc:
-                return self._failed(group, outcomes, applied, exc)
-            except BaseException:
-                self._tracker = None  # it may hold part of the group: rebuilt from the store
-                raise
-            for request, outcome in zip(group, outcomes, strict=True):
-                if isinstance(outcome, SubmitResult):
-                    for line in outcome.lines:
-                        if line.status == "accepted" and line.event_id is not None:
-                            self.remember(line.event_id, request.principal)
-            return outcomes
-
-    def _apply(
-        self, tracker: _RecordingTracker, lines: list[_Checked], principal: Principal
+    def submit(
+        self, raws: Sequence[str], principal: Principal, *, wait_applied: bool = False
     ) -> SubmitResult:
-        """The lines of one request through the pipeline, as the door read them (not read a
-        second time), classified as the pipeline applied them."""
-        origin = f"api:{principal.id}"
-        tracker.refused = {}
-        logged_before = tracker.feed_read(
-            [(f"{origin}:{item.line}", Parsed(item.event, item.raw)) for item in lines],
-            origin,
-            envelope=self.envelope(principal),
-        )
-        results, seen = [], set(logged_before)
-        for item in lines:
+        door = self.read_lines(raws)
+        self.authorize(door, principal, self._posted_by_of)
+        if door.refused:
+            return SubmitResult(tuple(door.refused), self.backend)
+        self._room(len(door.passed))
+        received_at = self.clock()
+        with self._held(self._door):
+            results, entry = self._journal(door, principal, received_at, wait_applied)
+        answer = SubmitResult(tuple(results), self.backend)
+        if entry is None:
+            return answer
+        try:
+            self.journal.sync(entry.position)
+        except JournalError as exc:
+            # journaled but maybe not durable: it is applied all the same; a retry is a duplicate
+            raise ServiceUnavailable(f"{exc}; send the request again") from None
+        with self._state:
+            self._state.notify_all()  # the applier takes what is synced
+        return self._verdict(entry, answer) if wait_applied else answer
+
+    def _journal(
+        self, door: Door, principal: Principal, received_at: datetime, wait_applied: bool
+    ) -> tuple[list[LineResult], Entry | None]:
+        """Under the door's lock: the duplicates told apart (logged, or journaled and not yet
+        applied, or earlier in the request), the rest appended to the journal as one entry."""
+        tracker = self._tracker  # None while it is rebuilt: the applier tells duplicates then
+        results, accepted, seen = [], [], set()
+        for item in door.passed:
             event_id = item.event.event_id
-            reason = tracker.refused.get(f"{origin}:{item.line}")
-            if reason is not None:
-                results.append(LineResult(item.line, "rejected", event_id, reason))
-            elif event_id in seen:
+            logged = tracker is not None and tracker.in_log(event_id)
+            if event_id in seen or event_id in self._pending or logged:
                 results.append(LineResult(item.line, "duplicate", event_id))
             else:
                 results.append(LineResult(item.line, "accepted", event_id))
+                accepted.append(item)
                 seen.add(event_id)
-        return SubmitResult(tuple(results), self.backend)
-
-    def _failed(
-        self,
-        group: Sequence[_Request],
-        outcomes: list[SubmitResult | BaseException],
-        applied: set[int],
-        exc: StoreError,
-    ) -> list[SubmitResult | BaseException]:
-        """The store failed while the group was applied or written: every request of the group
-        that got past the door hears of it, and none is answered `accepted`. What reached the
-        event log is kept (the restore derives its outputs again); the rest was not accepted.
-        Sending a request again is safe: its logged lines are duplicates then."""
-        self._tracker = None
-        with contextlib.suppress(ServiceUnavailable):
-            self._rebuilt()  # else rebuilt by the next group
-        error = f"the store failed: {exc}; send the request again (it is idempotent)"
-        # the requests from the one that failed on were not (all) applied
-        hit = [i for i in range(len(group)) if i in applied or i >= len(outcomes)]
-        logged = self._logged([item.event.event_id for i in hit for item in group[i].door.passed])
-        out: list[SubmitResult | BaseException] = []
-        for index, request in enumerate(group):
-            if index not in hit:
-                out.append(outcomes[index])  # refused, or failed alone, before anything else
-            elif index not in applied and request.door.refused:
-                out.append(SubmitResult(tuple(request.door.refused), self.backend))
-            else:
-                unsent = tuple(
-                    LineResult(item.line, "not_sent", item.event.event_id)
-                    for item in request.door.passed
-                    if item.event.event_id not in logged
-                )
-                out.append(SubmitResult(unsent, self.backend, error=error))
-        return out
-
-    def _rebuilt(self) -> _RecordingTracker:
-        self._tracker = self._new_tracker()
-        return self._tracker
-
-    def _logged(self, ids: list[str]) -> set[str]:
+        if not accepted:
+            return results, None
         try:
-            return self.store.known_events(sorted(set(ids)))
-        except StoreError:
-            return set()
+            entry = self.journal.append(
+                principal.id,
+                received_at,
+                [(i.line, i.raw) for i in accepted],
+                [Parsed(i.event, i.raw) for i in accepted],
+            )
+        except JournalError as exc:
+            raise ServiceUnavailable(str(exc)) from None
+        for item in accepted:
+            self._pending[item.event.event_id] = entry.seq
+            self.remember(item.event.event_id, principal)
+        with self._state:
+            self._queue.append(entry)
+            self._backlog += len(entry)
+            self._journaled = entry.seq
+            if wait_applied:
+                self._verdicts[entry.seq] = None
+        return results, entry
 
-    def _poster(self, posted: Mapping[str, str]) -> PostedByOf:
-        def posted_by_of(event_id: str) -> str | None:
-            found = posted.get(event_id)
-            return found if found is not None else self._posted_by_of(event_id)
+    def _room(self, events: int) -> None:
+        """Wait until the backlog has room for the request (one over the limit alone is let
+        in), or refuse it (503) with nothing taken."""
+        deadline = time.monotonic() + self.lock_timeout_s
+        with self._state:
+            self._waiting += 1
+            self._state.notify_all()  # no lingering: a request waits for room
+            try:
+                while self._backlog and self._backlog + events > self.max_backlog:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise self._busy()
+                    self._state.wait(left)
+            finally:
+                self._waiting -= 1
 
-        return posted_by_of
+    def _verdict(self, entry: Entry, answer: SubmitResult) -> SubmitResult:
+        """The answer once the applier applied the entry: the engine's verdict on each line
+        (accepted, duplicate, rejected); the journal's answer if that takes over the timeout
+        (the lines are in the journal and will be applied)."""
+        deadline = time.monotonic() + self.lock_timeout_s
+        with self._state:
+            self._waiting += 1
+            self._state.notify_all()  # no lingering: a request waits for its verdict
+            while self._applied < entry.seq and (left := deadline - time.monotonic()) > 0:
+                self._state.wait(left)
+            self._waiting -= 1
+            verdict = self._verdicts.pop(entry.seq, None)
+        if verdict is None:
+            return answer
+        applied = {r.line: r for r in verdict.lines}
+        lines = tuple(applied.get(r.line, r) for r in answer.lines)
+        return SubmitResult(lines, self.backend)
 
     def _posted_by_of(self, event_id: str) -> str | None:
         recent = self.recent_poster(event_id)
         if recent is not None:
             return recent
-        return logged_poster(self.store, event_id)
+        with self._held(self._lock):
+            return logged_poster(self.store, event_id)
+
+    # -- the applier -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._state:
+                while not self._ready() and not self._closing:
+                    self._state.wait()
+                if not self._ready():
+                    return  # closing, and everything synced is applied
+                self._linger()
+                group = self._take()
+            try:
+                verdicts = self._apply_group(group)
+            except Exception as exc:  # the store failed: the journal keeps the group
+                log.error("applying %d journaled requests failed: %s; retrying", len(group), exc)
+                self._tracker = None  # it may hold part of the group: rebuilt from the store
+                with self._state:
+                    self._state.wait(RETRY_S)
+                    if self._closing:
+                        return
+                continue
+            self._done(group, verdicts)
+
+    def _linger(self) -> None:
+        """A trickle of posts is gathered for up to `linger_s` into one write (under `_state`),
+        unless someone waits for it to be applied (LINGER_S)."""
+        deadline = time.monotonic() + self.linger_s
+        while (
+            not self._closing
+            and not self._waiting
+            and self._backlog < LINGER_EVENTS
+            and (left := deadline - time.monotonic()) > 0
+        ):
+            self._state.wait(left)
+
+    def _ready(self) -> bool:
+        return bool(self._queue) and self._queue[0].position <= self.journal.synced()
+
+    def _take(self) -> list[Entry]:
+        """The synced entries at the head of the queue, up to the pipeline's batch (at least
+        one): one store write for all of them."""
+        group: list[Entry] = []
+        events, synced = 0, self.journal.synced()
+        for entry in self._queue:
+            if entry.position > synced or (group and events + len(entry) > BATCH_SIZE):
+                break
+            group.append(entry)
+            events += len(entry)
+        return group
+
+    def _apply_group(self, group: list[Entry]) -> list[SubmitResult]:
+        """Each entry through the pipeline in order, then the group in one store write. Applying
+        an entry again (after a failure or a crash) changes nothing: its logged lines are
+        duplicates, its dead letters are kept once."""
+        with self._lock:
+            tracker = self._tracker or self._rebuilt()
+            verdicts = [self._apply(tracker, entry) for entry in group]
+            tracker.flush()
+        return verdicts
+
+    def _apply(self, tracker: RecordingTracker, entry: Entry) -> SubmitResult:
+        origin = f"api:{entry.posted_by}"
+        envelope = Envelope(posted_by=entry.posted_by, received_at=entry.received_at)
+        tracker.refused = {}
+        if entry.parsed is not None:
+            parsed = [
+                (f"{origin}:{n}", p) for (n, _), p in zip(entry.lines, entry.parsed, strict=True)
+            ]
+            logged_before = tracker.feed_read(parsed, origin, envelope=envelope)
+        else:  # read back from the journal: read as any input is, refusals are dead letters
+            logged_before = set()
+            for n, raw in entry.lines:
+                tracker.feed(raw, f"{origin}:{n}", envelope=envelope)
+        ids = event_ids(entry)
+        results, seen = [], set(logged_before)
+        for (n, _), event_id in zip(entry.lines, ids, strict=True):
+            reason = tracker.refused.get(f"{origin}:{n}")
+            if reason is not None:
+                results.append(LineResult(n, "rejected", event_id, reason))
+            elif event_id is not None and event_id in seen:
+                results.append(LineResult(n, "duplicate", event_id))
+            else:
+                results.append(LineResult(n, "accepted", event_id))
+                if event_id is not None:
+                    seen.add(event_id)
+        return SubmitResult(tuple(results), self.backend)
+
+    def _done(self, group: list[Entry], verdicts: list[SubmitResult]) -> None:
+        last = group[-1]
+        try:
+            self.journal.applied(last)
+        except OSError as exc:  # the mark is an optimisation: a restart re-applies, harmlessly
+            log.warning("intake journal: the applied mark cannot be written: %s", exc)
+        with self._door:
+            for entry in group:
+                for event_id in event_ids(entry):
+                    if event_id is not None and self._pending.get(event_id) == entry.seq:
+                        del self._pending[event_id]
+        with self._state:
+            for entry, verdict in zip(group, verdicts, strict=True):
+                self._queue.popleft()
+                self._backlog -= len(entry)
+                if entry.seq in self._verdicts:
+                    self._verdicts[entry.seq] = verdict
+            self._applied = last.seq
+            self.groups += 1
+            self._state.notify_all()
+
+    def _rebuilt(self) -> RecordingTracker:
+        self._tracker = self._new_tracker()
+        return self._tracker
+
+    def settle(self, timeout_s: float | None = None) -> None:
+        """Wait until everything journaled so far is applied (ServiceBusy after the timeout)."""
+        deadline = time.monotonic() + (self.lock_timeout_s if timeout_s is None else timeout_s)
+        with self._state:
+            target = self._journaled
+            self._waiting += 1
+            self._state.notify_all()  # no lingering: a read waits
+            try:
+                while self._applied < target:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise self._busy()
+                    self._state.wait(left)
+            finally:
+                self._waiting -= 1
+
+    # -- reading and closing ---------------------------------------------------------------------
 
     def reader(self) -> StoreReader:
-        return cast(StoreReader, _LockedReader(self.store, self))
+        self.settle()  # read-your-writes: what was answered before this read is in the store
+        return cast(StoreReader, LockedReader(self.store, self))
 
     def close(self) -> None:
+        """Apply what is journaled (within the timeout; the rest at the next start), then
+        close the store."""
+        with self._state:
+            self._closing = True
+            self._state.notify_all()
+        self._thread.join(self.lock_timeout_s)
         with self._held(self._lock):
             self.store.close()
-
-
-class _LockedReader:
-    """The store's reading half, each call under the service's lock."""
-
-    def __init__(self, store: Store, service: EmbeddedService) -> None:
-        self._store = store
-        self._service = service
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._store, name)
-        if not callable(method):
-            return method
-
-        def locked(*args: Any, **kwargs: Any) -> Any:
-            with self._service._held(self._service._lock):
-                return method(*args, **kwargs)
-
-        return locked
-
-    def close(self) -> None:
-        pass  # the service owns the store

@@ -134,8 +134,11 @@ class KafkaService(Service):
     def _run(self, coro: Any, timeout_s: float) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
 
-    def submit(self, raws: Sequence[str], principal: Principal) -> SubmitResult:
-        """Checked and authorized, then handed to the producer under the lock (so that the
+    def submit(
+        self, raws: Sequence[str], principal: Principal, *, wait_applied: bool = False
+    ) -> SubmitResult:
+        """(`wait_applied` is not for this backend: the worker applies the records later, and
+        its rejections are read at `/v1/rejects`.) Checked and authorized, then handed to the producer under the lock (so that the
         records of concurrent requests keep the order of their checks); the broker's
         confirmation is awaited outside it, so that the next request is produced meanwhile and
         rides in the same produce requests."""

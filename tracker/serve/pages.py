@@ -352,7 +352,7 @@ class _Outcome:
 def _submit_one(service: Service, line: str, principal: Principal) -> _Outcome:
     """Post one event through the same intake as `POST /v1/events`."""
     try:
-        result = service.submit([line], principal)
+        result = service.submit([line], principal, wait_applied=True)  # its verdict shown
     except (ServiceBusy, ServiceUnavailable) as exc:
         return _Outcome(refusal=f"服务暂不可用，请稍后重试（{exc}）。")
     item = result.lines[0] if result.lines else None

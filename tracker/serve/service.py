@@ -8,15 +8,16 @@ A request's lines are judged in two stages:
    403 when a line is not the principal's to post): the client fixes the request and sends it
    again. A refusal at the door is the sender's to fix and is not kept as a dead letter - the
    sender still has the lines, as with `tracker post`.
-2. **Applied, line by line, in order**: each line is accepted, a duplicate (its `event_id` is
-   logged already: a replayed request changes nothing), or rejected by the engine (feedback for an
-   unknown notice, ...: a dead letter, as the contract says, with the line in the answer).
+2. **Accepted, line by line, in order**: each line is accepted or a duplicate (its `event_id` is
+   logged or accepted already: a replayed request changes nothing). The engine applies the
+   accepted lines in that order; what it rejects (feedback for an unknown notice, ...) is a dead
+   letter, as the contract says - in the answer too when the request waits for the engine's
+   verdict (`wait_applied`, embedded backend).
 
-The embedded backend (tracker/serve/embedded.py) applies requests one after the other, in
-arrival order, and stores each before answering it; requests that arrive while it writes are
-applied together and stored in one write (group commit), each with the answer it would get alone,
-so nothing is lost or doubled. The Kafka backend (tracker/serve/kafka_backend.py) produces the
-lines to the events topic.
+The embedded backend (tracker/serve/embedded.py) appends the accepted lines to its intake journal
+(tracker/serve/journal.py) and answers once they are on disk; its applier applies the journal in
+order into the store, in groups, each request as if it came alone, so nothing is lost or doubled.
+The Kafka backend (tracker/serve/kafka_backend.py) produces the lines to the events topic.
 """
 
 from __future__ import annotations
@@ -147,7 +148,11 @@ class Service:
         self._recent: OrderedDict[str, str] = OrderedDict()
         self._recent_lock = threading.Lock()
 
-    def submit(self, raws: Sequence[str], principal: Principal) -> SubmitResult:
+    def submit(
+        self, raws: Sequence[str], principal: Principal, *, wait_applied: bool = False
+    ) -> SubmitResult:
+        """`wait_applied`: answer with the engine's verdict on each line (rejected lines
+        too) where the backend can: the embedded one waits for its applier then."""
         raise NotImplementedError
 
     def reader(self) -> StoreReader:
@@ -197,9 +202,11 @@ class Service:
             earlier.add(checked.event.event_id)
         door.refused.sort(key=lambda r: r.line)
 
-    def remember(self, event_id: str, principal: Principal) -> None:
+    def remember(self, event_id: str, principal: Principal | str) -> None:
+        """`principal`: the principal, or its id."""
+        poster = principal if isinstance(principal, str) else principal.id
         with self._recent_lock:
-            self._recent[event_id] = principal.id
+            self._recent[event_id] = poster
             self._recent.move_to_end(event_id)
             while len(self._recent) > RECENT_EVENTS:
                 self._recent.popitem(last=False)
