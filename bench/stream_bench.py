@@ -1,19 +1,24 @@
-"""Benchmark: the live pipeline on the local broker, produce -> ledger rows in chDB.
+"""Benchmark: the live path on the local broker, produce -> queryable rows in chDB (issue 12).
 
-    python bench/stream_bench.py                      # starts its own broker and workers
-    python bench/stream_bench.py --roles all          # one worker process instead of two
+    python bench/stream_bench.py                  # 3 runs; starts its own broker and workers
+    python bench/stream_bench.py --roles split    # the per-record path: processor + sink
 
-Two phases, each on fresh topics with fresh workers (processor and sink as two processes by
-default: the machine has two cores) and an embedded chDB store:
+Per run, each phase on fresh topics with a fresh worker (`tracker worker`, default `--role all`:
+the batch path, streams/batch.py) and an embedded chDB store:
 
 1. throughput: the province-scale demo stream (2018 and 2020) is produced as fast as possible;
-   sustained events/s = input records / (time from the first produce until the worker has
-   committed every input record and the sink every output, i.e. every row is in chDB).
-   In the same run a bare aiokafka consume-and-count loop reads the same input topic; the
-   ratio pipeline/bare shows what the pipeline costs over merely reading the records.
-2. latency: a fresh stream is produced at a steady --rate; a record counts as queryable when
-   the sink reports its (partition, offset) stored (the sink writes the accepted topic of each
-   partition in order); p50/p99 of produce -> queryable.
+   sustained events/s = events / (time from the first produce until the worker has committed
+   every input record, i.e. every row is in chDB; the committed offsets are polled every 0.1 s).
+2. anchors, same run, same records, same measure (first produce -> last record counted): a
+   minimal faust-streaming agent that only counts (bench/count_anchor.py faust), and a bare
+   aiokafka consumer that counts (bench/count_anchor.py aiokafka), each in a process of its own
+   as the worker is.
+3. latency: a fresh stream is produced at a steady --rate, open loop; a record counts as
+   queryable when the worker reports its (partition, offset) stored (`stored_through`: the event
+   log of each partition is written in order); p50/p99 of produce -> queryable.
+
+The load average is recorded before and after each run (the box is shared). The summary gives
+min / median / max over the runs.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from config.registry import DEMO_REGISTRY, load_registry
 from schemas.events import ClockTick, parse_event
@@ -158,24 +163,8 @@ async def produce_all(
     return sent
 
 
-async def bare_count(bootstrap: str, topic: str, expected: int) -> float:
-    """Seconds a plain consumer takes to read `expected` records of `topic` from the start."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                **aiokafka_kwargs(kafka_login("worker")))  # fmt: skip
-    await consumer.start()
-    try:
-        started, count = time.monotonic(), 0
-        while count < expected:
-            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
-                count += len(records)
-        return time.monotonic() - started
-    finally:
-        await consumer.stop()
-
-
 def throughput(bootstrap: str, work: Path, roles: str, scale: float) -> dict[str, Any]:
-    prefix = f"bench-tp-{os.getpid()}"
+    prefix = f"bench-tp-{os.getpid()}-{time.monotonic_ns()}"
     asyncio.run(
         ensure_topics(
             bootstrap, Topics(prefix), 4, login=kafka_login("worker"), admin=local_admin()
@@ -183,36 +172,77 @@ def throughput(bootstrap: str, work: Path, roles: str, scale: float) -> dict[str
     )
     lines = list(demo.lines(demo.generate(REGISTRY, seed=7, years=(2018, 2020), scale=scale)))
     records = keyed(lines, 4)
-    workers = Workers(bootstrap, prefix, work / "tp", roles)
+    workers = Workers(bootstrap, prefix, work / prefix, roles)
     workers.start()
     try:
         started = time.monotonic()
         sent = asyncio.run(produce_all(bootstrap, Topics(prefix).events, records))
         produced = time.monotonic() - started
         drained = wait_drained(
-            bootstrap, Topics(prefix), workers.groups, 1800, login=kafka_login("worker")
+            bootstrap, Topics(prefix), workers.groups, 1800, 0.1, login=kafka_login("worker")
         )
         assert asyncio.run(drained)
         elapsed = time.monotonic() - started
         stats = progress(workers.sink_port, workers.token)["sink"]
     finally:
         workers.stop()
-    bare = asyncio.run(bare_count(bootstrap, Topics(prefix).events, sent))
     return {
         "events": len(lines),
         "records": sent,
         "rows_written": stats["records"],
         "produce_s": round(produced, 2),
         "end_to_end_s": round(elapsed, 2),
+        "events_per_s": round(len(lines) / elapsed),
         "records_per_s": round(sent / elapsed),
-        "bare_consume_s": round(bare, 2),
-        "bare_records_per_s": round(sent / bare),
-        "ratio": round((sent / elapsed) / (sent / bare), 3),
     }
 
 
+def anchor(kind: str, bootstrap: str, work: Path, scale: float) -> dict[str, Any]:
+    """The counting anchor `kind` on the throughput phase's records (bench/count_anchor.py)."""
+    prefix = f"bench-{kind}-{os.getpid()}-{time.monotonic_ns()}"
+    topics = Topics(prefix)
+    asyncio.run(ensure_topics(bootstrap, topics, 4, login=local_admin(), admin=local_admin()))
+    lines = list(demo.lines(demo.generate(REGISTRY, seed=7, years=(2018, 2020), scale=scale)))
+    records = keyed(lines, 4)
+    expected = sum(len(ps) for _, _, ps in records)
+    ready, done = work / f"{prefix}.ready", work / f"{prefix}.done"
+    script = Path(__file__).with_name("count_anchor.py")
+    cmd = [sys.executable, str(script), kind, "--bootstrap", bootstrap, "--topic", topics.events]
+    cmd += ["--expected", str(expected), "--ready", str(ready), "--done", str(done)]
+    with (work / f"{prefix}.log").open("ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_file(ready, proc, 120)
+        started = time.time()
+        sent = asyncio.run(produce_all(bootstrap, topics.events, records))
+        _wait_file(done, proc, 1800)
+        elapsed = float(done.read_text()) - started
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return {
+        "records": sent,
+        "end_to_end_s": round(elapsed, 2),
+        "events_per_s": round(len(lines) / elapsed),
+        "records_per_s": round(sent / elapsed),
+    }
+
+
+def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"the anchor exited ({proc.returncode}); see {path.parent}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {path.name}")
+        time.sleep(0.05)
+
+
 async def paced(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None, list[int]]],
-                rate: float, port: int) -> list[float]:  # fmt: skip
+                rate: float, port: int, token: str) -> list[float]:  # fmt: skip
     """Produce at `rate` records/s; return produce -> stored latencies in seconds."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -235,7 +265,7 @@ async def paced(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | N
                 index += 1
             stored = {
                 int(p): o
-                for p, o in (await asyncio.to_thread(progress, port))["sink"][
+                for p, o in (await asyncio.to_thread(progress, port, token))["sink"][
                     "stored_through"
                 ].items()
             }
@@ -265,7 +295,7 @@ async def paced(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | N
 
 
 def latency(bootstrap: str, work: Path, roles: str, rate: float, seconds: float) -> dict[str, Any]:
-    prefix = f"bench-lat-{os.getpid()}"
+    prefix = f"bench-lat-{os.getpid()}-{time.monotonic_ns()}"
     asyncio.run(
         ensure_topics(
             bootstrap, Topics(prefix), 4, login=kafka_login("worker"), admin=local_admin()
@@ -275,10 +305,12 @@ def latency(bootstrap: str, work: Path, roles: str, rate: float, seconds: float)
     lines = list(demo.lines(events))
     # ticks go to all partitions as four records; keep the stream in order, cut to the duration
     records = [(v, k, [p]) for v, k, ps in keyed(lines, 4) for p in ps][: int(rate * seconds)]
-    workers = Workers(bootstrap, prefix, work / "lat", roles)
+    workers = Workers(bootstrap, prefix, work / prefix, roles)
     workers.start()
     try:
-        got = asyncio.run(paced(bootstrap, Topics(prefix).events, records, rate, workers.sink_port))
+        got = asyncio.run(
+            paced(bootstrap, Topics(prefix).events, records, rate, workers.sink_port, workers.token)
+        )
     finally:
         workers.stop()
     got.sort()
@@ -292,14 +324,51 @@ def latency(bootstrap: str, work: Path, roles: str, rate: float, seconds: float)
     }
 
 
+def one_run(bootstrap: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {"load_before": [round(x, 2) for x in os.getloadavg()]}
+    phases = args.phases.split(",")
+    if "throughput" in phases:
+        result["worker"] = throughput(bootstrap, work, args.roles, args.scale)
+    if "anchors" in phases:
+        result["faust_count"] = anchor("faust", bootstrap, work, args.scale)
+        result["aiokafka_count"] = anchor("aiokafka", bootstrap, work, args.scale)
+    if "latency" in phases:
+        result["latency"] = latency(bootstrap, work, args.roles, args.rate, args.seconds)
+    result["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+SUMMARY = (
+    ("worker", "events_per_s"),
+    ("worker", "records_per_s"),
+    ("faust_count", "events_per_s"),
+    ("faust_count", "records_per_s"),
+    ("aiokafka_count", "records_per_s"),
+    ("latency", "p50_ms"),
+    ("latency", "p99_ms"),
+    ("latency", "max_ms"),
+)
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """min / median / max over the runs of each figure."""
+    out: dict[str, list[float]] = {}
+    for phase, figure in SUMMARY:
+        values = sorted(r[phase][figure] for r in runs if phase in r)
+        if values:
+            out[f"{phase}.{figure}"] = [values[0], statistics.median(values), values[-1]]
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", help="an existing broker (default: start one)")
-    parser.add_argument("--roles", choices=("split", "all"), default="split")
+    parser.add_argument("--roles", choices=("all", "split"), default="all")
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="demo stream density")
     parser.add_argument("--rate", type=float, default=1000.0, help="latency phase records/s")
     parser.add_argument("--seconds", type=float, default=30.0, help="latency phase duration")
-    parser.add_argument("--phases", default="throughput,latency")
+    parser.add_argument("--phases", default="throughput,anchors,latency")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (worker logs)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="stream-bench-"))
@@ -315,11 +384,11 @@ def main() -> int:
             bootstrap = broker.bootstrap
             # the bench and its workers log in with this broker's logins
             os.environ["TRACKER_KAFKA_CREDENTIALS"] = str(broker.credentials.folder)
-        result: dict[str, Any] = {"roles": args.roles}
-        if "throughput" in args.phases:
-            result["throughput"] = throughput(bootstrap, work, args.roles, args.scale)
-        if "latency" in args.phases:
-            result["latency"] = latency(bootstrap, work, args.roles, args.rate, args.seconds)
+        runs = []
+        for i in range(args.runs):
+            runs.append(one_run(bootstrap, work, args))
+            print(f"run {i + 1}: {json.dumps(runs[-1])}", file=sys.stderr, flush=True)
+        result = {"roles": args.roles, "runs": runs, "min_median_max": summary(runs)}
         print(json.dumps(result, indent=2))
         return 0
     finally:
