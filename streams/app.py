@@ -460,6 +460,7 @@ async def batch_path() -> None:
         try:
             await run.batch.run()
         except asyncio.CancelledError:
+            log.info("the batch path stops (the worker stops)")
             raise
         except Exception as exc:  # e.g. the group's login refused: nothing would be processed
             log.critical("the batch path stopped: %s", exc, exc_info=True)

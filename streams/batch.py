@@ -15,8 +15,8 @@ At-least-once: an offset is committed only after every row of every record befor
 batch; the rebuilt engine makes the same rows with the same ids and the replacing tables absorb
 them. A rebalance drops the revoked partitions' engines (rebuilt by replay if they come back);
 offsets are committed only for partitions still assigned, so a commit never claims records this
-worker did not store. One write is in flight while the next batch is processed: chDB inserts run
-on the store thread outside the GIL, so the two overlap; commits stay in batch order.
+worker did not store. One write is in flight (on the store thread) while the next batch is
+processed; commits stay in batch order.
 """
 
 from __future__ import annotations
