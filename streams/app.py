@@ -1,5 +1,7 @@
-"""The Faust worker: the processor agent (input topic -> engine -> output topics) and the sink
-agent (output topics -> store), in one process (role `all`) or apart.
+"""The Faust worker. `--role all` (the default): the batch path (streams/batch.py: input topic ->
+engine -> store a batch at a time, run by the app's task `batch_path`; Faust's own consumer is
+off). `--role processor` / `--role sink`: the per-record path, the processor agent (input topic
+-> engine -> output topics) and the sink agent (output topics -> store) in processes of their own.
 
 A module-level Faust app with module-level agents, by Faust's conventions: run it with
 `tracker worker ...` or `faust -A streams.app worker`, test the agents with `agent.test_context()`.
