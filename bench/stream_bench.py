@@ -1,19 +1,28 @@
-"""Benchmark: the live pipeline on the local broker, produce -> ledger rows in chDB.
+"""Benchmark: the live path on the local broker, produce -> queryable rows in chDB (issue 12).
 
-    python bench/stream_bench.py                      # starts its own broker and workers
-    python bench/stream_bench.py --roles all          # one worker process instead of two
+    python bench/stream_bench.py                  # 3 runs; starts its own broker and workers
+    python bench/stream_bench.py --roles split    # the per-record path: processor + sink
 
-Two phases, each on fresh topics with fresh workers (processor and sink as two processes by
-default: the machine has two cores) and an embedded chDB store:
+Per run, each phase on fresh topics with a fresh worker (`tracker worker`, default `--role all`:
+the batch path, streams/batch.py) and an embedded chDB store:
 
 1. throughput: the province-scale demo stream (2018 and 2020) is produced as fast as possible;
-   sustained events/s = input records / (time from the first produce until the worker has
-   committed every input record and the sink every output, i.e. every row is in chDB).
-   In the same run a bare aiokafka consume-and-count loop reads the same input topic; the
-   ratio pipeline/bare shows what the pipeline costs over merely reading the records.
-2. latency: a fresh stream is produced at a steady --rate; a record counts as queryable when
-   the sink reports its (partition, offset) stored (the sink writes the accepted topic of each
-   partition in order); p50/p99 of produce -> queryable.
+   sustained events/s = events / (time from the first produce until the worker has committed
+   every input record, i.e. every row is in chDB; the committed offsets are polled every 0.1 s).
+2. anchors, same run, same records, same measure (first produce -> last record counted): a
+   minimal faust-streaming agent that only counts (bench/count_anchor.py faust), and a bare
+   aiokafka consumer that counts (bench/count_anchor.py aiokafka), each in a process of its own
+   as the worker is.
+3. latency: a fresh stream is produced at a steady --rate, open loop; a record counts as
+   queryable when the worker reports its (partition, offset) stored (`stored_through`: the event
+   log of each partition is written in order); p50/p99 of produce -> queryable.
+
+`--phases ...,scaleout` adds issue 12's item 5: the throughput phase with two `all` workers of one
+group on disjoint partitions (two each), each writing a chDB store of its own (an embedded store
+is held by one process; sharing one needs a ClickHouse server).
+
+The load average is recorded before and after each run (the box is shared). The summary gives
+min / median / max over the runs.
 """
 
 from __future__ import annotations
@@ -31,15 +40,19 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from config.registry import DEMO_REGISTRY, load_registry
+from config.signing import Signer, signer_at
+from schemas.envelope import Envelope
 from schemas.events import ClockTick, parse_event
+from sinks.heads import sign_envelope
 from streams.broker import LocalKafka
 from streams.kafka_auth import KafkaLogin, Principal, aiokafka_kwargs, local_admin, login_for
 from streams.topics import Topics, ensure_topics, partition_for, wait_drained
@@ -49,57 +62,87 @@ from tracker import demo
 REGISTRY = load_registry(DEMO_REGISTRY)
 
 
-def keyed(lines: list[str], partitions: int) -> list[tuple[bytes, bytes | None, list[int]]]:
-    """(value, key, partitions) per event, as `tracker post` sends them (checked once here)."""
-    out = []
+Produced = tuple[bytes, bytes | None, list[int], list[tuple[str, bytes]] | None]
+INTAKE: dict[str, Signer | None] = {"signer": None}  # set by main(): --intake serve
+
+
+def keyed(lines: list[str], partitions: int) -> list[Produced]:
+    """(value, key, partitions, headers) per event, as the intake sends them (checked once
+    here, before the timing): `tracker serve` signs each event's envelope into the headers, so
+    the worker logs the signature as it came; with `--intake direct` (`tracker post --direct`)
+    records carry no headers and the worker signs each event itself."""
+    signer = INTAKE["signer"]
+    received = datetime.now(UTC).replace(microsecond=0)
+    out: list[Produced] = []
     for line in lines:
         event = parse_event(line)
+        headers = None
+        if signer is not None:
+            envelope = Envelope(posted_by="centre:fj", received_at=received)
+            headers = sign_envelope(signer, envelope, line.strip()).headers()
         if isinstance(event, ClockTick):
-            out.append((line.encode(), None, list(range(partitions))))
+            out.append((line.encode(), None, list(range(partitions)), headers))
         else:
             root = REGISTRY.root(event.unit)
-            out.append((line.encode(), root.encode(), [partition_for(root, partitions)]))
+            out.append((line.encode(), root.encode(), [partition_for(root, partitions)], headers))
     return out
 
 
 class Workers:
-    def __init__(self, bootstrap: str, prefix: str, workdir: Path, roles: str) -> None:
+    """The worker processes of one phase: `--role all` (`count` of them in one group, each with
+    a chDB store of its own: an embedded store is held by one process; in production they
+    would share a ClickHouse server), or a processor and a sink sharing one store."""
+
+    def __init__(self, bootstrap: str, prefix: str, workdir: Path, roles: str, count: int = 1):
         self.bootstrap, self.prefix, self.workdir = bootstrap, prefix, workdir
         self.roles = ["all"] if roles == "all" else ["processor", "sink"]
-        self.ports = dict(zip(self.roles, free_ports(len(self.roles)), strict=True))
+        if roles == "all":
+            self.members = [(f"all{i}", "all", f"chdb{i}") for i in range(count)]
+        else:
+            self.members = [("processor", "processor", "chdb"), ("sink", "sink", "chdb")]
+        ports = free_ports(len(self.members))
+        self.ports = {name: port for (name, _, _), port in zip(self.members, ports, strict=True)}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.token = secrets.token_urlsafe(32)  # the workers' web views want it (their env's)
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        store = f"chdb://{self.workdir / 'chdb'}"
         env = {
             **os.environ,
             "TRACKER_DATA": str(self.workdir / "data"),
             "TRACKER_WORKER_TOKEN": self.token,
         }
-        for role, port in self.ports.items():
+        for name, role, store in self.members:
             cmd = [sys.executable, "-m", "tracker", "worker", "--bootstrap", self.bootstrap]
             cmd += ["--topic-prefix", self.prefix, "--units", str(DEMO_REGISTRY), "--role", role]
-            cmd += ["--web-port", str(port), "--store", store, "--loglevel", "info"]
-            log = (self.workdir / f"{role}.log").open("ab")
+            cmd += [
+                "--web-port",
+                str(self.ports[name]),
+                "--store",
+                f"chdb://{self.workdir / store}",
+            ]
+            cmd += ["--loglevel", "info"]
+            log = (self.workdir / f"{name}.log").open("ab")
             self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
-        for port in self.ports.values():
-            # up and assigned its partitions: the group join is not part of the measurement
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if progress(port, self.token)["assigned"]:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"worker on {port} did not start")
-                time.sleep(0.2)
+        # up and sharing the input partitions: the group join is not part of the measurement
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                assigned = [progress(port, self.token)["assigned"] for port in self.ports.values()]
+                # split roles: each has its topics; `all` workers: all four inputs shared out
+                shared = "sink" in self.ports or sum(map(len, assigned)) >= 4
+                if all(assigned) and shared:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the workers did not start")
+            time.sleep(0.2)
 
     @property
-    def sink_port(self) -> int:
-        return self.ports.get("sink", self.ports.get("all", 0))
+    def sink_ports(self) -> list[int]:
+        """The workers that write the store."""
+        return [port for name, port in self.ports.items() if name != "processor"]
 
     @property
     def groups(self) -> tuple[str, str]:
@@ -135,9 +178,7 @@ def kafka_login(role: Principal) -> KafkaLogin | None:
     return login_for(role)
 
 
-async def produce_all(
-    bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None, list[int]]]
-) -> int:
+async def produce_all(bootstrap: str, topic: str, records: list[Produced]) -> int:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -148,9 +189,10 @@ async def produce_all(
     await producer.start()
     sent, pending = 0, []
     try:
-        for value, key, partitions in records:
+        for value, key, partitions, headers in records:
             for p in partitions:
-                pending.append(await producer.send(topic, value, key=key, partition=p))
+                sending = producer.send(topic, value, key=key, partition=p, headers=headers)
+                pending.append(await sending)
                 sent += 1
         await asyncio.gather(*pending)
     finally:
@@ -158,24 +200,10 @@ async def produce_all(
     return sent
 
 
-async def bare_count(bootstrap: str, topic: str, expected: int) -> float:
-    """Seconds a plain consumer takes to read `expected` records of `topic` from the start."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                **aiokafka_kwargs(kafka_login("worker")))  # fmt: skip
-    await consumer.start()
-    try:
-        started, count = time.monotonic(), 0
-        while count < expected:
-            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
-                count += len(records)
-        return time.monotonic() - started
-    finally:
-        await consumer.stop()
-
-
-def throughput(bootstrap: str, work: Path, roles: str, scale: float) -> dict[str, Any]:
-    prefix = f"bench-tp-{os.getpid()}"
+def throughput(
+    bootstrap: str, work: Path, roles: str, scale: float, count: int = 1
+) -> dict[str, Any]:
+    prefix = f"bench-tp-{os.getpid()}-{time.monotonic_ns()}"
     asyncio.run(
         ensure_topics(
             bootstrap, Topics(prefix), 4, login=kafka_login("worker"), admin=local_admin()
@@ -183,36 +211,78 @@ def throughput(bootstrap: str, work: Path, roles: str, scale: float) -> dict[str
     )
     lines = list(demo.lines(demo.generate(REGISTRY, seed=7, years=(2018, 2020), scale=scale)))
     records = keyed(lines, 4)
-    workers = Workers(bootstrap, prefix, work / "tp", roles)
+    workers = Workers(bootstrap, prefix, work / prefix, roles, count)
     workers.start()
     try:
         started = time.monotonic()
         sent = asyncio.run(produce_all(bootstrap, Topics(prefix).events, records))
         produced = time.monotonic() - started
         drained = wait_drained(
-            bootstrap, Topics(prefix), workers.groups, 1800, login=kafka_login("worker")
+            bootstrap, Topics(prefix), workers.groups, 1800, 0.1, login=kafka_login("worker")
         )
         assert asyncio.run(drained)
         elapsed = time.monotonic() - started
-        stats = progress(workers.sink_port, workers.token)["sink"]
+        rows = sum(progress(p, workers.token)["sink"]["records"] for p in workers.sink_ports)
     finally:
         workers.stop()
-    bare = asyncio.run(bare_count(bootstrap, Topics(prefix).events, sent))
     return {
         "events": len(lines),
         "records": sent,
-        "rows_written": stats["records"],
+        "workers": len(workers.members),
+        "rows_written": rows,
         "produce_s": round(produced, 2),
         "end_to_end_s": round(elapsed, 2),
+        "events_per_s": round(len(lines) / elapsed),
         "records_per_s": round(sent / elapsed),
-        "bare_consume_s": round(bare, 2),
-        "bare_records_per_s": round(sent / bare),
-        "ratio": round((sent / elapsed) / (sent / bare), 3),
     }
 
 
-async def paced(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None, list[int]]],
-                rate: float, port: int) -> list[float]:  # fmt: skip
+def anchor(kind: str, bootstrap: str, work: Path, scale: float) -> dict[str, Any]:
+    """The counting anchor `kind` on the throughput phase's records (bench/count_anchor.py)."""
+    prefix = f"bench-{kind}-{os.getpid()}-{time.monotonic_ns()}"
+    topics = Topics(prefix)
+    asyncio.run(ensure_topics(bootstrap, topics, 4, login=local_admin(), admin=local_admin()))
+    lines = list(demo.lines(demo.generate(REGISTRY, seed=7, years=(2018, 2020), scale=scale)))
+    records = keyed(lines, 4)
+    expected = sum(len(ps) for _, _, ps, _ in records)
+    ready, done = work / f"{prefix}.ready", work / f"{prefix}.done"
+    script = Path(__file__).with_name("count_anchor.py")
+    cmd = [sys.executable, str(script), kind, "--bootstrap", bootstrap, "--topic", topics.events]
+    cmd += ["--expected", str(expected), "--ready", str(ready), "--done", str(done)]
+    with (work / f"{prefix}.log").open("ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_file(ready, proc, 120)
+        started = time.time()
+        sent = asyncio.run(produce_all(bootstrap, topics.events, records))
+        _wait_file(done, proc, 1800)
+        elapsed = float(done.read_text()) - started
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return {
+        "records": sent,
+        "end_to_end_s": round(elapsed, 2),
+        "events_per_s": round(len(lines) / elapsed),
+        "records_per_s": round(sent / elapsed),
+    }
+
+
+def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"the anchor exited ({proc.returncode}); see {path.parent}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {path.name}")
+        time.sleep(0.05)
+
+
+async def paced(bootstrap: str, topic: str, records: list[Produced],
+                rate: float, ports: list[int], token: str) -> list[float]:  # fmt: skip
     """Produce at `rate` records/s; return produce -> stored latencies in seconds."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -233,12 +303,11 @@ async def paced(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | N
                 meta = sent[index][1].result()
                 located.append((sent[index][0], meta.partition, meta.offset))
                 index += 1
-            stored = {
-                int(p): o
-                for p, o in (await asyncio.to_thread(progress, port))["sink"][
-                    "stored_through"
-                ].items()
-            }
+            stored: dict[int, int] = {}
+            for port in ports:
+                seen = (await asyncio.to_thread(progress, port, token))["sink"]["stored_through"]
+                for p, o in seen.items():
+                    stored[int(p)] = max(o, stored.get(int(p), -1))
             now = time.monotonic()
             keep = []
             for t0, p, o in located:
@@ -252,10 +321,11 @@ async def paced(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | N
     watcher = asyncio.create_task(watch())
     try:
         started = time.monotonic()
-        for i, (value, key, partitions) in enumerate(records):
+        for i, (value, key, partitions, headers) in enumerate(records):
             if (delay := started + i / rate - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
-            future = await producer.send(topic, value, key=key, partition=partitions[0])
+            sending = producer.send(topic, value, key=key, partition=partitions[0], headers=headers)
+            future = await sending
             sent.append((time.monotonic(), future))
         done.set()
         await asyncio.wait_for(watcher, timeout=300)
@@ -264,8 +334,10 @@ async def paced(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | N
     return latencies
 
 
-def latency(bootstrap: str, work: Path, roles: str, rate: float, seconds: float) -> dict[str, Any]:
-    prefix = f"bench-lat-{os.getpid()}"
+def latency(
+    bootstrap: str, work: Path, roles: str, rate: float, seconds: float, count: int = 1
+) -> dict[str, Any]:
+    prefix = f"bench-lat-{os.getpid()}-{time.monotonic_ns()}"
     asyncio.run(
         ensure_topics(
             bootstrap, Topics(prefix), 4, login=kafka_login("worker"), admin=local_admin()
@@ -274,11 +346,16 @@ def latency(bootstrap: str, work: Path, roles: str, rate: float, seconds: float)
     events = demo.generate(REGISTRY, seed=8, years=(2018, 2020), scale=1.0, tick_hours=24)
     lines = list(demo.lines(events))
     # ticks go to all partitions as four records; keep the stream in order, cut to the duration
-    records = [(v, k, [p]) for v, k, ps in keyed(lines, 4) for p in ps][: int(rate * seconds)]
-    workers = Workers(bootstrap, prefix, work / "lat", roles)
+    records = [(v, k, [p], h) for v, k, ps, h in keyed(lines, 4) for p in ps]
+    records = records[: int(rate * seconds)]
+    workers = Workers(bootstrap, prefix, work / prefix, roles, count)
     workers.start()
     try:
-        got = asyncio.run(paced(bootstrap, Topics(prefix).events, records, rate, workers.sink_port))
+        got = asyncio.run(
+            paced(
+                bootstrap, Topics(prefix).events, records, rate, workers.sink_ports, workers.token
+            )
+        )
     finally:
         workers.stop()
     got.sort()
@@ -292,14 +369,65 @@ def latency(bootstrap: str, work: Path, roles: str, rate: float, seconds: float)
     }
 
 
+def one_run(bootstrap: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {"load_before": [round(x, 2) for x in os.getloadavg()]}
+    phases = args.phases.split(",")
+    if "throughput" in phases:
+        result["worker"] = throughput(bootstrap, work, args.roles, args.scale)
+    if "scaleout" in phases:  # issue 12 item 5: two workers of one group, disjoint partitions
+        result["two_workers"] = throughput(bootstrap, work, "all", args.scale, count=2)
+    if "anchors" in phases:
+        result["faust_count"] = anchor("faust", bootstrap, work, args.scale)
+        result["aiokafka_count"] = anchor("aiokafka", bootstrap, work, args.scale)
+    if "latency" in phases:
+        result["latency"] = latency(bootstrap, work, args.roles, args.rate, args.seconds)
+    result["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+SUMMARY = (
+    ("worker", "events_per_s"),
+    ("worker", "records_per_s"),
+    ("two_workers", "events_per_s"),
+    ("faust_count", "events_per_s"),
+    ("faust_count", "records_per_s"),
+    ("aiokafka_count", "records_per_s"),
+    ("latency", "p50_ms"),
+    ("latency", "p99_ms"),
+    ("latency", "max_ms"),
+)
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """min / median / max over the runs of each figure."""
+    out: dict[str, list[float]] = {}
+    for phase, figure in SUMMARY:
+        values = sorted(r[phase][figure] for r in runs if phase in r)
+        if values:
+            out[f"{phase}.{figure}"] = [values[0], statistics.median(values), values[-1]]
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", help="an existing broker (default: start one)")
-    parser.add_argument("--roles", choices=("split", "all"), default="split")
+    parser.add_argument("--roles", choices=("all", "split"), default="all")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--intake",
+        choices=("serve", "direct"),
+        default="serve",
+        help="records as `tracker serve` produces them (signed envelope headers) or as "
+        "`tracker post --direct` does (none: the worker signs each event)",
+    )
     parser.add_argument("--scale", type=float, default=1.0, help="demo stream density")
     parser.add_argument("--rate", type=float, default=1000.0, help="latency phase records/s")
     parser.add_argument("--seconds", type=float, default=30.0, help="latency phase duration")
-    parser.add_argument("--phases", default="throughput,latency")
+    parser.add_argument(
+        "--phases",
+        default="throughput,anchors,latency",
+        help="comma-separated; also `scaleout`: two `all` workers of one group (issue 12, item 5)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (worker logs)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="stream-bench-"))
@@ -315,11 +443,18 @@ def main() -> int:
             bootstrap = broker.bootstrap
             # the bench and its workers log in with this broker's logins
             os.environ["TRACKER_KAFKA_CREDENTIALS"] = str(broker.credentials.folder)
-        result: dict[str, Any] = {"roles": args.roles}
-        if "throughput" in args.phases:
-            result["throughput"] = throughput(bootstrap, work, args.roles, args.scale)
-        if "latency" in args.phases:
-            result["latency"] = latency(bootstrap, work, args.roles, args.rate, args.seconds)
+        if args.intake == "serve":
+            INTAKE["signer"] = signer_at(None, work / "intake")  # a key of its own
+        runs = []
+        for i in range(args.runs):
+            runs.append(one_run(bootstrap, work, args))
+            print(f"run {i + 1}: {json.dumps(runs[-1])}", file=sys.stderr, flush=True)
+        result = {
+            "roles": args.roles,
+            "intake": args.intake,
+            "runs": runs,
+            "min_median_max": summary(runs),
+        }
         print(json.dumps(result, indent=2))
         return 0
     finally:

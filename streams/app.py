@@ -1,5 +1,7 @@
-"""The Faust worker: the processor agent (input topic -> engine -> output topics) and the sink
-agent (output topics -> store), in one process (role `all`) or apart.
+"""The Faust worker. `--role all` (the default): the batch path (streams/batch.py: input topic ->
+engine -> store a batch at a time, run by the app's task `batch_path`; Faust's own consumer is
+off). `--role processor` / `--role sink`: the per-record path, the processor agent (input topic
+-> engine -> output topics) and the sink agent (output topics -> store) in processes of their own.
 
 A module-level Faust app with module-level agents, by Faust's conventions: run it with
 `tracker worker ...` or `faust -A streams.app worker`, test the agents with `agent.test_context()`.
@@ -56,6 +58,7 @@ from sinks import Store, open_store
 from sinks.event_log import EventLogWriter, claim_store
 from sinks.faulty import FaultyStore
 from sinks.worker_token import make_token_file
+from streams.batch import BatchWorker
 from streams.emitter import Emitter, Send
 from streams.holds import Holds
 from streams.kafka_auth import faust_credentials
@@ -228,6 +231,7 @@ class Runtime:
     store: StoreThread | None = None
     stats: SinkStats | None = None
     decoder: BatchDecoder | None = None
+    batch: BatchWorker | None = None  # role `all`: the batch path (streams/batch.py)
 
     def close(self) -> None:
         if self.store is not None:
@@ -236,6 +240,11 @@ class Runtime:
     def progress(self) -> dict[str, Any]:
         settings = self.settings
         out: dict[str, Any] = {"role": settings.role, "app_id": settings.app_id}
+        if self.batch is not None:
+            out.update(self.batch.progress())
+            if self.stats is not None:
+                out["sink"] = self.stats.as_json()
+            return out
         try:
             assigned = app.consumer.assignment()
         except Exception:  # not started yet
@@ -272,6 +281,9 @@ def prepare(
     settings = settings.loaded()
     topics = settings.topics
     run = Runtime(settings, partitions)
+    if settings.role == "all":
+        return _prepare_batch(run, send, reader)
+    app.boot_strategy.enable_kafka_consumer = None  # Faust's consumer runs the agents
     if settings.runs_processor:
         run.emitter = Emitter(send or _produce, topics, holds)
         run.processor = Processor(
@@ -299,6 +311,28 @@ def prepare(
         )
     else:
         app.agents.pop(sink.name, None)
+    _state.runtime = run
+    return run
+
+
+def _prepare_batch(run: Runtime, send: Send | None, reader: Reader | None) -> Runtime:
+    """Role `all`: the batch path (streams/batch.py) instead of the agents. Faust's own consumer
+    is not started (it would join the group with Faust's assignor); Faust keeps the web views,
+    the producer (deadline warnings) and the worker's life cycle."""
+    settings, topics = run.settings, run.settings.topics
+    for name in (process.name, sink.name):
+        app.agents.pop(name, None)
+    app.boot_strategy.enable_kafka_consumer = False
+    run.store = StoreThread(lambda: _open_store(settings))
+    run.stats = SinkStats()
+    run.processor = Processor(
+        settings.engine_config,
+        topics.events,
+        run.partitions,
+        reader or KafkaReader(settings.bootstrap, topics.events, settings.login),
+        policy=settings.warnings,
+    )
+    run.batch = BatchWorker(settings, run.processor, run.store, run.stats, send or _produce)
     _state.runtime = run
     return run
 
@@ -421,6 +455,21 @@ async def release_acks() -> None:
     run = _state.runtime
     if run is not None and run.emitter is not None:
         run.emitter.release()  # the last records of a quiet stream
+
+
+@app.task  # type: ignore[untyped-decorator]
+async def batch_path() -> None:
+    """Role `all`: input -> engine -> store a batch at a time (streams/batch.py)."""
+    run = _state.runtime
+    if run is not None and run.batch is not None:
+        try:
+            await run.batch.run()
+        except asyncio.CancelledError:
+            log.info("the batch path stops (the worker stops)")
+            raise
+        except Exception as exc:  # e.g. the group's login refused: nothing would be processed
+            log.critical("the batch path stopped: %s", exc, exc_info=True)
+            await app.crash(exc)  # the worker exits rather than run on, processing nothing
 
 
 @app.agent(name="sink")  # its channel, the held output topics, is bound by `prepare`

@@ -116,8 +116,12 @@ class PartitionState:
         partitions: int,
         policy: WarningPolicy,
         failed: dict[int, Outputs] | None = None,
+        homes: dict[str, int | None] | None = None,
     ) -> None:
         self.engine = Engine(config.registry, config.rulebooks, config.calendar)
+        # unit -> the partition its root hashes to (None: not in the registry); shared by the
+        # states of one processor, whose registry and partition count never change
+        self.homes: dict[str, int | None] = {} if homes is None else homes
         self.signer = config.signer
         self.head = ""  # the chain value of the partition's last logged event (engine/chain.py)
         self.warner = Warner(config.calendar, policy)
@@ -170,17 +174,23 @@ class PartitionState:
 
     def _misplaced(self, unit: str) -> str | None:
         """Jurisdiction roll-up needs every event of a root unit's subtree in one partition."""
-        registry = self.engine.registry
-        if registry.unit(unit) is None:
-            return None  # the engine rejects it as an unknown unit
-        root = registry.root(unit)
-        expected = partition_for(root, self.partitions)
-        if expected == self.partition:
-            return None
+        try:
+            expected = self.homes[unit]
+        except KeyError:
+            expected = self.homes[unit] = self._home(unit)
+        if expected is None or expected == self.partition:
+            return None  # an unknown unit is the engine's to reject
+        root = self.engine.registry.root(unit)
         return (
             f"record in partition {self.partition}, but unit {unit} belongs to partition "
             f"{expected}: produce it with key {root!r} (its root unit), as `tracker post` does"
         )
+
+    def _home(self, unit: str) -> int | None:
+        registry = self.engine.registry
+        if registry.unit(unit) is None:
+            return None
+        return partition_for(registry.root(unit), self.partitions)
 
     def _refuse(self, rec: Record, refusal: Refusal) -> Outputs:
         """The record's dead letter. After a failure once the engine had started on the record,
@@ -240,6 +250,7 @@ async def replay_partition(
     *,
     emit_from: int | None = None,
     failed: dict[int, Outputs] | None = None,
+    homes: dict[str, int | None] | None = None,
 ) -> Replayed:
     """The state after applying the partition's records [0, end). A record failing halfway for
     the first time is added to `failed` and the replay starts again, without it."""
@@ -247,7 +258,7 @@ async def replay_partition(
     passes, records = 0, 0
     while True:
         passes += 1
-        state = PartitionState(config, partition, partitions, policy, failed)
+        state = PartitionState(config, partition, partitions, policy, failed, homes)
         emitted: list[Outputs] = []
         if end > 0:
             async with contextlib.aclosing(reader(partition, 0, end)) as batches:
@@ -289,6 +300,7 @@ class Processor:
         self.rebuilds = 0
         self._states: dict[int, PartitionState] = {}
         self._failed: dict[int, dict[int, Outputs]] = {}  # per partition, see PartitionState
+        self._homes: dict[str, int | None] = {}  # see PartitionState
         self.covered_from: dict[int, int] = {}
 
     async def handle(self, rec: Record, fetched_from: int | None = None) -> list[Outputs]:
@@ -340,6 +352,7 @@ class Processor:
             offset,
             emit_from=emit_from,
             failed=failed,
+            homes=self._homes,
         )
         self._states[partition] = done.state
         self.rebuilds += 1

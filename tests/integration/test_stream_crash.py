@@ -106,29 +106,50 @@ elif where == "processor-release":
         return release(self, tp, covered_from, offset)
 
     streams.holds.Holds.release_through = release_through
+elif where == "batch-commit":
+    import streams.batch
+
+    commit = streams.batch.BatchWorker._commit
+
+    async def _commit(self, offsets):
+        kill_on_nth()  # the batch's rows are in the store, its input offsets not committed
+        return await commit(self, offsets)
+
+    streams.batch.BatchWorker._commit = _commit
 """
 
 
 @pytest.mark.parametrize(
-    "kill_at",
+    ("kill_at", "split"),
     [
-        "store-insert-ledger:2",  # between the store's inserts of one batch, before the commit
-        "processor-release:150",  # between the outputs' produce and the input's commit
+        # between the store's inserts of one batch, before the commit (the batch path)
+        ("store-insert-ledger:2", False),
+        # between a batch's store write and the commit of its input offsets (the batch path)
+        ("batch-commit:3", False),
+        # between a record's outputs produced and its input's commit (the per-record path)
+        ("processor-release:150", True),
     ],
 )
 def test_kill_9_between_a_write_and_its_commit_loses_nothing(
     kafka_broker: str,  # noqa: F811
     tmp_path: Path,
     kill_at: str,
+    split: bool,
 ) -> None:
     prefix = unique_topic("between")
     lines = demo_lines(seed=51)
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(KILL_AT)
-    worker = Worker(kafka_broker, prefix, tmp_path / "w")
+    if split:
+        store = Worker(kafka_broker, prefix, tmp_path / "sink", role="sink")
+        worker = Worker(kafka_broker, prefix, tmp_path / "w", role="processor", store="memory://")
+    else:  # small batches: the kill comes after some batches were committed
+        small = (*FAST, "--sink-batch", "200")
+        store = worker = Worker(kafka_broker, prefix, tmp_path / "w", extra=small)
     worker.env = {"PYTHONPATH": str(hook), "KILL_AT": kill_at}
-    with running(worker):
+    with running(*{id(w): w for w in (store, worker)}.values()):
+        store.wait_web()
         worker.wait_web()
         post(kafka_broker, prefix, lines)
         assert worker.proc is not None
@@ -137,8 +158,8 @@ def test_kill_9_between_a_write_and_its_commit_loses_nothing(
         worker.env = {}
         worker.start()
         worker.wait_web()
-        drain(kafka_broker, prefix)
-        assert_same_as_ingest(worker.remote(), reference(lines))
+        drain(kafka_broker, prefix, role="split" if split else "all")
+        assert_same_as_ingest(store.remote(), reference(lines))
 
 
 # Loaded by the worker's interpreter at start (PYTHONPATH): the sink's stream skips the given
@@ -175,17 +196,20 @@ def test_records_faust_skips_reach_the_store(
     tmp_path: Path,
     skipped: str,
 ) -> None:
+    """The per-record path's sink (split roles): the batch path has no Faust stream."""
     prefix = unique_topic("skip")
     lines = demo_lines(seed=52)
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SKIP_ONCE)
-    worker = Worker(kafka_broker, prefix, tmp_path / "w")
+    worker = Worker(kafka_broker, prefix, tmp_path / "w", role="sink")
     worker.env = {"PYTHONPATH": str(hook), "SKIP_LEDGER_0": skipped}
-    with running(worker):
+    processor = Worker(kafka_broker, prefix, tmp_path / "p", role="processor", store="memory://")
+    with running(worker, processor):
         worker.wait_web()
+        processor.wait_web()
         post(kafka_broker, prefix, lines)
-        drain(kafka_broker, prefix, timeout_s=90)
+        drain(kafka_broker, prefix, role="split", timeout_s=90)
         assert_same_as_ingest(worker.remote(), reference(lines))
         assert "never reached the sink" in worker.log.read_text()
 

@@ -115,10 +115,24 @@ def test_a_record_the_engine_fails_on_is_a_dead_letter_and_stays_one(
 
 
 # Loaded by the worker's interpreter at start (PYTHONPATH): the first send of one event's outputs
-# fails, as a bug outside the engine (serialising, producing) would.
+# (per-record path), or the first time they are added to a batch's rows (batch path), fails, as a
+# bug outside the engine (serialising, producing) would.
 FAIL_ONCE = """
 import os
 import streams.app
+import streams.batch
+
+_add = streams.batch.Made.add
+
+
+def add(self, out):
+    if not _failed and out.logged is not None and out.logged.event_id == os.environ["FAIL_EMIT"]:
+        _failed.append(out.logged.event_id)
+        raise RuntimeError("injected emit failure")
+    return _add(self, out)
+
+
+streams.batch.Made.add = add
 
 _emit = streams.app.Emitter.emit
 _failed = []
@@ -135,9 +149,11 @@ streams.app.Emitter.emit = emit
 """
 
 
+@pytest.mark.parametrize("split", [False, True])  # the batch path; the per-record path
 def test_a_failure_outside_the_engine_loses_no_record(
     kafka_broker: str,  # noqa: F811
     tmp_path: Path,
+    split: bool,
 ) -> None:
     prefix = unique_topic("emitfail")
     lines = demo_lines(seed=45)[:300]
@@ -146,13 +162,20 @@ def test_a_failure_outside_the_engine_loses_no_record(
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(FAIL_ONCE)
     env = {"PYTHONPATH": str(hook), "FAIL_EMIT": target}
-    worker = Worker(kafka_broker, prefix, tmp_path / "w", env=env)
-    with running(worker):
+    if split:
+        store = Worker(kafka_broker, prefix, tmp_path / "sink", role="sink")
+        worker = Worker(
+            kafka_broker, prefix, tmp_path / "w", role="processor", store="memory://", env=env
+        )
+    else:
+        store = worker = Worker(kafka_broker, prefix, tmp_path / "w", env=env)
+    with running(*{id(w): w for w in (store, worker)}.values()):
+        store.wait_web()
         worker.wait_web()
         post(kafka_broker, prefix, lines)
-        drain(kafka_broker, prefix, timeout_s=90)
+        drain(kafka_broker, prefix, role="split" if split else "all", timeout_s=90)
         assert "injected emit failure" in worker.log.read_text()
-        assert_same_as_ingest(worker.remote(), reference(lines))
+        assert_same_as_ingest(store.remote(), reference(lines))
         assert worker.proc is not None and worker.proc.poll() is None, worker.tail()
 
 
@@ -234,7 +257,9 @@ def test_a_crafted_snapshot_record_runs_nothing(
         assert worker.proc is not None and worker.proc.poll() is None, worker.tail()
         live = worker.remote()
         assert_same_as_ingest(live, reference(lines))
-        assert live.progress()["sink"]["skipped"] == 1  # the ledger record
+        # the batch path reads no output topic: the ledger record is not even read (the
+        # per-record sink skipped it as "not a ledger entry")
+        assert live.progress()["sink"]["skipped"] == 0
         letters = live.dead_letters()
         assert len(letters) == 1  # the input record, kept as it came (base64), never unpickled
         assert letters[0].reason.startswith("malformed: not UTF-8 text (byte ")

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ FAUST = Path(sys.executable).parent / "faust"
 CONFIG = Config(builders.REGISTRY, builders.BOOKS, builders.calendar())
 TOPICS = Topics("unit-faust")
 SETTINGS = WorkerSettings(config=CONFIG, topics=TOPICS, partitions=1, store="memory://")
+# The agents are the per-record path of split roles (`--role all` is the batch path, no agents).
+PROCESSOR = replace(SETTINGS, role="processor")
+SINK = replace(SETTINGS, role="sink")
 STAMP_S = datetime(2018, 12, 31, tzinfo=UTC).timestamp()  # the broker's append time of every record
 
 NOTICE = {"event_id": "n1", "type": "vuln.notice", "unit": "fz.gl",
@@ -216,7 +220,7 @@ async def producer() -> AsyncIterator[Producer]:
 
 @pytest.fixture
 async def runtime(producer: Producer) -> AsyncIterator[streams.app.Runtime]:
-    run = streams.app.prepare(SETTINGS, partitions=1, send=producer.send)
+    run = streams.app.prepare(PROCESSOR, partitions=1, send=producer.send)
     try:
         yield run
     finally:
@@ -288,7 +292,7 @@ async def test_a_record_counts_as_processed_only_once_its_outputs_are_acknowledg
     producer: Producer,
 ) -> None:
     producer.acknowledge = False
-    run = streams.app.prepare(SETTINGS, partitions=1, send=producer.send)
+    run = streams.app.prepare(PROCESSOR, partitions=1, send=producer.send)
     assert run.emitter is not None
     try:
         async with streams.app.process.test_context(channel=_raw_channel()) as agent:
@@ -329,7 +333,19 @@ def _outputs_of(*events: dict[str, str]) -> list[tuple[str, bytes]]:
     return asyncio.run(outputs())
 
 
-async def test_the_sink_agent_writes_a_batch_into_the_store(runtime: streams.app.Runtime) -> None:
+@pytest.fixture
+async def sink_runtime() -> AsyncIterator[streams.app.Runtime]:
+    run = streams.app.prepare(SINK, partitions=1)
+    try:
+        yield run
+    finally:
+        run.close()
+
+
+async def test_the_sink_agent_writes_a_batch_into_the_store(
+    sink_runtime: streams.app.Runtime,
+) -> None:
+    runtime = sink_runtime
     records = await asyncio.to_thread(_outputs_of, NOTICE, TICK)
     assert runtime.store is not None and runtime.stats is not None
     stats = runtime.stats
@@ -349,3 +365,23 @@ async def test_the_sink_agent_writes_a_batch_into_the_store(runtime: streams.app
     assert await runtime.store.call(stored) == (["n1", "t1"], kinds.count(TOPICS.ledger), True, 1)
     assert kinds.count(TOPICS.ledger) > 0
     assert stats.failures == 0 and stats.skipped == 0
+
+
+def test_role_all_runs_the_batch_path_without_faust_consumer_or_agents() -> None:
+    """`--role all` reads the input in batches itself (streams/batch.py): Faust's consumer would
+    join the same group with its own assignor, and its agents would read the per-record topics."""
+    run = streams.app.prepare(SETTINGS, partitions=1)
+    try:
+        assert run.batch is not None and run.emitter is None and run.decoder is None
+        assert streams.app.app.boot_strategy.enable_kafka_consumer is False
+        progress = run.progress()
+        assert progress["assigned"] == [] and progress["processed"] == {}
+        assert progress["sink"]["records"] == 0
+    finally:
+        run.close()
+    run = streams.app.prepare(PROCESSOR, partitions=1)
+    try:  # split roles: the per-record agents, on Faust's consumer
+        assert run.batch is None
+        assert streams.app.app.boot_strategy.enable_kafka_consumer is None
+    finally:
+        run.close()

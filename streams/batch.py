@@ -1,0 +1,262 @@
+"""The batch path of `--role all`: the input topic -> the engine -> the store, a batch at a time,
+with no intermediate topics (issue 12, item 3).
+
+The per-record path (`--role processor` + `--role sink`, streams/app.py's agents) produced ~1.5
+output records per input record and consumed them again before the sink wrote them; Faust's and
+aiokafka's per-message machinery was ~76% of the CPU. Here one aiokafka consumer (group
+`<p>-worker`) takes a batch of records (`getmany`: up to `--sink-batch` records or
+`--sink-within-s`), applies each through the processor (the step `tracker ingest` uses; the same
+rebuild by replay), writes the batch's rows - event log, ledger, when entries were seen, deadline
+states, dead letters, signed chain heads - in one store write, produces the batch's deadline
+warnings, and only then commits the batch's offsets.
+
+At-least-once: an offset is committed only after every row of every record before it is stored
+(and its warnings acknowledged by the broker). A crash anywhere before the commit redelivers the
+batch; the rebuilt engine makes the same rows with the same ids and the replacing tables absorb
+them. A rebalance drops the revoked partitions' engines (rebuilt by replay if they come back);
+offsets are committed only for partitions still assigned, so a commit never claims records this
+worker did not store. One write is in flight (on the store thread) while the next batch is
+processed; commits stay in batch order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+
+from engine.warnings import DeadlineWarning
+from sinks.base import Batch
+from sinks.heads import sign_heads
+from streams.kafka_auth import aiokafka_kwargs
+from streams.processor import Outputs, Processor, Record
+from streams.settings import WorkerSettings
+from streams.sink_agent import SinkStats, StoreThread, write_until_done
+
+log = logging.getLogger(__name__)
+MAX_RETRY_S = 10.0
+
+# The producer's send(topic, key, value, partition, timestamp, headers) -> a future resolved when
+# the broker has the record (streams/emitter.py): the batch's warnings go through it.
+Send = Callable[..., Awaitable["asyncio.Future[Any]"]]
+Fetched = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
+
+
+@dataclass
+class Made:
+    """What one batch of input records made: the rows to store, the warnings to produce, and
+    per input partition the offset to commit once both are durable."""
+
+    batch: Batch = field(default_factory=Batch)
+    warnings: list[DeadlineWarning] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    records: int = 0
+
+    def add(self, out: Outputs) -> None:
+        batch = self.batch
+        if out.logged is not None:
+            batch.events.append(out.logged)
+        batch.entries.extend(out.entries)
+        batch.seen.extend(out.seen)
+        batch.deadlines.extend(out.deadlines)
+        if out.letter is not None:
+            batch.dead_letters.append(out.letter)
+        self.warnings.extend(out.warnings)
+
+
+class BatchWorker:
+    """Consumes the input topic in its group and drives processor, store and commits."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        processor: Processor,
+        store: StoreThread,
+        stats: SinkStats,
+        send: Send,
+    ) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.store = store
+        self.stats = stats
+        self.send = send
+        self.consumer: AIOKafkaConsumer | None = None
+        self.processed: dict[int, int] = {}  # per input partition: the last offset committed
+        self.commit_failures = 0
+
+    def assignment(self) -> set[TopicPartition]:
+        consumer = self.consumer
+        if consumer is None:
+            return set()
+        try:
+            return set(consumer.assignment())
+        except Exception:  # not subscribed yet, or stopped
+            return set()
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        s = self.settings
+        session_ms = int(s.session_timeout_s * 1000)
+        return AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap,
+            group_id=s.app_id,
+            client_id=f"{s.app_id}-batch",
+            enable_auto_commit=False,  # offsets are committed after the store write only
+            auto_offset_reset="earliest",
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=min(3000, session_ms // 4),
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            **aiokafka_kwargs(s.login),
+        )
+
+    async def run(self) -> None:
+        """Until cancelled (the worker stops). An uncommitted batch is redelivered on restart."""
+        consumer = self.consumer = self._consumer()
+        consumer.subscribe([self.settings.topics.events], listener=_Revoked(self))
+        await consumer.start()
+        writing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                fetched = await consumer.getmany(
+                    timeout_ms=int(self.settings.sink_within_s * 1000),
+                    max_records=self.settings.sink_max_records,
+                )
+                if not fetched:
+                    if writing is not None:  # a quiet stream: finish the last batch now
+                        await writing
+                        writing = None
+                    continue
+                made = await self.make(fetched)
+                if writing is not None:
+                    await writing  # commits stay in batch order
+                writing = asyncio.create_task(self.store_and_commit(made))
+        finally:
+            if writing is not None and not writing.done():
+                writing.cancel()  # not committed: redelivered to the next owner
+            with _suppressed("stopping the input consumer"):
+                await consumer.stop()  # leaves the group; commits nothing
+            self.consumer = None
+
+    async def make(self, fetched: Fetched) -> Made:
+        """The batch's outputs. Engine failures are dead letters already; anything else
+        (reading a partition for a rebuild) is retried with backoff, the partitions' engines
+        rebuilt, for the partitions still assigned."""
+        delay = 0.2
+        while True:
+            assigned = self.assignment()
+            mine = {tp: rs for tp, rs in fetched.items() if tp in assigned and rs}
+            try:
+                return await self._make(mine)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("processing a batch failed; retrying in %.1fs", delay)
+            self.processor.forget({tp.partition for tp in mine})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_S)
+
+    async def _make(self, fetched: Fetched) -> Made:
+        made = Made()
+        handle = self.processor.handle
+        for tp, records in fetched.items():
+            for r in records:
+                record = Record(r.topic, r.partition, r.offset, r.timestamp, r.value, r.headers)
+                for out in await handle(record):
+                    made.add(out)
+            made.offsets[tp] = records[-1].offset + 1
+            made.records += len(records)
+        signer = self.settings.engine_config.signer
+        if signer is not None:
+            made.batch.heads = sign_heads(signer, made.batch.events, made.batch.entries)
+        return made
+
+    async def store_and_commit(self, made: Made) -> None:
+        await write_until_done(self.store, made.batch, self.stats)
+        await self._warn(made.warnings)
+        await self._commit(made.offsets)
+
+    async def _warn(self, warnings: list[DeadlineWarning]) -> None:
+        if not warnings:
+            return
+        topic = self.settings.topics.warnings
+        futures = [
+            await self.send(topic, w.unit.encode(), _json(w.as_json()), None, None, None)
+            for w in warnings
+        ]
+        try:
+            await asyncio.gather(*futures)
+        except Exception as exc:
+            # As the per-record path does: stop before the offsets are committed.
+            log.critical("deadline warnings could not be produced (%s); stopping", exc)
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        consumer = self.consumer
+        assigned = self.assignment()
+        mine = {tp: o for tp, o in offsets.items() if tp in assigned}
+        if consumer is None or not mine:
+            return
+        try:
+            await consumer.commit(mine)
+        except KafkaError as exc:
+            # The rows are stored; the partitions' next owner processes them again (absorbed).
+            self.commit_failures += 1
+            log.warning("committing %s failed: %s", _names(mine), exc)
+            return
+        for tp, offset in mine.items():
+            self.processed[tp.partition] = offset - 1
+
+    def progress(self) -> dict[str, Any]:
+        return {
+            "assigned": sorted(f"{tp.topic}/{tp.partition}" for tp in self.assignment()),
+            "processed": {str(p): o for p, o in sorted(self.processed.items())},
+            "rebuilds": self.processor.rebuilds,
+            "commit_failures": self.commit_failures,
+        }
+
+
+class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Revoked partitions' engines are dropped: another worker may apply records meanwhile,
+    so a partition that comes back is rebuilt by replay."""
+
+    def __init__(self, worker: BatchWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.worker.processor.forget({tp.partition for tp in revoked})
+        if revoked:
+            log.info("partitions revoked: %s", _names(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned: %s", _names(assigned) or "none")
+
+
+def _names(tps: Mapping[TopicPartition, Any] | set[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(tps))
+
+
+class _suppressed:
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+        if isinstance(exc, Exception):
+            log.warning("%s failed: %s", self.what, exc)
+            return True
+        return False
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
