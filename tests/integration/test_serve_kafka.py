@@ -29,6 +29,7 @@ from tests.integration.kafka_fixture import (  # noqa: F401
 )
 from tests.serve_kit import BOOKS, PRINCIPALS, REGISTRY, event, jsonl
 from tracker.principals import PrincipalStore
+from tracker.serve import signing as serve_signing
 from tracker.serve.app import create_app
 from tracker.serve.kafka_backend import KafkaService
 from tracker.serve.limits import Limits
@@ -225,3 +226,53 @@ def test_a_request_waiting_for_the_broker_does_not_hold_the_next_one(
     assert answers["again"].json()["duplicates"] == 1
     sent = [r.value.decode() for r in records(kafka_broker, topics.events)]
     assert sorted(json.loads(v)["event_id"] for v in sent) == ["n-1", "n-2"]
+
+
+def test_the_intake_finds_its_signing_key_once_not_for_every_event(
+    signing_key: Path,
+    kafka_broker: str,  # noqa: F811
+    chdb_dsn: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Finding the key reads the settings (the environment, through pydantic), which cost
+    milliseconds: done for every record, it held a 500-event request for over a second and
+    the intake's batches at a few hundred events/s (BENCHMARKS.md, `tracker serve`)."""
+    topics = Topics(unique_topic("serve-key"))
+    principals = PrincipalStore(tmp_path / "p.json")
+    _, token = principals.add("centre", None, "centre")
+    service = KafkaService(
+        kafka_broker,
+        REGISTRY,
+        BOOKS,
+        chdb_dsn,
+        topics=topics,
+        partitions=PARTITIONS,
+        login=login("intake"),
+        admin=login("admin"),
+    )
+    looked_up: list[Path] = []
+    key_path = serve_signing.key_path
+
+    def counted() -> Path:
+        looked_up.append(key_path())
+        return looked_up[-1]
+
+    monkeypatch.setattr(serve_signing, "key_path", counted)
+    client = TestClient(create_app(service, principals, Limits()))
+    notices = [event("vuln.notice", "fj.gat", f"n-{i}", notice_id=f"V-{i}") for i in range(20)]
+    try:
+        answer = client.post(
+            "/v1/events",
+            content=jsonl(notices).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
+        )
+        assert answer.json()["accepted"] == 20
+    finally:
+        service.close()
+    assert looked_up == []  # the service found its key when it started
+    for record in records(kafka_broker, topics.events):
+        envelope = from_headers(record.headers)
+        assert envelope is not None
+        message = event_message(record.value.decode().strip(), "centre:*", envelope.received_at)
+        assert load_verifier(signing_key).valid(message, envelope.signature)

@@ -156,17 +156,12 @@ def test_another_key_is_refused() -> None:
     assert any("signature does not match" in f for f in audit(store, OTHER))
 
 
-def test_the_intake_signature_travels_in_a_header_and_is_logged_by_the_worker(
-    monkeypatch: Any,
-) -> None:
+def test_the_intake_signature_travels_in_a_header_and_is_logged_by_the_worker() -> None:
     """`tracker serve`'s Kafka backend signs the record as the worker will log it (a BOM and
     surrounding blanks dropped); the worker logs that signature as it came, and it verifies."""
-    import tracker.serve.signing as serve_signing
-
-    monkeypatch.setattr(serve_signing, "intake_signer", lambda: SIGNER)
     raw = lines(builders_stream())[0]
     envelope = Envelope(posted_by="centre:fj", received_at=NOW)
-    headers = signed_headers(envelope, "\ufeff " + raw + "\n")
+    headers = signed_headers(SIGNER, envelope, "\ufeff " + raw + "\n")
     assert [k for k, _ in headers].count(HEADER_SIGNATURE) == 1
     unsigned = dataclasses.replace(CONFIG, signer=None)  # the worker signs nothing itself here
     out = PartitionState(unsigned, 0, 1, WarningPolicy()).apply(

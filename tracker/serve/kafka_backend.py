@@ -44,7 +44,7 @@ from tracker.serve.service import (
     logged_poster,
     wall_clock,
 )
-from tracker.serve.signing import signed_headers
+from tracker.serve.signing import intake_signer, signed_headers
 
 
 class EnvelopePoster(Poster):
@@ -109,6 +109,8 @@ class KafkaService(Service):
         super().__init__(registry, rulebooks, clock=clock, lock_timeout_s=lock_timeout_s)
         self.store_dsn = store_dsn
         self.topics = topics or Topics()
+        # found once: finding it reads the settings, which would cost every record milliseconds
+        self._signer = intake_signer()
         self._lock = threading.Lock()
         # event id -> its records handed to the producer by a request that waits for the broker
         self._in_flight: dict[str, _Sending] = {}
@@ -176,7 +178,7 @@ class KafkaService(Service):
 
         async def send() -> None:
             for item in items:
-                headers = signed_headers(envelope, item.raw)
+                headers = signed_headers(self._signer, envelope, item.raw)
                 handed.append(await self.poster.send_with_headers(item.raw, item.event, headers))
 
         error = None

@@ -27,8 +27,8 @@ def _signer(path: Path) -> Signer:
     return writer_signer()
 
 
-def signed_headers(envelope: Envelope, raw: str) -> list[tuple[str, bytes]]:
+def signed_headers(signer: Signer, envelope: Envelope, raw: str) -> list[tuple[str, bytes]]:
     """The Kafka headers of one record: its envelope with the intake's signature of `raw` as
     the worker will read it (a whole record: a leading byte order mark dropped, stripped)."""
     logged = raw.removeprefix(BOM).strip()
-    return sign_envelope(intake_signer(), envelope, logged).headers()
+    return sign_envelope(signer, envelope, logged).headers()
