@@ -62,14 +62,7 @@ class Made:
     records: int = 0
 
     def add(self, out: Outputs) -> None:
-        batch = self.batch
-        if out.logged is not None:
-            batch.events.append(out.logged)
-        batch.entries.extend(out.entries)
-        batch.seen.extend(out.seen)
-        batch.deadlines.extend(out.deadlines)
-        if out.letter is not None:
-            batch.dead_letters.append(out.letter)
+        out.rows_into(self.batch)
         self.warnings.extend(out.warnings)
 
 

@@ -54,6 +54,7 @@ from schemas.ledger import (
     LoggedEvent,
     trusted,
 )
+from sinks.base import Batch
 from sinks.heads import intake_signed
 from streams.kafka_auth import KafkaLogin, aiokafka_kwargs
 from streams.settings import Config
@@ -99,6 +100,16 @@ class Outputs:
     seen: tuple[EntrySeen, ...] = ()
     letter: DeadLetter | None = None
     warnings: list[DeadlineWarning] = field(default_factory=list)
+
+    def rows_into(self, batch: Batch) -> None:
+        """Add this record's rows to a store write (its warnings go to the warnings topic)."""
+        if self.logged is not None:
+            batch.events.append(self.logged)
+        batch.entries.extend(self.entries)
+        batch.seen.extend(self.seen)
+        batch.deadlines.extend(self.deadlines)
+        if self.letter is not None:
+            batch.dead_letters.append(self.letter)
 
 
 class PartitionState:

@@ -56,13 +56,7 @@ async def replay_topic(
         )
         batch = Batch()
         for out in done.emitted:
-            if out.logged is not None:
-                batch.events.append(out.logged)
-            batch.entries.extend(out.entries)
-            batch.deadlines.extend(out.deadlines)
-            batch.seen.extend(out.seen)
-            if out.letter is not None:
-                batch.dead_letters.append(out.letter)
+            out.rows_into(batch)
         scratch.write(batch)
         total += end
     return scratch, total

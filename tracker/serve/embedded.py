@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import cast
@@ -201,18 +201,25 @@ class EmbeddedService(Service):
     def _room(self, events: int) -> None:
         """Wait until the backlog has room for the request (one over the limit alone is let
         in), or refuse it (503) with nothing taken."""
-        deadline = time.monotonic() + self.lock_timeout_s
         with self._state:
-            self._waiting += 1
-            self._state.notify_all()  # no lingering: a request waits for room
-            try:
-                while self._backlog and self._backlog + events > self.max_backlog:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise self._busy()
-                    self._state.wait(left)
-            finally:
-                self._waiting -= 1
+            self._wait_for(
+                lambda: not self._backlog or self._backlog + events <= self.max_backlog,
+                time.monotonic() + self.lock_timeout_s,
+            )
+
+    def _wait_for(self, ready: Callable[[], bool], deadline: float) -> None:
+        """With the state lock held: wait until `ready()`, or raise ServiceBusy at `deadline`.
+        While anyone waits, the applier does not linger to gather a bigger group."""
+        self._waiting += 1
+        self._state.notify_all()
+        try:
+            while not ready():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._busy()
+                self._state.wait(left)
+        finally:
+            self._waiting -= 1
 
     def _verdict(self, entry: Entry, answer: SubmitResult) -> SubmitResult:
         """The answer once the applier applied the entry: the engine's verdict on each line
@@ -356,16 +363,7 @@ class EmbeddedService(Service):
         deadline = time.monotonic() + (self.lock_timeout_s if timeout_s is None else timeout_s)
         with self._state:
             target = self._journaled
-            self._waiting += 1
-            self._state.notify_all()  # no lingering: a read waits
-            try:
-                while self._applied < target:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise self._busy()
-                    self._state.wait(left)
-            finally:
-                self._waiting -= 1
+            self._wait_for(lambda: self._applied >= target, deadline)
 
     # -- reading and closing ---------------------------------------------------------------------
 
