@@ -65,6 +65,22 @@ def records(bootstrap: str, topic: str) -> list[Any]:
     return asyncio.run(read())
 
 
+def intake(bootstrap: str, store_dsn: str, topics: Topics, **options: Any) -> KafkaService:
+    """The Kafka-backed intake as the local broker runs it: the intake's login, and the admin's
+    to grant the prefix's ACLs first."""
+    return KafkaService(
+        bootstrap,
+        REGISTRY,
+        BOOKS,
+        store_dsn,
+        topics=topics,
+        partitions=PARTITIONS,
+        login=login("intake"),
+        admin=login("admin"),
+        **options,
+    )
+
+
 def test_posted_events_reach_the_topic_with_the_envelope(
     signing_key: Path,
     kafka_broker: str,  # noqa: F811
@@ -77,17 +93,7 @@ def test_posted_events_reach_the_topic_with_the_envelope(
         name: principals.add(role, scope, name, jurisdiction=j)[1]
         for name, (role, scope, j) in PRINCIPALS.items()
     }
-    # the intake's login, and the admin's to grant the prefix's ACLs (as on the local broker)
-    service = KafkaService(
-        kafka_broker,
-        REGISTRY,
-        BOOKS,
-        chdb_dsn,
-        topics=topics,
-        partitions=PARTITIONS,
-        login=login("intake"),
-        admin=login("admin"),
-    )
+    service = intake(kafka_broker, chdb_dsn, topics)
     client = TestClient(create_app(service, principals, Limits()))
 
     def post(who: str, body: list[dict[str, Any]]) -> Any:
@@ -164,17 +170,7 @@ def test_a_request_waiting_for_the_broker_does_not_hold_the_next_one(
     topics = Topics(unique_topic("serve-inflight"))
     principals = PrincipalStore(tmp_path / "p.json")
     _, token = principals.add("centre", None, "centre")
-    service = KafkaService(
-        kafka_broker,
-        REGISTRY,
-        BOOKS,
-        chdb_dsn,
-        topics=topics,
-        partitions=PARTITIONS,
-        lock_timeout_s=5,
-        login=login("intake"),
-        admin=login("admin"),
-    )
+    service = intake(kafka_broker, chdb_dsn, topics, lock_timeout_s=5)
     handed: list[str] = []
     second_handed = asyncio.Event()
     send = service.poster.send_with_headers
@@ -241,16 +237,7 @@ def test_the_intake_finds_its_signing_key_once_not_for_every_event(
     topics = Topics(unique_topic("serve-key"))
     principals = PrincipalStore(tmp_path / "p.json")
     _, token = principals.add("centre", None, "centre")
-    service = KafkaService(
-        kafka_broker,
-        REGISTRY,
-        BOOKS,
-        chdb_dsn,
-        topics=topics,
-        partitions=PARTITIONS,
-        login=login("intake"),
-        admin=login("admin"),
-    )
+    service = intake(kafka_broker, chdb_dsn, topics)
     looked_up: list[Path] = []
     key_path = serve_signing.key_path
 
