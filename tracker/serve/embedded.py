@@ -15,6 +15,7 @@ and `tracker post` do).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -39,6 +40,7 @@ from tracker.serve.service import (
     Door,
     LineResult,
     Service,
+    ServiceBusy,
     ServiceUnavailable,
     SubmitResult,
     logged_poster,
@@ -225,13 +227,11 @@ class EmbeddedService(Service):
         """The answer once the applier applied the entry: the engine's verdict on each line
         (accepted, duplicate, rejected); the journal's answer if that takes over the timeout
         (the lines are in the journal and will be applied)."""
-        deadline = time.monotonic() + self.lock_timeout_s
         with self._state:
-            self._waiting += 1
-            self._state.notify_all()  # no lingering: a request waits for its verdict
-            while self._applied < entry.seq and (left := deadline - time.monotonic()) > 0:
-                self._state.wait(left)
-            self._waiting -= 1
+            with contextlib.suppress(ServiceBusy):  # the journal's answer stands then
+                self._wait_for(
+                    lambda: self._applied >= entry.seq, time.monotonic() + self.lock_timeout_s
+                )
             verdict = self._verdicts.pop(entry.seq, None)
         if verdict is None:
             return answer
