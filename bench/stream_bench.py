@@ -52,7 +52,7 @@ from config.registry import DEMO_REGISTRY, load_registry
 from config.signing import Signer, signer_at
 from schemas.envelope import Envelope
 from schemas.events import ClockTick, parse_event
-from sinks.heads import sign_envelope
+from sinks.heads import sign_envelopes
 from streams.broker import LocalKafka
 from streams.kafka_auth import KafkaLogin, Principal, aiokafka_kwargs, local_admin, login_for
 from streams.topics import Topics, ensure_topics, partition_for, wait_drained
@@ -64,22 +64,27 @@ REGISTRY = load_registry(DEMO_REGISTRY)
 
 Produced = tuple[bytes, bytes | None, list[int], list[tuple[str, bytes]] | None]
 INTAKE: dict[str, Signer | None] = {"signer": None}  # set by main(): --intake serve
+REQUEST = 500  # events per `tracker serve` request, as issue 10's benchmark posts them
 
 
 def keyed(lines: list[str], partitions: int) -> list[Produced]:
     """(value, key, partitions, headers) per event, as the intake sends them (checked once
-    here, before the timing): `tracker serve` signs each event's envelope into the headers, so
-    the worker logs the signature as it came; with `--intake direct` (`tracker post --direct`)
-    records carry no headers and the worker signs each event itself."""
+    here, before the timing): `tracker serve` signs each request's events together into the
+    headers (requests of `REQUEST` events here), so the worker logs each signature as it came;
+    with `--intake direct` (`tracker post --direct`) records carry no headers and the worker
+    signs each event itself."""
     signer = INTAKE["signer"]
     received = datetime.now(UTC).replace(microsecond=0)
+    signed: list[list[tuple[str, bytes]] | None] = [None] * len(lines)
+    if signer is not None:
+        envelope = Envelope(posted_by="centre:fj", received_at=received)
+        for start in range(0, len(lines), REQUEST):
+            request = [(envelope, line.strip()) for line in lines[start : start + REQUEST]]
+            for i, done in enumerate(sign_envelopes(signer, request), start=start):
+                signed[i] = done.headers()
     out: list[Produced] = []
-    for line in lines:
+    for line, headers in zip(lines, signed, strict=True):
         event = parse_event(line)
-        headers = None
-        if signer is not None:
-            envelope = Envelope(posted_by="centre:fj", received_at=received)
-            headers = sign_envelope(signer, envelope, line.strip()).headers()
         if isinstance(event, ClockTick):
             out.append((line.encode(), None, list(range(partitions)), headers))
         else:

@@ -204,6 +204,13 @@ def event_message(raw: str, posted_by: str, received_at: datetime) -> bytes:
     return _dumps(["tracker-event", raw, posted_by, instant(received_at)]).encode("utf-8")
 
 
+def batch_message(root: str, size: int) -> bytes:
+    """What the intake signs of a batch of events: the hex root of the Merkle tree of their
+    `event_message`s (engine/merkle.py) and how many leaves it has. Its own first word keeps a
+    signed batch from passing for a signed event or head, and the other way round."""
+    return _dumps(["tracker-batch", root, size]).encode("utf-8")
+
+
 def head_message(chain: str, key: str, through_seq: int, head: str) -> bytes:
     """What a signed chain head says: chain `chain` ("ledger" or "events") of `key` ("UNIT/YEAR"
     or the partition), through the row with `through_seq`, ends in `head`."""

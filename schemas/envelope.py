@@ -32,7 +32,9 @@ class Envelope(BaseModel):
     # tool's own name ("ingest:FILE", "ticker").
     posted_by: str = Field(max_length=200)
     received_at: AwareDatetime
-    signature: str = Field("", max_length=200)
+    # An event's own signature (88 characters) or its proof in a signed batch (at most ~750:
+    # config/intake_signatures.py bounds a tree to 1,024 events, a proof to 10 hashes).
+    signature: str = Field("", max_length=1024)
 
     def headers(self) -> list[tuple[str, bytes]]:
         pairs = [

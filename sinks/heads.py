@@ -10,10 +10,11 @@ batch again writes the same head rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Literal
 
+from config.intake_signatures import sign_messages
 from config.signing import Signer
 from engine.chain import event_message, head_message, ledger_key
 from engine.step import stored_instant
@@ -22,20 +23,38 @@ from schemas.ledger import ChainHead, LedgerEntry, LoggedEvent, trusted
 
 
 def sign_envelope(signer: Signer, envelope: Envelope, raw: str) -> Envelope:
-    """The envelope with the intake's signature of the event (`raw`: the text the event log
-    keeps) under it: what `tracker serve`, `tracker ingest` and the worker sign on intake."""
-    received = stored_instant(envelope.received_at)
-    signature = signer.sign(event_message(raw, envelope.posted_by, received))
-    return trusted(
-        Envelope,
-        {"posted_by": envelope.posted_by, "received_at": received, "signature": signature},
+    """The envelope with the intake's own signature of the event (`raw`: the text the event log
+    keeps) under it: what the worker signs of a record that reached its topic unsigned."""
+    return sign_envelopes(signer, [(envelope, raw)])[0]
+
+
+def sign_envelopes(signer: Signer, events: Sequence[tuple[Envelope, str]]) -> list[Envelope]:
+    """Each envelope with the intake's signature of its event: one signature for the batch, each
+    event's proof of its place in it (config/intake_signatures.py). What `tracker serve` (one
+    batch a request, or a group of requests applied together) and `tracker ingest` (one a store
+    write) sign on intake."""
+    received = [stored_instant(envelope.received_at) for envelope, _ in events]
+    signatures = sign_messages(
+        signer,
+        [
+            event_message(raw, envelope.posted_by, at)
+            for (envelope, raw), at in zip(events, received, strict=True)
+        ],
     )
+    return [
+        trusted(
+            Envelope,
+            {"posted_by": envelope.posted_by, "received_at": at, "signature": signature},
+        )
+        for (envelope, _), at, signature in zip(events, received, signatures, strict=True)
+    ]
 
 
 def intake_signed(signer: Signer | None, envelope: Envelope, raw: str) -> Envelope:
     """The envelope a writer logs an event with: as it came when it is signed already (an intake
-    before this writer signed it) or there is no key, else signed here (this writer is the
-    intake: `tracker ingest`, the worker for a record posted without `tracker serve`)."""
+    before this writer signed it) or there is no key, else signed here, on its own (this writer
+    is the intake: the worker for a record posted without `tracker serve`; docs/audit.md says
+    why the worker does not sign its batches)."""
     if signer is None or envelope.signature:
         return envelope
     return sign_envelope(signer, envelope, raw)

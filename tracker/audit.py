@@ -3,7 +3,8 @@
 
 Four checks, each reporting the first row it finds wrong, named by table, chain and position:
 
-1. the event log's hash chains (per partition, in `seq` order) and each event's intake signature;
+1. the event log's hash chains (per partition, in `seq` order) and each event's intake signature
+   (its own, or its proof in a signed batch: config/intake_signatures.py);
 2. the ledger's hash chains (per unit and year, in `seq` order; `seq` runs 1, 2, ... without gaps);
 3. the signed chain heads: each signature, under a public key from a trusted source (never the
    store), and each head against the chain recomputed from the rows, so that a table rewritten
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from config.intake_signatures import IntakeSignatures
 from config.signing import Verifier
 from engine import WorkCalendar
 from engine.chain import GENESIS, entry_digest, event_digest, event_message, ledger_key, link
@@ -152,7 +154,7 @@ class _EventCheck:
     def __init__(
         self, verifier: Verifier, heads: dict[str, list[ChainHead]], report: Report
     ) -> None:
-        self.verifier = verifier
+        self.signatures = IntakeSignatures(verifier)  # either form; each batch's root once
         self.heads = heads
         self.report = report
         self.broken: set[int] = set()  # partitions with a finding: the first one is reported
@@ -216,13 +218,12 @@ class _EventCheck:
                 self.report.findings.append(
                     Finding("events", where, "it carries no intake signature")
                 )
-        elif not self.verifier.valid(event_message(e.raw, e.posted_by, e.received_at), e.signature):
-            self._find(
-                e.partition,
-                where,
-                "its intake signature does not match its body, posted_by and received_at: "
-                "modified after intake",
+        else:
+            problem = self.signatures.problem(
+                event_message(e.raw, e.posted_by, e.received_at), e.signature
             )
+            if problem is not None:
+                self._find(e.partition, where, problem)
 
     def _close_partition(self) -> None:
         if self.partition is None:

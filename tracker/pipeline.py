@@ -30,13 +30,13 @@ from engine.step import (
     stored_instant,
 )
 from schemas.envelope import Envelope
-from schemas.events import EventError, parse_event
+from schemas.events import Event, EventError, parse_event
 from schemas.ledger import LoggedEvent, trusted
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, Store, StoreError
 from sinks.event_log import EventLogWriter, claim_event_log
-from sinks.heads import intake_signed, sign_heads
+from sinks.heads import sign_envelopes, sign_heads
 
 Clock = Callable[[], datetime]
 BATCH_SIZE = 20_000  # records per store write: big parts for ClickHouse, bounded memory
@@ -78,8 +78,9 @@ class Tracker:
         store): an event another process logs meanwhile would not be seen as a duplicate. It
         costs about 100 bytes per logged event."""
         self.store = store
-        # Signs each unsigned event it logs (the tool is the intake) and the chain heads of each
-        # write (docs/audit.md); without one, the chains are written unsigned.
+        # Signs the unsigned events of each write, one signature for them all (the tool is the
+        # intake), and the chain heads of each write (docs/audit.md); without one, the chains
+        # are written unsigned.
         self.signer = signer
         self._config = (registry, rulebooks, calendar)
         self.engine = Engine(registry, rulebooks, calendar)
@@ -88,6 +89,10 @@ class Tracker:
         self.partition = partition
         self.summary = Summary()
         self._batch = Batch()
+        # The events accepted since the last write, made into rows when it is written: the row
+        # holds the intake signature, which signs the write's events together, and the hash
+        # chain covers it.
+        self._accepted: list[_Accepted] = []
         self._seq = 0
         self._head = ""  # the chain value of the partition's last logged event
         self._in_log: set[str] = set()  # of the ids of the lines being applied
@@ -227,7 +232,7 @@ class Tracker:
         only this tracker's batch can add to the log (of which it is the one writer)."""
         if self._log_ids is not None:
             return {i for i in ids if i in self._log_ids}
-        pending = {e.event_id for e in self._batch.events}
+        pending = {a.event.event_id for a in self._accepted}
         found = {i for i in ids if i in pending or i in self._looked_up_logged}
         rest = set(ids) - found - self._looked_up
         if self._log_written and rest:
@@ -257,22 +262,18 @@ class Tracker:
             self._in_log.add(event.event_id)
             if self._log_ids is not None:
                 self._log_ids.add(event.event_id)
-            envelope = intake_signed(self.signer, envelope, parsed.raw)
-            logged = logged_event(
-                event, parsed.raw, self.partition, self._seq, envelope, self._head
-            )
-            self._head = logged.chain
-            self._batch.events.append(logged)
+            self._accepted.append(_Accepted(event, parsed.raw, self._seq, envelope))
             self._batch.entries.extend(outcome.entries)
             self._batch.deadlines.extend(outcome.deadlines)
             self._batch.seen.extend(outcome.seen)
-        if len(self._batch) >= self.batch_size:
+        if len(self._batch) + len(self._accepted) >= self.batch_size:
             self.flush()
         return outcome
 
     def flush(self) -> None:
         self._looked_up.clear()  # a write adds to the log: look up afresh after it
         self._looked_up_logged.clear()
+        self._batch.events.extend(self._logged_rows())
         if not len(self._batch):
             return
         letters = self._batch.dead_letters
@@ -291,6 +292,25 @@ class Tracker:
         self._sign(self._batch)
         self.store.write(self._batch)
         self._batch = Batch()
+
+    def _logged_rows(self) -> list[LoggedEvent]:
+        """The event log's rows of the events accepted since the last write, chained in order;
+        those that came unsigned signed here as one batch (sinks/heads.sign_envelopes)."""
+        accepted, self._accepted = self._accepted, []
+        unsigned = [i for i, a in enumerate(accepted) if not a.envelope.signature]
+        envelopes = [a.envelope for a in accepted]
+        if self.signer is not None and unsigned:
+            signed = sign_envelopes(
+                self.signer, [(accepted[i].envelope, accepted[i].raw) for i in unsigned]
+            )
+            for i, envelope in zip(unsigned, signed, strict=True):
+                envelopes[i] = envelope
+        rows = []
+        for a, envelope in zip(accepted, envelopes, strict=True):
+            logged = logged_event(a.event, a.raw, self.partition, a.seq, envelope, self._head)
+            self._head = logged.chain
+            rows.append(logged)
+        return rows
 
     def _sign(self, batch: Batch) -> None:
         if self.signer is not None:
@@ -313,6 +333,16 @@ def tool_poster(origin: str) -> str:
     """Who posted what `tracker ingest` reads, when the caller names no one: the tool and its
     input. Ingest is an operator's tool reading a file; its principal is not known here."""
     return f"ingest:{origin}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    """An event the engine accepted, not yet made into its event log row."""
+
+    event: Event
+    raw: str
+    seq: int
+    envelope: Envelope
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,9 @@ from config.registry import DEMO_REGISTRY, load_registry
 from config.rulebooks import load_rulebooks
 from config.signing import make_key_file
 from engine.chain import entry_digest, event_digest, link
+from engine.clock import local
+from engine.merkle import is_proof
+from schemas.ledger import LoggedEvent
 from sinks.clickhouse import ClickHouseStore, connect
 from sinks.ddl import TABLES
 from tracker import demo
@@ -68,8 +71,11 @@ def base(chdb_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             chains.setdefault(f"{e.unit}/{e.year}", []).append(e.entry_id)
         chain = max(sorted(chains), key=lambda k: len(chains[k]))
         assert len(chains[chain]) >= 4
-        logged = [e.event_id for e in store.logged_events()]
+        rows = list(store.logged_events())
+        logged = [e.event_id for e in rows]
         assert len(store.chain_heads()) > len(chains)  # several batches: several heads a chain
+        # signed a write at a time: each event's signature field is its proof in a signed batch
+        assert all(is_proof(e.signature) for e in rows[:20])
     finally:
         store.close()
     yield Base(chdb_path, db, public, chain, chains[chain], logged)
@@ -216,6 +222,13 @@ def edit_raw_event(c: Any, db: str, b: Base) -> None:
     _put(c, db, "events", row)
 
 
+def edit_raw_event_rehashed(c: Any, db: str, b: Base) -> None:
+    """An event's body edited and the whole event chain recomputed: only its proof in the signed
+    batch tells (from the edited event it leads to a root that was never signed)."""
+    edit_raw_event(c, db, b)
+    _rehash_events(c, db, b)
+
+
 def edit_posted_by_rehashed(c: Any, db: str, b: Base) -> None:
     """posted_by changed and the whole event chain recomputed: only the signature tells."""
     row = _event(c, db, b.event_ids[6])
@@ -274,6 +287,9 @@ CASES: list[tuple[str, Tamper, Callable[[Base], str], str]] = [
     ("swap two entries", swap_entries, _ledger_at(2), "it was written at seq 3: entries reordered"),
     # an event's body edited: its digest, and its intake signature, no longer match
     ("edit a raw event", edit_raw_event, _event_at(5), "does not match its digest: modified"),
+    # an event's body edited and the chain recomputed: its batch proof no longer reaches a
+    # signed root, and names it
+    ("edit a raw event, rehashed", edit_raw_event_rehashed, _event_at(5), "intake signature does not match"),
     # posted_by changed and the chain recomputed: only the intake signature tells
     ("edit posted_by, rehashed", edit_posted_by_rehashed, _event_at(7), "intake signature does not match"),
     # the ledger rewritten with recomputed hashes: the replay locates the edited entry
@@ -435,6 +451,47 @@ def test_a_bundle_edited_and_resummed_is_caught_by_its_chains(
         f"ledger {base.chain} position 2 (seq 2, entry {base.entry_ids[1]}): its content does not match"
         in out
     )
+
+
+def test_a_bundle_with_an_event_edited_and_rehashed_names_the_event(
+    base: Base, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The bundle carries each event's batch proof: an event's poster changed in the bundle, the
+    event log's hashes and the manifest's checksum recomputed - verify names that event."""
+    import hashlib
+
+    unit, year = base.chain.split("/")
+    bundle = tmp_path / "bundle.zip"
+    assert main(["audit", "export", "--store", base.dsn(base.db), "--unit", unit, "--year", year, "--out", str(bundle)]) == 0  # fmt: skip
+    with zipfile.ZipFile(bundle) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    rows = [json.loads(line) for line in members["events.jsonl"].decode().splitlines()]
+    assert all(is_proof(r["signature"]) for r in rows[:20])
+    rows[6]["posted_by"] = "unit:someone-else"
+    previous = ""
+    for row in rows:  # as the store gives the rows back (tracker/audit_bundle.py)
+        read = LoggedEvent.model_validate(row)
+        values = dict(read.__dict__, at=local(read.at), received_at=local(read.received_at))
+        row["digest"] = event_digest(values)
+        row["chain"] = previous = link(previous, row["digest"])
+    members["events.jsonl"] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    manifest = json.loads(members["manifest.json"])
+    manifest["sha256"]["events.jsonl"] = hashlib.sha256(members["events.jsonl"]).hexdigest()
+    members["manifest.json"] = json.dumps(manifest).encode()
+    edited = tmp_path / "edited.zip"
+    with zipfile.ZipFile(edited, "w") as zf:
+        for name, content in members.items():
+            zf.writestr(name, content)
+    capsys.readouterr()
+    code = main(["audit", "verify", "--bundle", str(edited), "--public-key", str(base.public_key)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    events = [line.strip() for line in out.splitlines() if line.strip().startswith("events")]
+    assert events == [
+        f"events partition 0 position 7 (seq 7, event {base.event_ids[6]}): its intake signature "
+        "does not match its body, posted_by and received_at: modified after intake (its batch "
+        "proof leads to a root that was never signed)"
+    ], out
 
 
 def test_without_a_trusted_public_key_verify_refuses(

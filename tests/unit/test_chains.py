@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config.intake_signatures import IntakeSignatures
 from config.signing import Signer
 from engine.chain import GENESIS, entry_digest, event_digest, event_message, link
 from engine.warnings import WarningPolicy
@@ -91,8 +92,9 @@ def test_every_ledger_chain_links_and_replays_byte_for_byte(stream: list[Event])
 @given(streams())
 def test_ingest_and_the_processor_sign_and_chain_alike(stream: list[Event]) -> None:
     """The same records through ingest and through the processor (the worker as their intake):
-    the same ledger hashes and event signatures; the processor re-emits the same bytes on a
-    rebuild; ingest's store verifies clean."""
+    the same ledger hashes; the event signatures verify on both paths (ingest signs each write's
+    events together, the worker each record on its own); the processor re-emits the same bytes
+    on a rebuild; ingest's store verifies clean."""
     store = MemoryStore()
     tracker(store).feed_lines(lines(stream), "f")
     envelope = Envelope(posted_by="ingest:f", received_at=NOW)
@@ -104,8 +106,14 @@ def test_ingest_and_the_processor_sign_and_chain_alike(stream: list[Event]) -> N
 
     outs = process()
     logged = [o.logged for o in outs if o.logged is not None]
-    assert [e.signature for e in logged] == [e.signature for e in store.logged_events()]
-    assert chain_ok(logged, event_digest)
+    ingested = list(store.logged_events())
+    signatures = IntakeSignatures(SIGNER.verifier)
+    for e in [*logged, *ingested]:
+        assert signatures.valid(event_message(e.raw, e.posted_by, e.received_at), e.signature)
+    assert [(e.event_id, e.raw, e.received_at) for e in logged] == [
+        (e.event_id, e.raw, e.received_at) for e in ingested
+    ]
+    assert chain_ok(logged, event_digest) and chain_ok(ingested, event_digest)
     entries = {e.entry_id: (e.digest, e.chain) for o in outs for e in o.entries}
     assert entries == {e.entry_id: (e.digest, e.chain) for e in store.ledger()}
     again = process()
@@ -114,7 +122,9 @@ def test_ingest_and_the_processor_sign_and_chain_alike(stream: list[Event]) -> N
 
 
 def test_a_restore_continues_the_event_chain() -> None:
-    """Two runs (the second restoring from the store) make the chain one run makes."""
+    """Two runs (the second restoring from the store) make the rows one run makes, chained on
+    from the first run's last row (their signatures differ: each run's writes sign their own
+    batches)."""
     stream = lines(builders_stream())
     split, whole = MemoryStore(), MemoryStore()
     tracker(split).feed_lines(stream[:3], "f")
@@ -122,7 +132,11 @@ def test_a_restore_continues_the_event_chain() -> None:
     later.restore()
     later.feed_lines(stream[3:], "f")
     tracker(whole).feed_lines(stream, "f")
-    assert [e.chain for e in split.logged_events()] == [e.chain for e in whole.logged_events()]
+    rows = list(split.logged_events())
+    assert [(e.event_id, e.seq) for e in rows] == [
+        (e.event_id, e.seq) for e in whole.logged_events()
+    ]
+    assert chain_ok(rows, event_digest)
     assert audit(split) == [] and audit(whole) == []
 
 
@@ -221,7 +235,8 @@ def test_serve_signs_what_it_accepts_with_the_settings_key(tmp_path: Any, signin
     assert [e.event_id for e in logged] == ["n1", "n2"]
     for e in logged:
         assert e.posted_by.startswith("centre:")
-        assert verifier.valid(event_message(e.raw, e.posted_by, e.received_at), e.signature)
+        message = event_message(e.raw, e.posted_by, e.received_at)
+        assert IntakeSignatures(verifier).valid(message, e.signature)
     data = AuditData(
         DEMO, DEMO_BOOKS, builders.calendar(), logged, store.ledger(), store.chain_heads()
     )

@@ -44,7 +44,7 @@ from tracker.serve.service import (
     logged_poster,
     wall_clock,
 )
-from tracker.serve.signing import intake_signer, signed_headers
+from tracker.serve.signing import intake_signer, signed_batch_headers
 
 
 class EnvelopePoster(Poster):
@@ -175,10 +175,11 @@ class KafkaService(Service):
         """Hand the items to the producer (its buffer; nothing waits for the broker here)."""
         envelope = self.envelope(principal)
         handed: list[list[asyncio.Future[Any]]] = []
+        # one signature for the request's records, each record's proof in its header
+        signed = signed_batch_headers(self._signer, envelope, [item.raw for item in items])
 
         async def send() -> None:
-            for item in items:
-                headers = signed_headers(self._signer, envelope, item.raw)
+            for item, headers in zip(items, signed, strict=True):
                 handed.append(await self.poster.send_with_headers(item.raw, item.event, headers))
 
         error = None
