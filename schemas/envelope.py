@@ -15,7 +15,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 HEADER_POSTED_BY = "tracker-posted-by"
 HEADER_RECEIVED_AT = "tracker-received-at"
 # The intake's Ed25519 signature of the event with this envelope (issue 11; engine/chain.py
-# says what is signed), in base64; optional: a record without it is logged unsigned.
+# says what is signed), in base64, or the event's proof in a batch the intake signed
+# (`m1:...`, engine/merkle.py); optional: a record without it is logged unsigned.
 HEADER_SIGNATURE = "tracker-signature"
 # What records that reached the events topic without an envelope (direct produce by an
 # operator's tool, or records from before envelopes existed) are attributed to.

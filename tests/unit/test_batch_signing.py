@@ -316,3 +316,55 @@ def test_the_worker_signs_what_came_unsigned_on_its_own_so_a_redelivery_writes_t
     _written(store, per_poll(records))
     found = [f for f in audit(store) if f.startswith("events")]
     assert found and "partition 0" in found[0], found
+
+
+def test_a_request_signed_together_is_logged_by_the_worker_as_it_came() -> None:
+    """`tracker serve --bootstrap` signs a request's records together; the worker logs each
+    record's proof from its header as it came (it signs nothing itself), the same row in any
+    poll, and each verifies on its own."""
+    from config.intake_signatures import IntakeSignatures
+    from engine.merkle import is_proof
+    from engine.warnings import WarningPolicy
+    from schemas.envelope import Envelope
+    from streams.processor import PartitionState, Record
+    from streams.settings import Config
+    from tracker.serve.signing import signed_batch_headers
+
+    raws = notices(3)
+    envelope = Envelope(posted_by="centre:fj", received_at=NOW)
+    headers = signed_batch_headers(Signer(KEY), envelope, [f"\ufeff {r}\n" for r in raws])
+    config = Config(builders.REGISTRY, builders.BOOKS, builders.calendar(), signer=None)
+    records = [
+        Record("in", 0, n, STAMP, raw.encode(), h)
+        for n, (raw, h) in enumerate(zip(raws, headers, strict=True))
+    ]
+
+    def logged() -> list[LoggedEvent]:
+        state = PartitionState(config, 0, 1, WarningPolicy())
+        return [o.logged for o in map(state.apply, records) if o.logged is not None]
+
+    rows = logged()
+    checker = IntakeSignatures(Signer(KEY).verifier)
+    assert [e.event_id for e in rows] == ["n0", "n1", "n2"]
+    for e in rows:
+        assert is_proof(e.signature)
+        assert checker.valid(event_message(e.raw, e.posted_by, e.received_at), e.signature)
+    assert logged() == rows
+
+
+def test_a_requests_headers_are_its_envelopes_signed_together() -> None:
+    """The Kafka backend's shortcut (the request's shared headers made once) gives what signing
+    each record's envelope in the batch gives, a batch of one included."""
+    from schemas.envelope import Envelope
+    from sinks.heads import sign_envelopes
+    from tracker.serve.signing import signed_batch_headers, signed_headers
+
+    envelope = Envelope(posted_by="centre:fj", received_at=NOW)  # microseconds: stored as ms
+    raws = [f"\ufeff {r}\n" for r in notices(5)]
+    expected = [
+        e.headers()
+        for e in sign_envelopes(Signer(KEY), [(envelope, r.removeprefix("\ufeff").strip()) for r in raws])
+    ]  # fmt: skip
+    assert signed_batch_headers(Signer(KEY), envelope, raws) == expected
+    [one] = sign_envelopes(Signer(KEY), [(envelope, raws[0].removeprefix("\ufeff").strip())])
+    assert signed_headers(Signer(KEY), envelope, raws[0]) == one.headers()

@@ -13,11 +13,13 @@ import functools
 from collections.abc import Sequence
 from pathlib import Path
 
+from config.intake_signatures import sign_messages
 from config.key_file import key_path
 from config.signing import Signer, writer_signer
-from engine.step import BOM
-from schemas.envelope import Envelope
-from sinks.heads import sign_envelopes
+from engine.chain import event_message
+from engine.step import BOM, stored_instant
+from schemas.envelope import HEADER_SIGNATURE, Envelope
+from schemas.ledger import trusted
 
 
 def intake_signer() -> Signer:
@@ -41,5 +43,16 @@ def signed_batch_headers(
     """The Kafka headers of each record of a request: its envelope with the intake's signature
     of the record as the worker will read it (a whole record: a leading byte order mark
     dropped, stripped), one signature for the request's records."""
-    logged = [raw.removeprefix(BOM).strip() for raw in raws]
-    return [e.headers() for e in sign_envelopes(signer, [(envelope, raw) for raw in logged])]
+    # What `sign_envelopes(...)[i].headers()` gives, with the headers the records share (one
+    # envelope a request) made once: ~10 us less per record than an envelope each.
+    received = stored_instant(envelope.received_at)
+    shared = trusted(
+        Envelope, {"posted_by": envelope.posted_by, "received_at": received, "signature": ""}
+    ).headers()
+    messages = [
+        event_message(raw.removeprefix(BOM).strip(), envelope.posted_by, received) for raw in raws
+    ]
+    return [
+        [*shared, (HEADER_SIGNATURE, signature.encode())]
+        for signature in sign_messages(signer, messages)
+    ]
