@@ -368,3 +368,30 @@ def test_a_requests_headers_are_its_envelopes_signed_together() -> None:
     assert signed_batch_headers(Signer(KEY), envelope, raws) == expected
     [one] = sign_envelopes(Signer(KEY), [(envelope, raws[0].removeprefix("\ufeff").strip())])
     assert signed_headers(Signer(KEY), envelope, raws[0]) == one.headers()
+
+
+def test_a_store_of_both_forms_verifies_and_names_a_changed_event_of_either() -> None:
+    """Written a row at a time (every batch of one: each event's own signature, as every store
+    before batches was written), then continued in batches: clean; an event of either part
+    changed and the log rehashed is named."""
+    store = MemoryStore()
+    ingest(store, Signer(KEY), notices(8, "old"), batch_size=1)
+    later = Tracker(
+        store,
+        builders.REGISTRY,
+        builders.BOOKS,
+        builders.calendar(),
+        clock=lambda: NOW,
+        batch_size=1000,
+        signer=Signer(KEY),
+    )
+    later.restore()
+    later.feed_lines(notices(8, "new"), "g")
+    events = list(store.logged_events())
+    assert [":" in e.signature for e in events] == [False] * 8 + [True] * 8
+    assert audit(store) == []
+    for at, event_id in ((2, "old2"), (11, "new3")):
+        found = audit(store, rehashed(events, at, posted_by="unit:someone-else"))
+        named = [f for f in found if f.startswith("events")]
+        assert len(named) == 1 and f"event {event_id})" in named[0], found
+        assert "intake signature does not match" in named[0]
