@@ -20,6 +20,7 @@ from schemas.ledger import (
     LedgerEntry,
     LoggedEvent,
 )
+from sinks import clickhouse_totals as kept
 from sinks.base import Batch, StoreError
 from sinks.clickhouse_config import ConfigTables
 from sinks.clickhouse_rows import (
@@ -39,7 +40,6 @@ from sinks.clickhouse_rows import (
     deadline_state,
     ledger_entry,
     logged_event_row,
-    stored_points,
     unit_year_filter,
 )
 from sinks.connection import connect, require_embedded_store, split_dsn
@@ -77,6 +77,7 @@ class ClickHouseStore(ConfigTables):
             "ledger": list(LEDGER_COLS),
         }
         self._column_types: dict[tuple[str, ...], Sequence[Any]] = {}  # see `_insert`
+        self._kept: bool | None = None  # whether the totals are kept (`totals`); None: unasked
         try:
             if create:
                 from sinks.clickhouse_as_of import mark_history_missing
@@ -85,6 +86,8 @@ class ClickHouseStore(ConfigTables):
                 for sql in statements(self.db):
                     self._command(sql)
                 self._ensure_store_id()
+                kept.keep_totals(self)
+                self._kept = True
             else:
                 self._require_tables()
                 self._read_old_tables()
@@ -193,7 +196,10 @@ class ClickHouseStore(ConfigTables):
         so a repeated write is absorbed. Each insert is one atomic data part."""
         self._insert("dead_letters", LETTER_COLS, list(map(LETTER_ROW, batch.dead_letters)))
         self._insert("events", EVENT_COLS, list(map(EVENT_ROW, batch.events)))
+        # each kept table right after what it is derived from (sinks/clickhouse_totals.py)
+        self._insert("unit_years", kept.UNIT_YEAR_COLS, kept.unit_year_rows(batch.events))
         self._insert("ledger", LEDGER_COLS, list(map(LEDGER_ROW, batch.entries)))
+        self._insert("ledger_points", kept.POINTS_COLS, kept.points_rows(batch.entries))
         self._insert("ledger_seen", SEEN_COLS, list(map(SEEN_ROW, batch.seen)))
         deadline_rows = list(map(DEADLINE_ROW, batch.deadlines))
         self._insert("deadline_history", DEADLINE_COLS, deadline_rows)
@@ -334,15 +340,15 @@ class ClickHouseStore(ConfigTables):
         return letters[::-1]
 
     def totals(self) -> dict[tuple[str, int, str], Decimal]:
-        rows = self._query(
-            f"SELECT unit, year, indicator, sum(applied) FROM {self.db}.ledger FINAL "
-            "GROUP BY unit, year, indicator"
-        )
-        return {(u, int(y), i): stored_points(s) for u, y, i, s in rows}
+        return kept.read_totals(self, self._totals_kept())
 
     def event_unit_years(self) -> set[tuple[str, int]]:
-        rows = self._query(f"SELECT DISTINCT unit, year FROM {self.db}.events WHERE unit != ''")
-        return {(u, int(y)) for u, y in rows}
+        return kept.read_unit_years(self, self._totals_kept())
+
+    def _totals_kept(self) -> bool:
+        if self._kept is None:  # a reader's: asked once (a store once kept stays so)
+            self._kept = kept.is_kept(self)
+        return self._kept
 
     def known_letters(self, letter_ids: Sequence[str]) -> set[str]:
         if not letter_ids:

@@ -9,6 +9,11 @@ from typing import Any
 
 HISTORY_TABLES = ("ledger_seen", "deadline_history")
 HISTORY_KEY = "as_of_history"  # meta key; "missing": the store had events before the tables
+# meta key; KEPT: every write since the store was made, or since a writer filled the tables from
+# the ledger and the event log (sinks/clickhouse_totals.py), kept ledger_points and unit_years.
+# A store without it is read from the ledger and the event log themselves.
+TOTALS_KEY = "kept_totals"
+KEPT = "kept"
 
 # An output's instant against the as-of instant {t} (sinks/as_of.py `shown`): a ledger entry at
 # its effective_at unless ledger_seen says otherwise; a deadline state at its updated_at, the
@@ -65,4 +70,23 @@ def iso_text(column: str) -> str:
     return (
         f"concat(formatDateTime({column}, '%Y-%m-%dT%H:%i:%S', 'Etc/GMT-8'), "
         f"if({ms} = 0, '', concat('.', leftPad(toString({ms}), 3, '0'), '000')), '+08:00')"
+    )
+
+
+def kept_totals(db: str, where: str) -> str:
+    """The points deducted per unit, year and indicator (`where`: a `unit_year_filter`), from the
+    kept table: the same sums and keys as the ledger's `GROUP BY unit, year, indicator`."""
+    return (
+        f"SELECT unit, year, indicator, sum(applied) FROM {db}.ledger_points FINAL {where} "
+        "GROUP BY unit, year, indicator"
+    )
+
+
+def kept_unit_years(db: str, where: str, *, as_of: bool) -> str:
+    """The unit-years of the event log (`as_of`: those with an event at or before {t}), from the
+    kept table: one row per unit-year, not one per event."""
+    having = f" HAVING min(first_at) <= {AT}" if as_of else ""
+    return (
+        f"SELECT unit, year FROM {db}.unit_years {where or 'WHERE 1'} AND unit != '' "
+        f"GROUP BY unit, year{having}"
     )

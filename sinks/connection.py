@@ -52,7 +52,7 @@ def connect(dsn: str) -> Client:
     # the driver logs its own line for a failed first request; the StoreError below says it once
     driver.setLevel(logging.ERROR)
     try:
-        with _engine_stderr(base.startswith("chdb:")) as said:
+        with _engine_stderr(base.startswith("chdb:")) as said, _without_arrow():
             return clickhouse_connect.get_client(dsn=base)
     except Exception as exc:  # the driver raises several unrelated types for "cannot open"
         locked = next((m for m in map(_LOCKED.search, said) if m), None)
@@ -64,6 +64,25 @@ def connect(dsn: str) -> Client:
         raise StoreError(f"cannot open store {mask(dsn)}: {first_line(exc, dsn)}") from None
     finally:
         driver.setLevel(level)
+
+
+@contextmanager
+def _without_arrow() -> Iterator[None]:
+    """chDB imports pyarrow, and with it numpy, on its first connection, for the Arrow results
+    of its own API, which this project never asks for (the driver reads the Native format): 0.15
+    to 0.2 s of CPU of every process that opens a store, a fifth of `tracker status` on a large
+    store (BENCHMARKS.md). chDB holds pyarrow optional ("everything else must keep working
+    without it"): the first connection is made with pyarrow unimportable. Only chDB's module
+    keeps that; pyarrow is importable again after it, for anything else."""
+    if "pyarrow" in sys.modules or "chdb.state.sqlitelike" in sys.modules:
+        yield  # already imported, with or without it
+        return
+    sys.modules["pyarrow"] = None  # type: ignore[assignment]  # an import of it fails
+    try:
+        yield
+    finally:
+        if "pyarrow" in sys.modules and sys.modules["pyarrow"] is None:
+            del sys.modules["pyarrow"]
 
 
 def first_line(exc: BaseException, dsn: str | None = None) -> str:

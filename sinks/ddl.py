@@ -43,6 +43,21 @@ TABLES: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS {{db}}.ledger_seen (
             entry_id String, unit String, year UInt16, seen_at {TS}, after Bool
         ) ENGINE = ReplacingMergeTree ORDER BY (unit, year, entry_id)""",
+    # issue 12, status in flat time (sinks/clickhouse_totals.py): the ledger's entries that
+    # move points (applied != 0; on a dense stream 99.5% are capped at 0 and do not), keyed as
+    # the ledger is, so a rewrite replaces and never adds; and one row (entry_id '', 0) per
+    # (unit, year, indicator) with entries, so that the totals have the ledger's keys
+    "ledger_points": f"""
+        CREATE TABLE IF NOT EXISTS {{db}}.ledger_points (
+            unit String, year UInt16, indicator LowCardinality(String), entry_id String,
+            applied {POINTS}
+        ) ENGINE = ReplacingMergeTree ORDER BY (unit, year, indicator, entry_id)""",
+    # ... and the unit-years of the event log, with their first event (min is idempotent: a
+    # rewrite of the same events leaves it as it was)
+    "unit_years": f"""
+        CREATE TABLE IF NOT EXISTS {{db}}.unit_years (
+            unit String, year UInt16, first_at SimpleAggregateFunction(min, {TS})
+        ) ENGINE = AggregatingMergeTree ORDER BY (unit, year)""",
     # ... and every state each deadline went through (`deadlines` keeps the latest only)
     "deadline_history": f"""
         CREATE TABLE IF NOT EXISTS {{db}}.deadline_history (

@@ -40,6 +40,9 @@ UNIT_COLUMNS: dict[str, str] = {
     "ledger_seen": "unit",
     "deadline_history": "unit",
     "ledger_seen_v": "unit",
+    # the totals kept as the ledger and the log are written (issue 12, sinks/clickhouse_totals.py)
+    "ledger_points": "unit",
+    "unit_years": "unit",
 }
 # No unit column, and a rejected line's raw text may name any unit: hidden from unit users.
 HIDDEN = ("dead_letters", "dead_letters_v")

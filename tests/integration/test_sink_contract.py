@@ -6,6 +6,7 @@ import contextlib
 import itertools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from engine.clock import local
 from engine.status import build_status
 from engine.step import logged_event
 from schemas.envelope import UNKNOWN_POSTER, UNKNOWN_RECEIPT, Envelope
-from schemas.ledger import DeadLetter
+from schemas.ledger import DeadLetter, LedgerEntry
 from schemas.registry import Registry
 from sinks import Batch, MemoryStore, Store, StoreError
 from sinks.base import registry_hash
@@ -274,6 +275,44 @@ def test_filters_and_totals(sink: Store) -> None:
     assert (
         sink.watermark() is not None and sink.watermark().isoformat() == "2018-03-20T00:00:00+08:00"
     )
+
+
+def _ledger_sums(entries: Sequence[LedgerEntry]) -> dict[tuple[str, int, str], Decimal]:
+    sums: dict[tuple[str, int, str], Decimal] = {}
+    for e in entries:
+        key = (e.unit, e.year, e.indicator)
+        sums[key] = sums.get(key, Decimal(0)) + e.applied
+    return sums
+
+
+def test_the_totals_are_kept_through_every_rewrite(sink: Store) -> None:
+    """`totals` and `event_unit_years` are kept as the ledger and the log are written
+    (sinks/clickhouse_totals.py), and a batch may be written again, whole or in part (crash
+    recovery, redelivery, two writers): after each rewrite they are still the ledger's sums,
+    with its keys (one whose entries are all capped at 0 too), and the log's unit-years."""
+    batch = _fill(sink)
+    capped = batch.entries[0].model_copy(
+        update={"entry_id": "c1", "indicator": "capped-only", "applied": Decimal(0)}
+    )
+    later = batch.entries[0].model_copy(update={"entry_id": "c2", "year": 2019})
+    half = len(batch.entries) // 2
+    rewrites = [
+        batch,
+        Batch(entries=batch.entries[:half]),  # a write that stopped half-way, then again
+        Batch(events=batch.events[1:], entries=batch.entries[::-1]),
+        Batch(entries=[capped, later]),  # new entries: a key of zeros, another year
+        Batch(entries=[later, capped, *batch.entries], events=batch.events),
+    ]
+    for n, again in enumerate(rewrites):
+        sink.write(again)
+        ledger = sink.ledger()
+        assert sink.totals() == _ledger_sums(ledger), n
+        logged = {(e.unit, e.year) for e in sink.logged_events() if e.unit}
+        assert sink.event_unit_years() == logged, n
+    totals = sink.totals()
+    assert str(totals[("fz", 2018, "sys")]) == "2.2"  # as before any rewrite
+    assert totals[(capped.unit, 2018, "capped-only")] == 0
+    assert totals[(later.unit, 2019, later.indicator)] == later.applied != 0
 
 
 def test_status_is_built_from_the_store_alone(sink: Store) -> None:

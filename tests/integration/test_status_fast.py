@@ -106,6 +106,77 @@ def test_the_command_prints_the_same_bytes(
         assert printed(False, *args) == printed(True, *args), args
 
 
+def answers(query: StatusQuery, kept: bool) -> list[tuple[Any, ...]]:
+    """Every answer of the SQL path, at every instant and filter: from the kept totals (as a
+    writer of this version keeps them) or from the ledger and the event log themselves."""
+    out = []
+    for when in WHEN:
+        config = query.config(as_of=when is not None)
+        query.kept = kept and query.kept  # config() says whether the store keeps them
+        for unit, year in FILTERS:
+            out.append(
+                (
+                    when,
+                    unit,
+                    year,
+                    query.documents(config, unit, year, when),
+                    query.json_text(config, unit, year, when),
+                )
+            )
+    return out
+
+
+def test_the_kept_totals_answer_as_the_ledger_and_the_log_do(store: ClickHouseStore) -> None:
+    """sinks/clickhouse_totals.py: the store's writes kept the totals and unit-years, and they
+    give what summing the ledger and grouping the event log give (the general path reads them
+    too, through ClickHouseStore.totals and event_unit_years)."""
+    query = StatusQuery(store.dsn)
+    try:
+        query.config(as_of=False)
+        assert query.kept
+        assert answers(query, kept=True) == answers(query, kept=False)
+    finally:
+        query.close()
+
+
+def test_a_store_made_before_kept_totals_is_read_from_the_ledger_then_filled(
+    store: ClickHouseStore,
+) -> None:
+    """A store without the kept tables (made before them) is answered from the ledger and the
+    event log, by the SQL path and the general one; its next writer fills the tables from them
+    and marks the store, and the answers stay the same."""
+    db = store.db
+    want = StatusQuery(store.dsn)
+    try:
+        before = answers(want, kept=True)
+    finally:
+        want.close()
+    for table in ("ledger_points", "unit_years"):
+        store.client.command(f"DROP TABLE {db}.{table}")
+    store.client.command(
+        f"ALTER TABLE {db}.meta DELETE WHERE key = 'kept_totals' SETTINGS mutations_sync = 2"
+    )
+    for read_first in (True, False):  # then a writer opens it
+        if not read_first:
+            ClickHouseStore(store.dsn).close()  # fills and marks
+        query = StatusQuery(store.dsn)
+        reader = ClickHouseStore(store.dsn, create=False)
+        try:
+            assert answers(query, kept=True) == before
+            assert query.kept is not read_first
+            config = query.config(as_of=False)
+            for when in WHEN:
+                for unit, year in FILTERS:
+                    assert query.documents(config, unit, year, when) == general(
+                        reader, unit, year, when
+                    ), (read_first, when, unit, year)
+        finally:
+            reader.close()
+            query.close()
+    tables = {r[0] for r in store.client.query(f"SHOW TABLES FROM {db}").result_rows}
+    assert {"ledger_points", "unit_years"} <= tables
+
+
 def test_a_bad_row_is_a_clear_error(chdb_dsn: str) -> None:
     sink = ClickHouseStore(chdb_dsn)
     fill(sink, STREAM)
@@ -177,3 +248,5 @@ def test_the_command_imports_neither_the_models_nor_the_engine(tmp_path: Path) -
     assert [r["unit"] for r in json.loads(done.stdout)] == ["gat"]
     loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
     assert sorted(loaded & set(NOT_FOR_STATUS)) == []
+    # chDB's Arrow results, which no query here asks for (sinks/connection.py `_without_arrow`)
+    assert sorted(loaded & {"pyarrow", "numpy", "pandas"}) == []
