@@ -173,23 +173,24 @@ def test_a_request_waiting_for_the_broker_does_not_hold_the_next_one(
     service = intake(kafka_broker, chdb_dsn, topics, lock_timeout_s=5)
     handed: list[str] = []
     second_handed = asyncio.Event()
-    send = service.poster.send_with_headers
+    send_all = service.poster.send_all
 
-    async def held_send(raw: str, event_: Any, headers: Any) -> list[asyncio.Future[Any]]:
-        futures = await send(raw, event_, headers)
-        handed.append(event_.event_id)
+    async def held_send(records: Any, futures: dict[int, Any]) -> None:
+        await send_all(records, futures)
+        handed.extend(event_.event_id for _, event_, _ in records)
         if len(handed) == 2:
             second_handed.set()
         if len(handed) > 1:
-            return futures
+            return
+        first_futures = futures[0]
 
         async def confirmed_after_the_second() -> Any:
             await second_handed.wait()
-            return [await f for f in futures]
+            return [await f for f in first_futures]
 
-        return [asyncio.ensure_future(confirmed_after_the_second())]
+        futures[0] = (asyncio.ensure_future(confirmed_after_the_second()),)
 
-    service.poster.send_with_headers = held_send  # type: ignore[method-assign]
+    service.poster.send_all = held_send  # type: ignore[method-assign]
     client = TestClient(create_app(service, principals, Limits()))
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
     first = event("vuln.notice", "fj.gat", "n-1", notice_id="V-1")
