@@ -29,6 +29,7 @@ from tests.integration.kafka_fixture import (  # noqa: F401
 )
 from tests.serve_kit import BOOKS, PRINCIPALS, REGISTRY, event, jsonl
 from tracker.principals import PrincipalStore
+from tracker.serve import kafka_backend
 from tracker.serve import signing as serve_signing
 from tracker.serve.app import create_app
 from tracker.serve.kafka_backend import KafkaService
@@ -264,3 +265,70 @@ def test_the_intake_finds_its_signing_key_once_not_for_every_event(
         assert envelope is not None
         message = event_message(record.value.decode().strip(), "centre:*", envelope.received_at)
         assert load_verifier(signing_key).valid(message, envelope.signature)
+
+
+@pytest.mark.parametrize(
+    "batch_bytes",
+    [
+        # the default: each partition's records of the request in one batch of their own
+        None,
+        # small batches: a full one goes and the next record starts another, in order
+        2048,
+    ],
+)
+def test_a_big_request_goes_in_batches_per_partition_in_order(
+    kafka_broker: str,  # noqa: F811
+    chdb_dsn: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    batch_bytes: int | None,
+) -> None:
+    """A request with many records for a partition hands them to the producer as batches of
+    their own (few records still go one `send` each, as the earlier tests' requests do); the
+    topic holds every record once, keyed and partitioned as `tracker post` does, each
+    partition in the order of the request, the ticks in every partition."""
+    if batch_bytes is not None:
+        monkeypatch.setattr(kafka_backend, "MAX_BATCH_BYTES", batch_bytes)
+    topics = Topics(unique_topic("serve-batches"))
+    principals = PrincipalStore(tmp_path / "p.json")
+    _, centre = principals.add("centre", None, "centre")
+    _, ticker = principals.add("ticker", None, "ticker")
+    service = intake(kafka_broker, chdb_dsn, topics)
+    client = TestClient(create_app(service, principals, Limits()))
+    units = ["fj.gat", "fj.fz.gl", "fj.xm", "fj.fz"]
+    notices = [
+        event("vuln.notice", units[i % 4], f"n-{i:03}", notice_id=f"V-{i}") for i in range(120)
+    ]
+    ticks = [event("clock.tick", None, "tick-1")]
+
+    def post(token: str, body: list[dict[str, Any]]) -> Any:
+        return client.post(
+            "/v1/events",
+            content=jsonl(body).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
+        ).json()
+
+    try:
+        assert post(centre, notices)["accepted"] == 120
+        assert post(ticker, ticks)["accepted"] == 1
+    finally:
+        service.close()
+    got = records(kafka_broker, topics.events)
+    by_partition: dict[int, list[str]] = {}
+    for record in got:
+        sent = json.loads(record.value)
+        by_partition.setdefault(record.partition, []).append(sent["event_id"])
+        if sent["type"] != "clock.tick":
+            root = REGISTRY.root(sent["unit"])
+            assert (record.key, record.partition) == (
+                root.encode(),
+                partition_for(root, PARTITIONS),
+            )
+        assert from_headers(record.headers) is not None
+    expected: dict[int, list[str]] = {}
+    for notice in notices:
+        partition = partition_for(REGISTRY.root(notice["unit"]), PARTITIONS)
+        expected.setdefault(partition, []).append(notice["event_id"])
+    for partition in range(PARTITIONS):
+        expected.setdefault(partition, []).append("tick-1")
+    assert by_partition == expected
