@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from config.signing import load_verifier
 from engine.chain import event_message
 from schemas.envelope import from_headers
+from sinks import open_store
 from streams.kafka_auth import aiokafka_kwargs
 from streams.topics import Topics, end_offsets, partition_for
 from tests.integration.kafka_fixture import (  # noqa: F401
@@ -332,3 +333,42 @@ def test_a_big_request_goes_in_batches_per_partition_in_order(
     for partition in range(PARTITIONS):
         expected.setdefault(partition, []).append("tick-1")
     assert by_partition == expected
+
+
+def test_a_request_opens_the_store_once_for_its_retractions_not_once_per_line(
+    kafka_broker: str,  # noqa: F811
+    chdb_dsn: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Who posted the target of a retraction the intake does not remember (sent before it
+    started, or long ago) is the store's to say. Opening the store costs tens of milliseconds
+    (an embedded chDB store; a worker's views: a connection): opened for every such line, a
+    request of 100 retractions took seconds. Asked once, for every line of the request."""
+    open_store(chdb_dsn).close()  # a store a worker made (empty: no target is logged)
+    topics = Topics(unique_topic("serve-retract"))
+    principals = PrincipalStore(tmp_path / "p.json")
+    _, token = principals.add("centre", None, "centre")
+    service = intake(kafka_broker, chdb_dsn, topics)
+    opened: list[str] = []
+    reader = service.reader
+
+    def counted() -> Any:
+        opened.append("store")
+        return reader()
+
+    monkeypatch.setattr(service, "reader", counted)
+    client = TestClient(create_app(service, principals, Limits()))
+    retractions = [
+        event("event.retracted", "fj.gat", f"r-{i}", target_event_id=f"old-{i}") for i in range(5)
+    ]
+    try:
+        answer = client.post(
+            "/v1/events",
+            content=jsonl(retractions).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
+        )
+    finally:
+        service.close()
+    assert answer.json()["accepted"] == 5  # not logged: the engine judges them (contract 2)
+    assert opened == ["store"]

@@ -25,7 +25,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from schemas.events import ClockTick, Event
+from schemas.events import ClockTick, Event, EventRetracted
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import StoreError, StoreReader
@@ -33,15 +33,16 @@ from streams.kafka_auth import KafkaLogin
 from streams.post import Poster
 from streams.topics import DEFAULT_PARTITIONS, TopicError, Topics, partition_for, quiet_kafka
 from tracker.principals import Principal
+from tracker.serve.authz import PostedByOf
 from tracker.serve.service import (
     Clock,
+    Door,
     LineResult,
     LineStatus,
     Service,
     ServiceUnavailable,
     SubmitResult,
     _Checked,
-    logged_poster,
     wall_clock,
 )
 from tracker.serve.signing import intake_signer, signed_headers
@@ -196,7 +197,7 @@ class KafkaService(Service):
         results: dict[int, LineResult] = {}
         others: list[tuple[_Checked, _Sending]] = []  # sent by a request still waiting
         with self._held(self._lock):
-            self.authorize(door, principal, self._posted_by_of)
+            self.authorize(door, principal, self._posters_of(door))
             if door.refused:
                 return SubmitResult(tuple(door.refused), self.backend)
             fresh: list[_Checked] = []
@@ -278,22 +279,51 @@ class KafkaService(Service):
             results[item.line] = LineResult(item.line, status, item.event.event_id)
         return error
 
-    def _posted_by_of(self, event_id: str) -> str | None:
-        """The intake's own memory first (what it sent, confirmed or on its way), then the store
-        (through the worker while it holds an embedded one). Only retractions ask; a store that
+    def _posters_of(self, door: Door) -> PostedByOf:
+        """Who posted an event, for the retractions of one request: the intake's own memory
+        first (what it sent, confirmed or on its way), then the store (through the worker while
+        it holds an embedded one), asked once for every retraction target of the request that
+        the memory does not place, when a line first needs it: opening the store costs tens of
+        milliseconds, and it was opened for every such line. Only retractions ask; a store that
         cannot be read refuses the request (503) rather than let a retraction through
         unchecked."""
+        targets = [
+            c.event.target_event_id for c in door.passed if isinstance(c.event, EventRetracted)
+        ]
+        logged: dict[str, str | None] = {}
+
+        def posted_by_of(event_id: str) -> str | None:
+            known = self._known_poster(event_id)
+            if known is not None:
+                return known
+            if event_id not in logged:
+                wanted = [
+                    t
+                    for t in dict.fromkeys([event_id, *targets])
+                    if t not in logged and self._known_poster(t) is None
+                ]
+                found = self._logged_posters(wanted)
+                logged.update((t, found.get(t)) for t in wanted)
+            return logged[event_id]
+
+        return posted_by_of
+
+    def _known_poster(self, event_id: str) -> str | None:
         recent = self.recent_poster(event_id)
         if recent is not None:
             return recent
         sending = self._in_flight.get(event_id)
-        if sending is not None:
-            return sending.poster
+        return None if sending is None else sending.poster
+
+    def _logged_posters(self, event_ids: list[str]) -> dict[str, str]:
         reader = self.reader()
         try:
-            return logged_poster(reader, event_id)
+            return {k: poster for k, (poster, _) in reader.posters(event_ids).items()}
         except StoreError as exc:
-            raise ServiceUnavailable(f"cannot tell who posted {event_id!r}: {exc}") from None
+            shown = ", ".join(repr(e) for e in event_ids[:3]) + (
+                " ..." if len(event_ids) > 3 else ""
+            )
+            raise ServiceUnavailable(f"cannot tell who posted {shown}: {exc}") from None
         finally:
             reader.close()
 
