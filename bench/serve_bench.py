@@ -155,6 +155,13 @@ class Server:
             self.proc.wait()
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc (Linux): steadier than
+    wall-clock figures on a shared box."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tracker_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "tracker", *args]
 
@@ -292,16 +299,25 @@ def one_server(
     server = Server(name, server_cmd, env, port, work / f"{name}.log")
     try:
         bulk, single = events[: args.events], events[args.events :]
+        cpu_before = cpu_s(server.proc.pid)
         out: dict[str, Any] = {
             "throughput": asyncio.run(
                 throughput(server.base, tokens[0], bulk, args.batch, args.clients)
             )
         }
+        # the server's CPU per event answered (the embedded backend's applier keeps working
+        # after the answers: its share of that is not in this figure)
+        cpu = cpu_s(server.proc.pid) - cpu_before
+        answered = max(1, out["throughput"]["answered"])
+        out["throughput"]["server_cpu_us_per_event"] = round(cpu / answered * 1e6, 1)
         if args.settle and name == "embedded":
             out["caught_up_s"] = asyncio.run(caught_up(server.base, tokens[0]))
+        cpu_before = cpu_s(server.proc.pid)
         out["latency"] = asyncio.run(
             latency(server.base, tokens, single, args.rate, int(args.rate))
         )
+        cpu = cpu_s(server.proc.pid) - cpu_before
+        out["latency"]["server_cpu_us_per_post"] = round(cpu / max(1, len(single)) * 1e6, 1)
     finally:
         server.stop()
     out["exit_code"] = server.proc.returncode
@@ -354,9 +370,14 @@ def summary(runs: list[dict[str, Any]]) -> None:
         p50 = [r[name]["latency"]["p50_ms"] for r in runs]
         p99 = [r[name]["latency"]["p99_ms"] for r in runs]
         mx = [r[name]["latency"]["max_ms"] for r in runs]
+        cpu_tp = [r[name]["throughput"]["server_cpu_us_per_event"] for r in runs]
+        cpu_lat = [r[name]["latency"]["server_cpu_us_per_post"] for r in runs]
         label = "anchor (HTTP stack only)" if name == "anchor" else f"tracker serve, {name}"
         print(f"  {label}")
         print(f"    batches: {spread(tp)} events/s (target >= 10,000 for tracker serve)")
+        print(
+            f"    server CPU: {spread(cpu_tp)} us per event in batches; {spread(cpu_lat)} us per single post"
+        )
         print(
             f"    single posts at rate: p50 {spread(p50)} ms; p99 {spread(p99)} ms; max {spread(mx)} ms"
         )

@@ -216,12 +216,15 @@ class Poster:
         login: KafkaLogin | None = None,
         admin: KafkaLogin | None = None,
         linger_ms: int = 5,
+        max_batch_bytes: int = 16384,
     ):
         """`login`: the intake's (it may write the input topic and nothing else); `admin`: the
         local broker's super user, to grant the prefix's ACLs first (`ensure_topics`);
-        `linger_ms`: how long the producer waits to fill a batch before it sends."""
+        `linger_ms`: how long the producer waits to fill a batch before it sends;
+        `max_batch_bytes`: the most a batch of one partition holds (aiokafka's default)."""
         self.bootstrap = bootstrap
         self.linger_ms = linger_ms
+        self.max_batch_bytes = max_batch_bytes
         self.login = login
         self.admin = admin
         self.retry_within_s = retry_within_s
@@ -279,6 +282,7 @@ class Poster:
             enable_idempotence=True,
             acks="all",
             linger_ms=self.linger_ms,
+            max_batch_size=self.max_batch_bytes,
             **aiokafka_kwargs(self.login),
         )
         try:

@@ -21,6 +21,7 @@ from config.intake_signatures import IntakeSignatures
 from config.signing import Signer, load_verifier
 from engine.chain import event_message
 from schemas.envelope import from_headers
+from sinks import open_store
 from streams.kafka_auth import aiokafka_kwargs
 from streams.topics import Topics, end_offsets, partition_for
 from tests.integration.kafka_fixture import (  # noqa: F401
@@ -31,6 +32,7 @@ from tests.integration.kafka_fixture import (  # noqa: F401
 )
 from tests.serve_kit import BOOKS, PRINCIPALS, REGISTRY, event, jsonl
 from tracker.principals import PrincipalStore
+from tracker.serve import kafka_backend
 from tracker.serve import signing as serve_signing
 from tracker.serve.app import create_app
 from tracker.serve.kafka_backend import KafkaService
@@ -176,23 +178,24 @@ def test_a_request_waiting_for_the_broker_does_not_hold_the_next_one(
     service = intake(kafka_broker, chdb_dsn, topics, lock_timeout_s=5)
     handed: list[str] = []
     second_handed = asyncio.Event()
-    send = service.poster.send_with_headers
+    send_all = service.poster.send_all
 
-    async def held_send(raw: str, event_: Any, headers: Any) -> list[asyncio.Future[Any]]:
-        futures = await send(raw, event_, headers)
-        handed.append(event_.event_id)
+    async def held_send(records: Any, futures: dict[int, Any]) -> None:
+        await send_all(records, futures)
+        handed.extend(event_.event_id for _, event_, _ in records)
         if len(handed) == 2:
             second_handed.set()
         if len(handed) > 1:
-            return futures
+            return
+        first_futures = futures[0]
 
         async def confirmed_after_the_second() -> Any:
             await second_handed.wait()
-            return [await f for f in futures]
+            return [await f for f in first_futures]
 
-        return [asyncio.ensure_future(confirmed_after_the_second())]
+        futures[0] = (asyncio.ensure_future(confirmed_after_the_second()),)
 
-    service.poster.send_with_headers = held_send  # type: ignore[method-assign]
+    service.poster.send_all = held_send  # type: ignore[method-assign]
     client = TestClient(create_app(service, principals, Limits()))
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
     first = event("vuln.notice", "fj.gat", "n-1", notice_id="V-1")
@@ -280,3 +283,109 @@ def test_the_intake_finds_its_signing_key_once_not_for_every_event(
         assert envelope is not None
         message = event_message(record.value.decode().strip(), "centre:*", envelope.received_at)
         assert verifier.valid(message, envelope.signature)
+
+
+@pytest.mark.parametrize(
+    "batch_bytes",
+    [
+        # the default: each partition's records of the request in one batch of their own
+        None,
+        # small batches: a full one goes and the next record starts another, in order
+        2048,
+    ],
+)
+def test_a_big_request_goes_in_batches_per_partition_in_order(
+    kafka_broker: str,  # noqa: F811
+    chdb_dsn: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    batch_bytes: int | None,
+) -> None:
+    """A request with many records for a partition hands them to the producer as batches of
+    their own (few records still go one `send` each, as the earlier tests' requests do); the
+    topic holds every record once, keyed and partitioned as `tracker post` does, each
+    partition in the order of the request, the ticks in every partition."""
+    if batch_bytes is not None:
+        monkeypatch.setattr(kafka_backend, "MAX_BATCH_BYTES", batch_bytes)
+    topics = Topics(unique_topic("serve-batches"))
+    principals = PrincipalStore(tmp_path / "p.json")
+    _, centre = principals.add("centre", None, "centre")
+    _, ticker = principals.add("ticker", None, "ticker")
+    service = intake(kafka_broker, chdb_dsn, topics)
+    client = TestClient(create_app(service, principals, Limits()))
+    units = ["fj.gat", "fj.fz.gl", "fj.xm", "fj.fz"]
+    notices = [
+        event("vuln.notice", units[i % 4], f"n-{i:03}", notice_id=f"V-{i}") for i in range(120)
+    ]
+    ticks = [event("clock.tick", None, "tick-1")]
+
+    def post(token: str, body: list[dict[str, Any]]) -> Any:
+        return client.post(
+            "/v1/events",
+            content=jsonl(body).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
+        ).json()
+
+    try:
+        assert post(centre, notices)["accepted"] == 120
+        assert post(ticker, ticks)["accepted"] == 1
+    finally:
+        service.close()
+    got = records(kafka_broker, topics.events)
+    by_partition: dict[int, list[str]] = {}
+    for record in got:
+        sent = json.loads(record.value)
+        by_partition.setdefault(record.partition, []).append(sent["event_id"])
+        if sent["type"] != "clock.tick":
+            root = REGISTRY.root(sent["unit"])
+            assert (record.key, record.partition) == (
+                root.encode(),
+                partition_for(root, PARTITIONS),
+            )
+        assert from_headers(record.headers) is not None
+    expected: dict[int, list[str]] = {}
+    for notice in notices:
+        partition = partition_for(REGISTRY.root(notice["unit"]), PARTITIONS)
+        expected.setdefault(partition, []).append(notice["event_id"])
+    for partition in range(PARTITIONS):
+        expected.setdefault(partition, []).append("tick-1")
+    assert by_partition == expected
+
+
+def test_a_request_opens_the_store_once_for_its_retractions_not_once_per_line(
+    kafka_broker: str,  # noqa: F811
+    chdb_dsn: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Who posted the target of a retraction the intake does not remember (sent before it
+    started, or long ago) is the store's to say. Opening the store costs tens of milliseconds
+    (an embedded chDB store; a worker's views: a connection): opened for every such line, a
+    request of 100 retractions took seconds. Asked once, for every line of the request."""
+    open_store(chdb_dsn).close()  # a store a worker made (empty: no target is logged)
+    topics = Topics(unique_topic("serve-retract"))
+    principals = PrincipalStore(tmp_path / "p.json")
+    _, token = principals.add("centre", None, "centre")
+    service = intake(kafka_broker, chdb_dsn, topics)
+    opened: list[str] = []
+    reader = service.reader
+
+    def counted() -> Any:
+        opened.append("store")
+        return reader()
+
+    monkeypatch.setattr(service, "reader", counted)
+    client = TestClient(create_app(service, principals, Limits()))
+    retractions = [
+        event("event.retracted", "fj.gat", f"r-{i}", target_event_id=f"old-{i}") for i in range(5)
+    ]
+    try:
+        answer = client.post(
+            "/v1/events",
+            content=jsonl(retractions).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
+        )
+    finally:
+        service.close()
+    assert answer.json()["accepted"] == 5  # not logged: the engine judges them (contract 2)
+    assert opened == ["store"]

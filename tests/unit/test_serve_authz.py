@@ -15,6 +15,7 @@ from sinks import MemoryStore
 from tests.serve_kit import PRINCIPALS, REGISTRY, Served, event, serve
 from tracker.principals import Principal
 from tracker.serve import authz
+from tracker.serve.service import Service
 
 NOTICES_FINDINGS_INCIDENTS_WARNINGS = {
     "vuln.notice",
@@ -221,3 +222,26 @@ def test_who_posted_a_logged_event(store: object, event_id: str, poster: str | N
     from tracker.serve.service import logged_poster
 
     assert logged_poster(store, event_id) == poster
+
+
+def test_a_request_works_out_its_principal_s_scope_once_not_for_every_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scope below the province is a subtree of the registry, and working it out walks every
+    unit's parents (~0.15 ms on the demo registry). Done for every line, it cost a city
+    centre's request of 500 events 75 ms of CPU (0.3 s before the registry's look-ups were
+    made cheap) on top of the checks themselves."""
+    worked_out: list[str] = []
+    subtree = authz.subtree
+
+    def counted(registry: object, unit_id: str) -> frozenset[str]:
+        worked_out.append(unit_id)
+        return subtree(REGISTRY, unit_id)
+
+    monkeypatch.setattr(authz, "subtree", counted)
+    service = Service(REGISTRY, {})
+    notices = [event("vuln.notice", "fj.fz.gl", f"n-{i}", notice_id=f"V-{i}") for i in range(20)]
+    door = service.read_lines([json.dumps(n) for n in notices])
+    service.authorize(door, principal("centre_fz"), nobody_posted)
+    assert (len(door.passed), door.refused) == (20, [])
+    assert worked_out == ["fj.fz"]

@@ -202,3 +202,24 @@ def test_the_pages_cookie_carries_a_token_and_the_header_wins(served: Served) ->
         assert both.json()["id"] == "auditor:*"
     finally:
         client.cookies.clear()
+
+
+def test_only_a_token_verified_before_and_still_active_is_known_without_pbkdf2(
+    tmp_path: Path,
+) -> None:
+    """`verified` answers on the event loop, so it never hashes with PBKDF2: a token is known
+    there once `authenticate` has checked it, and no longer once it is revoked (by another
+    process) or when it is not the token that was checked."""
+    path = tmp_path / "p.json"
+    serving, clerk = PrincipalStore(path), PrincipalStore(path)
+    principal, token = clerk.add("centre", None, "centre")
+    key = token.split(".")[1]
+    forged = f"trk.{key}.{'A' * 43}"  # the right key, another secret
+    assert serving.verified(token) is None  # not checked yet
+    assert serving.authenticate(token) == principal
+    assert serving.verified(token) == principal
+    assert serving.verified(forged) is None and serving.authenticate(forged) is None
+    for malformed in ("", None, "trk.x.y", token + "x"):
+        assert serving.verified(malformed) is None
+    clerk.revoke(principal.id)
+    assert serving.verified(token) is None

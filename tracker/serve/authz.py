@@ -95,23 +95,38 @@ def may_post(
 
     `posted_by_of(event_id)` names who posted a logged event: a principal id, "" for an event
     that came without an envelope, or None when it is not logged."""
-    if event.type not in POSTS[principal.role]:
-        return f"{principal.id} may not post {event.type}: {may_do(principal)}"
-    if isinstance(event, ClockTick):
-        return None
-    if not in_scope(principal, registry, event.unit):
-        return f"{principal.id} may not post for unit {event.unit!r}: {may_do(principal)}"
-    if isinstance(event, EventRetracted):
-        poster = posted_by_of(event.target_event_id)
-        # Not logged: the engine rejects it as a retraction of an unknown event (contract 2).
-        if poster in (None, principal.id):
+    return post_check(principal, registry, posted_by_of)(event)
+
+
+def post_check(
+    principal: Principal, registry: Registry, posted_by_of: PostedByOf
+) -> Callable[[Event], str | None]:
+    """`may_post` for the lines of one request: the principal's scope is worked out once (a
+    subtree walks every unit's parents), when a line first needs it."""
+    scope: list[frozenset[str] | None] = []
+
+    def check(event: Event) -> str | None:
+        if event.type not in POSTS[principal.role]:
+            return f"{principal.id} may not post {event.type}: {may_do(principal)}"
+        if isinstance(event, ClockTick):
             return None
-        by = f"by {poster}" if poster else "without a principal (by an operator's tool)"
-        return (
-            f"{principal.id} may retract only events it posted; "
-            f"{event.target_event_id!r} was posted {by}"
-        )
-    return None
+        if not scope:
+            scope.append(units_in_scope(principal, registry))
+        if scope[0] is not None and event.unit not in scope[0]:
+            return f"{principal.id} may not post for unit {event.unit!r}: {may_do(principal)}"
+        if isinstance(event, EventRetracted):
+            poster = posted_by_of(event.target_event_id)
+            # Not logged: the engine rejects it as a retraction of an unknown event (contract 2).
+            if poster in (None, principal.id):
+                return None
+            by = f"by {poster}" if poster else "without a principal (by an operator's tool)"
+            return (
+                f"{principal.id} may retract only events it posted; "
+                f"{event.target_event_id!r} was posted {by}"
+            )
+        return None
+
+    return check
 
 
 def may_read(

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from tracker.principals import Principal, PrincipalStore
 from tracker.serve.limits import Limits, RateLimiter, retry_after
@@ -38,7 +39,7 @@ def get_limits(request: Request) -> Limits:
     return limits
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     cookie: Annotated[str | None, Depends(_cookie)],
@@ -50,7 +51,13 @@ def current_principal(
             "no token: send `Authorization: Bearer <token>` (see `tracker principals add`)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    principal = get_principals(request).authenticate(token)
+    # On the event loop when this process has verified the token before: a thread for every
+    # request (FastAPI runs a plain function in one) cost each single post a hand-over there
+    # and back; PBKDF2, the first time, runs in one.
+    principals = get_principals(request)
+    principal = principals.verified(token)
+    if principal is None:
+        principal = await run_in_threadpool(principals.authenticate, token)
     if principal is None:
         raise HTTPException(
             401,

@@ -25,7 +25,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from schemas.events import ClockTick, Event
+from schemas.events import ClockTick, Event, EventRetracted
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import StoreError, StoreReader
@@ -33,45 +33,87 @@ from streams.kafka_auth import KafkaLogin
 from streams.post import Poster
 from streams.topics import DEFAULT_PARTITIONS, TopicError, Topics, partition_for, quiet_kafka
 from tracker.principals import Principal
+from tracker.serve.authz import PostedByOf
 from tracker.serve.service import (
     Clock,
+    Door,
     LineResult,
     LineStatus,
     Service,
     ServiceUnavailable,
     SubmitResult,
     _Checked,
-    logged_poster,
     wall_clock,
 )
 from tracker.serve.signing import intake_signer, signed_batch_headers
+
+# One record to produce: the event's text, the event, its headers (the envelope).
+Record = tuple[str, Event, list[tuple[str, bytes]]]
+# The producer's batches: a request of 500 events is ~60 KB per partition of the default four,
+# so that it goes in one produce request (aiokafka's default, 16 KB, took four round trips per
+# partition, one after the other). Under the broker's limit on a batch (1 MB by default).
+MAX_BATCH_BYTES = 256 * 1024
+# A request's records for one partition go as a batch of their own from this many on; fewer go
+# one `send` each, into the producer's open batch, with the records of concurrent requests (a
+# batch of our own waits, the lock held, while the partition has one queued already).
+OWN_BATCH_FROM = 16
 
 
 class EnvelopePoster(Poster):
     """`tracker post`'s producer and partitioning, with the envelope headers on every record."""
 
-    async def send_with_headers(
-        self, raw: str, event: Event, headers: list[tuple[str, bytes]]
-    ) -> list[asyncio.Future[Any]]:
+    async def send_all(
+        self, records: Sequence[Record], handed: dict[int, tuple[asyncio.Future[Any], ...]]
+    ) -> None:
+        """Hand a request's records to the producer in order: each partition's as one batch
+        (`create_batch`/`send_batch`; a new one when it is full) when there are many, which
+        saves the per-record work of `send` (a metadata wait, a partition check, a future).
+        `handed[i]`: the delivery futures of record `i` (every partition's for a tick), set
+        once all are handed over; a record missing from it when this raises was not."""
         producer = self._producer
         assert producer is not None, "start() first"
-        value = raw.encode("utf-8")
-        if isinstance(event, ClockTick):
-            # Event time must advance in every partition: each has its own engine.
-            return [
-                await producer.send(self.topics.events, value, partition=p, headers=headers)
-                for p in range(self.partitions)
-            ]
-        root = self.registry.root(event.unit)
-        return [
-            await producer.send(
-                self.topics.events,
-                value,
-                key=root.encode(),
-                partition=partition_for(root, self.partitions),
-                headers=headers,
-            )
-        ]
+        topic = self.topics.events
+        # partition -> (record, key, value, headers) in order
+        parts: dict[int, list[tuple[int, bytes | None, bytes, list[tuple[str, bytes]]]]] = {}
+        for i, (raw, event, headers) in enumerate(records):
+            value = raw.encode("utf-8")
+            if isinstance(event, ClockTick):
+                # Event time must advance in every partition: each has its own engine.
+                for p in range(self.partitions):
+                    parts.setdefault(p, []).append((i, None, value, headers))
+            else:
+                root = self.registry.root(event.unit)
+                partition = partition_for(root, self.partitions)
+                parts.setdefault(partition, []).append((i, root.encode(), value, headers))
+        futures: list[list[asyncio.Future[Any]]] = [[] for _ in records]
+        try:
+            for partition, entries in parts.items():
+                if len(entries) < OWN_BATCH_FROM:
+                    for i, key, value, headers in entries:
+                        futures[i].append(
+                            await producer.send(
+                                topic, value, key=key, partition=partition, headers=headers
+                            )
+                        )
+                    continue
+                batch, members = producer.create_batch(), list[int]()
+                for i, key, value, headers in entries:
+                    # a full batch refuses the record (None): it goes, and a new one takes it
+                    if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                        sent = await producer.send_batch(batch, topic, partition=partition)
+                        for member in members:
+                            futures[member].append(sent)
+                        batch, members = producer.create_batch(), []
+                        batch.append(timestamp=None, key=key, value=value, headers=headers)
+                    members.append(i)
+                batch.close()  # nothing else goes in it
+                sent = await producer.send_batch(batch, topic, partition=partition)
+                for member in members:
+                    futures[member].append(sent)
+        finally:
+            for i, (_, event, _) in enumerate(records):
+                if len(futures[i]) == (self.partitions if isinstance(event, ClockTick) else 1):
+                    handed[i] = tuple(futures[i])
 
 
 @dataclass(frozen=True)
@@ -122,7 +164,14 @@ class KafkaService(Service):
         # No linger: a single post is sent at once; records handed over while a produce request
         # is on its way go together in the next one.
         self.poster = EnvelopePoster(
-            bootstrap, self.topics, registry, partitions, login=login, admin=admin, linger_ms=0
+            bootstrap,
+            self.topics,
+            registry,
+            partitions,
+            login=login,
+            admin=admin,
+            linger_ms=0,
+            max_batch_bytes=MAX_BATCH_BYTES,
         )
         try:
             with quiet_kafka():
@@ -148,7 +197,7 @@ class KafkaService(Service):
         results: dict[int, LineResult] = {}
         others: list[tuple[_Checked, _Sending]] = []  # sent by a request still waiting
         with self._held(self._lock):
-            self.authorize(door, principal, self._posted_by_of)
+            self.authorize(door, principal, self._posters_of(door))
             if door.refused:
                 return SubmitResult(tuple(door.refused), self.backend)
             fresh: list[_Checked] = []
@@ -174,29 +223,29 @@ class KafkaService(Service):
     ) -> tuple[list[tuple[_Checked, _Sending]], str | None]:
         """Hand the items to the producer (its buffer; nothing waits for the broker here)."""
         envelope = self.envelope(principal)
-        handed: list[list[asyncio.Future[Any]]] = []
+        records: list[Record] = []
         # one signature for the request's records, each record's proof in its header
         signed = signed_batch_headers(self._signer, envelope, [item.raw for item in items])
-
-        async def send() -> None:
-            for item, headers in zip(items, signed, strict=True):
-                handed.append(await self.poster.send_with_headers(item.raw, item.event, headers))
-
+        for item, headers in zip(items, signed, strict=True):
+            records.append((item.raw, item.event, headers))
+        handed: dict[int, tuple[asyncio.Future[Any], ...]] = {}
         error = None
         try:
             if items:
-                self._run(send(), self.lock_timeout_s)
+                self._run(self.poster.send_all(records, handed), self.lock_timeout_s)
         except concurrent.futures.TimeoutError:
             error = f"the producer did not take every record within {self.lock_timeout_s:g}s"
         except (KafkaError, TopicError) as exc:
             error = f"Kafka: {exc}"
         sent = []
-        for item, futures in zip(items, handed, strict=False):
-            sending = _Sending(principal.id, tuple(futures))
+        for i, item in enumerate(items):
+            futures = handed.get(i)
+            if futures is None:
+                sent.append((item, _Sending(principal.id, ())))  # not handed over: not sent
+                continue
+            sending = _Sending(principal.id, futures)
             self._in_flight[item.event.event_id] = sending
             sent.append((item, sending))
-        for item in items[len(handed) :]:
-            sent.append((item, _Sending(principal.id, ())))  # not handed over: not sent
         return sent, error
 
     def _confirm(
@@ -231,22 +280,51 @@ class KafkaService(Service):
             results[item.line] = LineResult(item.line, status, item.event.event_id)
         return error
 
-    def _posted_by_of(self, event_id: str) -> str | None:
-        """The intake's own memory first (what it sent, confirmed or on its way), then the store
-        (through the worker while it holds an embedded one). Only retractions ask; a store that
+    def _posters_of(self, door: Door) -> PostedByOf:
+        """Who posted an event, for the retractions of one request: the intake's own memory
+        first (what it sent, confirmed or on its way), then the store (through the worker while
+        it holds an embedded one), asked once for every retraction target of the request that
+        the memory does not place, when a line first needs it: opening the store costs tens of
+        milliseconds, and it was opened for every such line. Only retractions ask; a store that
         cannot be read refuses the request (503) rather than let a retraction through
         unchecked."""
+        targets = [
+            c.event.target_event_id for c in door.passed if isinstance(c.event, EventRetracted)
+        ]
+        logged: dict[str, str | None] = {}
+
+        def posted_by_of(event_id: str) -> str | None:
+            known = self._known_poster(event_id)
+            if known is not None:
+                return known
+            if event_id not in logged:
+                wanted = [
+                    t
+                    for t in dict.fromkeys([event_id, *targets])
+                    if t not in logged and self._known_poster(t) is None
+                ]
+                found = self._logged_posters(wanted)
+                logged.update((t, found.get(t)) for t in wanted)
+            return logged[event_id]
+
+        return posted_by_of
+
+    def _known_poster(self, event_id: str) -> str | None:
         recent = self.recent_poster(event_id)
         if recent is not None:
             return recent
         sending = self._in_flight.get(event_id)
-        if sending is not None:
-            return sending.poster
+        return None if sending is None else sending.poster
+
+    def _logged_posters(self, event_ids: list[str]) -> dict[str, str]:
         reader = self.reader()
         try:
-            return logged_poster(reader, event_id)
+            return {k: poster for k, (poster, _) in reader.posters(event_ids).items()}
         except StoreError as exc:
-            raise ServiceUnavailable(f"cannot tell who posted {event_id!r}: {exc}") from None
+            shown = ", ".join(repr(e) for e in event_ids[:3]) + (
+                " ..." if len(event_ids) > 3 else ""
+            )
+            raise ServiceUnavailable(f"cannot tell who posted {shown}: {exc}") from None
         finally:
             reader.close()
 

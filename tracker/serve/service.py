@@ -37,7 +37,7 @@ from schemas.rulebook import Rulebook
 from sinks.base import StoreReader
 from streams.post import Validator
 from tracker.principals import Principal
-from tracker.serve.authz import PostedByOf, may_post
+from tracker.serve.authz import PostedByOf, post_check
 
 Clock = Callable[[], datetime]
 LineStatus = Literal["accepted", "duplicate", "rejected", "invalid", "forbidden", "not_sent"]
@@ -193,8 +193,9 @@ class Service:
         def poster(event_id: str) -> str | None:
             return principal.id if event_id in earlier else posted_by_of(event_id)
 
+        may_post = post_check(principal, self.registry, poster)
         for checked in door.passed:
-            why = may_post(principal, checked.event, self.registry, poster)
+            why = may_post(checked.event)
             if why is not None:
                 door.refused.append(
                     LineResult(checked.line, "forbidden", checked.event.event_id, why)
