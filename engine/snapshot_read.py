@@ -44,6 +44,9 @@ class _Reader:
             book_id: {r.rule_id: r for rules in book.by_trigger.values() for r in rules}
             for book_id, book in engine._books.items()
         }
+        self.rule_rows: list[tuple[str, CompiledRule]] = []
+        self.forms: dict[tuple[int, str], str] = {}  # canonical-form prefix per assessment, rule
+        self.amounts: dict[str, Decimal] = {}  # points by their text: a ledger has few amounts
         self.assessments: list[Assessment] = []
         self.claims: list[Claim] = []
         self.claim_owner: list[Assessment] = []
@@ -58,6 +61,12 @@ class _Reader:
         e.closed_through = None if closed is None else integer(closed, "closed_through", low=None)
         e._deadlines._arrivals = integer(plain.get("arrivals"), "arrivals")
         e._deadlines._versions = integer(plain.get("versions"), "versions")
+        for i, r in enumerate(table(plain, "rules")):
+            book_id, rule_id = fields(r, 2, f"rules[{i}]")
+            found = self.rules.get(text(book_id, "rules"), {}).get(text(rule_id, "rules"))
+            if found is None:
+                raise SnapshotError(f"rules[{i}]: unknown rule {rule_id!r} of {book_id!r}")
+            self.rule_rows.append((book_id, found))
         rows = table(plain, "assessments")
         self.assessments = [self._assessment(r, f"assessments[{i}]") for i, r in enumerate(rows)]
         for i, r in enumerate(table(plain, "claims")):
@@ -113,32 +122,42 @@ class _Reader:
             if a.used[cap] > a.cap_points[cap]:
                 raise SnapshotError(f"{where}: cap {cap} used beyond its {a.cap_points[cap]}")
         for g in sequence(generations, where):
-            rule_id, key, count = fields(g, 3, f"{where} generation")
-            self.rule(book_id, rule_id, where)
+            ref, key, count = fields(g, 3, f"{where} generation")
+            rule_id = self.rule(book_id, ref, where).rule_id
             a.generations[(rule_id, text(key, where))] = integer(count, where, low=1)
         a.seq, a.head = integer(seq, where), digest_text(head, where)
         return a
 
     def _claim(self, row: object, where: str) -> None:
-        owner, rule_id, key, source, ids, at, reason, supporters, applied, entry, version, cid = (
-            fields(row, 12, where)
+        owner, ref, key, source, ids, at, reason, supporters, applied, entry, version, cid = fields(
+            row, 12, where
         )
         a = self.ref(self.assessments, owner)
-        rule = self.rule(a.rulebook, rule_id, where)
+        rule = self.rule(a.rulebook, ref, where)
+        form = self.forms.get((owner, rule.rule_id))
+        if form is None:
+            form = fixed_fields(a.unit, a.year, a.rulebook, rule.indicator, rule.item, rule.key)
+            self.forms[(owner, rule.rule_id)] = form
+        event_ids = tuple(text(i, where) for i in sequence(ids, where))
+        backers = event_ids if supporters is None else sequence(supporters, where)
+        amount = self.amounts.get(applied) if isinstance(applied, str) else None
+        if amount is None:
+            amount = self.amounts[applied] = points(applied, where)
+        cid, version = text(cid, where), integer(version, where)
         claim = Claim(
-            text(cid, where),
+            cid,
             rule,
             text(key, where),
             rule.rule.points,
             self.unit(source, where),
-            tuple(text(i, where) for i in sequence(ids, where)),
+            event_ids,
             instant(at, where),
             text(reason, where),
-            {text(s, where): None for s in sequence(supporters, where)},
-            fixed_fields(a.unit, a.year, a.rulebook, rule.indicator, rule.item, rule.key),
-            points(applied, where),
-            text(entry, where),
-            integer(version, where),
+            {text(s, where): None for s in backers},
+            form,
+            amount,
+            entry_id_of(cid, version) if entry is None else text(entry, where),
+            version,
         )
         if claim.applied > claim.requested:
             raise SnapshotError(f"{where}: applied {claim.applied} beyond {claim.requested}")
@@ -235,18 +254,19 @@ class _Reader:
             raise SnapshotError(f"{where}: unknown unit {value!r}")
         return value
 
-    def rule(self, book_id: str, rule_id: object, where: str) -> CompiledRule:
-        found = self.rules.get(book_id, {}).get(rule_id) if isinstance(rule_id, str) else None
-        if found is None:
-            raise SnapshotError(f"{where}: unknown rule {rule_id!r} of {book_id!r}")
-        return found
+    def rule(self, book_id: str, ref: object, where: str) -> CompiledRule:
+        """The rule of row `ref` of the rules table, which must be of rulebook `book_id`."""
+        book, rule = self.ref(self.rule_rows, ref)
+        if book != book_id:
+            raise SnapshotError(f"{where}: rule {rule.rule_id!r} is not of {book_id!r}")
+        return cast(CompiledRule, rule)
 
     def routes(self, value: object, where: str) -> tuple[tuple[Assessment, CompiledRule], ...]:
         out = []
         for pair in sequence(value, where):
-            a_index, rule_id = fields(pair, 2, f"{where} route")
+            a_index, ref = fields(pair, 2, f"{where} route")
             a = self.ref(self.assessments, a_index)
-            out.append((a, self.rule(a.rulebook, rule_id, where)))
+            out.append((a, self.rule(a.rulebook, ref, where)))
         return tuple(out)
 
     def pairs(self, value: object, where: str) -> list[tuple[Assessment, Claim]]:
@@ -255,6 +275,11 @@ class _Reader:
             claim = self.ref(self.claims, n)
             out.append((self.claim_owner[n], claim))
         return out
+
+
+def entry_id_of(claim_id: str, version: int) -> str:
+    """The id of a claim's current entry after `version` writes (engine/caps.py `_write`)."""
+    return claim_id if version <= 1 else f"{claim_id}.{version - 1}"
 
 
 # -- values -----------------------------------------------------------------------------------

@@ -222,7 +222,9 @@ MALFORMED: list[tuple[tuple[Any, ...], Any, str]] = [
     (("assessments", 0, 3), {"no-such-cap": "1"}, "unknown cap"),  # a cap the book lacks
     (("assessments", 0, 3), NEGATIVE_USED, "non-negative"),  # negative points used
     (("assessments", 0, 6), "not-a-hash", "chain value"),  # a chain value that is not one
-    (("claims", 0, 1), "x/1/none", "unknown rule"),  # a rule the book lacks
+    (("rules", 0, 1), "x/1/none", "unknown rule"),  # a rule the book lacks
+    (("rules", 0, 0), "other-book", "unknown rule"),  # a rulebook the registry does not use
+    (("claims", 0, 1), "x/1/none", "out of its table"),  # a rule named, not referred to
     (("claims", 0, 8), "NaN", "non-negative"),  # points that are no amount
     (("claims", 0, 8), "-0.5", "non-negative"),  # negative points
     (("claims", 0, 8), "1000", "beyond"),  # more applied than the rule asks
