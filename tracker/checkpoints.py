@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from config.signing import Signer
 from engine import Engine, WorkCalendar
-from engine.snapshot import SnapshotError, restore, snapshot
+from engine.snapshot import SnapshotError, gc_paused, restore, snapshot
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks import checkpoint
@@ -42,7 +42,8 @@ def resume(
 ) -> Resumed | None:
     """The engine as the partition's checkpoint left it, if the checkpoint is to be trusted;
     else None (and, when there is one, a warning saying why it is not used)."""
-    found = checkpoint.trusted(store, partition, signer.verifier)
+    with gc_paused():  # the JSON of a big state: engine/snapshot.py says why
+        found = checkpoint.trusted(store, partition, signer.verifier)
     if found is None:
         return None
     if isinstance(found, str):
@@ -64,6 +65,7 @@ def save(
 ) -> checkpoint.Checkpoint:
     """Checkpoint the engine, which has applied the partition's events through `seq` and whose
     outputs are stored (the caller wrote them)."""
-    made = checkpoint.make(signer, partition, seq, head, snapshot(engine), datetime.now(UTC))
+    with gc_paused():
+        made = checkpoint.make(signer, partition, seq, head, snapshot(engine), datetime.now(UTC))
     store.save_checkpoint(made)
     return made
