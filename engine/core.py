@@ -62,6 +62,7 @@ class Engine:
                     f"rulebook {a.rulebook} is for {book.tier} {book.year}, not {a.tier} {a.year}"
                 )
         self.registry = registry
+        self.rulebooks = rulebooks  # what a snapshot's fingerprint names (engine/snapshot.py)
         self.calendar = calendar
         self.retain_years = retain_years
         self._books: dict[str, CompiledRulebook] = {

@@ -43,6 +43,7 @@ from sinks.errors import HistoryMissingError as HistoryMissingError
 from sinks.errors import StoreError as StoreError
 
 if TYPE_CHECKING:
+    from sinks.checkpoint import Checkpoint
     from sinks.event_log import EventLogWriter
 
 
@@ -191,6 +192,16 @@ class StoreWriter(Protocol):
 
     def logged_partitions(self) -> set[int]:
         """The partitions the event log holds events in."""
+        ...
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Keep the checkpoint (sinks/checkpoint.py) as its partition's one: the partition's
+        others are dropped. Written only after the rows it covers are stored."""
+        ...
+
+    def load_checkpoint(self, partition: int = 0) -> Checkpoint | None:
+        """The partition's checkpoint of the highest `through_seq`, as stored: untrusted
+        (sinks/checkpoint.py `trusted` checks it)."""
         ...
 
     def close(self) -> None: ...

@@ -22,6 +22,7 @@ from schemas.ledger import (
 )
 from sinks import clickhouse_totals as kept
 from sinks.base import Batch, StoreError
+from sinks.clickhouse_checkpoint import CheckpointTables
 from sinks.clickhouse_config import ConfigTables
 from sinks.clickhouse_rows import (
     DEADLINE_COLS,
@@ -60,7 +61,7 @@ STORE_ID = "store_id"  # meta key: a random id given to the store when it is cre
 __all__ = ["ClickHouseStore", "connect", "split_dsn"]
 
 
-class ClickHouseStore(ConfigTables):
+class ClickHouseStore(ConfigTables, CheckpointTables):
     """`create=False` opens an existing store only (readers): a missing one is a NoStoreError
     and nothing is created, neither directories nor databases nor tables."""
 

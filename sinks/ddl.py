@@ -89,6 +89,13 @@ TABLES: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS {{db}}.batches (
             partition UInt16, through_seq UInt64, events UInt32, written_at {TS}
         ) ENGINE = ReplacingMergeTree(through_seq) ORDER BY partition""",
+    # Checkpoints of the engine's state (sinks/checkpoint.py): a partition's state through
+    # `through_seq` as signed JSON text. A writer keeps the latest only (it deletes older ones).
+    "checkpoints": f"""
+        CREATE TABLE IF NOT EXISTS {{db}}.checkpoints (
+            partition UInt16, through_seq UInt64, head String, state String CODEC(ZSTD(3)),
+            signature String, written_at {TS}
+        ) ENGINE = ReplacingMergeTree ORDER BY (partition, through_seq)""",
     "meta": """
         CREATE TABLE IF NOT EXISTS {db}.meta (
             key String, value String, saved_at DateTime64(6)

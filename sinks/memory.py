@@ -19,6 +19,7 @@ from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.as_of import RowsAsOf
 from sinks.base import Batch, RegistryChange, registry_hash
+from sinks.checkpoint import Checkpoint
 from sinks.event_log import EventLogWriter
 from sinks.faulty import before_write
 
@@ -43,6 +44,7 @@ class MemoryStore:
         self._changes: list[RegistryChange] = []
         self._heads: dict[tuple[str, str, int], ChainHead] = {}
         self._log_writer: EventLogWriter | None = None
+        self._checkpoints: dict[int, Checkpoint] = {}
 
     def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None:
         before_write("config")
@@ -125,6 +127,13 @@ class MemoryStore:
             before_write("batches")
             for partition, seq in marks.items():
                 self._committed[partition] = max(seq, self._committed.get(partition, 0))
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        before_write("checkpoints")
+        self._checkpoints[checkpoint.partition] = checkpoint
+
+    def load_checkpoint(self, partition: int = 0) -> Checkpoint | None:
+        return self._checkpoints.get(partition)
 
     def committed_seq(self, partition: int = 0) -> int:
         return self._committed.get(partition, 0)

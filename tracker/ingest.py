@@ -55,7 +55,10 @@ def ingest(
     sink.save_config(registry, books)
     tracker = Tracker(sink, registry, books, calendar, batch_size=batch_size, signer=signer)
     tracker.restore()
-    return tracker.feed_lines(lines, origin)
+    summary = tracker.feed_lines(lines, origin)
+    # the next run starts from here rather than replaying the log (tracker/checkpoints.py)
+    tracker.checkpoint()
+    return summary
 
 
 def _same_config(

@@ -37,6 +37,7 @@ from schemas.rulebook import Rulebook
 from sinks.base import Batch, Store, StoreError
 from sinks.event_log import EventLogWriter, claim_event_log
 from sinks.heads import sign_envelopes, sign_heads
+from tracker import checkpoints
 
 Clock = Callable[[], datetime]
 BATCH_SIZE = 20_000  # records per store write: big parts for ClickHouse, bounded memory
@@ -57,7 +58,8 @@ class Summary:
 
 
 class Tracker:
-    """One engine and one store; `restore()` first replays the store's log to rebuild state."""
+    """One engine and one store; `restore()` first rebuilds the engine's state from the store
+    (its checkpoint and the log after it, or the whole log)."""
 
     def __init__(
         self,
@@ -71,6 +73,7 @@ class Tracker:
         partition: int = 0,
         remember_log: bool = False,
         signer: Signer | None = None,
+        warn: checkpoints.Warn = checkpoints.warn_stderr,
     ) -> None:
         """`remember_log`: keep the ids of the whole event log in memory (read by `restore`, and
         added to as events are logged) and ask the store no more which ids it holds. Only for
@@ -103,26 +106,65 @@ class Tracker:
         self._looked_up_logged: set[str] = set()
         self._log_ids: set[str] | None = set() if remember_log else None
         self._claimed = False  # whether this tracker checked it may write the store's event log
+        self.warn = warn  # told why a checkpoint is not used (one line)
+        self._checkpoint_seq = 0  # the position of the partition's latest checkpoint known
 
     def restore(self) -> int:
-        """Replay every logged event so that new input continues the stream, and finish the
+        """Replay the logged events so that new input continues the stream, and finish the
         writes of a run that stopped half-way (sinks/base.py): the outputs of the events logged
-        after the last commit mark are derived again and written, with a new mark. A store
-        whose event log a Kafka worker writes is refused first (sinks/event_log.py)."""
+        after the last commit mark are derived again and written, with a new mark. With a
+        trusted checkpoint (tracker/checkpoints.py) only the events after it are replayed.
+        A store whose event log a Kafka worker writes is refused first (sinks/event_log.py)."""
         self._claim()
         committed = self.store.committed_seq(self.partition)
+        resumed = self._resume()
         replayed = 0
         ids = self._log_ids = None if self._log_ids is None else set()
+        if not resumed or ids is not None:
+            replayed = self._replay_log(committed, ids)
+        while page := self.store.logged_events_after(self.partition, self._seq, self.batch_size):
+            redo = Batch()  # the events are rewritten as well: the commit mark is made from them
+            for logged in page:
+                outcome = self._replay(logged)
+                if logged.seq > committed:
+                    redo.events.append(logged)
+                    redo.entries.extend(outcome.entries)
+                    redo.deadlines.extend(outcome.deadlines)
+                    redo.seen.extend(outcome.seen)
+            if redo.events:
+                self._sign(redo)
+                self.store.write(redo)
+            replayed += len(page)
+        self._log_written = replayed > 0 or self._seq > 0
+        return replayed
+
+    def _resume(self) -> bool:
+        """The engine from the partition's checkpoint, when there is one to trust."""
+        if self.signer is None:  # a checkpoint is trusted only with the writer's key
+            return False
+        found = checkpoints.resume(
+            self.store, self.partition, self.signer, self._config, warn=self.warn
+        )
+        if found is None:
+            return False
+        self.engine, self._seq, self._head = found.engine, found.seq, found.head
+        self._checkpoint_seq = found.seq
+        return True
+
+    def _replay_log(self, committed: int, ids: set[str] | None) -> int:
+        """The whole log read once: the partition's events after the engine's position and up
+        to the commit mark replayed, and (`remember_log`) the ids of every event remembered."""
+        replayed = 0
         events = self.store.logged_events()
         try:
             for logged in events:
                 if ids is not None:
                     ids.add(logged.event_id)  # of every partition, as `known_events` answers
-                if logged.partition != self.partition:
-                    continue
+                if logged.partition != self.partition or logged.seq <= self._seq:
+                    continue  # another partition's, or applied already (the checkpoint)
                 if logged.seq > committed:
                     if ids is None:
-                        break  # the tail, replayed below page by page with its outputs
+                        break  # the tail, replayed page by page with its outputs
                     continue
                 self._replay(logged)
                 replayed += 1
@@ -130,18 +172,20 @@ class Tracker:
             close = getattr(events, "close", None)  # a store's result stream blocks its writes
             if close is not None:
                 close()
-        while page := self.store.logged_events_after(self.partition, self._seq, self.batch_size):
-            redo = Batch(events=page)  # rewritten as well: the commit mark is made from them
-            for logged in page:
-                outcome = self._replay(logged)
-                redo.entries.extend(outcome.entries)
-                redo.deadlines.extend(outcome.deadlines)
-                redo.seen.extend(outcome.seen)
-            self._sign(redo)
-            self.store.write(redo)
-            replayed += len(page)
-        self._log_written = replayed > 0
         return replayed
+
+    def checkpoint(self) -> bool:
+        """Store what is pending, then checkpoint the engine's state through the partition's
+        last logged event (tracker/checkpoints.py), unless the store has that one already.
+        Without a signing key there are no checkpoints. Whether one was written."""
+        self.flush()
+        if self.signer is None or self._seq in (0, self._checkpoint_seq):
+            return False
+        checkpoints.save(
+            self.store, self.partition, self.signer, self.engine, self._seq, self._head
+        )
+        self._checkpoint_seq = self._seq
+        return True
 
     def _claim(self) -> None:
         """Once, before its first write: the store's event log is the intake's (or new)."""

@@ -173,6 +173,9 @@ def test_a_restarted_server_continues_the_store(
     assert first.post("centre", events[:10]).json()["accepted"] == 10
     first.service.close()
     again = ClickHouseStore(chdb_dsn)
+    # closing checkpointed the engine: the next start restores it (docs/ingest.md)
+    found = again.load_checkpoint(0)
+    assert found is not None and found.through_seq == 10
     try:
         second = serve(again, tmp_path / "2")
         out = second.post("centre", events).json()

@@ -503,13 +503,13 @@ LINES[4:4] = [
 ]
 
 
-def _ingest(sink: Store, lines: Sequence[str]) -> None:
-    ingest(sink, REGISTRY, BOOKS, engine().calendar, lines, "f.jsonl", batch_size=3)
+def _ingest(sink: Store, lines: Sequence[str], signer: Signer | None = None) -> None:
+    ingest(sink, REGISTRY, BOOKS, engine().calendar, lines, "f.jsonl", batch_size=3, signer=signer)
 
 
-def _expected(lines: Sequence[str]) -> dict[str, Any]:
+def _expected(lines: Sequence[str], signer: Signer | None = None) -> dict[str, Any]:
     sink = MemoryStore()
-    _ingest(sink, lines)
+    _ingest(sink, lines, signer)
     return dump(sink)
 
 
@@ -517,37 +517,58 @@ def _outputs(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k != "letters"}
 
 
+@pytest.mark.parametrize("signer", [None, SIGNER], ids=["unsigned", "checkpointed"])
 def test_a_store_error_at_any_write_is_recovered_by_the_next_run(
-    new_store: Callable[[], Store],
+    new_store: Callable[[], Store], signer: Signer | None
 ) -> None:
     """An insert fails (disk full, store down) at write N: the next run - with the same file, or
-    with an empty one and then the same file - leaves the store as an uninterrupted run does."""
-    full = _expected(LINES)
+    with an empty one and then the same file - leaves the store as an uninterrupted run does.
+    Signed, each run also ends with a checkpoint (its write among the N), which the next starts
+    from."""
+    full = _expected(LINES, signer)
     failures = []
     for n in itertools.count(1):
         same, empty = new_store(), new_store()
         with write_drill("error", n) as drill, contextlib.suppress(StoreError):
-            _ingest(same, LINES)
+            _ingest(same, LINES, signer)
         if drill.writes < n:
             break  # n is past the last write
         with write_drill("error", n), pytest.raises(StoreError):
-            _ingest(empty, LINES)
+            _ingest(empty, LINES, signer)
 
-        _ingest(same, LINES)
+        _ingest(same, LINES, signer)
         if dump(same) != full:
             failures.append(f"write {n}: re-run with the same lines differs")
-        _ingest(empty, [])
+        _ingest(empty, [], signer)
         got = dump(empty)
-        want = _expected(LINES[: lines_covered(got, LINES)])
+        want = _expected(LINES[: lines_covered(got, LINES)], signer)
         if _outputs(got) != _outputs(want) or not (
             set(map(tuple, want["letters"])) <= set(map(tuple, got["letters"]))
         ):
             failures.append(f"write {n}: re-run with no lines differs")
-        _ingest(empty, LINES)
+        _ingest(empty, LINES, signer)
         if dump(empty) != full:
             failures.append(f"write {n}: the same lines after an empty re-run differ")
     assert n > 6, "the stream should take several writes"
     assert failures == [], f"{len(failures)} of {3 * (n - 1)} re-runs differ: {failures}"
+
+
+def test_a_checkpoint_round_trips_and_replaces_the_partitions_others(sink: Store) -> None:
+    from sinks.checkpoint import Checkpoint
+
+    assert sink.load_checkpoint(0) is None
+    at = local(datetime(2026, 1, 1, tzinfo=UTC))
+    state = '{"engine": {"text": "福州 \\u0000 ok"}}'
+    made = [Checkpoint(p, seq, "ab" * 32, state, f"sig{seq}", at) for p, seq in ((0, 5), (1, 7))]
+    for cp in made:
+        sink.save_checkpoint(cp)
+    assert [sink.load_checkpoint(0), sink.load_checkpoint(1)] == made
+    # a partition's new checkpoint is its one, whatever the seq of the one it replaces
+    lower = Checkpoint(0, 3, "cd" * 32, state, "sig3", at)
+    sink.save_checkpoint(lower)
+    assert sink.load_checkpoint(0) == lower
+    assert sink.load_checkpoint(1) == made[1]
+    assert sink.load_checkpoint(2) is None
 
 
 def test_a_store_made_before_chains_reads_as_such_and_gains_the_columns(chdb_dsn: str) -> None:

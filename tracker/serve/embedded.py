@@ -372,11 +372,17 @@ class EmbeddedService(Service):
         return cast(StoreReader, LockedReader(self.store, self))
 
     def close(self) -> None:
-        """Apply what is journaled (within the timeout; the rest at the next start), then
-        close the store."""
+        """Apply what is journaled (within the timeout; the rest at the next start), checkpoint
+        the engine's state (the next start restores it: docs/ingest.md), then close the store."""
         with self._state:
             self._closing = True
             self._state.notify_all()
         self._thread.join(self.lock_timeout_s)
         with self._held(self._lock):
+            tracker = self._tracker
+            if tracker is not None and not self._thread.is_alive():  # else the applier's
+                try:
+                    tracker.checkpoint()
+                except StoreError as exc:  # the next start replays the log instead
+                    log.warning("no checkpoint written on close: %s", exc)
             self.store.close()
