@@ -35,8 +35,13 @@ class CountingSigner(Signer):
         return super().sign(message)
 
     def intake(self) -> list[bytes]:
-        """The messages signed at intake: events or batches of them (not chain heads)."""
-        return [m for m in self.signed if not m.startswith(b'["tracker-head"')]
+        """The messages signed at intake: events or batches of them (not chain heads, nor the
+        engine's checkpoint a writer signs when it closes)."""
+        return [
+            m
+            for m in self.signed
+            if not m.startswith((b'["tracker-head"', b'["tracker-checkpoint"'))
+        ]
 
 
 class CountingStore(MemoryStore):
