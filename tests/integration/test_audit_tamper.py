@@ -420,12 +420,26 @@ def test_a_bundle_verifies_elsewhere_and_a_changed_byte_is_rejected(
     assert "Traceback" not in out.err
 
 
+def resummed(members: dict[str, bytes], name: str, content: bytes, tmp_path: Path) -> Path:
+    """The bundle with member `name` replaced and the manifest's checksum of it recomputed, as
+    whoever edits a bundle would: only the chains and the signatures can tell."""
+    import hashlib
+
+    members = dict(members, **{name: content})
+    manifest = json.loads(members["manifest.json"])
+    manifest["sha256"][name] = hashlib.sha256(content).hexdigest()
+    members["manifest.json"] = json.dumps(manifest).encode()
+    edited = tmp_path / "edited.zip"
+    with zipfile.ZipFile(edited, "w") as zf:
+        for member, data in members.items():
+            zf.writestr(member, data)
+    return edited
+
+
 def test_a_bundle_edited_and_resummed_is_caught_by_its_chains(
     base: Base, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """An amount changed in the bundle's ledger and the manifest's checksum recomputed."""
-    import hashlib
-
     unit, year = base.chain.split("/")
     bundle = tmp_path / "bundle.zip"
     assert main(["audit", "export", "--store", base.dsn(base.db), "--unit", unit, "--year", year, "--out", str(bundle)]) == 0  # fmt: skip
@@ -435,14 +449,7 @@ def test_a_bundle_edited_and_resummed_is_caught_by_its_chains(
     second = json.loads(lines[1])
     second["applied"] = str(float(second["applied"]) + 1)
     lines[1] = json.dumps(second)
-    members["ledger.jsonl"] = ("\n".join(lines) + "\n").encode()
-    manifest = json.loads(members["manifest.json"])
-    manifest["sha256"]["ledger.jsonl"] = hashlib.sha256(members["ledger.jsonl"]).hexdigest()
-    members["manifest.json"] = json.dumps(manifest).encode()
-    edited = tmp_path / "edited.zip"
-    with zipfile.ZipFile(edited, "w") as zf:
-        for name, content in members.items():
-            zf.writestr(name, content)
+    edited = resummed(members, "ledger.jsonl", ("\n".join(lines) + "\n").encode(), tmp_path)
     capsys.readouterr()
     code = main(["audit", "verify", "--bundle", str(edited), "--public-key", str(base.public_key)])
     out = capsys.readouterr().out
@@ -458,8 +465,6 @@ def test_a_bundle_with_an_event_edited_and_rehashed_names_the_event(
 ) -> None:
     """The bundle carries each event's batch proof: an event's poster changed in the bundle, the
     event log's hashes and the manifest's checksum recomputed - verify names that event."""
-    import hashlib
-
     unit, year = base.chain.split("/")
     bundle = tmp_path / "bundle.zip"
     assert main(["audit", "export", "--store", base.dsn(base.db), "--unit", unit, "--year", year, "--out", str(bundle)]) == 0  # fmt: skip
@@ -474,14 +479,8 @@ def test_a_bundle_with_an_event_edited_and_rehashed_names_the_event(
         values = dict(read.__dict__, at=local(read.at), received_at=local(read.received_at))
         row["digest"] = event_digest(values)
         row["chain"] = previous = link(previous, row["digest"])
-    members["events.jsonl"] = "".join(json.dumps(r) + "\n" for r in rows).encode()
-    manifest = json.loads(members["manifest.json"])
-    manifest["sha256"]["events.jsonl"] = hashlib.sha256(members["events.jsonl"]).hexdigest()
-    members["manifest.json"] = json.dumps(manifest).encode()
-    edited = tmp_path / "edited.zip"
-    with zipfile.ZipFile(edited, "w") as zf:
-        for name, content in members.items():
-            zf.writestr(name, content)
+    text = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    edited = resummed(members, "events.jsonl", text, tmp_path)
     capsys.readouterr()
     code = main(["audit", "verify", "--bundle", str(edited), "--public-key", str(base.public_key)])
     out = capsys.readouterr().out

@@ -17,6 +17,7 @@ from engine.chain import event_digest, event_message, link
 from schemas.ledger import LoggedEvent
 from sinks import Batch, MemoryStore
 from tests import builders
+from tests.unit.test_chains import tracker
 from tracker.audit import AuditData, verify
 from tracker.pipeline import Tracker
 
@@ -63,18 +64,9 @@ def notices(n: int, prefix: str = "n") -> list[str]:
 
 
 def ingest(store: MemoryStore, signer: Signer, lines: list[str], batch_size: int = 20) -> Tracker:
-    store.save_config(builders.REGISTRY, builders.BOOKS)
-    tracker = Tracker(
-        store,
-        builders.REGISTRY,
-        builders.BOOKS,
-        builders.calendar(),
-        clock=lambda: NOW,
-        batch_size=batch_size,
-        signer=signer,
-    )
-    tracker.feed_lines(lines, "f")
-    return tracker
+    fed = tracker(store, signer, batch_size)
+    fed.feed_lines(lines, "f")
+    return fed
 
 
 def test_ingest_signs_each_write_once_not_every_event() -> None:
@@ -381,15 +373,7 @@ def test_a_store_of_both_forms_verifies_and_names_a_changed_event_of_either() ->
     changed and the log rehashed is named."""
     store = MemoryStore()
     ingest(store, Signer(KEY), notices(8, "old"), batch_size=1)
-    later = Tracker(
-        store,
-        builders.REGISTRY,
-        builders.BOOKS,
-        builders.calendar(),
-        clock=lambda: NOW,
-        batch_size=1000,
-        signer=Signer(KEY),
-    )
+    later = tracker(store, Signer(KEY), batch_size=1000)
     later.restore()
     later.feed_lines(notices(8, "new"), "g")
     events = list(store.logged_events())
