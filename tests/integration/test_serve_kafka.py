@@ -387,5 +387,6 @@ def test_a_request_opens_the_store_once_for_its_retractions_not_once_per_line(
         )
     finally:
         service.close()
+    assert answer.status_code == 200, answer.text
     assert answer.json()["accepted"] == 5  # not logged: the engine judges them (contract 2)
     assert opened == ["store"]

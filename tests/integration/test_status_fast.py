@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from sinks.base import StoreError
-from sinks.clickhouse import ClickHouseStore
+from sinks.clickhouse import ClickHouseStore, connect
 from sinks.clickhouse_status import StatusQuery
 from sinks.views import status_rows
 from tests.builders import ev, tick
@@ -51,13 +52,27 @@ WHEN: list[datetime | None] = [None, *(w for w, _ in INSTANTS), at("2018-04-02T0
 FILTERS = [(None, None), ("fz", None), ("nd.gaj", 2020), (None, 2018), ("nobody", None)]
 
 
-@pytest.fixture(params=["escaped refs", "plain refs"])
-def store(request: pytest.FixtureRequest, chdb_dsn: str) -> Iterator[ClickHouseStore]:
-    events = [*STREAM, *(MORE if request.param == "escaped refs" else PLAIN)]
-    sink = ClickHouseStore(chdb_dsn)
-    fill(sink, events)
+def _filled(refs: str, chdb_path: Path) -> Iterator[ClickHouseStore]:
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    sink = ClickHouseStore(f"chdb://{chdb_path}?database={database}")
+    fill(sink, [*STREAM, *(MORE if refs == "escaped refs" else PLAIN)])
     yield sink
     sink.close()
+    client = connect(sink.dsn)
+    client.command(f"DROP DATABASE IF EXISTS {database}")
+    client.close()
+
+
+# The tests that only read share one store per kind of refs (filling one, and dropping it,
+# costs seconds); a test that changes its store gets its own (`own_store`).
+@pytest.fixture(scope="module", params=["escaped refs", "plain refs"])
+def store(request: pytest.FixtureRequest, chdb_path: Path) -> Iterator[ClickHouseStore]:
+    yield from _filled(request.param, chdb_path)
+
+
+@pytest.fixture(params=["escaped refs", "plain refs"])
+def own_store(request: pytest.FixtureRequest, chdb_path: Path) -> Iterator[ClickHouseStore]:
+    yield from _filled(request.param, chdb_path)
 
 
 def general(store: ClickHouseStore, unit: str | None, year: int | None, when: Any) -> list[Any]:
@@ -140,32 +155,33 @@ def test_the_kept_totals_answer_as_the_ledger_and_the_log_do(store: ClickHouseSt
 
 
 def test_a_store_made_before_kept_totals_is_read_from_the_ledger_then_filled(
-    store: ClickHouseStore,
+    own_store: ClickHouseStore,
 ) -> None:
     """A store without the kept tables (made before them) is answered from the ledger and the
     event log, by the SQL path and the general one; its next writer fills the tables from them
     and marks the store, and the answers stay the same."""
-    db = store.db
-    want = StatusQuery(store.dsn)
+    db = own_store.db
+    want = StatusQuery(own_store.dsn)
     try:
         before = answers(want, kept=True)
     finally:
         want.close()
     for table in ("ledger_points", "unit_years"):
-        store.client.command(f"DROP TABLE {db}.{table}")
-    store.client.command(
+        own_store.client.command(f"DROP TABLE {db}.{table}")
+    own_store.client.command(
         f"ALTER TABLE {db}.meta DELETE WHERE key = 'kept_totals' SETTINGS mutations_sync = 2"
     )
     for read_first in (True, False):  # then a writer opens it
         if not read_first:
-            ClickHouseStore(store.dsn).close()  # fills and marks
-        query = StatusQuery(store.dsn)
-        reader = ClickHouseStore(store.dsn, create=False)
+            ClickHouseStore(own_store.dsn).close()  # fills and marks
+        query = StatusQuery(own_store.dsn)
+        reader = ClickHouseStore(own_store.dsn, create=False)
         try:
             assert answers(query, kept=True) == before
             assert query.kept is not read_first
             config = query.config(as_of=False)
-            for when in WHEN:
+            # the latest view and two instants (every instant is the first test's, on both paths)
+            for when in (WHEN[0], WHEN[len(WHEN) // 2], WHEN[-1]):
                 for unit, year in FILTERS:
                     assert query.documents(config, unit, year, when) == general(
                         reader, unit, year, when
@@ -173,7 +189,7 @@ def test_a_store_made_before_kept_totals_is_read_from_the_ledger_then_filled(
         finally:
             reader.close()
             query.close()
-    tables = {r[0] for r in store.client.query(f"SHOW TABLES FROM {db}").result_rows}
+    tables = {r[0] for r in own_store.client.query(f"SHOW TABLES FROM {db}").result_rows}
     assert {"ledger_points", "unit_years"} <= tables
 
 
