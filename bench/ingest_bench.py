@@ -155,7 +155,11 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=20.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=20_000, help="the CLI's default")
+    parser.add_argument("--dump", nargs=2, metavar=("DSN", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.dump:
+        print(dump_rows(args.dump[0], Path(args.dump[1])))
+        return
     source = stream(args.lines, args.seed, args.scale)
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     print(f"stream:  {source} ({args.lines:,} lines)")
@@ -176,7 +180,13 @@ def main() -> None:
             )
             if i == 0:
                 rows_file = work / "rows.json"
-                rows = dump_rows(dsn, rows_file)
+                # in a process of its own: a child's peak RSS (wait4) starts from its parent's
+                # at the fork, so the parent must not grow by the rows it hands the anchor
+                dumped = subprocess.run(
+                    [PYTHON, __file__, "--dump", dsn, str(rows_file)],
+                    check=True, capture_output=True, text=True,
+                )  # fmt: skip
+                rows = int(dumped.stdout)
             shutil.rmtree(work / f"cli-{i}", ignore_errors=True)
             anchor_dsn = f"chdb://{work / f'bare-{i}'}"
             wall, cpu, rss, out = run(
