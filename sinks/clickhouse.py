@@ -43,9 +43,9 @@ from sinks.clickhouse_rows import (
     logged_event_row,
     unit_year_filter,
 )
+from sinks.clickhouse_schema import ensure_schema
 from sinks.connection import connect, require_embedded_store, split_dsn
 from sinks.connection import first_line as _first_line
-from sinks.ddl import statements
 from sinks.dsn import NoStoreError, canonical, chdb_location, store_id_file
 from sinks.faulty import before_write
 
@@ -81,11 +81,7 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
         self._kept: bool | None = None  # whether the totals are kept (`totals`); None: unasked
         try:
             if create:
-                from sinks.clickhouse_as_of import mark_history_missing
-
-                mark_history_missing(self)
-                for sql in statements(self.db):
-                    self._command(sql)
+                ensure_schema(self)
                 self._ensure_store_id()
                 kept.keep_totals(self)
                 self._kept = True

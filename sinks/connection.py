@@ -53,7 +53,9 @@ def connect(dsn: str) -> Client:
     driver.setLevel(logging.ERROR)
     try:
         with _engine_stderr(base.startswith("chdb:")) as said, _without_arrow():
-            return clickhouse_connect.get_client(dsn=base)
+            client = clickhouse_connect.get_client(dsn=base)
+        _without_dataframes()
+        return client
     except Exception as exc:  # the driver raises several unrelated types for "cannot open"
         locked = next((m for m in map(_LOCKED.search, said) if m), None)
         if locked:
@@ -83,6 +85,21 @@ def _without_arrow() -> Iterator[None]:
     finally:
         if "pyarrow" in sys.modules and sys.modules["pyarrow"] is None:
             del sys.modules["pyarrow"]
+
+
+def _without_dataframes() -> None:
+    """The driver's insert asks whether its rows are a pandas DataFrame or a numpy array, and
+    asking imports pandas and numpy: 0.5 s or more of CPU at the first write of every process,
+    a tenth of a small `tracker ingest`. This project inserts sequences of rows only and reads
+    Python values (never the numpy or pandas formats, whose paths alone use these), so the
+    driver is told there are none, unless something in this process has imported them."""
+    from clickhouse_connect.driver import options
+
+    if "pandas" not in sys.modules:
+        options.pd = None
+        options.pd_time_test = None
+    if "numpy" not in sys.modules:
+        options.np = None
 
 
 def first_line(exc: BaseException, dsn: str | None = None) -> str:

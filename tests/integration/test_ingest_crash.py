@@ -114,23 +114,24 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, "TRACKER_STORE": "", **extra}
 
 
-def _rerun(store: Path, runs: list[list[str]]) -> subprocess.Popen[str]:
-    """Each run of `tracker` in one fresh process, with the store dumped after each."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.store_dump", f"chdb://{store}", json.dumps(runs)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+def _rerun(jobs: list[tuple[Path, list[list[str]]]]) -> list[list[dict[str, Any]]]:
+    """Each job's runs of `tracker` on its store, in one fresh process, with the store dumped
+    after each run: per job, the dumps in order."""
+    payload = [[f"chdb://{store}", *runs] for store, runs in jobs]
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.integration.store_dump", json.dumps(payload)],
+        capture_output=True,
         text=True,
         env=_env(),
+        timeout=900,
     )
-
-
-def _dumps(child: subprocess.Popen[str]) -> list[dict[str, Any]]:
-    out, err = child.communicate(timeout=300)
-    assert child.returncode == 0, err
-    return [
-        json.loads(line.removeprefix(MARK)) for line in out.splitlines() if line.startswith(MARK)
-    ]
+    assert child.returncode == 0, child.stderr
+    dumps: list[list[dict[str, Any]]] = [[] for _ in jobs]
+    for line in child.stdout.splitlines():
+        if line.startswith(MARK):
+            got = json.loads(line.removeprefix(MARK))
+            dumps[got["job"]].append(got)
+    return dumps
 
 
 def _same_outputs(got: dict[str, Any], want: dict[str, Any]) -> bool:
@@ -143,7 +144,9 @@ def test_kill_9_at_every_store_write(tmp_path: Path, files: tuple[Path, Path, Pa
     units, stream, empty = files
     _units_path = units
     full = expected(len(LINES))
-    failures: list[str] = []
+    # Each crash is a process of its own; the re-runs after all of them run in one process, a
+    # store after another (tests/integration/store_dump.py), which spares a process start each.
+    jobs: list[tuple[Path, list[list[str]]]] = []
     n = 0
     while True:
         n += 1
@@ -160,34 +163,33 @@ def test_kill_9_at_every_store_write(tmp_path: Path, files: tuple[Path, Path, Pa
         assert killed.returncode == -signal.SIGKILL, killed.stderr
         copy = tmp_path / f"kill-{n}-copy"
         shutil.copytree(store, copy, symlinks=True)  # chDB links tables relatively
+        jobs.append((store, [_ingest_args(units, store, stream)]))
+        jobs.append((copy, [_ingest_args(units, copy, empty), _ingest_args(units, copy, stream)]))
+    assert n > 10, "the stream should take a dozen store writes"
+    last = tmp_path / f"kill-{n}"
+    jobs.append((last, [_ingest_args(units, last, empty)]))
+    *reruns, (clean,) = _rerun(jobs)
 
-        # the two re-runs use separate stores, so they run side by side
-        same_run = _rerun(store, [_ingest_args(units, store, stream)])
-        empty_run = _rerun(
-            copy, [_ingest_args(units, copy, empty), _ingest_args(units, copy, stream)]
-        )
-        (same,) = _dumps(same_run)
-        after_empty, then_same = _dumps(empty_run)
+    failures: list[str] = []
+    for k in range(1, n):
+        (same,), (after_empty, then_same) = reruns[2 * k - 2], reruns[2 * k - 1]
         if same["code"] != 0 or not _same_outputs(same["dump"], full):
-            failures.append(f"write {n}: re-run with the same file differs")
+            failures.append(f"write {k}: re-run with the same file differs")
         elif same["dump"]["letters"] != full["letters"]:
-            failures.append(f"write {n}: re-run with the same file: dead letters differ")
+            failures.append(f"write {k}: re-run with the same file: dead letters differ")
 
         got = after_empty["dump"]
         want = expected(lines_covered(got, LINES))
         letters = {tuple(x) for x in got["letters"]}
         if after_empty["code"] != 0 or not _same_outputs(got, want):
-            failures.append(f"write {n}: re-run with an empty file differs")
+            failures.append(f"write {k}: re-run with an empty file differs")
         elif (
             not {tuple(x) for x in want["letters"]}
             <= letters
             <= {tuple(x) for x in full["letters"]}
         ):
-            failures.append(f"write {n}: re-run with an empty file: dead letters differ")
+            failures.append(f"write {k}: re-run with an empty file: dead letters differ")
         if then_same["code"] != 0 or then_same["dump"] != full:
-            failures.append(f"write {n}: the same file after the empty re-run differs")
-    assert n > 10, "the stream should take a dozen store writes"
-    last = tmp_path / f"kill-{n}"
-    (clean,) = _dumps(_rerun(last, [_ingest_args(units, last, empty)]))
+            failures.append(f"write {k}: the same file after the empty re-run differs")
     assert clean["dump"] == full  # the uninterrupted run matches the in-process expectation
     assert failures == [], f"{len(failures)} of {2 * (n - 1)} re-runs differ"
