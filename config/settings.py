@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     debug: bool = Field(False, description="show tracebacks of internal errors")
     write_fault: str = Field("", description="store-write fault drill: kill:N or error:N")
     maven_opts: str = Field("", description="extra options for Maven when fetching Kafka")
+    kafka_jvm_opts: str = Field(
+        "", description="extra JVM options of the local broker (`tracker kafka start`, tests)"
+    )
     principals: Path | None = Field(
         None, description="`tracker serve` principals file (default: <data>/principals.json)"
     )

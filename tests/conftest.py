@@ -6,6 +6,7 @@ own database, dropped afterwards.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,10 @@ from pathlib import Path
 import pytest
 
 from sinks import MemoryStore, Store
+
+# The test brokers live for a few seconds of traffic each: the JIT's first tier only starts them
+# in ~60% of the CPU (streams/broker.py). Benchmarks and `tracker kafka start` keep the default.
+os.environ.setdefault("TRACKER_KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=1")
 
 
 @pytest.fixture(scope="session", autouse=True)
