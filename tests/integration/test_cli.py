@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -351,6 +350,23 @@ def test_a_registry_dropping_units_with_events_is_refused(
     assert tracker("status", "--json", data=data).stdout != status
 
 
+def store_sql(path: Path, sql: str) -> str:
+    """One statement on a chDB store, in a process of its own: this one may hold another chDB
+    directory (the session's), and one process opens one directory at a time."""
+    code = (
+        "import sys\n"
+        "from sinks.clickhouse import connect\n"
+        "client = connect(sys.argv[1])\n"
+        "print(client.command(sys.argv[2]))\n"
+        "client.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, f"chdb://{path}", sql], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def test_a_store_row_this_version_cannot_read_is_a_clear_error(
     tmp_path: Path, files: tuple[Path, Path]
 ) -> None:
@@ -359,22 +375,20 @@ def test_a_store_row_this_version_cannot_read_is_a_clear_error(
     units, stream = files
     data = tmp_path / "d"
     tracker("ingest", "--units", str(units), str(stream), data=data)
-    from sinks.clickhouse import ClickHouseStore  # after the CLI released the chDB directory
-
-    sink = ClickHouseStore(f"chdb://{data / 'chdb'}")
-    try:
-        row = sink.client.query(
-            "SELECT value FROM tracker.meta FINAL WHERE key = 'rulebook:fj-2018-provincial-dept'"
-        ).result_rows[0][0]
-        v1 = row.replace('"calendar_days":14', '"period_days":14')
-        assert v1 != row
-        sink.client.insert(
-            "tracker.meta",
-            [["rulebook:fj-2018-provincial-dept", v1, datetime.now(UTC)]],
-            column_names=["key", "value", "saved_at"],
+    key = "rulebook:fj-2018-provincial-dept"
+    v1 = """replace(value, '"calendar_days":14', '"period_days":14')"""
+    assert (
+        store_sql(
+            data / "chdb",
+            f"SELECT count() FROM tracker.meta FINAL WHERE key = '{key}' AND {v1} != value",
         )
-    finally:
-        sink.close()
+        == "1"
+    )
+    store_sql(
+        data / "chdb",
+        f"INSERT INTO tracker.meta SELECT key, {v1}, now64(6) FROM tracker.meta FINAL "
+        f"WHERE key = '{key}'",
+    )
     result = tracker("status", data=data, check=False)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "internal error" not in result.stderr
