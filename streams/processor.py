@@ -31,6 +31,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -258,6 +259,7 @@ def header_pairs(headers: Headers | Mapping[str, bytes | None] | None) -> Header
     return headers
 
 
+@lru_cache(maxsize=1024)  # a produce batch's records share the broker's append time
 def stamp(timestamp_ms: int | None) -> datetime | None:
     if timestamp_ms is None or timestamp_ms < 0:
         return None
