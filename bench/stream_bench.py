@@ -42,6 +42,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -117,9 +118,10 @@ class Workers:
         roles: str,
         count: int = 1,
         extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ):
         self.bootstrap, self.prefix, self.workdir = bootstrap, prefix, workdir
-        self.extra = extra
+        self.extra, self.env = extra, env or {}
         self.roles = ["all"] if roles == "all" else ["processor", "sink"]
         if roles == "all":
             self.members = [(f"all{i}", "all", f"chdb{i}") for i in range(count)]
@@ -136,6 +138,7 @@ class Workers:
             **os.environ,
             "TRACKER_DATA": str(self.workdir / "data"),
             "TRACKER_WORKER_TOKEN": self.token,
+            **self.env,
         }
         for name, role, store in self.members:
             cmd = [sys.executable, "-m", "tracker", "worker", "--bootstrap", self.bootstrap]
@@ -335,6 +338,79 @@ def backlog(
     }
 
 
+def restart(bootstrap: str, work: Path, scale: float) -> dict[str, Any]:
+    """Issue 12 item 4: a worker stores the whole stream and stops (SIGTERM: it checkpoints its
+    partitions), then starts again and one tick is produced to every partition; the restarted
+    worker rebuilds each partition's engine to apply it. Twice: with its checkpoints, and with
+    another signing key, so that they are not trusted and it replays from offset 0 (as before
+    checkpoints). Start -> the tick stored, records replayed, the rebuilds' own seconds."""
+    prefix = f"bench-rs-{os.getpid()}-{time.monotonic_ns()}"
+    topics = Topics(prefix)
+    asyncio.run(
+        ensure_topics(bootstrap, topics, 4, login=kafka_login("worker"), admin=local_admin())
+    )
+    lines = list(demo.lines(demo.generate(REGISTRY, seed=7, years=(2018, 2020), scale=scale)))
+    first = Workers(bootstrap, prefix, work / prefix, "all")
+    first.start()
+    try:
+        sent = asyncio.run(produce_all(bootstrap, topics.events, keyed(lines, 4)))
+        drained = wait_drained(
+            bootstrap, topics, first.groups, 1800, 0.1, login=kafka_login("worker")
+        )
+        assert asyncio.run(drained)
+    finally:
+        first.stop()
+    signer_at(None, work / prefix / "other-key")  # makes the key file
+    out: dict[str, Any] = {"events": len(lines), "records": sent}
+    variants = (
+        ("checkpoint", {}),
+        ("replay", {"TRACKER_SIGNING_KEY": str(work / prefix / "other-key" / "signing.key")}),
+    )
+    for i, (name, env) in enumerate(variants):
+        again = Workers(bootstrap, prefix, work / prefix, "all", env=env)
+        log_file = work / prefix / "all0.log"
+        offset = log_file.stat().st_size
+        started = time.monotonic()
+        again.start()
+        try:
+            tick = json.dumps(
+                {
+                    "event_id": f"bench-tick-{i}",
+                    "type": "clock.tick",
+                    "at": "2020-06-01T00:00:00+08:00",
+                }
+            )
+            asyncio.run(
+                produce_all(bootstrap, topics.events, [(tick.encode(), None, [0, 1, 2, 3], None)])
+            )
+            drained = wait_drained(
+                bootstrap, topics, again.groups, 600, 0.1, login=kafka_login("worker")
+            )
+            assert asyncio.run(drained)
+            elapsed = time.monotonic() - started
+            seen = progress(next(iter(again.ports.values())), again.token)
+            cpu = cpu_s(again.procs[0].pid)
+        finally:
+            again.stop()
+        with log_file.open("rb") as f:
+            f.seek(offset)
+            log = f.read().decode(errors="replace")
+        rebuild_s = sum(
+            float(x)
+            for x in re.findall(
+                r"records replayed \(\d+ of them never processed before\) in ([\d.]+)s", log
+            )
+        )
+        out[name] = {
+            "start_to_tick_stored_s": round(elapsed, 2),
+            "replayed": seen["replayed"],
+            "resumed_from_checkpoints": seen["checkpoints"]["resumed"],
+            "rebuild_s": round(rebuild_s, 2),
+            "worker_cpu_s": cpu,
+        }
+    return out
+
+
 def anchor(kind: str, bootstrap: str, work: Path, scale: float) -> dict[str, Any]:
     """The counting anchor `kind` on the throughput phase's records (bench/count_anchor.py)."""
     prefix = f"bench-{kind}-{os.getpid()}-{time.monotonic_ns()}"
@@ -482,6 +558,8 @@ def one_run(
         }
         # the older measurement: the producer runs while the two workers consume
         result["two_workers"] = throughput(bootstrap, work, "all", args.scale, count=2)
+    if "restart" in phases:  # issue 12 item 4
+        result["restart"] = restart(bootstrap, work, args.scale)
     if "anchors" in phases:
         result["faust_count"] = anchor("faust", bootstrap, work, args.scale)
         result["aiokafka_count"] = anchor("aiokafka", bootstrap, work, args.scale)
@@ -501,6 +579,12 @@ SUMMARY = (
     ("backlog_one", "worker_cpu_us_per_event"),
     ("backlog_two", "worker_cpu_us_per_event"),
     ("backlog_one", "broker_cpu_s"),
+    ("restart", "checkpoint.start_to_tick_stored_s"),
+    ("restart", "replay.start_to_tick_stored_s"),
+    ("restart", "checkpoint.rebuild_s"),
+    ("restart", "replay.rebuild_s"),
+    ("restart", "checkpoint.replayed"),
+    ("restart", "replay.replayed"),
     ("backlog_two", "broker_cpu_s"),
     ("faust_count", "events_per_s"),
     ("faust_count", "records_per_s"),
@@ -511,12 +595,18 @@ SUMMARY = (
 )
 
 
+def _figure(phase: dict[str, Any], path: str) -> Any:
+    for name in path.split("."):
+        phase = phase[name]
+    return phase
+
+
 def summary(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
     """min / median / max over the runs of each figure."""
     out: dict[str, list[float]] = {}
     for phase, figure in SUMMARY:
         values = sorted(
-            r[phase][figure] for r in runs if phase in r and r[phase][figure] is not None
+            v for r in runs if phase in r and (v := _figure(r[phase], figure)) is not None
         )
         if values:
             out[f"{phase}.{figure}"] = [values[0], statistics.median(values), values[-1]]
