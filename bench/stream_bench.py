@@ -17,9 +17,20 @@ the batch path, streams/batch.py) and an embedded chDB store:
    queryable when the worker reports its (partition, offset) stored (`stored_through`: the event
    log of each partition is written in order); p50/p99 of produce -> queryable.
 
-`--phases ...,scaleout` adds issue 12's item 5: the throughput phase with two `all` workers of one
-group on disjoint partitions (two each), each writing a chDB store of its own (an embedded store
-is held by one process; sharing one needs a ClickHouse server).
+`--phases ...,scaleout` adds issue 12's item 5, two `all` workers of one group on disjoint
+partitions (two each), each writing a chDB store of its own (an embedded store is held by one
+process; sharing one needs a ClickHouse server), measured twice:
+
+- backlog (the figure for item 5): one worker, then two, each on fresh topics. The workers start
+  and share the partitions out on the empty topic, are frozen (SIGSTOP; a session timeout of
+  60 s keeps them in the group), the whole stream is produced, and they are thawed (SIGCONT)
+  together: events/s = events / (thaw -> every input record committed, i.e. stored). So the
+  producer does not compete for the two cores, and start-up and group joins are not timed.
+  Reported with each worker's CPU seconds (utime + stime from /proc) and CPU µs per event (the
+  same per event for one and two workers: nothing shared slows them), and the broker's CPU
+  seconds over the same interval (it shares the two cores).
+- concurrent (the older measurement, kept for comparison): the throughput phase with two
+  workers, the producer running while they consume.
 
 The load average is recorded before and after each run (the box is shared). The summary gives
 min / median / max over the runs.
@@ -31,6 +42,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -98,8 +110,18 @@ class Workers:
     a chDB store of its own: an embedded store is held by one process; in production they
     would share a ClickHouse server), or a processor and a sink sharing one store."""
 
-    def __init__(self, bootstrap: str, prefix: str, workdir: Path, roles: str, count: int = 1):
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        workdir: Path,
+        roles: str,
+        count: int = 1,
+        extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ):
         self.bootstrap, self.prefix, self.workdir = bootstrap, prefix, workdir
+        self.extra, self.env = extra, env or {}
         self.roles = ["all"] if roles == "all" else ["processor", "sink"]
         if roles == "all":
             self.members = [(f"all{i}", "all", f"chdb{i}") for i in range(count)]
@@ -116,6 +138,7 @@ class Workers:
             **os.environ,
             "TRACKER_DATA": str(self.workdir / "data"),
             "TRACKER_WORKER_TOKEN": self.token,
+            **self.env,
         }
         for name, role, store in self.members:
             cmd = [sys.executable, "-m", "tracker", "worker", "--bootstrap", self.bootstrap]
@@ -126,7 +149,7 @@ class Workers:
                 "--store",
                 f"chdb://{self.workdir / store}",
             ]
-            cmd += ["--loglevel", "info"]
+            cmd += ["--loglevel", "info", *self.extra]
             log = (self.workdir / f"{name}.log").open("ab")
             self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
         # up and sharing the input partitions: the group join is not part of the measurement
@@ -240,6 +263,152 @@ def throughput(
         "events_per_s": round(len(lines) / elapsed),
         "records_per_s": round(sent / elapsed),
     }
+
+
+def cpu_s(pid: int | None) -> float | None:
+    """A process's CPU seconds so far (user + system, all its threads), from /proc."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backlog(
+    bootstrap: str, work: Path, scale: float, count: int, broker_pid: int | None
+) -> dict[str, Any]:
+    """`count` workers consume the whole stream, produced while they were frozen (module
+    docstring): thaw -> every record stored, and the CPU each process spent meanwhile."""
+    prefix = f"bench-bl{count}-{os.getpid()}-{time.monotonic_ns()}"
+    topics = Topics(prefix)
+    asyncio.run(
+        ensure_topics(bootstrap, topics, 4, login=kafka_login("worker"), admin=local_admin())
+    )
+    lines = list(demo.lines(demo.generate(REGISTRY, seed=7, years=(2018, 2020), scale=scale)))
+    records = keyed(lines, 4)
+    workers = Workers(
+        bootstrap, prefix, work / prefix, "all", count, extra=("--session-timeout-s", "60")
+    )
+    workers.start()
+    try:
+        for proc in workers.procs:
+            proc.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        sent = asyncio.run(produce_all(bootstrap, topics.events, records))
+        produced = time.monotonic() - started
+        pids = [proc.pid for proc in workers.procs]
+        before = [cpu_s(pid) or 0.0 for pid in pids]
+        broker_before = cpu_s(broker_pid)
+        thawed = time.monotonic()
+        for proc in workers.procs:
+            proc.send_signal(signal.SIGCONT)
+        drained = wait_drained(
+            bootstrap, topics, workers.groups, 1800, 0.1, login=kafka_login("worker")
+        )
+        assert asyncio.run(drained)
+        elapsed = time.monotonic() - thawed
+        after = [cpu_s(pid) or 0.0 for pid in pids]
+        broker_after = cpu_s(broker_pid)
+        shares = [progress(p, workers.token)["processed"] for p in workers.sink_ports]
+    finally:
+        for proc in workers.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+        workers.stop()
+    spent = [round(b - a, 2) for a, b in zip(before, after, strict=True)]
+    return {
+        "events": len(lines),
+        "records": sent,
+        "workers": count,
+        "partitions_per_worker": [len(s) for s in shares],
+        "produce_s": round(produced, 2),
+        "thaw_to_stored_s": round(elapsed, 2),
+        "events_per_s": round(len(lines) / elapsed),
+        "records_per_s": round(sent / elapsed),
+        "worker_cpu_s": spent,
+        "worker_cpu_us_per_event": round(sum(spent) / len(lines) * 1e6, 1),
+        "worker_cpu_share_of_wall": [round(c / elapsed, 2) for c in spent],
+        "broker_cpu_s": (
+            None
+            if broker_before is None or broker_after is None
+            else round(broker_after - broker_before, 2)
+        ),
+    }
+
+
+def restart(bootstrap: str, work: Path, scale: float) -> dict[str, Any]:
+    """Issue 12 item 4: a worker stores the whole stream and stops (SIGTERM: it checkpoints its
+    partitions), then starts again and one tick is produced to every partition; the restarted
+    worker rebuilds each partition's engine to apply it. Twice: with its checkpoints, and with
+    another signing key, so that they are not trusted and it replays from offset 0 (as before
+    checkpoints). Start -> the tick stored, records replayed, the rebuilds' own seconds."""
+    prefix = f"bench-rs-{os.getpid()}-{time.monotonic_ns()}"
+    topics = Topics(prefix)
+    asyncio.run(
+        ensure_topics(bootstrap, topics, 4, login=kafka_login("worker"), admin=local_admin())
+    )
+    lines = list(demo.lines(demo.generate(REGISTRY, seed=7, years=(2018, 2020), scale=scale)))
+    first = Workers(bootstrap, prefix, work / prefix, "all")
+    first.start()
+    try:
+        sent = asyncio.run(produce_all(bootstrap, topics.events, keyed(lines, 4)))
+        drained = wait_drained(
+            bootstrap, topics, first.groups, 1800, 0.1, login=kafka_login("worker")
+        )
+        assert asyncio.run(drained)
+    finally:
+        first.stop()
+    signer_at(None, work / prefix / "other-key")  # makes the key file
+    out: dict[str, Any] = {"events": len(lines), "records": sent}
+    variants = (
+        ("checkpoint", {}),
+        ("replay", {"TRACKER_SIGNING_KEY": str(work / prefix / "other-key" / "signing.key")}),
+    )
+    for i, (name, env) in enumerate(variants):
+        again = Workers(bootstrap, prefix, work / prefix, "all", env=env)
+        log_file = work / prefix / "all0.log"
+        offset = log_file.stat().st_size
+        started = time.monotonic()
+        again.start()
+        try:
+            tick = json.dumps(
+                {
+                    "event_id": f"bench-tick-{i}",
+                    "type": "clock.tick",
+                    "at": "2020-06-01T00:00:00+08:00",
+                }
+            )
+            asyncio.run(
+                produce_all(bootstrap, topics.events, [(tick.encode(), None, [0, 1, 2, 3], None)])
+            )
+            drained = wait_drained(
+                bootstrap, topics, again.groups, 600, 0.1, login=kafka_login("worker")
+            )
+            assert asyncio.run(drained)
+            elapsed = time.monotonic() - started
+            seen = progress(next(iter(again.ports.values())), again.token)
+            cpu = cpu_s(again.procs[0].pid)
+        finally:
+            again.stop()
+        with log_file.open("rb") as f:
+            f.seek(offset)
+            log = f.read().decode(errors="replace")
+        rebuild_s = sum(
+            float(x)
+            for x in re.findall(
+                r"records replayed \(\d+ of them never processed before\) in ([\d.]+)s", log
+            )
+        )
+        out[name] = {
+            "start_to_tick_stored_s": round(elapsed, 2),
+            "replayed": seen["replayed"],
+            "resumed_from_checkpoints": seen["checkpoints"]["resumed"],
+            "rebuild_s": round(rebuild_s, 2),
+            "worker_cpu_s": cpu,
+        }
+    return out
 
 
 def anchor(kind: str, bootstrap: str, work: Path, scale: float) -> dict[str, Any]:
@@ -374,13 +543,23 @@ def latency(
     }
 
 
-def one_run(bootstrap: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+def one_run(
+    bootstrap: str, work: Path, args: argparse.Namespace, broker_pid: int | None = None
+) -> dict[str, Any]:
     result: dict[str, Any] = {"load_before": [round(x, 2) for x in os.getloadavg()]}
     phases = args.phases.split(",")
     if "throughput" in phases:
         result["worker"] = throughput(bootstrap, work, args.roles, args.scale)
     if "scaleout" in phases:  # issue 12 item 5: two workers of one group, disjoint partitions
+        one = result["backlog_one"] = backlog(bootstrap, work, args.scale, 1, broker_pid)
+        two = result["backlog_two"] = backlog(bootstrap, work, args.scale, 2, broker_pid)
+        result["backlog_ratio"] = {
+            "events_per_s": round(two["events_per_s"] / one["events_per_s"], 2)
+        }
+        # the older measurement: the producer runs while the two workers consume
         result["two_workers"] = throughput(bootstrap, work, "all", args.scale, count=2)
+    if "restart" in phases:  # issue 12 item 4
+        result["restart"] = restart(bootstrap, work, args.scale)
     if "anchors" in phases:
         result["faust_count"] = anchor("faust", bootstrap, work, args.scale)
         result["aiokafka_count"] = anchor("aiokafka", bootstrap, work, args.scale)
@@ -394,6 +573,19 @@ SUMMARY = (
     ("worker", "events_per_s"),
     ("worker", "records_per_s"),
     ("two_workers", "events_per_s"),
+    ("backlog_one", "events_per_s"),
+    ("backlog_two", "events_per_s"),
+    ("backlog_ratio", "events_per_s"),
+    ("backlog_one", "worker_cpu_us_per_event"),
+    ("backlog_two", "worker_cpu_us_per_event"),
+    ("backlog_one", "broker_cpu_s"),
+    ("restart", "checkpoint.start_to_tick_stored_s"),
+    ("restart", "replay.start_to_tick_stored_s"),
+    ("restart", "checkpoint.rebuild_s"),
+    ("restart", "replay.rebuild_s"),
+    ("restart", "checkpoint.replayed"),
+    ("restart", "replay.replayed"),
+    ("backlog_two", "broker_cpu_s"),
     ("faust_count", "events_per_s"),
     ("faust_count", "records_per_s"),
     ("aiokafka_count", "records_per_s"),
@@ -403,11 +595,19 @@ SUMMARY = (
 )
 
 
+def _figure(phase: dict[str, Any], path: str) -> Any:
+    for name in path.split("."):
+        phase = phase[name]
+    return phase
+
+
 def summary(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
     """min / median / max over the runs of each figure."""
     out: dict[str, list[float]] = {}
     for phase, figure in SUMMARY:
-        values = sorted(r[phase][figure] for r in runs if phase in r)
+        values = sorted(
+            v for r in runs if phase in r and (v := _figure(r[phase], figure)) is not None
+        )
         if values:
             out[f"{phase}.{figure}"] = [values[0], statistics.median(values), values[-1]]
     return out
@@ -431,7 +631,8 @@ def main() -> int:
     parser.add_argument(
         "--phases",
         default="throughput,anchors,latency",
-        help="comma-separated; also `scaleout`: two `all` workers of one group (issue 12, item 5)",
+        help="comma-separated; also `scaleout`: one and two `all` workers on a backlog, and two "
+        "while the producer runs (issue 12, item 5)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (worker logs)")
     args = parser.parse_args()
@@ -452,7 +653,8 @@ def main() -> int:
             INTAKE["signer"] = signer_at(None, work / "intake")  # a key of its own
         runs = []
         for i in range(args.runs):
-            runs.append(one_run(bootstrap, work, args))
+            broker_pid = None if broker is None else broker._pid()
+            runs.append(one_run(bootstrap, work, args, broker_pid))
             print(f"run {i + 1}: {json.dumps(runs[-1])}", file=sys.stderr, flush=True)
         result = {
             "roles": args.roles,

@@ -59,6 +59,7 @@ from sinks.event_log import EventLogWriter, claim_store
 from sinks.faulty import FaultyStore
 from sinks.worker_token import make_token_file
 from streams.batch import BatchWorker
+from streams.checkpoints import worker_checkpoints
 from streams.emitter import Emitter, Send
 from streams.holds import Holds
 from streams.kafka_auth import faust_credentials
@@ -325,14 +326,16 @@ def _prepare_batch(run: Runtime, send: Send | None, reader: Reader | None) -> Ru
     app.boot_strategy.enable_kafka_consumer = False
     run.store = StoreThread(lambda: _open_store(settings))
     run.stats = SinkStats()
+    keeper = worker_checkpoints(settings, run.store)
     run.processor = Processor(
         settings.engine_config,
         topics.events,
         run.partitions,
         reader or KafkaReader(settings.bootstrap, topics.events, settings.login),
         policy=settings.warnings,
+        resumer=None if keeper is None else keeper.resume,
     )
-    run.batch = BatchWorker(settings, run.processor, run.store, run.stats, send or _produce)
+    run.batch = BatchWorker(settings, run.processor, run.store, run.stats, send or _produce, keeper)
     _state.runtime = run
     return run
 

@@ -13,7 +13,8 @@ warnings, and only then commits the batch's offsets.
 At-least-once: an offset is committed only after every row of every record before it is stored
 (and its warnings acknowledged by the broker). A crash anywhere before the commit redelivers the
 batch; the rebuilt engine makes the same rows with the same ids and the replacing tables absorb
-them. A rebalance drops the revoked partitions' engines (rebuilt by replay if they come back);
+them. A rebalance drops the revoked partitions' engines (rebuilt if they come back: from the
+partition's checkpoint and the records after it, streams/checkpoints.py, or else by replay);
 offsets are committed only for partitions still assigned, so a commit never claims records this
 worker did not store. One write is in flight (on the store thread) while the next batch is
 processed; commits stay in batch order.
@@ -36,7 +37,9 @@ from aiokafka.errors import KafkaError
 
 from engine.warnings import DeadlineWarning
 from sinks.base import Batch
+from sinks.checkpoint import Checkpoint
 from sinks.heads import sign_heads
+from streams.checkpoints import WorkerCheckpoints
 from streams.kafka_auth import aiokafka_kwargs
 from streams.processor import Outputs, Processor, Record
 from streams.settings import WorkerSettings
@@ -44,6 +47,7 @@ from streams.sink_agent import SinkStats, StoreThread, write_until_done
 
 log = logging.getLogger(__name__)
 MAX_RETRY_S = 10.0
+STOP_WRITE_S = 10.0  # how long a stop or a revoke waits for the batch being stored
 
 # The producer's send(topic, key, value, partition, timestamp, headers) -> a future resolved when
 # the broker has the record (streams/emitter.py): the batch's warnings go through it.
@@ -60,6 +64,7 @@ class Made:
     warnings: list[DeadlineWarning] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     records: int = 0
+    checkpoints: list[Checkpoint] = field(default_factory=list)  # saved after the commit
 
     def add(self, out: Outputs) -> None:
         out.rows_into(self.batch)
@@ -76,12 +81,15 @@ class BatchWorker:
         store: StoreThread,
         stats: SinkStats,
         send: Send,
+        checkpoints: WorkerCheckpoints | None = None,
     ) -> None:
         self.settings = settings
         self.processor = processor
         self.store = store
         self.stats = stats
         self.send = send
+        self.checkpoints = checkpoints
+        self.writing: asyncio.Task[None] | None = None  # the batch being stored and committed
         self.consumer: AIOKafkaConsumer | None = None
         self.processed: dict[int, int] = {}  # per input partition: the last offset committed
         self.commit_failures = 0
@@ -115,7 +123,6 @@ class BatchWorker:
         consumer = self.consumer = self._consumer()
         consumer.subscribe([self.settings.topics.events], listener=_Revoked(self))
         await consumer.start()
-        writing: asyncio.Task[None] | None = None
         try:
             while True:
                 fetched = await consumer.getmany(
@@ -123,20 +130,48 @@ class BatchWorker:
                     max_records=self.settings.sink_max_records,
                 )
                 if not fetched:
-                    if writing is not None:  # a quiet stream: finish the last batch now
-                        await writing
-                        writing = None
+                    await self.stored()  # a quiet stream: finish the last batch now
                     continue
                 made = await self.make(fetched)
-                if writing is not None:
-                    await writing  # commits stay in batch order
-                writing = asyncio.create_task(self.store_and_commit(made))
+                await self.stored()  # commits stay in batch order
+                self.writing = asyncio.create_task(self.store_and_commit(made))
         finally:
-            if writing is not None and not writing.done():
-                writing.cancel()  # not committed: redelivered to the next owner
-            with _suppressed("stopping the input consumer"):
-                await consumer.stop()  # leaves the group; commits nothing
-            self.consumer = None
+            await self._stop()
+
+    async def stored(self) -> None:
+        """Wait for the batch being stored and committed, if any."""
+        writing, self.writing = self.writing, None
+        if writing is not None:
+            await writing
+
+    async def _stop(self) -> None:
+        """A clean stop: the batch in flight gets a while to be stored and committed (else it
+        is redelivered to the next owner), then the partitions whose every applied record is
+        stored are checkpointed, so that their next owner starts from there."""
+        writing, self.writing = self.writing, None
+        if writing is not None and not writing.done():
+            try:
+                await asyncio.wait_for(writing, STOP_WRITE_S)
+            except (Exception, asyncio.CancelledError) as exc:
+                log.warning("the last batch was not stored before the stop (%r)", exc)
+        with _suppressed("checkpointing at the stop"):
+            await self.checkpoint_now({tp.partition for tp in self.assignment()})
+        with _suppressed("stopping the input consumer"):
+            if self.consumer is not None:
+                await self.consumer.stop()  # leaves the group; commits nothing
+        self.consumer = None
+
+    async def checkpoint_now(self, partitions: set[int]) -> None:
+        """Checkpoint these partitions' engines that are at a stored position (revoke, stop)."""
+        keeper = self.checkpoints
+        if keeper is None:
+            return
+        made = []
+        for p in sorted(partitions):
+            state = self.processor.state(p)
+            if state is not None and (cp := keeper.take(state, now=True)) is not None:
+                made.append(cp)
+        await keeper.save(made)
 
     async def make(self, fetched: Fetched) -> Made:
         """The batch's outputs. Engine failures are dead letters already; anything else
@@ -166,6 +201,11 @@ class BatchWorker:
                     made.add(out)
             made.offsets[tp] = records[-1].offset + 1
             made.records += len(records)
+            if self.checkpoints is not None:
+                self.checkpoints.count(tp.partition, len(records))
+                state = self.processor.state(tp.partition)
+                if state is not None and (cp := self.checkpoints.take(state)) is not None:
+                    made.checkpoints.append(cp)
         signer = self.settings.engine_config.signer
         if signer is not None:
             made.batch.heads = sign_heads(signer, made.batch.events, made.batch.entries)
@@ -173,8 +213,13 @@ class BatchWorker:
 
     async def store_and_commit(self, made: Made) -> None:
         await write_until_done(self.store, made.batch, self.stats)
+        if self.checkpoints is not None:
+            for tp, offset in made.offsets.items():
+                self.checkpoints.note_stored(tp.partition, offset - 1)
         await self._warn(made.warnings)
         await self._commit(made.offsets)
+        if self.checkpoints is not None:
+            await self.checkpoints.save(made.checkpoints)
 
     async def _warn(self, warnings: list[DeadlineWarning]) -> None:
         if not warnings:
@@ -214,18 +259,32 @@ class BatchWorker:
             "processed": {str(p): o for p, o in sorted(self.processed.items())},
             "rebuilds": self.processor.rebuilds,
             "commit_failures": self.commit_failures,
+            "replayed": self.processor.replayed,
+            "checkpoints": {
+                "written": 0 if self.checkpoints is None else self.checkpoints.written,
+                "resumed": 0 if self.checkpoints is None else self.checkpoints.resumed,
+            },
         }
 
 
 class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Revoked partitions' engines are dropped: another worker may apply records meanwhile,
-    so a partition that comes back is rebuilt by replay."""
+    """Revoked partitions' engines are checkpointed when every record they applied is stored
+    (the batch in flight is waited for), then dropped: another worker may apply records
+    meanwhile, so a partition that comes back is rebuilt (from its latest checkpoint)."""
 
     def __init__(self, worker: BatchWorker) -> None:
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.worker.processor.forget({tp.partition for tp in revoked})
+        worker, partitions = self.worker, {tp.partition for tp in revoked}
+        if revoked and worker.checkpoints is not None:
+            with _suppressed("checkpointing revoked partitions"):
+                writing = worker.writing
+                if writing is not None and not writing.done():
+                    await asyncio.wait({writing}, timeout=STOP_WRITE_S)
+                await worker.checkpoint_now(partitions)
+            worker.checkpoints.forget(partitions)
+        worker.processor.forget(partitions)
         if revoked:
             log.info("partitions revoked: %s", _names(revoked))
 

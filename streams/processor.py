@@ -1,10 +1,11 @@
 """The processor: one engine per input partition, its state a pure function of the partition's
 prefix, so it is rebuilt by replaying the partition from offset 0 instead of being stored.
 
-Nothing but the input topic is read back into the engine: there are no engine snapshots (they
-were pickles in a changelog topic, so whoever could write that topic could run code in the
-worker). A rebuild therefore costs a replay of the partition up to the record; a checkpoint of
-plain, validated data can bound it later.
+No engine snapshots go through Kafka (they were pickles in a changelog topic, so whoever could
+write that topic could run code in the worker). A rebuild starts from offset 0, or, given a
+`Resumer` (streams/checkpoints.py: the batch worker's signed checkpoints of plain data in the
+store, trusted by the rules of sinks/checkpoint.py), from the engine state through a logged
+event and replays only the records after it.
 
 Every record's outputs are a deterministic function of that prefix and the record itself (the
 "processing wall clock" of the 10-minutes-ahead check is the broker's append timestamp, stored
@@ -27,9 +28,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -112,6 +114,20 @@ class Outputs:
             batch.dead_letters.append(self.letter)
 
 
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a rebuild may start instead of offset 0: the engine state after the partition's
+    records through offset `seq` (a logged event, whose chain value is `head`)."""
+
+    seq: int
+    head: str
+    engine: Callable[[], Engine]  # a fresh engine in that state at every call
+
+
+# (partition, before) -> a trusted start with seq < before, or None: replay from offset 0
+Resumer = Callable[[int, int], Awaitable[Resume | None]]
+
+
 class PartitionState:
     """The engine and the warning tracker of one input partition, and the last offset applied.
 
@@ -128,8 +144,13 @@ class PartitionState:
         policy: WarningPolicy,
         failed: dict[int, Outputs] | None = None,
         homes: dict[str, int | None] | None = None,
+        resume: Resume | None = None,
     ) -> None:
-        self.engine = Engine(config.registry, config.rulebooks, config.calendar)
+        self.engine = (
+            Engine(config.registry, config.rulebooks, config.calendar)
+            if resume is None
+            else resume.engine()
+        )
         # unit -> the partition its root hashes to (None: not in the registry); shared by the
         # states of one processor, whose registry and partition count never change
         self.homes: dict[str, int | None] = {} if homes is None else homes
@@ -139,6 +160,13 @@ class PartitionState:
         self.partition = partition
         self.partitions = partitions
         self.offset = -1
+        self.logged = -1  # the offset of the last record logged (a checkpoint's position)
+        if resume is not None:
+            self.head, self.offset, self.logged = resume.head, resume.seq, resume.seq
+            # The warner holds no state of its own worth saving: open deadlines and the
+            # instants not reached yet, which the engine's open deadlines and watermark give
+            # back. Their warnings up to the watermark were produced before the checkpoint.
+            self.warner.feed(self.engine.open_deadlines(), self.engine.watermark)
         self.failed: dict[int, Outputs] = {} if failed is None else failed
         self.tainted = False
         self._engaged = False
@@ -174,7 +202,7 @@ class PartitionState:
             return Outputs()
         envelope = intake_signed(self.signer, rec.envelope(), read.raw)
         logged = logged_event(event, read.raw, self.partition, rec.offset, envelope, self.head)
-        self.head = logged.chain
+        self.head, self.logged = logged.chain, rec.offset
         return Outputs(
             logged=logged,
             entries=applied.outcome.entries,
@@ -231,6 +259,7 @@ def header_pairs(headers: Headers | Mapping[str, bytes | None] | None) -> Header
     return headers
 
 
+@lru_cache(maxsize=1024)  # a produce batch's records share the broker's append time
 def stamp(timestamp_ms: int | None) -> datetime | None:
     if timestamp_ms is None or timestamp_ms < 0:
         return None
@@ -262,17 +291,20 @@ async def replay_partition(
     emit_from: int | None = None,
     failed: dict[int, Outputs] | None = None,
     homes: dict[str, int | None] | None = None,
+    resume: Resume | None = None,
 ) -> Replayed:
-    """The state after applying the partition's records [0, end). A record failing halfway for
-    the first time is added to `failed` and the replay starts again, without it."""
+    """The state after applying the partition's records [0, end), or, from `resume`, those after
+    its position. A record failing halfway for the first time is added to `failed` and the
+    replay starts again, without it."""
     failed = {} if failed is None else failed
     passes, records = 0, 0
+    start = 0 if resume is None else resume.seq + 1
     while True:
         passes += 1
-        state = PartitionState(config, partition, partitions, policy, failed, homes)
+        state = PartitionState(config, partition, partitions, policy, failed, homes, resume)
         emitted: list[Outputs] = []
-        if end > 0:
-            async with contextlib.aclosing(reader(partition, 0, end)) as batches:
+        if end > start:
+            async with contextlib.aclosing(reader(partition, start, end)) as batches:
                 async for batch in batches:
                     for rec in batch:
                         out = state.apply(rec)
@@ -302,6 +334,7 @@ class Processor:
         reader: Reader,
         *,
         policy: WarningPolicy | None = None,
+        resumer: Resumer | None = None,
     ) -> None:
         self.config = config
         self.topic = topic
@@ -309,6 +342,8 @@ class Processor:
         self.reader = reader
         self.policy = policy or WarningPolicy()
         self.rebuilds = 0
+        self.replayed = 0  # records read again by rebuilds
+        self.resumer = resumer
         self._states: dict[int, PartitionState] = {}
         self._failed: dict[int, dict[int, Outputs]] = {}  # per partition, see PartitionState
         self._homes: dict[str, int | None] = {}  # see PartitionState
@@ -354,6 +389,9 @@ class Processor:
         commit), except for records from `emit_from` on, which were never processed."""
         started = time.monotonic()
         failed = self._failed.setdefault(partition, {})
+        resume = None if self.resumer is None else await self.resumer(partition, offset)
+        if resume is not None and emit_from is not None and emit_from <= resume.seq:
+            resume = None  # records it covers were never processed: their outputs are due
         done = await replay_partition(
             self.config,
             partition,
@@ -364,19 +402,25 @@ class Processor:
             emit_from=emit_from,
             failed=failed,
             homes=self._homes,
+            resume=resume,
         )
         self._states[partition] = done.state
         self.rebuilds += 1
+        self.replayed += done.records
         log.info(
             "partition %d rebuilt up to offset %d: %d records replayed "
-            "(%d of them never processed before) in %.2fs",
+            "(%d of them never processed before) in %.2fs, from %s",
             partition,
             offset - 1,
             done.records,
             len(done.emitted),
             time.monotonic() - started,
+            "offset 0" if resume is None else f"its checkpoint through offset {resume.seq}",
         )
         return done.state, done.emitted
+
+    def state(self, partition: int) -> PartitionState | None:
+        return self._states.get(partition)
 
     def forget(self, partitions: set[int]) -> None:
         for p in partitions:

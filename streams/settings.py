@@ -69,6 +69,9 @@ class WorkerSettings:
     sink_max_records: int = 5_000
     sink_within_s: float = 0.5
     commit_interval_s: float = 0.5
+    # The batch worker checkpoints a partition's engine after this many of its records (0:
+    # never; also at a revoke and a clean stop): streams/checkpoints.py, docs/streaming.md.
+    checkpoint_every: int = 50_000
     # How long a crashed worker's partitions wait before the group hands them to another (or to
     # the restarted) worker; Kafka's floor is 6 s (group.min.session.timeout.ms).
     session_timeout_s: float = 10.0

@@ -224,6 +224,15 @@ def cmd_worker(
             show_default="no drill",
         ),
     ] = None,
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(
+            "--checkpoint-every",
+            min=0,
+            metavar="N",
+            help="Checkpoint a partition's engine after N of its records (0: only at a stop).",
+        ),
+    ] = 50_000,
     loglevel: Annotated[
         str, typer.Option("--loglevel", metavar="LEVEL", help="Faust's log level.")
     ] = "info",
@@ -273,6 +282,7 @@ def cmd_worker(
         sink_within_s=sink_within_s,
         commit_interval_s=commit_interval_s,
         session_timeout_s=session_timeout_s,
+        checkpoint_every=checkpoint_every,
         warnings=leads,
         fault_file=fault_file,
         web_token=options.current().worker_token,

@@ -12,10 +12,13 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from config.holidays import official_calendar
+from config.signing import Signer
 from sinks import MemoryStore
 from streams.batch import BatchWorker
+from streams.checkpoints import worker_checkpoints
 from streams.kafka_auth import aiokafka_kwargs
 from streams.processor import KafkaReader, Processor
 from streams.settings import Config, WorkerSettings
@@ -49,21 +52,34 @@ def _worker(
     async def send(topic: str, key: bytes | None, value: bytes, *_: Any) -> Any:
         return await producer.send(topic, value, key=key)
 
+    keeper = worker_checkpoints(settings, store)
     processor = Processor(
         settings.engine_config,
         settings.topics.events,
         settings.partitions,
         KafkaReader(settings.bootstrap, settings.topics.events, settings.login),
+        resumer=None if keeper is None else keeper.resume,
     )
-    return BatchWorker(settings, processor, store, SinkStats(), send)
+    return BatchWorker(settings, processor, store, SinkStats(), send, keeper)
 
 
+@pytest.mark.parametrize(
+    "signer",
+    [
+        None,  # no key: no checkpoints, every partition taken is replayed from offset 0
+        Signer(Ed25519PrivateKey.from_private_bytes(bytes(range(32)))),  # checkpoints: each
+        # revoked partition is checkpointed and its next owner starts there
+    ],
+    ids=["replay", "checkpoints"],
+)
 async def test_two_workers_share_partitions_through_rebalances(
     kafka_broker: str,  # noqa: F811
+    signer: Signer | None,
 ) -> None:
     topics = Topics(unique_topic("batchpair"))
     settings = WorkerSettings(
-        config=Config(REGISTRY, BOOKS, official_calendar()),
+        config=Config(REGISTRY, BOOKS, official_calendar(), signer),
+        checkpoint_every=200,  # periodic checkpoints as well, many of them
         bootstrap=kafka_broker,
         topics=topics,
         partitions=4,
@@ -108,6 +124,9 @@ async def test_two_workers_share_partitions_through_rebalances(
         assert len(b.assignment()) == 4
         running_b.cancel()
         await asyncio.gather(running_b, return_exceptions=True)
+        if signer is not None:  # B took A's partitions twice: from A's checkpoints
+            assert b.checkpoints is not None and b.checkpoints.resumed > 0
+            assert a.checkpoints is not None and a.checkpoints.written > 0
         # nothing went through the per-record path's topics
         outputs = await end_offsets(kafka_broker, topics.sink_inputs, login("worker"))
         assert sum(outputs.values()) == 0

@@ -18,6 +18,7 @@ from engine.warnings import WarningPolicy
 from schemas.envelope import (
     HEADER_POSTED_BY,
     HEADER_RECEIVED_AT,
+    HEADER_SIGNATURE,
     UNKNOWN_POSTER,
     UNKNOWN_RECEIPT,
     Envelope,
@@ -215,6 +216,11 @@ HEADERS: list[tuple[str, list[tuple[str, bytes | None]] | None]] = [
     ("two-posters", [*CENTRE.headers(), (HEADER_POSTED_BY, b"unit:fz.gl")]),
     # a poster longer than any principal id
     ("too-long", [(HEADER_POSTED_BY, b"x" * 201), *CENTRE.headers()[1:]]),
+    # a signature longer than any proof (the poster and receipt alone were fine: validated and
+    # remembered apart from it, the envelope is still refused whole)
+    ("long-signature", [*CENTRE.headers(), (HEADER_SIGNATURE, b"s" * 1025)]),
+    # a signature that is not ASCII
+    ("non-ascii-signature", [*CENTRE.headers(), (HEADER_SIGNATURE, "签名".encode())]),
 ]
 
 
@@ -307,9 +313,13 @@ INSTANTS = st.datetimes(
 ENVELOPES = st.builds(Envelope, posted_by=POSTERS, received_at=INSTANTS)
 
 
-@given(ENVELOPES)
-def test_an_envelope_survives_its_headers(envelope: Envelope) -> None:
+@given(ENVELOPES, st.text(st.characters(codec="ascii"), max_size=1024))
+def test_an_envelope_survives_its_headers(envelope: Envelope, signature: str) -> None:
     assert from_headers(envelope.headers()) == envelope
+    signed = Envelope(
+        posted_by=envelope.posted_by, received_at=envelope.received_at, signature=signature
+    )
+    assert from_headers(signed.headers()) == signed
 
 
 @given(st.lists(st.tuples(st.sampled_from(STREAM), st.none() | ENVELOPES), max_size=12))
