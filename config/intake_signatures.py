@@ -24,10 +24,12 @@ from engine.merkle import (
     tree_paths,
 )
 
-# Leaves per tree: a larger batch is signed in trees of this many (one signature each, ~0.05 us
-# per event). It bounds a proof to 10 hashes (640 hex digits): the signature field of a row and
-# the record header stay small whatever the batch size (`tracker ingest --batch-size`).
-MAX_TREE_LEAVES = 1024
+# Leaves per tree: a larger batch is signed in trees of this many, one Ed25519 signature each
+# (~2-4 us per event at 16). It bounds a proof to 4 hashes (172 base64 characters, ~270 with the
+# signature): the field is written, hashed into the event's digest and stored for every event,
+# and at 1,024 (10 hex hashes, ~750 characters) it was half of the event log's bytes and a third
+# of the embedded backend's CPU per event (BENCHMARKS.md, issue 10).
+MAX_TREE_LEAVES = 16
 
 MODIFIED = (
     "its intake signature does not match its body, posted_by and received_at: modified after intake"

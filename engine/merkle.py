@@ -13,18 +13,24 @@ path checked against an index and a size) are settled and have test vectors and 
 implementations an auditor can check the store's proofs with.
 
 The intake signs the root once per batch; each event carries its proof in the signature field as
-`m1:SIGNATURE:INDEX:SIZE:PATH` (`encode_proof`): SIGNATURE is the root's Ed25519 signature in
-base64, as every other signature in the store, and PATH the path's hashes in hex, concatenated.
+`m2:SIGNATURE:INDEX:SIZE:PATH` (`encode_proof`): SIGNATURE is the root's Ed25519 signature in
+base64, as every other signature in the store, and PATH the path's hashes concatenated, in
+base64. Stores written before it hold `m1:...`, the same with PATH in hex (`encode_proof_v1`);
+`decode_proof` reads both. The field is written, hashed and stored once per event, so its
+length is work per event (issue 10): base64 is 2/3 of hex.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 HASH_BYTES = 32
-PROOF_TAG = "m1"  # the proof format's version: a new format gets a new tag
+PROOF_TAG = "m2"  # the proof format's version: a new format gets a new tag
+PROOF_TAG_V1 = "m1"  # the first format (hex paths): read, no longer written
 MAX_DEPTH = 64  # no tree has more levels: sizes are at most 2**64 - 1
 
 _sha256 = hashlib.sha256
@@ -123,35 +129,59 @@ class Proof:
 
 
 def encode_proof(signature: str, index: int, size: int, path: Sequence[bytes]) -> str:
-    return f"{PROOF_TAG}:{signature}:{index}:{size}:{b''.join(path).hex()}"
+    path_text = base64.b64encode(b"".join(path)).decode("ascii")
+    return f"{PROOF_TAG}:{signature}:{index}:{size}:{path_text}"
+
+
+def encode_proof_v1(signature: str, index: int, size: int, path: Sequence[bytes]) -> str:
+    """The first form (hex path), as stores written before `m2` hold it: for tests and tools."""
+    return f"{PROOF_TAG_V1}:{signature}:{index}:{size}:{b''.join(path).hex()}"
 
 
 def is_proof(signature: str) -> bool:
     """Whether a signature field holds a batch proof rather than an event's own signature (which
     is base64, and base64 has no colon)."""
-    return signature.startswith(PROOF_TAG + ":")
+    return signature.startswith((PROOF_TAG + ":", PROOF_TAG_V1 + ":"))
 
 
 def decode_proof(text: str) -> Proof | None:
-    """The proof a signature field holds, or None when it is not a well-formed one (the field is
-    the store's, so untrusted: any text must give an answer, never an exception)."""
+    """The proof a signature field holds, in either form, or None when it is not a well-formed
+    one (the field is the store's, so untrusted: any text must give an answer, never an
+    exception)."""
     parts = text.split(":")
-    if len(parts) != 5 or parts[0] != PROOF_TAG:
+    if len(parts) != 5 or parts[0] not in (PROOF_TAG, PROOF_TAG_V1):
         return None
-    _, signature, index_text, size_text, path_hex = parts
+    tag, signature, index_text, size_text, path_text = parts
     if not (_decimal(index_text) and _decimal(size_text)):
         return None
     index, size = int(index_text), int(size_text)
-    if len(path_hex) % (2 * HASH_BYTES) or len(path_hex) > 2 * HASH_BYTES * MAX_DEPTH:
-        return None
-    try:
-        raw = bytes.fromhex(path_hex)
-    except ValueError:
-        return None
-    if len(raw) * 2 != len(path_hex):  # fromhex skips blanks; a proof has none
+    raw = _path_bytes(path_text) if tag == PROOF_TAG else _path_bytes_v1(path_text)
+    if raw is None or len(raw) % HASH_BYTES or len(raw) > HASH_BYTES * MAX_DEPTH:
         return None
     path = tuple(raw[i : i + HASH_BYTES] for i in range(0, len(raw), HASH_BYTES))
     return Proof(signature, index, size, path)
+
+
+def _path_bytes(text: str) -> bytes | None:
+    """A base64 path in its one spelling (padded, no blanks, no stray bits): re-encoding gives
+    the same text, so a proof cannot be varied without changing it."""
+    if len(text) > 4 * (HASH_BYTES * MAX_DEPTH + 2) // 3 + 4:
+        return None  # longer than any path: not decoded at all
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if base64.b64encode(raw).decode("ascii") == text else None
+
+
+def _path_bytes_v1(text: str) -> bytes | None:
+    if len(text) % (2 * HASH_BYTES) or len(text) > 2 * HASH_BYTES * MAX_DEPTH:
+        return None
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return raw if len(raw) * 2 == len(text) else None  # fromhex skips blanks; a proof has none
 
 
 def _decimal(text: str) -> bool:

@@ -18,8 +18,8 @@ from schemas.ledger import trusted
 HEADER_POSTED_BY = "tracker-posted-by"
 HEADER_RECEIVED_AT = "tracker-received-at"
 # The intake's Ed25519 signature of the event with this envelope (issue 11; engine/chain.py
-# says what is signed), in base64, or the event's proof in a batch the intake signed
-# (`m1:...`, engine/merkle.py); optional: a record without it is logged unsigned.
+# says what is signed), in base64, or the event's proof in a batch the intake signed (`m2:...`;
+# `m1:...` before it: engine/merkle.py); optional: a record without it is logged unsigned.
 HEADER_SIGNATURE = "tracker-signature"
 # What records that reached the events topic without an envelope (direct produce by an
 # operator's tool, or records from before envelopes existed) are attributed to.
@@ -37,8 +37,8 @@ class Envelope(BaseModel):
     # tool's own name ("ingest:FILE", "ticker").
     posted_by: str = Field(max_length=200)
     received_at: AwareDatetime
-    # An event's own signature (88 characters) or its proof in a signed batch (at most ~750:
-    # config/intake_signatures.py bounds a tree to 1,024 events, a proof to 10 hashes).
+    # An event's own signature (88 characters) or its proof in a signed batch (~270 in trees of
+    # 16; records an older intake signed in trees of 1,024 carry up to ~750: still taken).
     signature: str = Field("", max_length=SIGNATURE_MAX)
 
     def headers(self) -> list[tuple[str, bytes]]:

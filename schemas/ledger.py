@@ -166,8 +166,8 @@ class LoggedEvent(BaseModel):
     posted_by: str
     received_at: AwareDatetime
     # The intake's Ed25519 signature of (raw, posted_by, received_at) in base64, or the event's
-    # proof in a signed batch (`m1:...`, engine/merkle.py; "" unsigned), and the hash chain of
-    # the partition's log by `seq` (engine/chain.py).
+    # proof in a signed batch (`m2:...`, or `m1:...` written before it: engine/merkle.py; ""
+    # unsigned), and the hash chain of the partition's log by `seq` (engine/chain.py).
     signature: str = ""
     digest: str = ""
     chain: str = ""

@@ -107,6 +107,9 @@ class Tracker:
         self._log_ids: set[str] | None = set() if remember_log else None
         self._claimed = False  # whether this tracker checked it may write the store's event log
         self.warn = warn  # told why a checkpoint is not used (one line)
+        # Called between events, as they are applied and as their rows are made: `tracker
+        # serve`'s embedded applier lets its door go first here (tracker/serve/embedded.py).
+        self.pause: Callable[[], None] = _no_pause
         self._checkpoint_seq = 0  # the position of the partition's latest checkpoint known
 
     def restore(self) -> int:
@@ -266,7 +269,9 @@ class Tracker:
         no tick ids and forgets the events of closed years)."""
         self._in_log = self._logged([p.event.event_id for _, p in parsed])
         logged_before = set(self._in_log)
+        pause = self.pause
         for where, p in parsed:
+            pause()
             self._apply(p, where, stamp)
         return logged_before
 
@@ -349,8 +354,9 @@ class Tracker:
             )
             for i, envelope in zip(unsigned, signed, strict=True):
                 envelopes[i] = envelope
-        rows = []
+        rows, pause = [], self.pause
         for a, envelope in zip(accepted, envelopes, strict=True):
+            pause()
             logged = logged_event(a.event, a.raw, self.partition, a.seq, envelope, self._head)
             self._head = logged.chain
             rows.append(logged)
@@ -371,6 +377,10 @@ class Tracker:
     def _reject(self, refusal: Refusal, origin: str, envelope: Envelope) -> None:
         self.summary.rejected += 1
         self._batch.dead_letters.append(dead_letter(origin, refusal, envelope))
+
+
+def _no_pause() -> None:
+    pass
 
 
 def tool_poster(origin: str) -> str:

@@ -83,8 +83,10 @@ def test_ingest_signs_each_write_once_not_every_event() -> None:
 def test_serve_embedded_signs_a_request_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A request of 20 events, applied as one group: one intake signature."""
+    """A request of 20 events, applied as one group: one intake signature a tree of
+    MAX_TREE_LEAVES (was: one an event)."""
     import tracker.serve.embedded as embedded
+    from config.intake_signatures import MAX_TREE_LEAVES
     from tests.serve_kit import event, serve
 
     signer = CountingSigner(KEY)
@@ -96,7 +98,7 @@ def test_serve_embedded_signs_a_request_once(
     served.service.settle()
     served.service.close()
     assert len(list(store.logged_events())) == 20
-    assert len(signer.intake()) == 1
+    assert len(signer.intake()) == -(-20 // MAX_TREE_LEAVES) < 20
 
 
 # -- verifying either form ------------------------------------------------------------------------
@@ -138,10 +140,13 @@ def rehashed(events: list[LoggedEvent], at: int, **changes: Any) -> list[LoggedE
     ],
 )
 def test_an_event_changed_and_rehashed_is_named_in_its_batch(field_name: str, value: Any) -> None:
+    from config.intake_signatures import MAX_TREE_LEAVES
+
     store = MemoryStore()
-    ingest(store, Signer(KEY), notices(30), batch_size=1000)  # one write, one tree
+    ingest(store, Signer(KEY), notices(30), batch_size=1000)  # one write, trees of its events
     events = list(store.logged_events())
-    assert len({e.signature.split(":")[1] for e in events}) == 1  # one root signature
+    roots = {e.signature.split(":")[1] for e in events}
+    assert len(roots) == -(-30 // MAX_TREE_LEAVES) < 30  # one root signature a tree
     assert audit(store) == []
     if value is None:
         value = events[6].raw.replace('"OA"', '"HR"')

@@ -200,3 +200,5 @@ def test_what_is_not_a_proof_reads_as_none(text: str) -> None:
 def test_any_text_gives_an_answer(text: str) -> None:
     decode_proof(text)
     decode_proof("m1:" + text)
+    decode_proof("m2:" + text)
+    decode_proof("m2:s:0:2:" + text)

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import cast
@@ -58,6 +58,13 @@ MAX_BACKLOG = 100_000  # journaled events not yet applied before the door waits 
 LINGER_S = 1.0
 LINGER_EVENTS = 5_000  # a backlog this big is written at once
 RETRY_S = 1.0  # after a failed group (the store is down): the journal keeps it meanwhile
+# While a request is being checked and journaled, the applier waits between events (it holds
+# the GIL for nearly all of its work, so without this the door got about half the CPU and its
+# requests waited behind the burst it was applying: BENCHMARKS.md, issue 10). The wait is
+# bounded per event, and there is none while anyone waits for the applier (a read, a request
+# waiting for room in the backlog or for its verdict), so read-your-writes and the backlog's
+# bound are as before; a door that waits for the store's lock is not counted as at work.
+YIELD_MAX_S = 0.02
 
 
 class EmbeddedService(Service):
@@ -114,6 +121,10 @@ class EmbeddedService(Service):
         self._verdicts: dict[int, SubmitResult | None] = {}  # seq -> verdict, for who waits
         self._closing = False
         self._waiting = 0  # reads and requests waiting for the applier
+        self._at_door = 0  # requests being checked and journaled: the applier lets them go first
+        self._door_count = threading.Lock()
+        self._door_clear = threading.Event()  # set while no request is at the door
+        self._door_clear.set()
         self.groups = 0  # groups applied (for tests and the curious)
         self._thread = threading.Thread(target=self._run, name="tracker-serve-apply", daemon=True)
         self._thread.start()
@@ -130,6 +141,7 @@ class EmbeddedService(Service):
             remember_log=True,
             signer=intake_signer(),
         )
+        tracker.pause = self._yield_to_door
         tracker.refused = {}
         try:
             tracker.restore()
@@ -142,13 +154,14 @@ class EmbeddedService(Service):
     def submit(
         self, raws: Sequence[str], principal: Principal, *, wait_applied: bool = False
     ) -> SubmitResult:
-        door = self.read_lines(raws)
-        self.authorize(door, principal, self._posted_by_of)
+        with self._door_work():
+            door = self.read_lines(raws)
+            self.authorize(door, principal, self._posted_by_of)
         if door.refused:
             return SubmitResult(tuple(door.refused), self.backend)
         self._room(len(door.passed))
         received_at = self.clock()
-        with self._held(self._door):
+        with self._door_work(), self._held(self._door):
             results, entry = self._journal(door, principal, received_at, wait_applied)
         answer = SubmitResult(tuple(results), self.backend)
         if entry is None:
@@ -243,8 +256,37 @@ class EmbeddedService(Service):
         recent = self.recent_poster(event_id)
         if recent is not None:
             return recent
-        with self._held(self._lock):
-            return logged_poster(self.store, event_id)
+        self._count_at_door(-1)  # the applier holds the lock: it must not wait for this door
+        try:
+            with self._held(self._lock):
+                return logged_poster(self.store, event_id)
+        finally:
+            self._count_at_door(1)
+
+    @contextlib.contextmanager
+    def _door_work(self) -> Iterator[None]:
+        """A request's checks and journaling: the applier waits between events meanwhile."""
+        self._count_at_door(1)
+        try:
+            yield
+        finally:
+            self._count_at_door(-1)
+
+    def _count_at_door(self, change: int) -> None:
+        with self._door_count:
+            self._at_door += change
+            if self._at_door:
+                self._door_clear.clear()
+            else:
+                self._door_clear.set()
+
+    def _yield_to_door(self) -> None:
+        """The applier, between events: while a request is at the door, wait until it leaves
+        (the door gets the GIL at once, rather than after the interpreter's switch interval at
+        each of its hand-overs), at most YIELD_MAX_S per event. A wait, not a poll: the
+        applier wakes once, when the door is clear."""
+        if self._at_door and not self._waiting:
+            self._door_clear.wait(YIELD_MAX_S)
 
     # -- the applier -----------------------------------------------------------------------------
 
