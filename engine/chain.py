@@ -183,7 +183,8 @@ def ledger_digest(
     reason: str,
 ) -> str:
     """`entry_digest` of the entry these fields make, `fixed` being its `fixed_fields`: what
-    the engine runs for every entry it emits, with what repeats between entries made once."""
+    the engine runs for every entry it emits, with what repeats between entries made once.
+    (An entry capped at 0 has the same form spelled out in `engine.caps.Ledger.count`.)"""
     if len(event_ids) == 1:
         ids = f"{len(event_ids[0])}:{event_ids[0]}"
     else:
