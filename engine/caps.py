@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from hashlib import sha256 as _sha256
 
-from engine.chain import fixed_fields, ledger_digest, link
+from engine.chain import _text, fixed_fields, instant_field, ledger_digest, link, points_field
 from engine.compiled import CompiledRule
-from engine.ids import digest
 from schemas.ledger import LedgerEntry, trusted
 
 ZERO = Decimal(0)
@@ -51,9 +51,8 @@ class Assessment:
     claims: list[Claim] = field(default_factory=list)
     by_key: dict[tuple[str, str], Claim] = field(default_factory=dict)
     generations: dict[tuple[str, str], int] = field(default_factory=dict)
-    # per rule, built once: its claims' id prefix, their entries' fixed fields (chain.py), and
-    # the end of the reason of an entry capped at 0
-    prefixes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    # per rule, built once (`_per_rule`): what its claims and their entries share
+    prefixes: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
     seq: int = 0  # the last ledger `seq` of this (unit, year): kept and forgotten with it
     head: str = ""  # the chain value of that entry (engine/chain.py)
 
@@ -126,18 +125,13 @@ class Ledger:
         assessment.generations[key] = generation + 1
         made = assessment.prefixes.get(rule.rule_id)
         if made is None:
-            unit, year, book = assessment.unit, assessment.year, assessment.rulebook
-            made = assessment.prefixes[rule.rule_id] = (
-                f"{book}\x1f{unit}\x1f{year}\x1f{rule.rule_id}",
-                fixed_fields(unit, year, book, rule.indicator, rule.item, rule.key),
-                f"; capped: {ZERO} of {rule.rule.points} applied"
-                if rule.rule.points > ZERO
-                else "",
-            )
-        prefix, form, capped_at_zero = made
+            made = assessment.prefixes[rule.rule_id] = _per_rule(assessment, rule)
+        prefix, form, capped_at_zero, zero_fields = made
         requested = rule.rule.points
+        # engine/ids.py `digest`, inline: this runs for every counted occurrence
+        claim_id = _sha256(f"{prefix}\x1f{count_key}\x1f{generation}".encode()).hexdigest()[:24]
         claim = Claim(  # positional: this runs for every counted occurrence
-            digest(prefix, count_key, generation),
+            claim_id,
             rule,
             count_key,
             requested,
@@ -155,22 +149,48 @@ class Ledger:
             assessment._use(rule.caps, applied)
             self._write(assessment, claim, applied)
             return claim
-        # Capped at 0, nearly every entry of a dense stream: adding ZERO to what the caps used
-        # changes nothing (they hold sums that started at ZERO, so no exponent above 0, and
-        # never -0), and the reason's ending is the rule's own, made once (`_write` otherwise).
-        claim.entry_id = claim.claim_id
+        # Capped at 0, nearly every entry of a dense stream, so `_write`, `_append`,
+        # `ledger_digest` and `link` are spelled out here in one frame (the same canonical form
+        # and chain: tests/unit/test_engine_golden.py pins every byte). Adding ZERO to what the
+        # caps used changes nothing (they hold sums that started at ZERO, so no exponent above 0,
+        # and never -0), and the reason's ending is the rule's own, made once.
+        claim.entry_id = claim_id
         claim.version = 1
-        self._append(
-            assessment,
-            claim,
-            claim.claim_id,
-            requested,
-            ZERO,
-            None,
-            effective_at,
-            reason + capped_at_zero,
-            event_ids,
-        )
+        seq = assessment.seq = assessment.seq + 1
+        reason = reason + capped_at_zero
+        if len(event_ids) == 1:
+            ids = f"{len(event_ids[0])}:{event_ids[0]}"
+        else:
+            ids = "".join(map(_text, event_ids))
+        seq_text = str(seq)
+        entry_digest = _sha256(
+            f"{len(claim_id)}:{claim_id}{len(seq_text)}:{seq_text}{form}"
+            f"{len(count_key)}:{count_key}{len(source_unit)}:{source_unit}{len(ids)}:{ids}"
+            f"{zero_fields}{instant_field(effective_at)}{len(reason)}:{reason}".encode()
+        ).hexdigest()
+        chain = assessment.head = _sha256(f"{assessment.head}{entry_digest}".encode()).hexdigest()
+        values = {
+            "entry_id": claim_id,
+            "seq": seq,
+            "unit": assessment.unit,
+            "year": assessment.year,
+            "rulebook": assessment.rulebook,
+            "indicator": rule.indicator,
+            "item": rule.item,
+            "rule": rule.key,
+            "count_key": count_key,
+            "source_unit": source_unit,
+            "event_ids": event_ids,
+            "requested": requested,
+            "applied": ZERO,
+            "capped": requested > ZERO,
+            "reverses": None,
+            "effective_at": effective_at,
+            "reason": reason,
+            "digest": entry_digest,
+            "chain": chain,
+        }
+        self.entries.append(trusted(LedgerEntry, values))
         return claim
 
     def withdraw_claim(
@@ -311,3 +331,17 @@ class Ledger:
     def drain(self) -> list[LedgerEntry]:
         out, self.entries = self.entries, []
         return out
+
+
+def _per_rule(assessment: Assessment, rule: CompiledRule) -> tuple[str, str, str, str]:
+    """What every claim of one rule in one assessment shares, made once: the claim ids' prefix,
+    the entries' fixed fields (engine/chain.py), and for an entry capped at 0 the end of its
+    reason and its canonical form's fields from `requested` to `reverses`."""
+    unit, year, book = assessment.unit, assessment.year, assessment.rulebook
+    points = rule.rule.points
+    return (
+        f"{book}\x1f{unit}\x1f{year}\x1f{rule.rule_id}",
+        fixed_fields(unit, year, book, rule.indicator, rule.item, rule.key),
+        f"; capped: {ZERO} of {points} applied" if points > ZERO else "",
+        f"{points_field(points)}{points_field(ZERO)}{'1:1' if points > ZERO else '1:0'}~",
+    )

@@ -150,12 +150,22 @@ def points_field(value: Decimal) -> str:
     return field
 
 
-@functools.lru_cache(maxsize=4096)
+# the last instant made a field, and its field
+_LAST_INSTANT: list[tuple[datetime | None, str]] = [(None, "")]
+
+
 def instant_field(at: datetime) -> str:
-    """`instant(at)` as a field of the canonical form (cached in one step, not two)."""
-    if at.tzinfo is not SHANGHAI:
-        at = at.astimezone(SHANGHAI)
-    return _text(at.isoformat(timespec="milliseconds"))
+    """`instant(at)` as a field of the canonical form. Memoised for the last instant only (by
+    identity): an event's entries share its instant, and nearly every event has its own, so a
+    larger cache missed almost always and cost more than it saved."""
+    seen, field = _LAST_INSTANT[0]
+    if at is seen:
+        return field
+    local_at = at if at.tzinfo is SHANGHAI else at.astimezone(SHANGHAI)
+    text = local_at.isoformat(timespec="milliseconds")
+    field = f"{len(text)}:{text}"
+    _LAST_INSTANT[0] = (at, field)
+    return field
 
 
 def ledger_digest(
@@ -173,7 +183,8 @@ def ledger_digest(
     reason: str,
 ) -> str:
     """`entry_digest` of the entry these fields make, `fixed` being its `fixed_fields`: what
-    the engine runs for every entry it emits, with what repeats between entries made once."""
+    the engine runs for every entry it emits, with what repeats between entries made once.
+    (An entry capped at 0 has the same form spelled out in `engine.caps.Ledger.count`.)"""
     if len(event_ids) == 1:
         ids = f"{len(event_ids[0])}:{event_ids[0]}"
     else:

@@ -279,15 +279,20 @@ class Engine:
             return
         claims = record.claims = []
         event_id, unit = event.event_id, event.unit
+        event_ids = (event_id,)
+        count = self.ledger.count
+        # The reason depends on the key only for outreach notices (matching.describe): made once
+        # per event otherwise, as are the cited ids, shared by the event's entries.
+        per_key, reason = event.type == "outreach.notice", ""
         for assessment, rule in routes:
             for key in count_keys(rule.rule, event):
                 counted = assessment.by_key.get((rule.rule_id, key))
                 if counted is not None:  # counted already: one more event asserts it
                     counted.supporters[event_id] = None
                 else:
-                    counted = self.ledger.count(
-                        assessment, rule, key, unit, (event_id,), at, describe(event, key), event_id
-                    )
+                    if per_key or not reason:
+                        reason = describe(event, key)
+                    counted = count(assessment, rule, key, unit, event_ids, at, reason, event_id)
                 claims.append((assessment, counted))
 
     def _routes(self, unit: str, year: int, trigger: str) -> Routes:

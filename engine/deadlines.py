@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from engine.caps import Assessment, Claim, Routes
-from engine.clock import local
+from engine.clock import SHANGHAI, local
 from schemas.ledger import DeadlineKind, DeadlineState, DeadlineStatus, trusted
 
 
@@ -43,6 +43,9 @@ class Tracked:
 
     def state(self, updated_at: datetime, version: int) -> DeadlineState:
         first = min(self.feedbacks.values(), default=None)
+        at, due, notice_due = self.at, self.due, self.notice_due
+        # `local` only where the instant is not in +08:00 already (it then returns the same
+        # object): the engine's instants nearly all are, and a state is made per deadline change
         return trusted(
             DeadlineState,
             {
@@ -51,12 +54,12 @@ class Tracked:
                 "ref": self.ref,
                 "year": self.year,
                 "event_id": self.event_id,
-                "noticed_at": local(self.at),
-                "due": local(self.due),
-                "notice_due": local(self.notice_due) if self.notice_due is not None else None,
+                "noticed_at": at if at.tzinfo is SHANGHAI else local(at),
+                "due": due if due.tzinfo is SHANGHAI else local(due),
+                "notice_due": None if notice_due is None else local(notice_due),
                 "status": self.status,
-                "feedback_at": local(first) if first is not None else None,
-                "updated_at": local(updated_at),
+                "feedback_at": None if first is None else local(first),
+                "updated_at": updated_at if updated_at.tzinfo is SHANGHAI else local(updated_at),
                 "version": version,
             },
         )
