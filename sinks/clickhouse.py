@@ -20,6 +20,7 @@ from schemas.ledger import (
     LedgerEntry,
     LoggedEvent,
 )
+from sinks import clickhouse_docs as docs
 from sinks import clickhouse_totals as kept
 from sinks.base import Batch, StoreError
 from sinks.clickhouse_checkpoint import CheckpointTables
@@ -79,12 +80,14 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
         }
         self._column_types: dict[tuple[str, ...], Sequence[Any]] = {}  # see `_insert`
         self._kept: bool | None = None  # whether the totals are kept (`totals`); None: unasked
+        self._docs_due = False  # deadlines written since the documents were last refreshed
         try:
             if create:
                 ensure_schema(self)
                 self._ensure_store_id()
                 kept.keep_totals(self)
                 self._kept = True
+                docs.keep_docs(self)
             else:
                 self._require_tables()
                 self._read_old_tables()
@@ -201,6 +204,7 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
         deadline_rows = list(map(DEADLINE_ROW, batch.deadlines))
         self._insert("deadline_history", DEADLINE_COLS, deadline_rows)
         self._insert("deadlines", DEADLINE_COLS, deadline_rows)
+        self._docs_due = self._docs_due or bool(deadline_rows)
         self._insert("chain_heads", HEAD_COLS, list(map(HEAD_ROW, batch.heads)))
         now = datetime.now(UTC)
         self._insert(
@@ -360,7 +364,12 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
         rows = self._query(f"SELECT count(), max(at) FROM {self.db}.events")
         return local(rows[0][1]) if rows and rows[0][0] else None
 
+    def refresh_docs(self) -> None:
+        """On a checkpoint and on close: sinks/clickhouse_docs.py `refresh_due`."""
+        self._docs_due = docs.refresh_due(self, self._docs_due)
+
     def close(self) -> None:
+        self.refresh_docs()
         self.client.close()
 
     # -- plumbing ------------------------------------------------------------------------------

@@ -28,6 +28,9 @@ class CheckpointTables:
     def _command(self, sql: str) -> None:
         raise NotImplementedError
 
+    def refresh_docs(self) -> None:
+        raise NotImplementedError
+
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         c = checkpoint
         row = [c.partition, c.through_seq, c.head, c.state, c.signature, c.written_at]
@@ -41,6 +44,8 @@ class CheckpointTables:
                 f"DELETE FROM {self.db}.checkpoints "
                 f"WHERE partition = {int(c.partition)} AND through_seq != {int(c.through_seq)}"
             )
+        # a long-running writer (serve, a worker) checkpoints now and then and closes rarely
+        self.refresh_docs()
 
     def load_checkpoint(self, partition: int = 0) -> Checkpoint | None:
         rows = self._query(

@@ -26,6 +26,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from sinks import clickhouse_docs as docs
 from sinks.clickhouse_sql import (
     AT,
     HISTORY_KEY,
@@ -33,7 +34,6 @@ from sinks.clickhouse_sql import (
     KEPT,
     STATE_SHOWN,
     TOTALS_KEY,
-    iso_text,
     kept_totals,
     kept_unit_years,
     millis,
@@ -45,31 +45,15 @@ from sinks.errors import HISTORY_MISSING, HistoryMissingError, StoreError
 from sinks.status_config import StatusConfig, format_points, read_config
 
 ZERO = Decimal(0)
-STATUSES = ("open", "met", "late", "overdue", "withdrawn")
 Document = dict[str, Any]  # one object of `tracker status --json`
-
-# A deadline as status shows it: its due as `iso` writes it, and the notice's own due only when
-# it differs (schemas.ledger.DeadlineView); in a unit-year by notice time, then ref (the order
-# `build_status` sorts by), then kind (the order its input came in, which breaks the last ties).
-_DUE = iso_text("due")
-_OWN_DUE = f"if(notice_due IS NULL OR notice_due = due, NULL, {iso_text('notice_due')})"
-_ORDER = "noticed_at, ref, kind"
-_BAD_STATUS = f"status NOT IN ({', '.join(repr(s) for s in STATUSES)})"
-# what `json.dumps` would escape in a ref (ensure_ascii=False): quote, backslash, C0 controls;
-# and bytes that are not UTF-8. A unit-year with such a ref is written by json.dumps instead.
-_ODD_REF = "NOT isValidUTF8(ref) OR match(ref, '[\\\\x00-\\\\x1f\"\\\\\\\\]')"
-# one deadline's JSON, as json.dumps writes {"ref", "due", "status"[, "notice_due"]}
-_VIEW_JSON = (
-    'concat(\'{"ref": "\', ref, \'", "due": "\', due_text, \'", "status": "\', status, '
-    "'\"', if(own_due IS NULL, '', concat(', \"notice_due\": \"', assumeNotNull(own_due), "
-    "'\"')), '}')"
-)
+_DUE, _OWN_DUE, _ORDER = docs.DUE, docs.OWN_DUE, docs.ORDER
 
 # the column kinds each query must give (`StatusQuery._rows`)
 _TOTALS = "text year text points"
 _DEADLINES = "text year text text text text?"
 _UNIT_YEARS = "text year"
 _GROUPS = "text year count count text"
+_DOCS = "text year text?"
 _KINDS = {
     "text": ("String", "LowCardinality(String)"),
     "text?": ("String", "Nullable(String)"),
@@ -91,8 +75,10 @@ class StatusQuery:
         _, self.db = split_dsn(dsn)
         require_embedded_store(dsn)  # on disk: a reader creates nothing
         self.client: Client = connect(dsn)
-        # whether a writer keeps the totals (sinks/clickhouse_totals.py): known from `config`
+        # whether a writer keeps the totals (sinks/clickhouse_totals.py) and the deadline
+        # documents (sinks/clickhouse_docs.py): known from `config`
         self.kept = False
+        self.docs = False
 
     def close(self) -> None:
         self.client.close()
@@ -101,6 +87,7 @@ class StatusQuery:
         rows = self._rows(f"SELECT key, value FROM {self.db}.meta FINAL", None, types="text text")
         meta = dict(rows)
         self.kept = meta.get(TOTALS_KEY) == KEPT
+        self.docs = meta.get(docs.DOCS_KEY) == KEPT
         if "registry" not in meta:
             raise NoConfigError("the store holds no data yet: run `tracker ingest` first")
         if as_of and meta.get(HISTORY_KEY) == "missing":
@@ -118,7 +105,7 @@ class StatusQuery:
             params,
             types=_DEADLINES,
         )
-        unknown = {r[4] for r in rows} - set(STATUSES)
+        unknown = {r[4] for r in rows} - set(docs.STATUSES)
         if unknown:
             raise StoreError(f"the store's deadlines hold an unknown status {min(unknown)!r:.40}")
         views: dict[tuple[str, int], list[Document]] = {}
@@ -138,22 +125,33 @@ class StatusQuery:
         """`json.dumps(documents, ensure_ascii=False)`, with each unit-year's deadlines written
         by the store."""
         where, params = self._filter(unit, year, at)
-        source = (
-            f"SELECT unit, year, kind, ref, noticed_at, status, {_DUE} AS due_text, "
-            f"{_OWN_DUE} AS own_due FROM ({self._deadlines(where, at)})"
-        )
-        groups = self._rows(
-            f"SELECT unit, year, countIf({_BAD_STATUS}), countIf({_ODD_REF}), "
-            f"arrayStringConcat(arrayMap(v -> v.4, arraySort(v -> (v.1, v.2, v.3), "
-            f"groupArray(({_ORDER}, {_VIEW_JSON})))), ', ') FROM ({source}) GROUP BY unit, year",
-            params,
-            types=_GROUPS,
-        )
-        if any(bad for _, _, bad, _, _ in groups):
-            self.documents(config, unit, year, at)  # raises, naming the status
-        if any(odd for _, _, _, odd, _ in groups):  # a ref json.dumps escapes: let it
-            return json.dumps(self.documents(config, unit, year, at), ensure_ascii=False)
-        texts = {(u, y): text for u, y, _, _, text in groups}
+        texts: dict[tuple[str, int], str] = {}
+        # the deadlines to write here: all that `where` picks, or the unit-years without a
+        # usable document (sinks/clickhouse_docs.py), or none
+        chosen: str | None = where
+        chosen_params = params
+        if at is None and self.docs:
+            made = self._rows(docs.usable_docs(self.db, where), params, types=_DOCS)
+            texts = {(u, y): t for u, y, t in made if t is not None}
+            stale = [(u, y) for u, y, t in made if t is None]
+            chosen = "WHERE (unit, year) IN {stale:Array(Tuple(String, UInt16))}" if stale else None
+            chosen_params = {"stale": stale}
+        if chosen is not None:
+            source = (
+                f"SELECT unit, year, kind, ref, noticed_at, status, {_DUE} AS due_text, "
+                f"{_OWN_DUE} AS own_due FROM ({self._deadlines(chosen, at)})"
+            )
+            groups = self._rows(
+                f"SELECT unit, year, countIf({docs.BAD_STATUS}), countIf({docs.ODD_REF}), "
+                f"{docs.GROUP_TEXT} FROM ({source}) GROUP BY unit, year",
+                chosen_params,
+                types=_GROUPS,
+            )
+            if any(bad for _, _, bad, _, _ in groups):
+                self.documents(config, unit, year, at)  # raises, naming the status
+            if any(odd for _, _, _, odd, _ in groups):  # a ref json.dumps escapes: let it
+                return json.dumps(self.documents(config, unit, year, at), ensure_ascii=False)
+            texts.update(((u, y), text) for u, y, _, _, text in groups)
         text = _ENCODE
         return "[{}]".format(
             ", ".join(

@@ -58,6 +58,12 @@ TABLES: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS {{db}}.unit_years (
             unit String, year UInt16, first_at SimpleAggregateFunction(min, {TS})
         ) ENGINE = AggregatingMergeTree ORDER BY (unit, year)""",
+    # ... and each unit-year's deadlines as status --json writes them, with the highest
+    # version of the deadlines they were made from (sinks/clickhouse_docs.py)
+    "deadline_docs": """
+        CREATE TABLE IF NOT EXISTS {db}.deadline_docs (
+            unit String, year UInt16, version UInt64, text String
+        ) ENGINE = ReplacingMergeTree(version) ORDER BY (unit, year)""",
     # ... and every state each deadline went through (`deadlines` keeps the latest only)
     "deadline_history": f"""
         CREATE TABLE IF NOT EXISTS {{db}}.deadline_history (

@@ -43,6 +43,8 @@ UNIT_COLUMNS: dict[str, str] = {
     # the totals kept as the ledger and the log are written (issue 12, sinks/clickhouse_totals.py)
     "ledger_points": "unit",
     "unit_years": "unit",
+    # each unit-year's deadlines as status writes them (sinks/clickhouse_docs.py)
+    "deadline_docs": "unit",
 }
 # No unit column, and a rejected line's raw text may name any unit: hidden from unit users.
 HIDDEN = ("dead_letters", "dead_letters_v")

@@ -18,6 +18,7 @@ import pytest
 
 from sinks.base import StoreError
 from sinks.clickhouse import ClickHouseStore, connect
+from sinks.clickhouse_docs import ODD_REF
 from sinks.clickhouse_status import StatusQuery
 from sinks.views import status_rows
 from tests.builders import ev, tick
@@ -270,3 +271,97 @@ def test_the_command_imports_neither_the_models_nor_the_engine(tmp_path: Path) -
     assert sorted(loaded & set(NOT_FOR_STATUS)) == []
     # chDB's Arrow results, which no query here asks for (sinks/connection.py `_without_arrow`)
     assert sorted(loaded & {"pyarrow", "numpy", "pandas"}) == []
+
+
+def _every_json(query: StatusQuery, store: ClickHouseStore) -> None:
+    """The latest `--json` text of every filter is the general path's."""
+    config = query.config(as_of=False)
+    for unit, year in FILTERS:
+        want = json.dumps(general(store, unit, year, None), ensure_ascii=False)
+        assert query.json_text(config, unit, year, None) == want, (unit, year)
+
+
+def _docs(store: ClickHouseStore) -> dict[tuple[str, int], str]:
+    rows = store.client.query(f"SELECT unit, year, text FROM {store.db}.deadline_docs FINAL")
+    return {(u, y): t for u, y, t in rows.result_rows}
+
+
+def test_the_kept_deadline_documents_answer_as_the_deadlines_do(
+    own_store: ClickHouseStore,
+) -> None:
+    """sinks/clickhouse_docs.py: a writer keeps each unit-year's deadlines as status writes
+    them; a reader uses a document only while it is fresh and of the exact form, and makes the
+    others from the deadlines, so the output never changes: stale (written since the last
+    refresh), refreshed, one unit-year changed since, a document rewritten by hand."""
+    db = own_store.db
+    query = StatusQuery(own_store.dsn)
+    try:
+        _every_json(query, own_store)  # written since the open: every unit-year is stale
+        assert query.docs
+        own_store.refresh_docs()  # what a checkpoint and the close do
+        with_deadlines = {
+            (u, y)
+            for u, y in own_store.client.query(
+                f"SELECT DISTINCT unit, year FROM {db}.deadlines"
+            ).result_rows
+        }
+        kept = _docs(own_store)
+        # a unit-year with a ref json.dumps escapes (fz 2018 of the escaped refs) gets none
+        odd = {
+            (u, y)
+            for u, y in own_store.client.query(
+                f"SELECT DISTINCT unit, year FROM {db}.deadlines WHERE {ODD_REF}"
+            ).result_rows
+        }
+        assert set(kept) == with_deadlines - odd
+        assert kept and (odd == set() or odd == {("fz", 2018)})
+        _every_json(query, own_store)
+        # one deadline of nd.gaj 2020 changed since the refresh: that unit-year is stale
+        own_store.client.command(
+            f"INSERT INTO {db}.deadlines SELECT * REPLACE ('withdrawn' AS status, version + 1000 AS "
+            f"version) FROM {db}.deadlines FINAL WHERE unit = 'nd.gaj' LIMIT 1"
+        )
+        _every_json(query, own_store)
+        changed = query.json_text(query.config(as_of=False), "nd.gaj", 2020, None)
+        assert '"status": "withdrawn"' in changed
+        # documents rewritten by hand, at the fresh version: not of the form, so not used; and
+        # one of the form with a version no deadline has, so stale
+        own_store.refresh_docs()  # (nothing was written through this store: a no-op)
+        own_store.client.command(
+            f"INSERT INTO {db}.deadline_docs SELECT unit, year, version, "
+            '\'{"ref": "x"}], "evil": [{\' FROM '
+            f"{db}.deadline_docs FINAL WHERE unit = 'nd'"
+        )
+        own_store.client.command(
+            f"INSERT INTO {db}.deadline_docs SELECT unit, year, version + 7, "
+            '\'{"ref": "x", "due": "2018-01-01T00:00:00+08:00", "status": "met"}\' '
+            f"FROM {db}.deadline_docs FINAL WHERE unit = 'gat'"
+        )
+        _every_json(query, own_store)
+        assert query.json_text(query.config(as_of=False), None, None, None) == json.dumps(
+            general(own_store, None, None, None), ensure_ascii=False
+        )
+    finally:
+        query.close()
+
+
+def test_a_store_made_before_the_deadline_documents_is_read_then_filled(
+    own_store: ClickHouseStore,
+) -> None:
+    """A store without deadline_docs (made before it): readers make every text from the
+    deadlines; the next writer's open makes the table, fills it and marks the store."""
+    db = own_store.db
+    own_store.client.command(f"DROP TABLE {db}.deadline_docs")
+    own_store.client.command(
+        f"ALTER TABLE {db}.meta DELETE WHERE key = 'deadline_docs' SETTINGS mutations_sync = 2"
+    )
+    query = StatusQuery(own_store.dsn)
+    try:
+        _every_json(query, own_store)
+        assert not query.docs
+        ClickHouseStore(own_store.dsn).close()  # a writer opens it
+        _every_json(query, own_store)
+        assert query.docs
+        assert _docs(own_store)
+    finally:
+        query.close()
