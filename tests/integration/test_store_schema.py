@@ -46,24 +46,25 @@ def test_a_writer_s_second_open_sends_no_schema_statement(
 
 
 @pytest.mark.parametrize(
-    "spoil",
+    ("spoils", "older_mark"),
     [
-        "DROP TABLE {db}.ledger_seen",  # a table gone: found by name
-        "DROP VIEW {db}.deadlines_v",  # a view gone: found by name
-        # a column gone and the store's mark of its schema rewritten (an older version's writer)
-        "ALTER TABLE {db}.events DROP COLUMN chain",
+        # a table gone and a view gone, the store's mark as it was: found by name
+        (("DROP TABLE {db}.ledger_seen", "DROP VIEW {db}.deadlines_v"), False),
+        # a column gone, with the store's mark of its schema rewritten (an older version's
+        # writer ran its own statements after this one's)
+        (("ALTER TABLE {db}.events DROP COLUMN chain",), True),
     ],
 )
 def test_a_store_missing_part_of_its_schema_is_mended(
-    chdb_dsn: str, said: Iterator[list[str]], spoil: str
+    chdb_dsn: str, said: Iterator[list[str]], spoils: tuple[str, ...], older_mark: bool
 ) -> None:
     sent = next(said)
     store = ClickHouseStore(chdb_dsn)
-    store.client.command(spoil.format(db=store.db))
-    if "COLUMN" in spoil:
-        store._insert(
-            "meta", ["key", "value", "saved_at"], [[SCHEMA_KEY, "older", datetime.now(UTC)]]
-        )
+    for spoil in spoils:
+        store.client.command(spoil.format(db=store.db))
+    if older_mark:
+        older = [[SCHEMA_KEY, "older", datetime.now(UTC)]]
+        store._insert("meta", ["key", "value", "saved_at"], older)
     store.close()
     sent.clear()
     store = ClickHouseStore(chdb_dsn)

@@ -6,6 +6,7 @@ stop), after kill -9 (the periodic ones), and with checkpoints it must not trust
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,17 @@ def _replayed(worker: Worker, start: int) -> int:
     return sum(int(n) for n in REBUILT.findall(run))
 
 
+def _checkpointed(worker: Worker, partitions: int = 4, timeout_s: float = 60) -> None:
+    """Wait until the worker has written a checkpoint per partition: it writes them after the
+    batch's offsets are committed, which is all `drain` waits for (a kill -9 right after the
+    commit would find none, and the test would measure a race, not the restart)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker.remote(timeout_s=2).progress()["checkpoints"]["written"] >= partitions:
+            return
+        time.sleep(0.2)
+
+
 def _restart(worker: Worker, bootstrap: str, prefix: str, lines: list[str], kill: bool) -> None:
     """Post two thirds, let the worker store them, stop it (SIGTERM or kill -9), start it
     again and post the rest."""
@@ -44,6 +56,7 @@ def _restart(worker: Worker, bootstrap: str, prefix: str, lines: list[str], kill
     worker.wait_web()
     drain(bootstrap, prefix)
     if kill:
+        _checkpointed(worker)
         worker.kill()
     else:
         assert worker.stop() == 0, worker.tail()
