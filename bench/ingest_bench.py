@@ -85,10 +85,14 @@ def loadavg() -> str:
 
 def stream(lines: int, seed: int, scale: float) -> Path:
     path = CACHE / f"stream-{lines}-{seed}-{scale}.jsonl"
+    return demo_stream(path, lines, seed, (2017, 2018, 2020), scale)
+
+
+def demo_stream(path: Path, lines: int, seed: int, years: tuple[int, ...], scale: float) -> Path:
+    """The seeded demo stream's first `lines` lines in `path`, written once (a cache)."""
     if not path.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        registry = load_registry(DEMO_REGISTRY)
-        gen = demo.generate(registry, seed=seed, years=(2017, 2018, 2020), scale=scale)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        gen = demo.generate(load_registry(DEMO_REGISTRY), seed=seed, years=years, scale=scale)
         tmp = path.with_suffix(".part")
         with tmp.open("w", encoding="utf-8") as out:
             for line in itertools.islice(demo.lines(gen), lines):

@@ -16,17 +16,16 @@ chdb://FRESH` as a user runs it. Prints the load average before and after.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.ingest_bench import demo_stream, run  # noqa: E402  (wall, CPU, peak RSS of a child)
 
 CACHE = Path("/tmp/memory-bench")
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -61,29 +60,7 @@ if top:
 def stream(name: str, lines: int) -> Path:
     years, scale = STREAMS[name]
     path = CACHE / f"stream-{lines}-{'-'.join(map(str, years))}-{scale}.jsonl"
-    if not path.exists():
-        from config.registry import DEMO_REGISTRY, load_registry
-        from tracker import demo
-
-        CACHE.mkdir(parents=True, exist_ok=True)
-        gen = demo.generate(load_registry(DEMO_REGISTRY), seed=7, years=years, scale=scale)
-        part = path.with_suffix(".part")
-        with part.open("w", encoding="utf-8") as out:
-            for line in itertools.islice(demo.lines(gen), lines):
-                out.write(line + "\n")
-        part.rename(path)
-    return path
-
-
-def peak(argv: list[str]) -> tuple[float, float, float, str]:
-    """Wall seconds, CPU seconds and peak RSS (MiB) of a child process, and its stdout."""
-    start = time.perf_counter()
-    child = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    out = child.stdout.read() if child.stdout else ""
-    _, status, used = os.wait4(child.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{argv[:4]} failed")
-    return time.perf_counter() - start, used.ru_utime + used.ru_stime, used.ru_maxrss / 1024, out
+    return demo_stream(path, lines, 7, years, scale)
 
 
 def main() -> None:
@@ -96,7 +73,7 @@ def main() -> None:
     print(f"load before {os.getloadavg()}", flush=True)
     for name in [args.only] if args.only else STREAMS:
         path = stream(name, args.lines)
-        wall, cpu, rss, out = peak([PYTHON, "-c", ENGINE, str(path), str(args.trace)])
+        wall, cpu, rss, out = run([PYTHON, "-c", ENGINE, str(path), str(args.trace)])
         traced = " (tracemalloc on: RSS inflated)" if args.trace else ""
         print(
             f"{name}: engine  peak RSS {rss:7,.0f} MiB{traced} ({wall:.0f} s wall, {cpu:.0f} s CPU)"
@@ -105,7 +82,7 @@ def main() -> None:
         if args.ingest:
             folder = Path(tempfile.mkdtemp(prefix="memory-bench-"))
             try:
-                wall, cpu, rss, _ = peak(
+                wall, cpu, rss, _ = run(
                     [PYTHON, "-m", "tracker", "ingest", str(path), "--units", UNITS,
                      "--store", f"chdb://{folder}/store", "--json"]
                 )  # fmt: skip
