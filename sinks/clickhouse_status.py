@@ -12,7 +12,8 @@ even writes each unit-year's deadlines as their JSON text (`json_text`), so that
 cross into Python as ~400 strings; `documents` gives the objects themselves, for the tables.
 Both equal the general path's output byte for byte (tests/integration/test_status_fast.py).
 
-Imports only the driver and light sinks modules (tests/unit/test_cli_start.py).
+Imports only light sinks modules, and for an embedded store not even the driver: chDB's own API
+reads it (sinks/rows.py; tests/unit/test_cli_start.py).
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-
-from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from sinks import clickhouse_docs as docs
 from sinks.clickhouse_sql import (
@@ -40,9 +38,10 @@ from sinks.clickhouse_sql import (
     shown_entries,
     unit_year_filter,
 )
-from sinks.connection import connect, first_line, require_embedded_store, split_dsn
 from sinks.errors import HISTORY_MISSING, HistoryMissingError, StoreError
+from sinks.rows import QueryError, Rows, open_rows
 from sinks.status_config import StatusConfig, format_points, read_config
+from sinks.store_open import require_embedded_store, split_dsn
 
 ZERO = Decimal(0)
 Document = dict[str, Any]  # one object of `tracker status --json`
@@ -74,14 +73,15 @@ class StatusQuery:
         self.dsn = dsn
         _, self.db = split_dsn(dsn)
         require_embedded_store(dsn)  # on disk: a reader creates nothing
-        self.client: Client = connect(dsn)
+        # chDB's own API for an embedded store, the driver for a server (sinks/rows.py)
+        self.rows: Rows = open_rows(dsn)
         # whether a writer keeps the totals (sinks/clickhouse_totals.py) and the deadline
         # documents (sinks/clickhouse_docs.py): known from `config`
         self.kept = False
         self.docs = False
 
     def close(self) -> None:
-        self.client.close()
+        self.rows.close()
 
     def config(self, *, as_of: bool) -> StatusConfig:
         rows = self._rows(f"SELECT key, value FROM {self.db}.meta FINAL", None, types="text text")
@@ -261,17 +261,15 @@ class StatusQuery:
 
     def _rows(self, sql: str, params: dict[str, Any] | None, *, types: str) -> list[Any]:
         """The rows of a query, in the column kinds `types` names. The kinds are checked once
-        per query, from the result's own column types, not per value: the driver gives a
-        String column as str, a UInt16 as int, a Decimal as Decimal."""
+        per query, from the result's own column types, not per value: either adapter gives a
+        String column as str, a UInt16 as int, a Decimal as Decimal (sinks/rows.py)."""
         try:
-            result = self.client.query(sql, parameters=params)
-        except ClickHouseError as exc:
+            got, rows = self.rows.query(sql, params)
+        except QueryError as exc:
             self._explain()
-            raise StoreError(f"store query failed: {first_line(exc, self.dsn)}") from None
-        rows = list(result.result_rows)
+            raise StoreError(f"store query failed: {exc}") from None
         if not rows:
             return rows  # (an empty result may come without its column types)
-        got = [t.name for t in result.column_types]
         kinds = types.split()
         if len(got) != len(kinds) or not all(map(_fits, got, kinds)):
             raise StoreError(
@@ -281,14 +279,20 @@ class StatusQuery:
 
     def _explain(self) -> None:
         """Raise what the full store's open says of this database (no store, no tracker
-        tables), or the as-of refusal when the history tables are missing."""
+        tables), or the as-of refusal when the history tables are missing. Through the driver
+        (a failed query only): in this process it shares the embedded engine already open."""
         from sinks.clickhouse import ClickHouseStore
+        from sinks.connection import connect
 
-        ClickHouseStore(self.dsn, client=self.client, create=False)
-        rows = self.client.query(
-            "SELECT name FROM system.tables WHERE database = {db:String}",
-            parameters={"db": self.db},
-        ).result_rows
+        client = connect(self.dsn)
+        try:
+            ClickHouseStore(self.dsn, client=client, create=False)
+            rows = client.query(
+                "SELECT name FROM system.tables WHERE database = {db:String}",
+                parameters={"db": self.db},
+            ).result_rows
+        finally:
+            client.close()
         if not set(HISTORY_TABLES) <= {str(r[0]) for r in rows}:
             raise HistoryMissingError(HISTORY_MISSING)
 
