@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from decimal import Context, Decimal, localcontext
+from operator import methodcaller
 from typing import Any
 
 from sinks.dsn import chdb_location
@@ -98,23 +99,27 @@ def decode(data: bytes) -> Result:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:  # some value is not UTF-8: each is decoded alone, as the driver does
-        return _decode(data.split(b"\n"), b"\t", b"\\N", _bytes_text)
-    return _decode(text.split("\n"), "\t", "\\N", _unescape)
+        return _decode(data, b"\t", b"\\N", _bytes_text)
+    return _decode(text, "\t", "\\N", _unescape)
 
 
-def _decode(lines: Sequence[Any], tab: Any, null: Any, text: Callable[[Any], str]) -> Result:
-    if len(lines) < 3 or lines[-1]:
+def _decode(data: Any, tab: Any, null: Any, text: Callable[[Any], str]) -> Result:
+    newline = b"\n" if isinstance(tab, bytes) else "\n"
+    _, _, rest = data.partition(newline)  # the names line
+    kinds, complete, body = rest.partition(newline)
+    if not complete or (body and not body.endswith(newline)):
         raise StoreError("the store's answer was cut short")
-    types = [text(t) for t in lines[1].split(tab)]
-    split = [line.split(tab) for line in lines[2:-1]]
-    if any(len(fields) != len(types) for fields in split):
-        raise StoreError("the store's answer has rows of another width than its columns")
-    if not split:
+    types = [text(t) for t in kinds.split(tab)]
+    if not body:
         return Result([], [])  # as the driver answers, which may not know the types then
-    columns = [
-        _column(kind, values, null, text)
-        for kind, values in zip(types, zip(*split, strict=True), strict=True)
-    ]
+    body = body[:-1]
+    # every row as wide as the columns (a value holds no tab or line break: the engine escapes
+    # them); then the values are cut once, column by column, not line by line
+    if not all(map((len(types) - 1).__eq__, map(methodcaller("count", tab), body.split(newline)))):
+        raise StoreError("the store's answer has rows of another width than its columns")
+    values = body.replace(newline, tab).split(tab)
+    width = len(types)
+    columns = [_column(kind, values[n::width], null, text) for n, kind in enumerate(types)]
     return Result(types, list(zip(*columns, strict=True)))
 
 
