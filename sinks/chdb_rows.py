@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from decimal import Context, Decimal, localcontext
 from operator import methodcaller
 from typing import Any
@@ -119,17 +119,23 @@ def _decode(data: Any, tab: Any, null: Any, text: Callable[[Any], str]) -> Resul
         raise StoreError("the store's answer has rows of another width than its columns")
     values = body.replace(newline, tab).split(tab)
     width = len(types)
-    columns = [_column(kind, values[n::width], null, text) for n, kind in enumerate(types)]
+    # no escape anywhere (the common case): a text column is its values as they are
+    plain = text is _unescape and "\\" not in body
+    columns = [_column(kind, values[n::width], null, text, plain) for n, kind in enumerate(types)]
     return Result(types, list(zip(*columns, strict=True)))
 
 
-def _column(kind: str, values: Sequence[Any], null: Any, text: Callable[[Any], str]) -> list[Any]:
+def _column(
+    kind: str, values: list[Any], null: Any, text: Callable[[Any], str], plain: bool
+) -> list[Any]:
     inner = kind.removeprefix("LowCardinality(").removesuffix(")") if "Low" in kind else kind
     nullable = inner.startswith("Nullable(")
     inner = inner.removeprefix("Nullable(").removesuffix(")") if nullable else inner
     convert: Callable[[Any], Any]
     if inner == "String":
-        if text is _unescape:  # the common case, without a call per value that needs none
+        if plain and not nullable:
+            return values
+        if text is _unescape:  # without a call per value that needs none
             if nullable:
                 return [
                     None if v == null else (v if "\\" not in v else _unescape(v)) for v in values
