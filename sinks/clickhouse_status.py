@@ -52,6 +52,7 @@ _TOTALS = "text year text points"
 _DEADLINES = "text year text text text text?"
 _UNIT_YEARS = "text year"
 _GROUPS = "text year count count text"
+_COUNTS = "text year count count count count"
 _DOCS = "text year text?"
 _KINDS = {
     "text": ("String", "LowCardinality(String)"),
@@ -117,6 +118,27 @@ class StatusQuery:
         return [
             {**doc, "deadlines": views.get((doc["unit"], doc["year"]), [])}
             for doc in self._skeleton(config, where, params, at, set(views), unit, year)
+        ]
+
+    def summaries(
+        self, config: StatusConfig, unit: str | None, year: int | None, at: datetime | None
+    ) -> list[tuple[Document, int, int, int]]:
+        """What the every-unit table shows: each status object without its deadlines, with the
+        counts of its open, overdue and all deadlines (counted by the store, not read)."""
+        where, params = self._filter(unit, year, at)
+        counts = self._rows(
+            "SELECT unit, year, countIf(status = 'open'), countIf(status = 'overdue'), "
+            f"count(), countIf({docs.BAD_STATUS}) FROM ({self._deadlines(where, at)}) "
+            "GROUP BY unit, year",
+            params,
+            types=_COUNTS,
+        )
+        if any(bad for *_, bad in counts):
+            self.documents(config, unit, year, at)  # raises, naming the status
+        found = {(u, y): (opened, overdue, total) for u, y, opened, overdue, total, _ in counts}
+        return [
+            (doc, *found.get((doc["unit"], doc["year"]), (0, 0, 0)))
+            for doc in self._skeleton(config, where, params, at, set(found), unit, year)
         ]
 
     def json_text(
