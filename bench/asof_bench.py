@@ -1,19 +1,23 @@
 """Benchmark: `tracker status --as-of ... --unit X --json` on a store holding 1M events (issue
 11 item 2), and `tracker status --json` for every unit (issue 12 item 4).
 
-    python bench/asof_bench.py [--events 1010000] [--scale 25] [--runs 3]
+    python bench/asof_bench.py [--events 1010000] [--scale 25] [--runs 3] [--store DIR]
 
 Builds the store once with `tracker ingest` of the first `--events` lines of the demo stream
 (2017, 2018 and 2020 at 25x density: 1.01M lines, of which about 1.005M are logged events; the
 rest are redeliveries, which the log does not keep twice; cached under /tmp/asof-bench,
 keyed by the stream's arguments and the store's schema), then times, each as a whole CLI process
 (3 runs, min/median/max), `tracker status --as-of T --unit U --json` for the busiest unit, and in
-the same run two anchors: the same command without --as-of, and a bare clickhouse-connect chdb://
-query of the same store (the unit's as-of totals, in one process start + query). Then every
+the same run three anchors: the same command without --as-of, and two bare processes that start
+Python, open the store and run one query (the unit's as-of totals): through clickhouse-connect's
+chdb:// and through chDB's own API (which `tracker status` reads an embedded store with, since
+issue 12: sinks/rows.py). Then every
 unit: `tracker status --json` (latest) and `tracker status --json --as-of T`. Each figure is the
 wall time and the process's CPU time (user + system, its threads included: chDB runs a query on
 several), min/median/max. Prints the load average (/proc/loadavg) before and after: the box is
-shared, and on a loaded box the CPU time is the steadier figure.
+shared, and on a loaded box the CPU time is the steadier figure. `--store DIR` times a copy of a
+built store (`cp -a` of a cached one) instead of the cache: a chDB directory is opened by one
+process at a time, and every open may merge and clean its parts.
 """
 
 from __future__ import annotations
@@ -55,6 +59,24 @@ rows = client.query(
     parameters={"u": sys.argv[2], "t": int(sys.argv[3])},
 ).result_rows
 print(len(rows))
+"""
+# the same query through chDB's own API, without the driver (sinks/chdb_rows.py reads so)
+BARE_CHDB = """
+import os, sys
+from chdb import _chdb
+conn = _chdb.connect(os.path.realpath(sys.argv[1].removeprefix("chdb://").partition("?")[0]))
+answer = conn.query(
+    "SELECT l.indicator, sum(l.applied) FROM bench.ledger AS l FINAL "
+    "LEFT JOIN (SELECT entry_id, seen_at, after FROM bench.ledger_seen FINAL "
+    "WHERE unit = {u:String}) AS s ON s.entry_id = l.entry_id "
+    "WHERE l.unit = {u:String} AND if(s.entry_id = '', "
+    "l.effective_at <= fromUnixTimestamp64Milli({t:Int64}, 'Asia/Shanghai'), "
+    "s.seen_at <= fromUnixTimestamp64Milli({t:Int64}, 'Asia/Shanghai')) GROUP BY l.indicator",
+    "TabSeparatedWithNamesAndTypes",
+    params={"u": sys.argv[2], "t": sys.argv[3]},
+)
+print(len(answer.bytes().split(b"\\n")) - 3)
+conn.close()
 """
 
 
@@ -148,8 +170,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--as-of", default=AS_OF)
     parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--store", type=Path, help="a built store's directory (a copy) to time")
     args = parser.parse_args()
-    dsn = build(args.events, args.seed, args.scale)
+    if args.store is not None:
+        dsn = f"chdb://{args.store.resolve()}?database=bench"
+        print(f"store:   {args.store.resolve()} (given)")
+    else:
+        dsn = build(args.events, args.seed, args.scale)
     if args.build_only:
         return
     unit = busiest_unit(dsn)
@@ -165,6 +192,8 @@ def main() -> None:
     millis = str(int(datetime.fromisoformat(args.as_of).timestamp() * 1000))
     bare, _ = timed([PYTHON, "-c", BARE, dsn, unit, millis], args.runs)
     show("anchor: bare clickhouse-connect chdb:// query", bare)
+    bare_chdb, _ = timed([PYTHON, "-c", BARE_CHDB, dsn, unit, millis], args.runs)
+    show("anchor: bare chDB API query", bare_chdb)
     every = [PYTHON, "-m", "tracker", "status", "--store", dsn, "--json"]
     latest_all, out = timed(every, args.runs)
     show("tracker status --json (every unit)", latest_all)

@@ -12,7 +12,8 @@ even writes each unit-year's deadlines as their JSON text (`json_text`), so that
 cross into Python as ~400 strings; `documents` gives the objects themselves, for the tables.
 Both equal the general path's output byte for byte (tests/integration/test_status_fast.py).
 
-Imports only the driver and light sinks modules (tests/unit/test_cli_start.py).
+Imports only light sinks modules, and for an embedded store not even the driver: chDB's own API
+reads it (sinks/rows.py; tests/unit/test_cli_start.py).
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-
-from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from sinks import clickhouse_docs as docs
 from sinks.clickhouse_sql import (
@@ -40,9 +38,10 @@ from sinks.clickhouse_sql import (
     shown_entries,
     unit_year_filter,
 )
-from sinks.connection import connect, first_line, require_embedded_store, split_dsn
 from sinks.errors import HISTORY_MISSING, HistoryMissingError, StoreError
+from sinks.rows import QueryError, Rows, open_rows
 from sinks.status_config import StatusConfig, format_points, read_config
+from sinks.store_open import require_embedded_store, split_dsn
 
 ZERO = Decimal(0)
 Document = dict[str, Any]  # one object of `tracker status --json`
@@ -53,6 +52,7 @@ _TOTALS = "text year text points"
 _DEADLINES = "text year text text text text?"
 _UNIT_YEARS = "text year"
 _GROUPS = "text year count count text"
+_COUNTS = "text year count count count count"
 _DOCS = "text year text?"
 _KINDS = {
     "text": ("String", "LowCardinality(String)"),
@@ -74,14 +74,15 @@ class StatusQuery:
         self.dsn = dsn
         _, self.db = split_dsn(dsn)
         require_embedded_store(dsn)  # on disk: a reader creates nothing
-        self.client: Client = connect(dsn)
+        # chDB's own API for an embedded store, the driver for a server (sinks/rows.py)
+        self.rows: Rows = open_rows(dsn)
         # whether a writer keeps the totals (sinks/clickhouse_totals.py) and the deadline
         # documents (sinks/clickhouse_docs.py): known from `config`
         self.kept = False
         self.docs = False
 
     def close(self) -> None:
-        self.client.close()
+        self.rows.close()
 
     def config(self, *, as_of: bool) -> StatusConfig:
         rows = self._rows(f"SELECT key, value FROM {self.db}.meta FINAL", None, types="text text")
@@ -117,6 +118,27 @@ class StatusQuery:
         return [
             {**doc, "deadlines": views.get((doc["unit"], doc["year"]), [])}
             for doc in self._skeleton(config, where, params, at, set(views), unit, year)
+        ]
+
+    def summaries(
+        self, config: StatusConfig, unit: str | None, year: int | None, at: datetime | None
+    ) -> list[tuple[Document, int, int, int]]:
+        """What the every-unit table shows: each status object without its deadlines, with the
+        counts of its open, overdue and all deadlines (counted by the store, not read)."""
+        where, params = self._filter(unit, year, at)
+        counts = self._rows(
+            "SELECT unit, year, countIf(status = 'open'), countIf(status = 'overdue'), "
+            f"count(), countIf({docs.BAD_STATUS}) FROM ({self._deadlines(where, at)}) "
+            "GROUP BY unit, year",
+            params,
+            types=_COUNTS,
+        )
+        if any(bad for *_, bad in counts):
+            self.documents(config, unit, year, at)  # raises, naming the status
+        found = {(u, y): (opened, overdue, total) for u, y, opened, overdue, total, _ in counts}
+        return [
+            (doc, *found.get((doc["unit"], doc["year"]), (0, 0, 0)))
+            for doc in self._skeleton(config, where, params, at, set(found), unit, year)
         ]
 
     def json_text(
@@ -261,17 +283,15 @@ class StatusQuery:
 
     def _rows(self, sql: str, params: dict[str, Any] | None, *, types: str) -> list[Any]:
         """The rows of a query, in the column kinds `types` names. The kinds are checked once
-        per query, from the result's own column types, not per value: the driver gives a
-        String column as str, a UInt16 as int, a Decimal as Decimal."""
+        per query, from the result's own column types, not per value: either adapter gives a
+        String column as str, a UInt16 as int, a Decimal as Decimal (sinks/rows.py)."""
         try:
-            result = self.client.query(sql, parameters=params)
-        except ClickHouseError as exc:
+            got, rows = self.rows.query(sql, params)
+        except QueryError as exc:
             self._explain()
-            raise StoreError(f"store query failed: {first_line(exc, self.dsn)}") from None
-        rows = list(result.result_rows)
+            raise StoreError(f"store query failed: {exc}") from None
         if not rows:
             return rows  # (an empty result may come without its column types)
-        got = [t.name for t in result.column_types]
         kinds = types.split()
         if len(got) != len(kinds) or not all(map(_fits, got, kinds)):
             raise StoreError(
@@ -281,14 +301,20 @@ class StatusQuery:
 
     def _explain(self) -> None:
         """Raise what the full store's open says of this database (no store, no tracker
-        tables), or the as-of refusal when the history tables are missing."""
+        tables), or the as-of refusal when the history tables are missing. Through the driver
+        (a failed query only): in this process it shares the embedded engine already open."""
         from sinks.clickhouse import ClickHouseStore
+        from sinks.connection import connect
 
-        ClickHouseStore(self.dsn, client=self.client, create=False)
-        rows = self.client.query(
-            "SELECT name FROM system.tables WHERE database = {db:String}",
-            parameters={"db": self.db},
-        ).result_rows
+        client = connect(self.dsn)
+        try:
+            ClickHouseStore(self.dsn, client=client, create=False)
+            rows = client.query(
+                "SELECT name FROM system.tables WHERE database = {db:String}",
+                parameters={"db": self.db},
+            ).result_rows
+        finally:
+            client.close()
         if not set(HISTORY_TABLES) <= {str(r[0]) for r in rows}:
             raise HistoryMissingError(HISTORY_MISSING)
 

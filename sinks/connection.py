@@ -1,44 +1,30 @@
-"""Opening a ClickHouse connection: the DSN's database, the embedded engine's directory, and
-failures said once, in one line, without the password."""
+"""Opening a ClickHouse connection through the driver (clickhouse-connect): a server, or the
+embedded engine's directory for a writer; failures said once, in one line, without the
+password (the parts that need no driver: sinks/store_open.py)."""
 
 from __future__ import annotations
 
 import logging
-import os
-import re
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
+from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from sinks.dsn import (
-    DEFAULT_DATABASE,
-    NoStoreError,
-    StoreHeldError,
-    canonical,
-    chdb_location,
-    mask,
-)
+from sinks.dsn import mask
 from sinks.errors import StoreError
+from sinks.rows import QueryError, Result
+from sinks.store_open import (
+    engine_stderr,
+    first_line,
+    open_failed,
+    require_embedded_store,
+    split_dsn,
+    without_arrow,
+)
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-# what chDB prints on stderr itself when another process has the directory open
-_LOCKED = re.compile(r"Cannot lock file (\S+)\. Another server instance")
-
-
-def split_dsn(dsn: str) -> tuple[str, str]:
-    """The DSN without its `database` parameter, and that database (default `tracker`)."""
-    parsed = urlparse(dsn)
-    query = parse_qs(parsed.query)
-    database = query.pop("database", [DEFAULT_DATABASE])[0]
-    if not _NAME.match(database):
-        raise StoreError(f"invalid database name {database!r}")
-    rest = urlencode({k: v[0] for k, v in query.items()})
-    return urlunparse(parsed._replace(query=rest)), database
+__all__ = ["DriverRows", "connect", "first_line", "require_embedded_store", "split_dsn"]
 
 
 def connect(dsn: str) -> Client:
@@ -52,39 +38,14 @@ def connect(dsn: str) -> Client:
     # the driver logs its own line for a failed first request; the StoreError below says it once
     driver.setLevel(logging.ERROR)
     try:
-        with _engine_stderr(base.startswith("chdb:")) as said, _without_arrow():
+        with engine_stderr(base.startswith("chdb:")) as said, without_arrow():
             client = clickhouse_connect.get_client(dsn=base)
         _without_dataframes()
         return client
     except Exception as exc:  # the driver raises several unrelated types for "cannot open"
-        locked = next((m for m in map(_LOCKED.search, said) if m), None)
-        if locked:
-            raise StoreHeldError(
-                f"cannot open store {canonical(dsn)}: another process holds it "
-                f"({locked[1]} is locked)"
-            ) from None
-        raise StoreError(f"cannot open store {mask(dsn)}: {first_line(exc, dsn)}") from None
+        raise open_failed(exc, dsn, said) from None
     finally:
         driver.setLevel(level)
-
-
-@contextmanager
-def _without_arrow() -> Iterator[None]:
-    """chDB imports pyarrow, and with it numpy, on its first connection, for the Arrow results
-    of its own API, which this project never asks for (the driver reads the Native format): 0.15
-    to 0.2 s of CPU of every process that opens a store, a fifth of `tracker status` on a large
-    store (BENCHMARKS.md). chDB holds pyarrow optional ("everything else must keep working
-    without it"): the first connection is made with pyarrow unimportable. Only chDB's module
-    keeps that; pyarrow is importable again after it, for anything else."""
-    if "pyarrow" in sys.modules or "chdb.state.sqlitelike" in sys.modules:
-        yield  # already imported, with or without it
-        return
-    sys.modules["pyarrow"] = None  # type: ignore[assignment]  # an import of it fails
-    try:
-        yield
-    finally:
-        if "pyarrow" in sys.modules and sys.modules["pyarrow"] is None:
-            del sys.modules["pyarrow"]
 
 
 def _without_dataframes() -> None:
@@ -102,46 +63,23 @@ def _without_dataframes() -> None:
         options.np = None
 
 
-def first_line(exc: BaseException, dsn: str | None = None) -> str:
-    return mask((str(exc).strip().splitlines() or [type(exc).__name__])[0][:300], dsn)
+class DriverRows:
+    """sinks/rows.py's `Rows` through the driver: a ClickHouse server (or an embedded DSN with
+    driver settings in it)."""
 
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.client = connect(dsn)
 
-@contextmanager
-def _engine_stderr(embedded: bool) -> Iterator[list[str]]:
-    """What the embedded engine writes straight to file descriptor 2 while it starts: its
-    "Cannot lock file" line is read here and said once in the StoreError (not on every read
-    while a worker holds the store); any other line is passed on to stderr as it was."""
-    said: list[str] = []
-    if not embedded:
-        yield said
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> Result:
         try:
-            yield said
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            said += capture.read().decode("utf-8", "replace").splitlines()
-            rest = [line for line in said if not _LOCKED.search(line)]
-            if rest:
-                print("\n".join(rest), file=sys.stderr)
+            result = self.client.query(sql, parameters=params)
+        except ClickHouseError as exc:
+            raise QueryError(first_line(exc, self.dsn)) from None
+        rows = [tuple(r) for r in result.result_rows]
+        # (an empty result may come without its column types)
+        types = [t.name for t in result.column_types] if rows else []
+        return Result(types, rows)
 
-
-def require_embedded_store(dsn: str) -> None:
-    """For a chDB DSN, that its directory holds the database, checked on disk: the embedded
-    engine creates its directories on start, wherever it is pointed."""
-    location = chdb_location(dsn)
-    if location is None:
-        return
-    path, database = location
-    if not path.is_dir():
-        raise NoStoreError(f"no store at {canonical(dsn)}: {path} does not exist")
-    if not (path / "metadata" / f"{database}.sql").is_file():
-        raise NoStoreError(
-            f"no store at {canonical(dsn)}: {path} holds no tracker store (no database {database!r})"
-        )
+    def close(self) -> None:
+        self.client.close()

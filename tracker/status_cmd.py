@@ -30,11 +30,10 @@ def show_status(
     at = parse_instant(as_of)  # checked already, by Typer's callback or the plain reading
     dsn = store or _default_store()
     if as_json:
-        print(_status(dsn, unit, year, at, as_json=True)[0])
+        print(_status(dsn, unit, year, at, answer="json")[0])
         return 0
-    rows, names = _status(dsn, unit, year, at)
-    assert not isinstance(rows, str)
     if unit is None:
+        summaries, names = _summaries(dsn, year, at)
         print(
             tables.render(
                 ["unit", "name", "year", "rulebook", "deducted", "open", "overdue"],
@@ -45,15 +44,17 @@ def show_status(
                         r["year"],
                         r["rulebook"] or "-",
                         r["deducted"],
-                        sum(d["status"] == "open" for d in r["deadlines"]),
-                        sum(d["status"] == "overdue" for d in r["deadlines"]),
+                        opened,
+                        overdue,
                     ]
-                    for r in rows
-                    if r["rulebook"] or r["deadlines"]
+                    for r, opened, overdue, total in summaries
+                    if r["rulebook"] or total
                 ],
             )
         )
         return 0
+    rows, names = _status(dsn, unit, year, at)
+    assert isinstance(rows, list)
     for r in rows:
         print(
             tables.printable(
@@ -97,11 +98,25 @@ def _default_store() -> str:
     return options.store_dsn(None)
 
 
+# a status object without its deadlines; the counts of its open, overdue and all deadlines
+Summary = tuple[dict[str, Any], int, int, int]
+
+
+def _summaries(
+    dsn: str, year: int | None, at: datetime | None
+) -> tuple[list[Summary], dict[str, str]]:
+    """What the every-unit table shows (`StatusQuery.summaries`), and the units' names."""
+    found, names = _status(dsn, None, year, at, answer="summaries")
+    assert isinstance(found, list)
+    return found, names
+
+
 def _status(
-    dsn: str, unit: str | None, year: int | None, at: datetime | None, *, as_json: bool = False
-) -> tuple[list[dict[str, Any]] | str, dict[str, str]]:
-    """The status objects as `--json` prints them (`as_json`: that JSON text itself), and the
-    units' names. A ClickHouse store that no other process holds answers in SQL
+    dsn: str, unit: str | None, year: int | None, at: datetime | None, *, answer: str = "documents"
+) -> tuple[list[Any] | str, dict[str, str]]:
+    """The status objects as `--json` prints them (`answer` "json": that JSON text itself;
+    "summaries": each object with the counts of its deadlines, as the every-unit table shows
+    them), and the units' names. A ClickHouse store that no other process holds answers in SQL
     (sinks/clickhouse_status.py); any other store, or a worker's, through the general path
     (sinks/views.py), which gives the same objects."""
     if dsn.startswith(("chdb:", "http:", "https:")) and not held_by_another_process(dsn):
@@ -116,8 +131,10 @@ def _status(
         else:
             try:
                 config = query.config(as_of=at is not None)
-                if as_json:
+                if answer == "json":
                     return query.json_text(config, unit, year, at), config.names
+                if answer == "summaries":
+                    return query.summaries(config, unit, year, at), config.names
                 return query.documents(config, unit, year, at), config.names
             except NoConfigError as exc:
                 raise UserError(str(exc)) from None
@@ -136,4 +153,16 @@ def _status(
         reader.close()
     documents = [r.model_dump(mode="json") for r in found]
     names = {u.id: u.name for u in registry.units}
-    return (json.dumps(documents, ensure_ascii=False) if as_json else documents), names
+    if answer == "json":
+        return json.dumps(documents, ensure_ascii=False), names
+    if answer == "summaries":
+        return [_summary(d) for d in documents], names
+    return documents, names
+
+
+def _summary(document: dict[str, Any]) -> Summary:
+    """A status object without its deadlines (as `StatusQuery.summaries` gives it), and their
+    counts."""
+    shown = {k: v for k, v in document.items() if k != "deadlines"}
+    statuses = [d["status"] for d in document["deadlines"]]
+    return shown, statuses.count("open"), statuses.count("overdue"), len(statuses)

@@ -24,6 +24,7 @@ from sinks.views import status_rows
 from tests.builders import ev, tick
 from tests.integration.test_store_as_of import INSTANTS, MS, STREAM, at, fill
 from tracker.cli import main
+from tracker.status_cmd import _summary
 
 # the as-of stream (an overdue reversed by a late feedback, a notice with its own due, a
 # retraction, a capped item) and: refs json.dumps escapes (a quote, a backslash, a line break,
@@ -92,6 +93,12 @@ def test_the_sql_status_is_the_general_one(store: ClickHouseStore) -> None:
                 assert query.documents(config, unit, year, when) == want, (when, unit, year)
                 text = json.dumps(want, ensure_ascii=False)
                 assert query.json_text(config, unit, year, when) == text, (when, unit, year)
+                # the every-unit table's counts (tracker/status_cmd.py `_summary` on the general path)
+                assert query.summaries(config, unit, year, when) == [_summary(d) for d in want], (
+                    when,
+                    unit,
+                    year,
+                )
     finally:
         query.close()
 
@@ -204,7 +211,7 @@ def test_a_bad_row_is_a_clear_error(chdb_dsn: str) -> None:
             f"INSERT INTO {sink.db}.deadlines SELECT * REPLACE ('lost' AS status, version + 1 AS "
             f"version) FROM {sink.db}.deadlines FINAL LIMIT 1"
         )
-        for answer in (query.documents, query.json_text):
+        for answer in (query.documents, query.json_text, query.summaries):
             with pytest.raises(StoreError, match="unknown status 'lost'"):
                 answer(config, None, None, None)
         sink.client.command(

@@ -1,0 +1,107 @@
+"""Opening a store, the parts that need no driver: the DSN's database, the embedded engine's
+directory checked on disk, what the engine says on stderr while it starts, and failures said
+once, in one line, without the password. The driver's connection (sinks/connection.py) and
+chDB's own (sinks/chdb_rows.py) both open through these."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
+
+from sinks.dsn import DEFAULT_DATABASE, NoStoreError, StoreHeldError, canonical, chdb_location, mask
+from sinks.errors import StoreError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# what chDB prints on stderr itself when another process has the directory open
+_LOCKED = re.compile(r"Cannot lock file (\S+)\. Another server instance")
+
+
+def split_dsn(dsn: str) -> tuple[str, str]:
+    """The DSN without its `database` parameter, and that database (default `tracker`)."""
+    parsed = urlparse(dsn)
+    query = parse_qs(parsed.query)
+    database = query.pop("database", [DEFAULT_DATABASE])[0]
+    if not _NAME.match(database):
+        raise StoreError(f"invalid database name {database!r}")
+    rest = urlencode({k: v[0] for k, v in query.items()})
+    return urlunparse(parsed._replace(query=rest)), database
+
+
+def first_line(exc: BaseException, dsn: str | None = None) -> str:
+    return mask((str(exc).strip().splitlines() or [type(exc).__name__])[0][:300], dsn)
+
+
+def open_failed(exc: BaseException, dsn: str, said: list[str]) -> StoreError:
+    """The error for a store that did not open: held by another process (chDB's own stderr
+    line says which lock), or the failure's first line."""
+    locked = next((m for m in map(_LOCKED.search, said) if m), None)
+    if locked:
+        return StoreHeldError(
+            f"cannot open store {canonical(dsn)}: another process holds it ({locked[1]} is locked)"
+        )
+    return StoreError(f"cannot open store {mask(dsn)}: {first_line(exc, dsn)}")
+
+
+@contextmanager
+def without_arrow() -> Iterator[None]:
+    """chDB imports pyarrow, and with it numpy, on its first connection, for the Arrow results
+    of its own API, which this project never asks for (the driver reads the Native format): 0.15
+    to 0.2 s of CPU of every process that opens a store, a fifth of `tracker status` on a large
+    store (BENCHMARKS.md). chDB holds pyarrow optional ("everything else must keep working
+    without it"): the first connection is made with pyarrow unimportable. Only chDB's module
+    keeps that; pyarrow is importable again after it, for anything else."""
+    if "pyarrow" in sys.modules or "chdb.state.sqlitelike" in sys.modules:
+        yield  # already imported, with or without it
+        return
+    sys.modules["pyarrow"] = None  # type: ignore[assignment]  # an import of it fails
+    try:
+        yield
+    finally:
+        if "pyarrow" in sys.modules and sys.modules["pyarrow"] is None:
+            del sys.modules["pyarrow"]
+
+
+@contextmanager
+def engine_stderr(embedded: bool) -> Iterator[list[str]]:
+    """What the embedded engine writes straight to file descriptor 2 while it starts: its
+    "Cannot lock file" line is read here and said once in the StoreError (not on every read
+    while a worker holds the store); any other line is passed on to stderr as it was."""
+    said: list[str] = []
+    if not embedded:
+        yield said
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield said
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            said += capture.read().decode("utf-8", "replace").splitlines()
+            rest = [line for line in said if not _LOCKED.search(line)]
+            if rest:
+                print("\n".join(rest), file=sys.stderr)
+
+
+def require_embedded_store(dsn: str) -> None:
+    """For a chDB DSN, that its directory holds the database, checked on disk: the embedded
+    engine creates its directories on start, wherever it is pointed."""
+    location = chdb_location(dsn)
+    if location is None:
+        return
+    path, database = location
+    if not path.is_dir():
+        raise NoStoreError(f"no store at {canonical(dsn)}: {path} does not exist")
+    if not (path / "metadata" / f"{database}.sql").is_file():
+        raise NoStoreError(
+            f"no store at {canonical(dsn)}: {path} holds no tracker store (no database {database!r})"
+        )
