@@ -162,6 +162,19 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def sampled(server: Server, out_dir: str, work: Path, name: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling the server (every thread, without pausing it) during the latency phase:
+    its collapsed stacks, one file per server and run, to break the CPU of a post down."""
+    out = Path(out_dir) / f"{name}-{work.name}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    cmd = [spy, "record", "--pid", str(server.proc.pid), "--format", "raw", "--output", str(out)]
+    cmd += ["--rate", "500", "--threads", "--nonblocking"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)  # attached before the first post
+    return proc
+
+
 def tracker_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "tracker", *args]
 
@@ -312,11 +325,15 @@ def one_server(
         out["throughput"]["server_cpu_us_per_event"] = round(cpu / answered * 1e6, 1)
         if args.settle and name == "embedded":
             out["caught_up_s"] = asyncio.run(caught_up(server.base, tokens[0]))
+        spy = sampled(server, args.py_spy, work, name) if args.py_spy else None
         cpu_before = cpu_s(server.proc.pid)
         out["latency"] = asyncio.run(
             latency(server.base, tokens, single, args.rate, int(args.rate))
         )
         cpu = cpu_s(server.proc.pid) - cpu_before
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its samples when interrupted
+            spy.wait(timeout=60)
         out["latency"]["server_cpu_us_per_post"] = round(cpu / max(1, len(single)) * 1e6, 1)
     finally:
         server.stop()
@@ -406,6 +423,11 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=4.0, help="demo stream density")
     parser.add_argument("--server-env", action="append", default=[], metavar="K=V")
     parser.add_argument("--keep", action="store_true", help="keep the work dirs (logs)")
+    parser.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        help="sample each server with py-spy during the latency phase (collapsed stacks in DIR)",
+    )
     parser.add_argument(
         "--settle",
         action="store_true",

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import pytest
 from aiokafka import AIOKafkaConsumer
 from fastapi.testclient import TestClient
@@ -392,3 +393,61 @@ def test_a_request_opens_the_store_once_for_its_retractions_not_once_per_line(
     assert answer.status_code == 200, answer.text
     assert answer.json()["accepted"] == 5  # not logged: the engine judges them (contract 2)
     assert opened == ["store"]
+
+
+def test_a_single_post_goes_to_the_producer_without_a_worker_thread(
+    kafka_broker: str,  # noqa: F811
+    chdb_dsn: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A single post hands itself to the producer's loop once and comes back on the HTTP
+    server's loop. It went to a worker thread (FastAPI's threadpool), which handed over to the
+    producer's loop twice and waited for each (the records, then the broker's confirmation):
+    each hand-over wakes a thread and passes the GIL, and together they cost a single post more
+    of the server's CPU than its checks, signature and record (BENCHMARKS.md, issue 10). A
+    big request is still checked on a worker thread (the HTTP loop serves others meanwhile)."""
+    topics = Topics(unique_topic("serve-hops"))
+    principals = PrincipalStore(tmp_path / "p.json")
+    _, token = principals.add("centre", None, "centre")
+    service = intake(kafka_broker, chdb_dsn, topics)
+    threads: list[str] = []
+    loops: list[str] = []
+    run_sync = anyio.to_thread.run_sync
+    to_loop = asyncio.run_coroutine_threadsafe
+
+    async def counted_thread(func: Any, *args: Any, **kwargs: Any) -> Any:
+        threads.append(getattr(getattr(func, "func", func), "__qualname__", repr(func)))
+        return await run_sync(func, *args, **kwargs)
+
+    def counted_loop(coro: Any, loop: Any) -> Any:
+        loops.append(coro.__qualname__)
+        return to_loop(coro, loop)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted_thread)
+    monkeypatch.setattr(asyncio, "run_coroutine_threadsafe", counted_loop)
+    client = TestClient(create_app(service, principals, Limits()))
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    notices = [event("vuln.notice", "fj.gat", f"n-{i}", notice_id=f"V-{i}") for i in range(40)]
+    try:
+        first = client.post("/v1/events", content=json.dumps(notices[0]), headers=headers)
+        assert first.json()["accepted"] == 1  # the token's first use: its hash on a thread
+        threads.clear()
+        loops.clear()
+        single = client.post("/v1/events", content=json.dumps(notices[1]), headers=headers)
+        assert single.json()["accepted"] == 1
+        assert (threads, len(loops)) == ([], 1)
+        # a retraction of a line earlier in the same request asks no store (there is none here:
+        # asking would refuse the request, 503), small or big
+        retract = event("event.retracted", "fj.gat", "r-2", target_event_id="n-2")
+        small = client.post(
+            "/v1/events", content=json.dumps([*notices[2:3], retract]), headers=headers
+        )
+        assert small.status_code == 200, small.text
+        big = client.post("/v1/events", content=json.dumps(notices[3:]), headers=headers)
+        assert big.json()["accepted"] == 37
+        assert threads == ["KafkaService.submit"] and len(loops) == 3
+    finally:
+        service.close()
+    sent = sorted(json.loads(r.value)["event_id"] for r in records(kafka_broker, topics.events))
+    assert sent == sorted([*(n["event_id"] for n in notices), "r-2"])

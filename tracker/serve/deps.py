@@ -24,7 +24,9 @@ _bearer = HTTPBearer(auto_error=False, description="an API token from `tracker p
 _cookie = APIKeyCookie(name=COOKIE, auto_error=False, description="the web pages' token")
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
+    # async, though it awaits nothing: FastAPI runs a plain-function dependency on a worker
+    # thread, a hand-over there and back on every request for a look-up
     service: Service = request.app.state.service
     return service
 

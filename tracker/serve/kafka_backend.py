@@ -153,7 +153,9 @@ class KafkaService(Service):
         self.topics = topics or Topics()
         # found once: finding it reads the settings, which would cost every record milliseconds
         self._signer = intake_signer()
-        self._lock = threading.Lock()
+        # the order of the requests' records (held on the producer's loop, from the checks
+        # until the records are handed to the producer)
+        self._order = asyncio.Lock()
         # event id -> its records handed to the producer by a request that waits for the broker
         self._in_flight: dict[str, _Sending] = {}
         self._loop = asyncio.new_event_loop()
@@ -189,15 +191,41 @@ class KafkaService(Service):
         self, raws: Sequence[str], principal: Principal, *, wait_applied: bool = False
     ) -> SubmitResult:
         """(`wait_applied` is not for this backend: the worker applies the records later, and
-        its rejections are read at `/v1/rejects`.) Checked and authorized, then handed to the producer under the lock (so that the
-        records of concurrent requests keep the order of their checks); the broker's
+        its rejections are read at `/v1/rejects`.) From any thread but the producer's."""
+        door = self.read_lines(raws)
+        try:
+            # the request bounds each of its own waits (the lock, the producer, the broker)
+            result: SubmitResult = self._run(self._pass(door, principal), self.lock_timeout_s * 4)
+        except concurrent.futures.TimeoutError:
+            raise self._busy() from None
+        return result
+
+    async def submit_async(self, raws: Sequence[str], principal: Principal) -> SubmitResult:
+        """`submit` from an event loop (the HTTP server's): the request goes to the producer's
+        loop and its answer comes back, with no worker thread between them. A worker thread
+        that then hands over to the producer's loop and waits for it twice cost a single post
+        more CPU than its checks, signature and record (BENCHMARKS.md, issue 10). The checks
+        run on the calling loop: for a small request they cost less than a hand-over (the
+        API sends big ones through `submit` on a worker thread)."""
+        door = self.read_lines(raws)
+        done = asyncio.run_coroutine_threadsafe(self._pass(door, principal), self._loop)
+        return await asyncio.wrap_future(done)
+
+    async def _pass(self, door: Door, principal: Principal) -> SubmitResult:
+        """On the producer's loop: authorized, then handed to the producer under the lock (so
+        that the records of concurrent requests keep the order of their checks); the broker's
         confirmation is awaited outside it, so that the next request is produced meanwhile and
         rides in the same produce requests."""
-        door = self.read_lines(raws)
         results: dict[int, LineResult] = {}
         others: list[tuple[_Checked, _Sending]] = []  # sent by a request still waiting
-        with self._held(self._lock):
-            self.authorize(door, principal, self._posters_of(door))
+        posters = await self._posters_of(door, principal)
+        try:
+            async with asyncio.timeout(self.lock_timeout_s):
+                await self._order.acquire()
+        except TimeoutError:
+            raise self._busy() from None
+        try:
+            self.authorize(door, principal, posters)
             if door.refused:
                 return SubmitResult(tuple(door.refused), self.backend)
             fresh: list[_Checked] = []
@@ -212,13 +240,15 @@ class KafkaService(Service):
                 else:
                     fresh.append(item)
                     seen.add(event_id)
-            sent, error = self._send(fresh, principal)
-        error = self._confirm(sent, others, principal, results) or error
+            sent, error = await self._send(fresh, principal)
+        finally:
+            self._order.release()
+        error = await self._confirm(sent, others, principal, results) or error
         if error is None and any(r.status == "not_sent" for r in results.values()):
             error = "the broker did not confirm every record"
         return SubmitResult(tuple(results[k] for k in sorted(results)), self.backend, error)
 
-    def _send(
+    async def _send(
         self, items: list[_Checked], principal: Principal
     ) -> tuple[list[tuple[_Checked, _Sending]], str | None]:
         """Hand the items to the producer (its buffer; nothing waits for the broker here)."""
@@ -230,13 +260,18 @@ class KafkaService(Service):
             records.append((item.raw, item.event, headers))
         handed: dict[int, tuple[asyncio.Future[Any], ...]] = {}
         error = None
-        try:
-            if items:
-                self._run(self.poster.send_all(records, handed), self.lock_timeout_s)
-        except concurrent.futures.TimeoutError:
-            error = f"the producer did not take every record within {self.lock_timeout_s:g}s"
-        except (KafkaError, TopicError) as exc:
-            error = f"Kafka: {exc}"
+        if items:
+            # not cancelled at the timeout (as when it was awaited from another thread): what
+            # it hands over later is not counted as sent, and sending it again is safe
+            handing = asyncio.ensure_future(self.poster.send_all(records, handed))
+            await asyncio.wait([handing], timeout=self.lock_timeout_s)
+            if not handing.done():
+                error = f"the producer did not take every record within {self.lock_timeout_s:g}s"
+            else:
+                try:
+                    handing.result()
+                except (KafkaError, TopicError) as exc:
+                    error = f"Kafka: {exc}"
         sent = []
         for i, item in enumerate(items):
             futures = handed.get(i)
@@ -248,7 +283,7 @@ class KafkaService(Service):
             sent.append((item, sending))
         return sent, error
 
-    def _confirm(
+    async def _confirm(
         self,
         sent: list[tuple[_Checked, _Sending]],
         others: list[tuple[_Checked, _Sending]],
@@ -260,9 +295,8 @@ class KafkaService(Service):
         futures = [f for _, s in sent + others for f in s.futures]
         error = None
         if futures:
-            try:
-                self._run(asyncio.wait(futures), self.lock_timeout_s)
-            except concurrent.futures.TimeoutError:
+            _, pending = await asyncio.wait(futures, timeout=self.lock_timeout_s)
+            if pending:
                 error = f"the broker did not confirm every record within {self.lock_timeout_s:g}s"
         for item, sending in sent:
             event_id = item.event.event_id
@@ -280,31 +314,43 @@ class KafkaService(Service):
             results[item.line] = LineResult(item.line, status, item.event.event_id)
         return error
 
-    def _posters_of(self, door: Door) -> PostedByOf:
+    async def _posters_of(self, door: Door, principal: Principal) -> PostedByOf:
         """Who posted an event, for the retractions of one request: the intake's own memory
         first (what it sent, confirmed or on its way), then the store (through the worker while
-        it holds an embedded one), asked once for every retraction target of the request that
-        the memory does not place, when a line first needs it: opening the store costs tens of
+        it holds an embedded one), asked once, on a worker thread, for every retraction target
+        of the request that the memory does not place: opening the store costs tens of
         milliseconds, and it was opened for every such line. Only retractions ask; a store that
         cannot be read refuses the request (503) rather than let a retraction through
         unchecked."""
-        targets = [
-            c.event.target_event_id for c in door.passed if isinstance(c.event, EventRetracted)
-        ]
+        # the targets the checks will ask about and the memory does not place: found by the
+        # checks themselves, run once with the memory alone (a target posted earlier in the
+        # same request, or a line refused before its target is asked about, asks nothing)
+        asked: list[str] = []
+
+        def from_memory(event_id: str) -> str | None:
+            known = self._known_poster(event_id)
+            if known is None:
+                asked.append(event_id)
+            return known
+
+        if any(isinstance(c.event, EventRetracted) for c in door.passed):
+            self.authorize(Door(list(door.passed)), principal, from_memory)
+        wanted = list(dict.fromkeys(asked))
         logged: dict[str, str | None] = {}
+        if wanted:
+            found = await asyncio.get_running_loop().run_in_executor(
+                None, self._logged_posters, wanted
+            )
+            logged.update((t, found.get(t)) for t in wanted)
 
         def posted_by_of(event_id: str) -> str | None:
             known = self._known_poster(event_id)
-            if known is not None:
-                return known
-            if event_id not in logged:
-                wanted = [
-                    t
-                    for t in dict.fromkeys([event_id, *targets])
-                    if t not in logged and self._known_poster(t) is None
-                ]
-                found = self._logged_posters(wanted)
-                logged.update((t, found.get(t)) for t in wanted)
+            if known is not None or event_id in logged:
+                return known if known is not None else logged[event_id]
+            # known when asked above, forgotten since (the memory holds RECENT_EVENTS): the
+            # store knows it now, asked here (rare: the memory turned over within a request)
+            found = self._logged_posters([event_id])
+            logged[event_id] = found.get(event_id)
             return logged[event_id]
 
         return posted_by_of
