@@ -172,6 +172,8 @@ class _Reader:
             key = (claim.rule.rule_id, claim.count_key)
             if key in a.by_key:
                 raise SnapshotError(f"{where}: two claims of {key}")
+            claim.order = a.appended  # the order the assessment's claims are listed in
+            a.appended += 1
             a.claims.append(claim)
             a.by_key[key] = claim
 
