@@ -75,9 +75,9 @@ class _Reader:
             self._own_claims(self.assessments[i], r[7], f"assessments[{i}]")
         for i, r in enumerate(table(plain, "assessment_index")):
             where = f"assessment_index[{i}]"
-            unit, year, found = fields(r, 3, where)
+            unit, year, listed = fields(r, 3, where)
             key = (self.unit(unit, where), integer(year, where))
-            e._assessments[key] = None if found is None else self.ref(self.assessments, found)
+            e._assessments[key] = None if listed is None else self.ref(self.assessments, listed)
         self.tracked = [
             self._tracked(r, f"tracked[{i}]") for i, r in enumerate(table(plain, "tracked"))
         ]
