@@ -8,6 +8,7 @@ so the ledger equals processing the stream without the withdrawn cause (spec 5.1
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -39,6 +40,9 @@ class Claim:
     applied: Decimal = ZERO
     entry_id: str = ""
     version: int = 0
+    # Its place in its assessment's `claims`: numbers that rise along the list (claims are only
+    # appended, and removed), so a withdrawal finds it by bisection, not by a scan of them all.
+    order: int = 0
 
 
 @dataclass(slots=True)
@@ -49,6 +53,7 @@ class Assessment:
     cap_points: dict[str, Decimal]
     used: dict[str, Decimal] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
+    appended: int = 0  # claims ever appended: the next one's `order`
     by_key: dict[tuple[str, str], Claim] = field(default_factory=dict)
     generations: dict[tuple[str, str], int] = field(default_factory=dict)
     # per rule, built once (`_per_rule`): what its claims and their entries share
@@ -143,6 +148,8 @@ class Ledger:
             form,
         )
         applied = max(ZERO, min(requested, assessment.headroom(rule.caps)))
+        claim.order = assessment.appended
+        assessment.appended += 1
         assessment.claims.append(claim)
         assessment.by_key[key] = claim
         if applied is not ZERO:
@@ -198,8 +205,11 @@ class Ledger:
     ) -> None:
         """Reverse a claim and hand its headroom to later claims of the same caps."""
         self._reverse(assessment, claim, at=at, why=why, cause=cause)
-        position = assessment.claims.index(claim)
-        del assessment.claims[position]
+        claims = assessment.claims
+        position = bisect_left(claims, claim.order, key=_order)
+        if position == len(claims) or claims[position] is not claim:
+            position = claims.index(claim)  # not reached: `order` rises along the list
+        del claims[position]
         del assessment.by_key[(claim.rule.rule_id, claim.count_key)]
         if claim.applied:  # a claim capped at 0 frees nothing: no one can gain
             assessment._use(claim.rule.caps, -claim.applied)
@@ -331,6 +341,10 @@ class Ledger:
     def drain(self) -> list[LedgerEntry]:
         out, self.entries = self.entries, []
         return out
+
+
+def _order(claim: Claim) -> int:
+    return claim.order
 
 
 def _per_rule(assessment: Assessment, rule: CompiledRule) -> tuple[str, str, str, str]:

@@ -201,7 +201,36 @@ def ledger_digest(
 
 
 def event_digest(v: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical(v, EVENT_FIELDS)).hexdigest()
+    """The digest of an event-log row's fields: `canonical(v, EVENT_FIELDS)`, spelled out
+    because every accepted event runs it (canonical's loop was ~12% of ingest). A row whose
+    fields are not of the schema's types (a None, a bool, a float) takes canonical's own loop,
+    so the bytes are canonical's whatever the row holds (the audit hashes the store's rows)."""
+    event_id, partition, seq, unit = v["event_id"], v["partition"], v["seq"], v["unit"]
+    kind, at, year, raw = v["type"], v["at"], v["year"], v["raw"]
+    posted_by, received_at, signature = v["posted_by"], v["received_at"], v["signature"]
+    if (
+        type(partition) is not int
+        or type(seq) is not int
+        or type(year) is not int
+        or type(event_id) is not str
+        or type(unit) is not str
+        or type(kind) is not str
+        or type(raw) is not str
+        or type(posted_by) is not str
+        or type(signature) is not str
+        or not isinstance(at, datetime)
+        or not isinstance(received_at, datetime)
+    ):
+        return hashlib.sha256(canonical(v, EVENT_FIELDS)).hexdigest()
+    part, seq_text, year_text = str(partition), str(seq), str(year)
+    at_text, received = instant(at), instant(received_at)
+    form = (
+        f"{len(event_id)}:{event_id}{len(part)}:{part}{len(seq_text)}:{seq_text}"
+        f"{len(unit)}:{unit}{len(kind)}:{kind}{len(at_text)}:{at_text}"
+        f"{len(year_text)}:{year_text}{len(raw)}:{raw}{len(posted_by)}:{posted_by}"
+        f"{len(received)}:{received}{len(signature)}:{signature}"
+    )
+    return hashlib.sha256(form.encode("utf-8")).hexdigest()
 
 
 def link(previous: str, digest: str) -> str:

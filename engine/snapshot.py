@@ -260,8 +260,8 @@ def restore(
         )
     try:
         engine = Engine(registry, rulebooks, calendar, retain_years=_int(plain, "retain_years"))
-    except ConfigError as exc:
-        raise SnapshotError(str(exc)) from None
+    except ConfigError as refused:
+        raise SnapshotError(str(refused)) from None
     try:
         with gc_paused():
             fill(engine, plain)

@@ -75,9 +75,9 @@ class _Reader:
             self._own_claims(self.assessments[i], r[7], f"assessments[{i}]")
         for i, r in enumerate(table(plain, "assessment_index")):
             where = f"assessment_index[{i}]"
-            unit, year, found = fields(r, 3, where)
+            unit, year, listed = fields(r, 3, where)
             key = (self.unit(unit, where), integer(year, where))
-            e._assessments[key] = None if found is None else self.ref(self.assessments, found)
+            e._assessments[key] = None if listed is None else self.ref(self.assessments, listed)
         self.tracked = [
             self._tracked(r, f"tracked[{i}]") for i, r in enumerate(table(plain, "tracked"))
         ]
@@ -172,6 +172,8 @@ class _Reader:
             key = (claim.rule.rule_id, claim.count_key)
             if key in a.by_key:
                 raise SnapshotError(f"{where}: two claims of {key}")
+            claim.order = a.appended  # the order the assessment's claims are listed in
+            a.appended += 1
             a.claims.append(claim)
             a.by_key[key] = claim
 
