@@ -8,8 +8,12 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
 from engine.clock import local
 from sinks.checkpoint import Checkpoint, write_of
+from sinks.connection import first_line
 from sinks.errors import StoreError
 
 COLUMNS = ["partition", "through_seq", "head", "state", "signature", "written_at"]
@@ -21,6 +25,7 @@ class CheckpointTables:
     """Mixed into `ClickHouseStore`, which provides the database and the query helpers."""
 
     db: str
+    client: Client
 
     def _query(self, sql: str, params: dict[str, Any] | None = None) -> list[Sequence[Any]]:
         raise NotImplementedError
@@ -45,13 +50,18 @@ class CheckpointTables:
             self._insert("checkpoint_parts", PART_COLUMNS, rows)
 
     def load_checkpoint_parts(self, partition: int, through_seq: int, write: str) -> list[bytes]:
-        rows = self._query(
+        sql = (
             f"SELECT text FROM {self.db}.checkpoint_parts FINAL WHERE partition = {{p:UInt16}} "
-            "AND through_seq = {s:UInt64} AND write = {w:String} ORDER BY part",
-            {"p": partition, "s": through_seq, "w": write},
+            "AND through_seq = {s:UInt64} AND write = {w:String} ORDER BY part"
         )
-        # a String column comes back as str when it is UTF-8 (each part is: it ends between characters)
-        return [t if isinstance(t, bytes) else t.encode("utf-8") for (t,) in rows]
+        params = {"p": partition, "s": through_seq, "w": write}
+        try:
+            # as bytes: as text each part would be held twice over (2 bytes a Chinese character)
+            found = self.client.query(sql, parameters=params, column_formats={"text": "bytes"})
+            rows = found.result_rows
+        except ClickHouseError as exc:
+            raise StoreError(f"store query failed: {first_line(exc)}") from None
+        return [t if isinstance(t, bytes) else str(t).encode("utf-8") for (t,) in rows]
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         c = checkpoint
