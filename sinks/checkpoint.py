@@ -39,11 +39,10 @@ from typing import Any, Protocol
 from config.signing import Signer, Verifier
 from engine.chain import head_message
 
-FORMAT = (
-    "tracker-checkpoint/1"  # the text: {"format", "partition", "through_seq", "head", "engine"}
-)
+# the text: {"format", "partition", "through_seq", "head", "engine"}
+FORMAT = "tracker-checkpoint/1"
 PARTS_FORMAT = "tracker-checkpoint-parts/1"  # a row's header naming the text's parts
-PART_BYTES = 1 << 20  # small beside the state, big enough that a 1M-event state is ~300 rows
+PART_BYTES = 1 << 20  # small beside a big state's text, big enough to keep the rows few
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
