@@ -20,7 +20,7 @@ already there), then writes the mark.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -194,9 +194,21 @@ class StoreWriter(Protocol):
         """The partitions the event log holds events in."""
         ...
 
+    def save_checkpoint_parts(
+        self, partition: int, through_seq: int, write: str, parts: Iterable[bytes]
+    ) -> None:
+        """Store a checkpoint's text, part by part in order (sinks/checkpoint.py), reading the
+        parts as it writes them: a few at a time, never all at once. Its row comes after."""
+        ...
+
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Keep the checkpoint (sinks/checkpoint.py) as its partition's one: the partition's
-        others are dropped. Written only after the rows it covers are stored."""
+        others are dropped, and their parts. Written only after the rows it covers are stored
+        and its own parts."""
+        ...
+
+    def load_checkpoint_parts(self, partition: int, through_seq: int, write: str) -> list[bytes]:
+        """A checkpoint's parts in order, as stored: untrusted."""
         ...
 
     def load_checkpoint(self, partition: int = 0) -> Checkpoint | None:

@@ -15,12 +15,23 @@ caller replays the whole log instead:
   from is the log there now, up to that event (the chain covers every event before it);
 - the outputs of the events up to `through_seq` are stored (the commit mark reaches it);
 - the text is JSON of the expected shape. (The engine's own reading checks the rest.)
+
+How it is stored (issue 12 item 4, memory): the text of a big state is hundreds of MB, and
+holding it whole (as one str, its UTF-8 bytes, the insert's buffers) beside the live engine cost
+more than the engine itself. So a writer streams it: the text is encoded piece by piece into
+UTF-8 parts of about PART_BYTES (`parts`), which the store writes a few at a time
+(`save_checkpoint_parts`) while their SHA-256 is summed; then the checkpoint row is written last,
+its `state` a small signed header (PARTS_FORMAT) naming the parts' number, length, digest and
+the write they belong to. A checkpoint row whose `state` is the text itself (FORMAT, written
+before parts) is still read as it was.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -28,7 +39,10 @@ from typing import Any, Protocol
 from config.signing import Signer, Verifier
 from engine.chain import head_message
 
+# the text: {"format", "partition", "through_seq", "head", "engine"}
 FORMAT = "tracker-checkpoint/1"
+PARTS_FORMAT = "tracker-checkpoint-parts/1"  # a row's header naming the text's parts
+PART_BYTES = 1 << 20  # small beside a big state's text, big enough to keep the rows few
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -37,7 +51,8 @@ class Checkpoint:
     partition: int
     through_seq: int
     head: str  # the chain value of the partition's event at `through_seq`
-    state: str  # JSON text: {"format", "partition", "through_seq", "head", "engine"}
+    # JSON text: the header of the text's parts (PARTS_FORMAT), or (before parts) the text itself
+    state: str
     signature: str
     written_at: datetime
 
@@ -51,6 +66,20 @@ class CheckpointStore(Protocol):
 
     def logged_events_after(self, partition: int, seq: int, limit: int) -> list[Any]: ...
 
+    def load_checkpoint_parts(
+        self, partition: int, through_seq: int, write: str
+    ) -> list[bytes]: ...
+
+
+class PartsStore(Protocol):
+    """Where a checkpoint's parts and then its row are written (sinks/base.py StoreWriter)."""
+
+    def save_checkpoint_parts(
+        self, partition: int, through_seq: int, write: str, parts: Iterable[bytes]
+    ) -> None: ...
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+
 
 def message(partition: int, through_seq: int, head: str, state: str) -> bytes:
     """What the writer signs: the head message of the event chain through the position (as a
@@ -60,6 +89,102 @@ def message(partition: int, through_seq: int, head: str, state: str) -> bytes:
     return _dumps(["tracker-checkpoint", covered, body]).encode("utf-8")
 
 
+def parts(
+    partition: int,
+    through_seq: int,
+    head: str,
+    engine_state: dict[str, Any],
+    part_bytes: int = PART_BYTES,
+) -> Iterator[bytes]:
+    """The checkpoint's text (FORMAT) as UTF-8 parts of about `part_bytes`, encoded as they are
+    asked for: never the whole text at once."""
+    document = {
+        "format": FORMAT,
+        "partition": partition,
+        "through_seq": through_seq,
+        "head": head,
+        "engine": engine_state,
+    }
+    pending: list[str] = []
+    size = 0
+    for chunk in _pieces(document):
+        pending.append(chunk)
+        size += len(chunk)  # characters: a part's bytes are up to 3 times as many
+        if size >= part_bytes:
+            yield "".join(pending).encode("utf-8")
+            pending, size = [], 0
+    if pending:
+        yield "".join(pending).encode("utf-8")
+
+
+SHORT = 8  # a list this short is opened ([year, rows]); a longer one is encoded in slices
+SLICE = 256  # items of a long list encoded at once (a claim's row is ~150 characters)
+
+
+def _pieces(value: Any) -> Iterator[str]:
+    """The JSON text of `value` as `_dumps` makes it, in pieces of a few tens of KB: the C
+    encoder on slices of the state's long lists (json's own `iterencode` streams too, but in
+    pure Python: 4x the CPU)."""
+    if isinstance(value, dict) and all(type(key) is str for key in value):
+        yield "{"
+        for n, (key, item) in enumerate(value.items()):
+            yield ("," if n else "") + _dumps(key) + ":"
+            yield from _pieces(item)
+        yield "}"
+    elif isinstance(value, list) and len(value) <= SHORT:
+        yield "["
+        for n, item in enumerate(value):
+            if n:
+                yield ","
+            yield from _pieces(item)
+        yield "]"
+    elif isinstance(value, list):
+        yield "["
+        for start in range(0, len(value), SLICE):
+            text = _dumps(value[start : start + SLICE])
+            yield ("," if start else "") + text[1:-1]
+        yield "]"
+    else:
+        yield _dumps(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A checkpoint made whole in memory (the Kafka worker takes one between batches and stores
+    it later): its row and its parts."""
+
+    checkpoint: Checkpoint
+    write: str
+    parts: tuple[bytes, ...]
+
+    @property
+    def partition(self) -> int:
+        return self.checkpoint.partition
+
+    @property
+    def through_seq(self) -> int:
+        return self.checkpoint.through_seq
+
+
+def write(
+    store: PartsStore,
+    signer: Signer,
+    partition: int,
+    through_seq: int,
+    head: str,
+    engine_state: dict[str, Any],
+    written_at: datetime,
+    part_bytes: int = PART_BYTES,
+) -> Checkpoint:
+    """Store the checkpoint: its parts as they are encoded, then its signed row."""
+    summed = _Summed(parts(partition, through_seq, head, engine_state, part_bytes))
+    name = _write_id()
+    store.save_checkpoint_parts(partition, through_seq, name, summed)
+    made = _row(signer, partition, through_seq, head, name, summed, written_at)
+    store.save_checkpoint(made)
+    return made
+
+
 def make(
     signer: Signer,
     partition: int,
@@ -67,18 +192,64 @@ def make(
     head: str,
     engine_state: dict[str, Any],
     written_at: datetime,
+) -> Prepared:
+    """The checkpoint in memory, for `store_made` later."""
+    summed = _Summed(parts(partition, through_seq, head, engine_state))
+    held = tuple(summed)
+    name = _write_id()
+    return Prepared(
+        _row(signer, partition, through_seq, head, name, summed, written_at), name, held
+    )
+
+
+def store_made(store: PartsStore, made: Prepared) -> None:
+    cp = made.checkpoint
+    store.save_checkpoint_parts(cp.partition, cp.through_seq, made.write, made.parts)
+    store.save_checkpoint(cp)
+
+
+class _Summed:
+    """Parts passed through, their number, length and SHA-256 summed."""
+
+    def __init__(self, parts: Iterator[bytes]) -> None:
+        self._parts = parts
+        self.digest = hashlib.sha256()
+        self.count = 0
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for part in self._parts:
+            self.digest.update(part)
+            self.count += 1
+            self.size += len(part)
+            yield part
+
+
+def _write_id() -> str:
+    # tells one write's parts from another's of the same position (a rewrite after a crash)
+    return secrets.token_hex(8)
+
+
+def _row(
+    signer: Signer,
+    partition: int,
+    through_seq: int,
+    head: str,
+    name: str,
+    summed: _Summed,
+    written_at: datetime,
 ) -> Checkpoint:
-    state = _dumps(
+    header = _dumps(
         {
-            "format": FORMAT,
-            "partition": partition,
-            "through_seq": through_seq,
-            "head": head,
-            "engine": engine_state,
+            "format": PARTS_FORMAT,
+            "write": name,
+            "parts": summed.count,
+            "bytes": summed.size,
+            "sha256": summed.digest.hexdigest(),
         }
     )
-    signature = signer.sign(message(partition, through_seq, head, state))
-    return Checkpoint(partition, through_seq, head, state, signature, written_at)
+    signature = signer.sign(message(partition, through_seq, head, header))
+    return Checkpoint(partition, through_seq, head, header, signature, written_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +275,14 @@ def trusted(store: CheckpointStore, partition: int, verifier: Verifier) -> Trust
         return f"{at} does not match the event log (no event of that seq and chain value)"
     if store.committed_seq(partition) < cp.through_seq:
         return f"{at} is beyond the outputs stored (commit mark)"
+    text = _text(store, cp)
+    if text is None:
+        return f"{at} misses parts of its text (or they differ from what was signed)"
     try:
-        plain = json.loads(cp.state)
+        plain = json.loads(text)
     except ValueError:
         return f"{at} is not JSON"
+    del text  # the parsed state only, from here
     if (
         not isinstance(plain, dict)
         or plain.get("format") != FORMAT
@@ -117,3 +292,42 @@ def trusted(store: CheckpointStore, partition: int, verifier: Verifier) -> Trust
     ):
         return f"{at} is not a {FORMAT} of its own position"
     return Trusted(cp.through_seq, cp.head, plain["engine"])
+
+
+def write_of(cp: Checkpoint) -> str | None:
+    """The write id of the checkpoint's parts (hex), or None: a row holding its text itself
+    (written before parts) or not a header."""
+    if not cp.state.startswith('{"format":"' + PARTS_FORMAT + '"'):
+        return None
+    try:
+        header = json.loads(cp.state)
+    except ValueError:
+        return None
+    name = header.get("write") if isinstance(header, dict) else None
+    if not isinstance(name, str) or not name or any(c not in "0123456789abcdef" for c in name):
+        return None
+    return name
+
+
+def _text(store: CheckpointStore, cp: Checkpoint) -> str | bytes | None:
+    """The checkpoint's text: its parts joined, when its row is a header of parts whose number,
+    length and digest are the signed ones; or the row's own text (written before parts)."""
+    if not cp.state.startswith('{"format":"' + PARTS_FORMAT + '"'):
+        return cp.state
+    name = write_of(cp)
+    if name is None:
+        return None
+    header = json.loads(cp.state)
+    found = store.load_checkpoint_parts(cp.partition, cp.through_seq, name)
+    digest = hashlib.sha256()
+    for part in found:
+        digest.update(part)
+    if [len(found), sum(map(len, found)), digest.hexdigest()] != [
+        header.get("parts"),
+        header.get("bytes"),
+        header.get("sha256"),
+    ]:
+        return None
+    joined = b"".join(found)
+    found.clear()  # the parts go as soon as they are one text
+    return joined  # json.loads reads UTF-8 bytes (and says "not JSON" of what is not)

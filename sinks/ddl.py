@@ -102,6 +102,13 @@ TABLES: dict[str, str] = {
             partition UInt16, through_seq UInt64, head String, state String CODEC(ZSTD(3)),
             signature String, written_at {TS}
         ) ENGINE = ReplacingMergeTree ORDER BY (partition, through_seq)""",
+    # A checkpoint's text in parts (sinks/checkpoint.py), its row naming them by `write`: written
+    # a few at a time so that no writer holds a big state's whole text.
+    "checkpoint_parts": """
+        CREATE TABLE IF NOT EXISTS {db}.checkpoint_parts (
+            partition UInt16, through_seq UInt64, write String, part UInt32,
+            text String CODEC(ZSTD(3))
+        ) ENGINE = ReplacingMergeTree ORDER BY (partition, through_seq, write, part)""",
     "meta": """
         CREATE TABLE IF NOT EXISTS {db}.meta (
             key String, value String, saved_at DateTime64(6)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
@@ -19,7 +19,7 @@ from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.as_of import RowsAsOf
 from sinks.base import Batch, RegistryChange, registry_hash
-from sinks.checkpoint import Checkpoint
+from sinks.checkpoint import Checkpoint, write_of
 from sinks.event_log import EventLogWriter
 from sinks.faulty import before_write
 
@@ -45,6 +45,7 @@ class MemoryStore:
         self._heads: dict[tuple[str, str, int], ChainHead] = {}
         self._log_writer: EventLogWriter | None = None
         self._checkpoints: dict[int, Checkpoint] = {}
+        self._checkpoint_parts: dict[tuple[int, int, str], list[bytes]] = {}
 
     def save_config(self, registry: Registry, rulebooks: Mapping[str, Rulebook]) -> None:
         before_write("config")
@@ -128,9 +129,22 @@ class MemoryStore:
             for partition, seq in marks.items():
                 self._committed[partition] = max(seq, self._committed.get(partition, 0))
 
+    def save_checkpoint_parts(
+        self, partition: int, through_seq: int, write: str, parts: Iterable[bytes]
+    ) -> None:
+        before_write("checkpoint_parts")
+        self._checkpoint_parts[(partition, through_seq, write)] = list(parts)
+
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         before_write("checkpoints")
         self._checkpoints[checkpoint.partition] = checkpoint
+        keep = (checkpoint.partition, checkpoint.through_seq, write_of(checkpoint))
+        for key in [k for k in self._checkpoint_parts if k[0] == checkpoint.partition]:
+            if key != keep:
+                del self._checkpoint_parts[key]  # another checkpoint's
+
+    def load_checkpoint_parts(self, partition: int, through_seq: int, write: str) -> list[bytes]:
+        return list(self._checkpoint_parts.get((partition, through_seq, write), []))
 
     def load_checkpoint(self, partition: int = 0) -> Checkpoint | None:
         return self._checkpoints.get(partition)

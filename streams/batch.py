@@ -37,7 +37,7 @@ from aiokafka.errors import KafkaError
 
 from engine.warnings import DeadlineWarning
 from sinks.base import Batch
-from sinks.checkpoint import Checkpoint
+from sinks.checkpoint import Prepared
 from sinks.heads import sign_heads
 from streams.checkpoints import WorkerCheckpoints
 from streams.kafka_auth import aiokafka_kwargs
@@ -64,7 +64,7 @@ class Made:
     warnings: list[DeadlineWarning] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     records: int = 0
-    checkpoints: list[Checkpoint] = field(default_factory=list)  # saved after the commit
+    checkpoints: list[Prepared] = field(default_factory=list)  # saved after the commit
 
     def add(self, out: Outputs) -> None:
         out.rows_into(self.batch)

@@ -101,7 +101,7 @@ class WorkerCheckpoints:
     def count(self, partition: int, records: int) -> None:
         self.applied[partition] = self.applied.get(partition, 0) + records
 
-    def take(self, state: PartitionState, *, now: bool = False) -> checkpoint.Checkpoint | None:
+    def take(self, state: PartitionState, *, now: bool = False) -> checkpoint.Prepared | None:
         """The state's checkpoint, made now (the engine changes with the next batch), if one is
         due: `every_records` applied since the last (`now`: at a revoke or a stop, any number),
         and not one of that position written already. Its position is the partition's last
@@ -130,12 +130,12 @@ class WorkerCheckpoints:
         if offset > self.stored.get(partition, -1):
             self.stored[partition] = offset
 
-    async def save(self, made: list[checkpoint.Checkpoint]) -> None:
+    async def save(self, made: list[checkpoint.Prepared]) -> None:
         """Store them (after the rows they cover). A failure costs only a longer replay."""
         for cp in made:
 
-            def write(store: Store, cp: checkpoint.Checkpoint = cp) -> None:
-                store.save_checkpoint(cp)
+            def write(store: Store, cp: checkpoint.Prepared = cp) -> None:
+                checkpoint.store_made(store, cp)
 
             try:
                 await self.store.call(write)

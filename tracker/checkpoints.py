@@ -66,6 +66,6 @@ def save(
     """Checkpoint the engine, which has applied the partition's events through `seq` and whose
     outputs are stored (the caller wrote them)."""
     with gc_paused():
-        made = checkpoint.make(signer, partition, seq, head, snapshot(engine), datetime.now(UTC))
-    store.save_checkpoint(made)
-    return made
+        state = snapshot(engine)
+        # the text streamed to the store in parts, never whole (sinks/checkpoint.py)
+        return checkpoint.write(store, signer, partition, seq, head, state, datetime.now(UTC))

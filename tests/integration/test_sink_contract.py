@@ -584,6 +584,27 @@ def test_a_checkpoint_round_trips_and_replaces_the_partitions_others(sink: Store
     assert sink.load_checkpoint(2) is None
 
 
+def test_a_checkpoints_parts_round_trip_and_go_with_their_row(sink: Store) -> None:
+    """The parts of a checkpoint's text (sinks/checkpoint.py), read from an iterator: the store
+    holds them in order under their write; a partition's new row drops every other write's."""
+    from sinks.checkpoint import Checkpoint
+
+    at = local(datetime(2026, 1, 1, tzinfo=UTC))
+    texts = [f'["福州 {n}",'.encode() for n in range(19)]  # more than one insert's worth
+    sink.save_checkpoint_parts(0, 5, "aa11", iter(texts))
+    sink.save_checkpoint_parts(0, 5, "bb22", iter(texts[:2]))  # a write its row never followed
+    sink.save_checkpoint_parts(0, 3, "cc33", iter(texts[:3]))
+    sink.save_checkpoint_parts(1, 5, "dd44", iter(texts[:4]))
+    assert sink.load_checkpoint_parts(0, 5, "aa11") == texts
+    assert sink.load_checkpoint_parts(0, 5, "bb22") == texts[:2]
+    header = '{"format":"tracker-checkpoint-parts/1","write":"aa11"}'
+    sink.save_checkpoint(Checkpoint(0, 5, "ab" * 32, header, "sig", at))
+    assert sink.load_checkpoint_parts(0, 5, "aa11") == texts
+    assert sink.load_checkpoint_parts(0, 5, "bb22") == []
+    assert sink.load_checkpoint_parts(0, 3, "cc33") == []
+    assert sink.load_checkpoint_parts(1, 5, "dd44") == texts[:4]  # another partition's
+
+
 def test_a_store_made_before_chains_reads_as_such_and_gains_the_columns(chdb_dsn: str) -> None:
     """A store whose event log and ledger have no hash columns (before issue 11): a reader reads
     the rows with empty hashes and says the store predates chains; a writer adds the columns, as

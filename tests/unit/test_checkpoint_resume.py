@@ -112,13 +112,28 @@ def _tampered(store: MemoryStore, **change: Any) -> None:
     store._checkpoints[0] = dataclasses.replace(found, **change)
 
 
-def _resigned_state(state: str, edit: Any) -> dict[str, Any]:
-    """The state edited, and signed again with the writer's own key (a bug, not an attack)."""
-    plain = json.loads(state)
+def _text(store: MemoryStore, cp: checkpoint.Checkpoint) -> str:
+    """The checkpoint's text, its parts joined."""
+    write = checkpoint.write_of(cp)
+    assert write is not None
+    return b"".join(store.load_checkpoint_parts(0, cp.through_seq, write)).decode("utf-8")
+
+
+def _resigned_state(store: MemoryStore, cp: checkpoint.Checkpoint, edit: Any) -> dict[str, Any]:
+    """The text edited, and signed again with the writer's own key (a bug, not an attack), in
+    the row itself as checkpoints were written before parts (still read)."""
+    plain = json.loads(_text(store, cp))
     edit(plain)
     text = json.dumps(plain)
     signed = checkpoint.message(0, plain["through_seq"], plain["head"], text)
     return {"state": text, "signature": KEY.sign(signed)}
+
+
+def _edit_part(store: MemoryStore, cp: checkpoint.Checkpoint, edit: Any) -> dict[str, Any]:
+    """The checkpoint's parts changed after its row was signed; the row as it was."""
+    key = (0, cp.through_seq, checkpoint.write_of(cp))
+    store._checkpoint_parts[key] = edit(store._checkpoint_parts[key])  # type: ignore[index]
+    return {}
 
 
 def _bad_engine(plain: dict[str, Any]) -> None:
@@ -129,18 +144,46 @@ def _other_format(plain: dict[str, Any]) -> None:
     plain["format"] = "tracker-checkpoint/0"
 
 
+def _more_parts(cp: checkpoint.Checkpoint) -> dict[str, Any]:
+    header = json.loads(cp.state)
+    header["parts"] += 1
+    text = json.dumps(header, separators=(",", ":"))
+    return {
+        "state": text,
+        "signature": KEY.sign(checkpoint.message(0, cp.through_seq, cp.head, text)),
+    }
+
+
 # what is wrong with the stored checkpoint, and what the one-line warning says
 UNTRUSTED: list[tuple[str, Any, str]] = [
     # signed with another key (or by no writer of this store)
-    ("other key", lambda cp: {"signature": OTHER_KEY.sign(b"x")}, "not signed with this writer"),
+    ("other key", lambda s, cp: {"signature": OTHER_KEY.sign(b"x")}, "not signed with this writer"),
     # not signed at all
-    ("unsigned", lambda cp: {"signature": ""}, "not signed with this writer"),
-    # its text changed after signing
-    ("edited", lambda cp: {"state": cp.state.replace('"0.5"', '"0.25"', 1)}, "not signed"),
+    ("unsigned", lambda s, cp: {"signature": ""}, "not signed with this writer"),
+    # its row (the header naming its parts) changed after signing
+    (
+        "edited row",
+        lambda s, cp: {"state": cp.state.replace('"parts":', '"parts":1', 1)},
+        "not signed",
+    ),
+    # its text changed after signing: the parts' digest differs from the signed one
+    (
+        "edited text",
+        lambda s, cp: _edit_part(s, cp, lambda ps: [p.replace(b'"0.5"', b'"0.25"', 1) for p in ps]),
+        "misses parts of its text",
+    ),
+    # a part lost (a crash between a write's parts, or a delete)
+    (
+        "a part lost",
+        lambda s, cp: _edit_part(s, cp, lambda ps: ps[:-1]),
+        "misses parts of its text",
+    ),
+    # a signed header naming parts the store does not hold
+    ("parts not there", lambda s, cp: _more_parts(cp), "misses parts of its text"),
     # a position the log does not have: signed, but made from another log
     (
         "other log",
-        lambda cp: {
+        lambda s, cp: {
             "head": "0" * 64,
             "signature": KEY.sign(checkpoint.message(0, cp.through_seq, "0" * 64, cp.state)),
         },
@@ -149,16 +192,16 @@ UNTRUSTED: list[tuple[str, Any, str]] = [
     # beyond the log's end
     (
         "beyond the log",
-        lambda cp: {
+        lambda s, cp: {
             "through_seq": 10**6,
             "signature": KEY.sign(checkpoint.message(0, 10**6, cp.head, cp.state)),
         },
         "does not match the event log",
     ),
     # a signed state the engine cannot read back
-    ("bad engine state", lambda cp: _resigned_state(cp.state, _bad_engine), "cannot be restored"),
+    ("bad engine state", lambda s, cp: _resigned_state(s, cp, _bad_engine), "cannot be restored"),
     # a signed state of another format
-    ("other format", lambda cp: _resigned_state(cp.state, _other_format), "is not a tracker-ch"),
+    ("other format", lambda s, cp: _resigned_state(s, cp, _other_format), "is not a tracker-ch"),
 ]
 
 
@@ -170,7 +213,7 @@ def test_an_untrusted_checkpoint_is_said_and_the_whole_log_replayed(
     run(store, lines[:3_000])
     found = store.load_checkpoint(0)
     assert found is not None
-    _tampered(store, **change(found))
+    _tampered(store, **change(store, found))
     warnings: list[str] = []
     run(store, lines[3_000:], warnings)
     assert store.scans == 2  # the first run's, and this one's full replay
