@@ -46,34 +46,33 @@ CACHE = Path("/tmp/asof-bench")
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 AS_OF = "2020-06-30T00:00:00+08:00"
 
-BARE = """
-import sys, clickhouse_connect
-client = clickhouse_connect.get_client(dsn=sys.argv[1])
-rows = client.query(
+# the unit's as-of totals by indicator, as the bare anchors ask for them
+AS_OF_SQL = (
     "SELECT l.indicator, sum(l.applied) FROM bench.ledger AS l FINAL "
     "LEFT JOIN (SELECT entry_id, seen_at, after FROM bench.ledger_seen FINAL "
     "WHERE unit = {u:String}) AS s ON s.entry_id = l.entry_id "
     "WHERE l.unit = {u:String} AND if(s.entry_id = '', "
     "l.effective_at <= fromUnixTimestamp64Milli({t:Int64}, 'Asia/Shanghai'), "
-    "s.seen_at <= fromUnixTimestamp64Milli({t:Int64}, 'Asia/Shanghai')) GROUP BY l.indicator",
-    parameters={"u": sys.argv[2], "t": int(sys.argv[3])},
+    "s.seen_at <= fromUnixTimestamp64Milli({t:Int64}, 'Asia/Shanghai')) GROUP BY l.indicator"
+)
+BARE = f"""
+import sys, clickhouse_connect
+client = clickhouse_connect.get_client(dsn=sys.argv[1])
+rows = client.query(
+    {AS_OF_SQL!r},
+    parameters={{"u": sys.argv[2], "t": int(sys.argv[3])}},
 ).result_rows
 print(len(rows))
 """
 # the same query through chDB's own API, without the driver (sinks/chdb_rows.py reads so)
-BARE_CHDB = """
+BARE_CHDB = f"""
 import os, sys
 from chdb import _chdb
 conn = _chdb.connect(os.path.realpath(sys.argv[1].removeprefix("chdb://").partition("?")[0]))
 answer = conn.query(
-    "SELECT l.indicator, sum(l.applied) FROM bench.ledger AS l FINAL "
-    "LEFT JOIN (SELECT entry_id, seen_at, after FROM bench.ledger_seen FINAL "
-    "WHERE unit = {u:String}) AS s ON s.entry_id = l.entry_id "
-    "WHERE l.unit = {u:String} AND if(s.entry_id = '', "
-    "l.effective_at <= fromUnixTimestamp64Milli({t:Int64}, 'Asia/Shanghai'), "
-    "s.seen_at <= fromUnixTimestamp64Milli({t:Int64}, 'Asia/Shanghai')) GROUP BY l.indicator",
+    {AS_OF_SQL!r},
     "TabSeparatedWithNamesAndTypes",
-    params={"u": sys.argv[2], "t": sys.argv[3]},
+    params={{"u": sys.argv[2], "t": sys.argv[3]}},
 )
 print(len(answer.bytes().split(b"\\n")) - 3)
 conn.close()
