@@ -60,6 +60,12 @@ STEPS = [
     ("  signing (signed_batch_headers)", "tracker/serve/signing.py", "signed_batch_headers"),
     ("  hand to producer (_send)", "tracker/serve/kafka_backend.py", "KafkaService._send"),
     ("  wait for the broker (_confirm)", "tracker/serve/kafka_backend.py", "KafkaService._confirm"),
+    # a small request's whole submit on the producer's loop (`submit_async`), a big one's too
+    (
+        "submit on the producer's loop (_pass)",
+        "tracker/serve/kafka_backend.py",
+        "KafkaService._pass",
+    ),
     ("submit (embedded)", "tracker/serve/embedded.py", "EmbeddedService.submit"),
     (
         "producer: send_all (Kafka loop)",
@@ -79,6 +85,11 @@ STEPS = [
         "uvicorn h11 parsing (data_received)",
         "uvicorn/protocols/http/h11_impl.py",
         "H11Protocol.data_received",
+    ),
+    (
+        "uvicorn httptools parsing (data_received)",
+        "uvicorn/protocols/http/httptools_impl.py",
+        "HttpToolsProtocol.data_received",
     ),
     ("access log", "logging/__init__.py", "Logger.info"),
 ]

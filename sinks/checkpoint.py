@@ -297,27 +297,40 @@ def trusted(store: CheckpointStore, partition: int, verifier: Verifier) -> Trust
 def write_of(cp: Checkpoint) -> str | None:
     """The write id of the checkpoint's parts (hex), or None: a row holding its text itself
     (written before parts) or not a header."""
-    if not cp.state.startswith('{"format":"' + PARTS_FORMAT + '"'):
+    header = _header(cp) if cp.state.startswith(_HEADER_START) else None
+    if header is None:
         return None
+    name: str = header["write"]
+    return name
+
+
+_HEADER_START = '{"format":"' + PARTS_FORMAT + '"'
+
+
+def _header(cp: Checkpoint) -> dict[str, Any] | None:
+    """The row's header of parts, its write id checked hex (so safe in SQL), or None."""
     try:
-        header = json.loads(cp.state)
+        loaded = json.loads(cp.state)
     except ValueError:
         return None
-    name = header.get("write") if isinstance(header, dict) else None
+    if not isinstance(loaded, dict):
+        return None
+    header: dict[str, Any] = loaded
+    name = header.get("write")
     if not isinstance(name, str) or not name or any(c not in "0123456789abcdef" for c in name):
         return None
-    return name
+    return header
 
 
 def _text(store: CheckpointStore, cp: Checkpoint) -> str | bytes | None:
     """The checkpoint's text: its parts joined, when its row is a header of parts whose number,
     length and digest are the signed ones; or the row's own text (written before parts)."""
-    if not cp.state.startswith('{"format":"' + PARTS_FORMAT + '"'):
+    if not cp.state.startswith(_HEADER_START):
         return cp.state
-    name = write_of(cp)
-    if name is None:
+    header = _header(cp)
+    if header is None:
         return None
-    header = json.loads(cp.state)
+    name = header["write"]
     found = store.load_checkpoint_parts(cp.partition, cp.through_seq, name)
     digest = hashlib.sha256()
     for part in found:

@@ -17,9 +17,11 @@ the column types (`Result.types`) and what the values mean.
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
+from urllib.parse import urlparse
 
 from sinks.dsn import chdb_location
 from sinks.errors import StoreError
+from sinks.store_open import split_dsn
 
 
 class QueryError(StoreError):
@@ -40,10 +42,7 @@ class Rows(Protocol):
 def embedded(dsn: str) -> bool:
     """Whether `dsn` is an embedded store's directory with nothing but its database named: read
     through chDB itself (any other parameter is a driver setting, which only the driver reads)."""
-    if chdb_location(dsn) is None:
-        return False
-    query = dsn.partition("?")[2]
-    return all(p.partition("=")[0] == "database" for p in query.split("&") if p)
+    return chdb_location(dsn) is not None and not urlparse(split_dsn(dsn)[0]).query
 
 
 def open_rows(dsn: str) -> Rows:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sinks.dsn import NoStoreError, StoreHeldError, held_by_another_process
 from tracker import tables
@@ -112,7 +112,12 @@ def _summaries(
 
 
 def _status(
-    dsn: str, unit: str | None, year: int | None, at: datetime | None, *, answer: str = "documents"
+    dsn: str,
+    unit: str | None,
+    year: int | None,
+    at: datetime | None,
+    *,
+    answer: Literal["documents", "json", "summaries"] = "documents",
 ) -> tuple[list[Any] | str, dict[str, str]]:
     """The status objects as `--json` prints them (`answer` "json": that JSON text itself;
     "summaries": each object with the counts of its deadlines, as the every-unit table shows
