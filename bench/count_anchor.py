@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,15 @@ def _mark(path: str, text: str) -> None:
 def run_faust(args: argparse.Namespace) -> int:
     import faust
 
+    # Faust's data dir defaults to one named after the app in the current directory: a run from
+    # the repository left one there per anchor run.
+    datadir = tempfile.mkdtemp(prefix="anchor-faust-")
     app = faust.App(
         f"{args.topic}-anchor-faust",
         broker=f"kafka://{args.bootstrap}",
         broker_credentials=faust_credentials(local_admin()),
         store="memory://",
+        datadir=datadir,
         autodiscover=False,
         web_enabled=False,
         topic_replication_factor=1,
@@ -70,6 +76,8 @@ def run_faust(args: argparse.Namespace) -> int:
         worker.execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0)
+    finally:
+        shutil.rmtree(datadir, ignore_errors=True)
     return 0
 
 
