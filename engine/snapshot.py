@@ -13,6 +13,10 @@ postings), so the snapshot is a set of numbered tables, objects referring to eac
 their index. What the engine can derive (compiled rules, the route cache, claims by key,
 canonical-form prefixes) is not kept: it is made again from the registry and the rulebooks,
 which the snapshot names by a fingerprint so that it never restores under other ones.
+
+A checkpoint's writer takes `streamed(engine)`: the same state, its tables `Rows` made a row at
+a time as they are encoded (sinks/checkpoint.py), so that writing a big state never holds its
+rows all at once; the text is the one `snapshot`'s plain data makes.
 """
 
 from __future__ import annotations
