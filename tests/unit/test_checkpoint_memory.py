@@ -15,17 +15,21 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
 
 from config.holidays import official_calendar
 from config.registry import DEMO_REGISTRY, load_registry
 from config.rulebooks import load_rulebooks
 from config.signing import Signer
 from engine import Engine
-from engine.snapshot import gc_paused, snapshot
-from schemas.events import parse_event
+from engine.snapshot import gc_paused, snapshot, streamed
+from schemas.events import Event, parse_event
 from sinks import checkpoint
 from sinks.checkpoint import Checkpoint
+from tests.builders import BOOKS, REGISTRY, SHIPPED_BOOKS, SHIPPED_REGISTRY, calendar
 from tests.unit import snapshot_reference
+from tests.unit import test_engine_properties as props
+from tests.unit import test_year_closing as closing
 from tracker import checkpoints, demo
 
 KEY = Signer(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
@@ -122,3 +126,33 @@ def test_the_text_streamed_is_the_text_written_whole_before(
     assert (store.size, store.digest.hexdigest()) == (len(old), hashlib.sha256(old).hexdigest())
     # the plain snapshot (restore's tests and the Kafka worker use it) spells the same text
     assert _whole(snapshot(engine), events) == old
+
+
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _same_text(engine: Engine, stream: list[Event]) -> None:
+    for event in stream:
+        engine.apply(event)
+    with gc_paused():
+        old = _whole(snapshot_reference.snapshot(engine), 1)
+        parts = checkpoint.parts(0, 1, "ab" * 32, streamed(engine), 512)
+        assert b"".join(parts) == old
+
+
+# small states of every shape (retractions, feedback, withdrawn and re-posted notices, years
+# closed): the same bytes, whatever tables are empty or short
+
+
+@PROPERTY
+@given(props.streams())
+def test_any_stream_streams_the_text_written_whole_before(stream: list[Event]) -> None:
+    _same_text(Engine(REGISTRY, BOOKS, calendar()), stream)
+
+
+@PROPERTY
+@given(closing.streams())
+def test_any_stream_over_closing_years_streams_the_text_written_whole_before(
+    stream: list[Event],
+) -> None:
+    _same_text(Engine(SHIPPED_REGISTRY, SHIPPED_BOOKS, calendar()), stream)
