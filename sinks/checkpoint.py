@@ -34,10 +34,12 @@ import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import Any, Protocol
 
 from config.signing import Signer, Verifier
 from engine.chain import head_message
+from engine.snapshot import Rows
 
 # the text: {"format", "partition", "through_seq", "head", "engine"}
 FORMAT = "tracker-checkpoint/1"
@@ -94,7 +96,7 @@ def parts(
     through_seq: int,
     head: str,
     engine_state: dict[str, Any],
-    part_bytes: int = PART_BYTES,
+    part_bytes: int | None = None,
 ) -> Iterator[bytes]:
     """The checkpoint's text (FORMAT) as UTF-8 parts of about `part_bytes`, encoded as they are
     asked for: never the whole text at once."""
@@ -105,6 +107,7 @@ def parts(
         "head": head,
         "engine": engine_state,
     }
+    part_bytes = part_bytes or PART_BYTES  # read when called (tests set a smaller one)
     pending: list[str] = []
     size = 0
     for chunk in _pieces(document):
@@ -122,9 +125,9 @@ SLICE = 256  # items of a long list encoded at once (a claim's row is ~150 chara
 
 
 def _pieces(value: Any) -> Iterator[str]:
-    """The JSON text of `value` as `_dumps` makes it, in pieces of a few tens of KB: the C
-    encoder on slices of the state's long lists (json's own `iterencode` streams too, but in
-    pure Python: 4x the CPU)."""
+    """The JSON text of `value` as `_dumps` makes it (a `Rows` as the list of its rows), in
+    pieces of a few tens of KB: the C encoder on slices of the state's long lists and tables
+    (json's own `iterencode` streams too, but in pure Python: 4x the CPU)."""
     if isinstance(value, dict) and all(type(key) is str for key in value):
         yield "{"
         for n, (key, item) in enumerate(value.items()):
@@ -132,20 +135,37 @@ def _pieces(value: Any) -> Iterator[str]:
             yield from _pieces(item)
         yield "}"
     elif isinstance(value, list) and len(value) <= SHORT:
-        yield "["
-        for n, item in enumerate(value):
-            if n:
-                yield ","
-            yield from _pieces(item)
-        yield "]"
+        yield from _opened(value)
     elif isinstance(value, list):
         yield "["
         for start in range(0, len(value), SLICE):
             text = _dumps(value[start : start + SLICE])
             yield ("," if start else "") + text[1:-1]
         yield "]"
+    elif isinstance(value, Rows) and value.nested:  # rows holding tables: each row opened
+        yield "["
+        for n, row in enumerate(value):
+            yield "," if n else ""
+            yield from _opened(row)
+        yield "]"
+    elif isinstance(value, Rows):  # a table made as it is read: a slice of rows at a time
+        yield "["
+        rows, sep = iter(value), ""
+        while batch := list(islice(rows, SLICE)):
+            yield sep + _dumps(batch)[1:-1]
+            sep = ","
+        yield "]"
     else:
         yield _dumps(value)
+
+
+def _opened(row: list[Any]) -> Iterator[str]:
+    yield "["
+    for n, item in enumerate(row):
+        if n:
+            yield ","
+        yield from _pieces(item)
+    yield "]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +194,7 @@ def write(
     head: str,
     engine_state: dict[str, Any],
     written_at: datetime,
-    part_bytes: int = PART_BYTES,
+    part_bytes: int | None = None,
 ) -> Checkpoint:
     """Store the checkpoint: its parts as they are encoded, then its signed row."""
     summed = _Summed(parts(partition, through_seq, head, engine_state, part_bytes))

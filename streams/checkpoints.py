@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from engine import Engine
-from engine.snapshot import SnapshotError, gc_paused, restore, snapshot
+from engine.snapshot import SnapshotError, gc_paused, restore, streamed
 from sinks import checkpoint
 from sinks.base import Store
 from streams.processor import PartitionState, Resume
@@ -121,7 +121,7 @@ class WorkerCheckpoints:
             return None
         with gc_paused():
             made = checkpoint.make(
-                signer, p, state.logged, state.head, snapshot(state.engine), datetime.now(UTC)
+                signer, p, state.logged, state.head, streamed(state.engine), datetime.now(UTC)
             )
         self.saved[p], self.applied[p] = state.logged, 0
         return made

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from config.signing import Signer
 from engine import Engine, WorkCalendar
-from engine.snapshot import SnapshotError, gc_paused, restore, snapshot
+from engine.snapshot import SnapshotError, gc_paused, restore, streamed
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks import checkpoint
@@ -66,6 +66,7 @@ def save(
     """Checkpoint the engine, which has applied the partition's events through `seq` and whose
     outputs are stored (the caller wrote them)."""
     with gc_paused():
-        state = snapshot(engine)
-        # the text streamed to the store in parts, never whole (sinks/checkpoint.py)
+        # the state's rows made and encoded a slice at a time, its text streamed to the store
+        # in parts: neither is ever whole (engine/snapshot.py `streamed`, sinks/checkpoint.py)
+        state = streamed(engine)
         return checkpoint.write(store, signer, partition, seq, head, state, datetime.now(UTC))
