@@ -8,6 +8,7 @@ of CPU that a fresh interpreter spends on each of some thirty runs), and before 
 the child starts the engine itself, on its own store, as `tracker` started from a shell does, and
 the kernel kills it as it would kill that one. `{store}` in the arguments is STORE_PREFIX-N.
 
+The drill ends with the first run that was not killed (one that failed ends it too, at once).
 One line per run on stdout: `kill-drill: {"at": N, "status": the child's wait status as
 subprocess reports it (-9: killed), "stderr": what it wrote there}`.
 """
@@ -18,6 +19,7 @@ import json
 import os
 import sys
 import tempfile
+import traceback
 
 # What a run imports before its first store write, all but chDB (the engine starts threads
 # when it loads: a fork must come before it).
@@ -47,6 +49,8 @@ def _run_killed_at(at: int, args: list[str]) -> tuple[int, str]:
                 code = tracker.cli.main(args)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:  # said on stderr, which the drill reports
+                traceback.print_exc()
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -67,7 +71,7 @@ def main(argv: list[str]) -> int:
         args = [a.replace("{store}", f"{prefix}-{at}") for a in template]
         status, text = _run_killed_at(at, args)
         print(MARK + json.dumps({"at": at, "status": status, "stderr": text}), flush=True)
-        if status == 0:
+        if status != -9:  # it ended on its own (0), or failed: either ends the drill
             return 0
     return 1
 

@@ -176,8 +176,8 @@ def test_kill_9_at_every_store_write(tmp_path: Path, files: tuple[Path, Path, Pa
     # (tests/integration/store_dump.py). Both spare a process start per run.
     jobs: list[tuple[Path, list[list[str]]]] = []
     killed = _kill_at_each_write(tmp_path / "kill", _ingest_args(units, Path("{store}"), stream))
-    *crashes, (n, last_status, _) = killed
-    assert last_status == 0, "the last drilled run should end on its own"
+    *crashes, (n, last_status, last_stderr) = killed
+    assert last_status == 0, f"the last drilled run should end on its own: {last_stderr}"
     for k, status, stderr in crashes:
         assert status == -signal.SIGKILL, f"write {k}: {stderr}"
         store = tmp_path / f"kill-{k}"
