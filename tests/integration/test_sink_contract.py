@@ -497,7 +497,7 @@ def _fresh(sink: Store) -> Store:
 
 # The contract stream with bad lines between its events, written in batches of BATCH records.
 # Three batches: the first (dead letters, events, unit-years, two ledger tables, ...), a second
-# with a dead letter and a third ledger table, a third like the first, then the checkpoint. So
+# with a dead letter and a third ledger table, a third with neither, then the checkpoint. So
 # the store-error drill below hits every kind of gap between two writes - in the open, inside
 # each kind of batch, batch -> batch both with and without dead letters, batch -> checkpoint -
 # in 30 writes of a MemoryStore; batches of 3 made a fourth batch that only repeated the second
