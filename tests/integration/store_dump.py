@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
     for job, (dsn, *runs) in enumerate(json.loads(argv[0])):
         for args in runs:
             code = tracker(args)
-            sink = ClickHouseStore(dsn)
+            sink = ClickHouseStore(dsn, create=False)  # a reader: the dump writes nothing
             try:
                 line = {"job": job, "code": code, "dump": dump(sink)}
                 print(MARK + json.dumps(line), flush=True)

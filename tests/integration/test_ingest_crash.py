@@ -4,6 +4,13 @@ the next run - with the same file, or with an empty one - leaves the store as if
 Each case runs real processes on a real embedded chDB store; the write drill
 (`TRACKER_WRITE_FAULT=kill:N`, sinks/faulty.py) makes the child kill itself just before its Nth
 insert, whichever table that is, so every gap between two writes is hit once.
+
+The stream is written in two batches (BATCH): the store's open (its meta rows and the config
+tables), the first batch (dead letters, events, unit-years, ledger, points, seen, deadline
+history, deadlines, chain heads, batches), the second (the same tables after a committed batch)
+and the checkpoint. So every kind of gap between two writes is hit: inside the open, open ->
+batch, inside a batch with and without a batch committed before it, batch -> batch and batch ->
+checkpoint. A third batch would only repeat the second's gaps (31 writes instead of 40).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from config.holidays import official_calendar
 from config.registry import load_registry
 from config.rulebooks import load_rulebooks
 from sinks import MemoryStore
+from tests.integration.kill_drill import MARK as KILL_MARK
 from tests.integration.store_dump import MARK, dump, lines_covered
 from tracker.ingest import ingest
 
@@ -61,7 +69,7 @@ LINES = [
     _ev("t2", "clock.tick", "05-01T00:00", unit=None),
     _ev("e9", "vuln.feedback", "05-02T10:00", unit="fj.fz", notice_id="V-3"),
 ]
-BATCH = 12  # records per store write: three batches, a dozen store writes
+BATCH = 20  # records per store write: two batches (module docstring), 31 store writes
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +142,25 @@ def _rerun(jobs: list[tuple[Path, list[list[str]]]]) -> list[list[dict[str, Any]
     return dumps
 
 
+def _kill_at_each_write(prefix: Path, args: list[str]) -> list[tuple[int, int, str]]:
+    """`tracker args` killed at its write 1, 2, ... until a run ends on its own, each on the store
+    `prefix`-N: per run, N, its exit status (-9: killed) and its stderr."""
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.integration.kill_drill", str(prefix), json.dumps(args)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=900,
+    )
+    assert child.returncode == 0, child.stderr
+    runs = [
+        json.loads(line.removeprefix(KILL_MARK))
+        for line in child.stdout.splitlines()
+        if line.startswith(KILL_MARK)
+    ]
+    return [(r["at"], r["status"], r["stderr"]) for r in runs]
+
+
 def _same_outputs(got: dict[str, Any], want: dict[str, Any]) -> bool:
     keys = ("events", "ledger", "deadlines", "status")
     return all(got[k] == want[k] for k in keys)
@@ -144,28 +171,21 @@ def test_kill_9_at_every_store_write(tmp_path: Path, files: tuple[Path, Path, Pa
     units, stream, empty = files
     _units_path = units
     full = expected(len(LINES))
-    # Each crash is a process of its own; the re-runs after all of them run in one process, a
-    # store after another (tests/integration/store_dump.py), which spares a process start each.
+    # Each crash is a process of its own, forked by tests/integration/kill_drill.py after it
+    # imported the CLI; the re-runs after all of them run in one process, a store after another
+    # (tests/integration/store_dump.py). Both spare a process start per run.
     jobs: list[tuple[Path, list[list[str]]]] = []
-    n = 0
-    while True:
-        n += 1
-        store = tmp_path / f"kill-{n}"
-        killed = subprocess.run(
-            [sys.executable, "-m", "tracker.cli", *_ingest_args(units, store, stream)],
-            capture_output=True,
-            text=True,
-            env=_env(TRACKER_WRITE_FAULT=f"kill:{n}"),
-            timeout=300,
-        )
-        if killed.returncode == 0:
-            break  # n is past the last write of the stream
-        assert killed.returncode == -signal.SIGKILL, killed.stderr
-        copy = tmp_path / f"kill-{n}-copy"
+    killed = _kill_at_each_write(tmp_path / "kill", _ingest_args(units, Path("{store}"), stream))
+    *crashes, (n, last_status, last_stderr) = killed
+    assert last_status == 0, f"the last drilled run should end on its own: {last_stderr}"
+    for k, status, stderr in crashes:
+        assert status == -signal.SIGKILL, f"write {k}: {stderr}"
+        store = tmp_path / f"kill-{k}"
+        copy = tmp_path / f"kill-{k}-copy"
         shutil.copytree(store, copy, symlinks=True)  # chDB links tables relatively
         jobs.append((store, [_ingest_args(units, store, stream)]))
         jobs.append((copy, [_ingest_args(units, copy, empty), _ingest_args(units, copy, stream)]))
-    assert n > 10, "the stream should take a dozen store writes"
+    assert n > 30, "the stream should take some thirty store writes"
     last = tmp_path / f"kill-{n}"
     jobs.append((last, [_ingest_args(units, last, empty)]))
     *reruns, (clean,) = _rerun(jobs)

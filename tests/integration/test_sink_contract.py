@@ -495,7 +495,14 @@ def _fresh(sink: Store) -> Store:
     return MemoryStore()
 
 
-# The contract stream with bad lines between its events, written in batches of 3 records.
+# The contract stream with bad lines between its events, written in batches of BATCH records.
+# Three batches: the first (dead letters, events, unit-years, two ledger tables, ...), a second
+# with a dead letter and a third ledger table, a third with neither, then the checkpoint. So
+# the store-error drill below hits every kind of gap between two writes - in the open, inside
+# each kind of batch, batch -> batch both with and without dead letters, batch -> checkpoint -
+# in 30 writes of a MemoryStore; batches of 3 made a fourth batch that only repeated the second
+# batch's gaps (38 writes).
+BATCH = 5
 LINES = [e.model_dump_json() for e in STREAM]
 LINES[2:2] = ["{not json"]
 LINES[4:4] = [
@@ -504,7 +511,9 @@ LINES[4:4] = [
 
 
 def _ingest(sink: Store, lines: Sequence[str], signer: Signer | None = None) -> None:
-    ingest(sink, REGISTRY, BOOKS, engine().calendar, lines, "f.jsonl", batch_size=3, signer=signer)
+    ingest(
+        sink, REGISTRY, BOOKS, engine().calendar, lines, "f.jsonl", batch_size=BATCH, signer=signer
+    )
 
 
 def _expected(lines: Sequence[str], signer: Signer | None = None) -> dict[str, Any]:
