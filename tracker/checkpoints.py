@@ -61,19 +61,11 @@ def resume(
 
 
 def save(
-    store: Store,
-    partition: int,
-    signer: Signer,
-    engine: Engine,
-    seq: int,
-    head: str,
-    *,
-    before_write: Callable[[], None] = lambda: None,
+    store: Store, partition: int, signer: Signer, engine: Engine, seq: int, head: str
 ) -> checkpoint.Checkpoint:
     """Checkpoint the engine, which has applied the partition's events through `seq` and whose
-    outputs are stored (the caller wrote them, or `before_write` returns once they are)."""
+    outputs are stored (the caller wrote them)."""
     with gc_paused():
         state = snapshot(engine)
-        before_write()
         # the text streamed to the store in parts, never whole (sinks/checkpoint.py)
         return checkpoint.write(store, signer, partition, seq, head, state, datetime.now(UTC))

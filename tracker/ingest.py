@@ -53,17 +53,11 @@ def ingest(
             Tracker(sink, *stored, calendar, batch_size=batch_size, signer=signer).restore()
         check_registry_change(sink, registry, replace=replace_registry)
     sink.save_config(registry, books)
-    # each store write runs while the engine applies the next events (tracker/write_behind.py)
-    tracker = Tracker(
-        sink, registry, books, calendar, batch_size=batch_size, signer=signer, write_behind=True
-    )
-    try:
-        tracker.restore()
-        summary = tracker.feed_lines(lines, origin)
-        # the next run starts from here rather than replaying the log (tracker/checkpoints.py)
-        tracker.checkpoint()
-    finally:
-        tracker.close()  # no write left in flight when the caller closes the store
+    tracker = Tracker(sink, registry, books, calendar, batch_size=batch_size, signer=signer)
+    tracker.restore()
+    summary = tracker.feed_lines(lines, origin)
+    # the next run starts from here rather than replaying the log (tracker/checkpoints.py)
+    tracker.checkpoint()
     return summary
 
 

@@ -38,7 +38,6 @@ from sinks.base import Batch, Store, StoreError
 from sinks.event_log import EventLogWriter, claim_event_log
 from sinks.heads import sign_envelopes, sign_heads
 from tracker import checkpoints
-from tracker.write_behind import WriteBehind, write_new_letters
 
 Clock = Callable[[], datetime]
 BATCH_SIZE = 20_000  # records per store write: big parts for ClickHouse, bounded memory
@@ -75,19 +74,13 @@ class Tracker:
         remember_log: bool = False,
         signer: Signer | None = None,
         warn: checkpoints.Warn = checkpoints.warn_stderr,
-        write_behind: bool = False,
     ) -> None:
         """`remember_log`: keep the ids of the whole event log in memory (read by `restore`, and
         added to as events are logged) and ask the store no more which ids it holds. Only for
         the store's one writer (`tracker serve`'s embedded backend; chDB lets one process hold a
         store): an event another process logs meanwhile would not be seen as a duplicate. It
-        costs about 100 bytes per logged event. `write_behind`: each store write runs on a
-        thread of its own while the next events are applied (tracker/write_behind.py); the
-        caller ends with `close`."""
+        costs about 100 bytes per logged event."""
         self.store = store
-        self._writes = WriteBehind(
-            lambda batch: write_new_letters(store, batch), background=write_behind
-        )
         # Signs the unsigned events of each write, one signature for them all (the tool is the
         # intake), and the chain heads of each write (docs/audit.md); without one, the chains
         # are written unsigned.
@@ -125,7 +118,6 @@ class Tracker:
         after the last commit mark are derived again and written, with a new mark. With a
         trusted checkpoint (tracker/checkpoints.py) only the events after it are replayed.
         A store whose event log a Kafka worker writes is refused first (sinks/event_log.py)."""
-        self._writes.wait()  # everything written before the store is read
         self._claim()
         committed = self.store.committed_seq(self.partition)
         resumed = self._resume()
@@ -191,18 +183,9 @@ class Tracker:
         Without a signing key there are no checkpoints. Whether one was written."""
         self.flush()
         if self.signer is None or self._seq in (0, self._checkpoint_seq):
-            self._writes.wait()
             return False
-        # the engine's snapshot is made while the last write is in flight; the checkpoint is
-        # written after it, as it says its outputs are stored
         checkpoints.save(
-            self.store,
-            self.partition,
-            self.signer,
-            self.engine,
-            self._seq,
-            self._head,
-            before_write=self._writes.wait,
+            self.store, self.partition, self.signer, self.engine, self._seq, self._head
         )
         self._checkpoint_seq = self._seq
         return True
@@ -210,7 +193,6 @@ class Tracker:
     def _claim(self) -> None:
         """Once, before its first write: the store's event log is the intake's (or new)."""
         if not self._claimed:
-            self._writes.wait()
             claim_event_log(self.store, EventLogWriter.intake())
             self._claimed = True
 
@@ -240,7 +222,6 @@ class Tracker:
                 chunk = []
         self._feed_chunk(chunk, stamp)
         self.flush()
-        self._writes.wait()
         return self.summary
 
     def feed(self, raw: str, origin: str, envelope: Envelope | None = None) -> None:
@@ -262,7 +243,6 @@ class Tracker:
         than one per feed); what it finds counts until the next write."""
         wanted = sorted(set(ids) - self._looked_up)
         if self._log_written and wanted and self._log_ids is None:
-            self._writes.wait()
             self._looked_up_logged |= self.store.known_events(wanted)
         self._looked_up.update(wanted)
 
@@ -305,7 +285,6 @@ class Tracker:
         found = {i for i in ids if i in pending or i in self._looked_up_logged}
         rest = set(ids) - found - self._looked_up
         if self._log_written and rest:
-            self._writes.wait()
             found |= self.store.known_events(sorted(rest))
         return found
 
@@ -346,16 +325,22 @@ class Tracker:
         self._batch.events.extend(self._logged_rows())
         if not len(self._batch):
             return
+        letters = self._batch.dead_letters
+        if letters:
+            # a re-ingested bad line keeps its first dead letter (and its first received_at),
+            # also when it comes twice before a write
+            known = self.store.known_letters(sorted({d.letter_id for d in letters}))
+            first = []
+            for letter in letters:
+                if letter.letter_id not in known:
+                    known.add(letter.letter_id)
+                    first.append(letter)
+            self._batch.dead_letters = first
         self._claim()
         self._log_written |= bool(self._batch.events)
         self._sign(self._batch)
-        self._writes.write(self._batch)
+        self.store.write(self._batch)
         self._batch = Batch()
-
-    def close(self) -> None:
-        """Wait for the write in flight (its error, if any, is not raised: see `flush` and
-        `checkpoint`, which raise it) and stop the writing thread."""
-        self._writes.close()
 
     def _logged_rows(self) -> list[LoggedEvent]:
         """The event log's rows of the events accepted since the last write, chained in order;
