@@ -30,6 +30,7 @@ from engine.clock import SHANGHAI
 
 GENESIS = ""  # what the first row of a chain follows
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # signed messages
+_string = json.encoder.encode_basestring  # what `_dumps` writes a str as (ensure_ascii=False)
 
 # The fields of each canonical form, in order (every field of the row but its hashes).
 LEDGER_FIELDS = (
@@ -240,8 +241,13 @@ def link(previous: str, digest: str) -> str:
 
 def event_message(raw: str, posted_by: str, received_at: datetime) -> bytes:
     """What the intake signs of an event: its body as the event log keeps it (the stripped
-    line), who posted it and when it was received, in the canonical form above."""
-    return _dumps(["tracker-event", raw, posted_by, instant(received_at)]).encode("utf-8")
+    line), who posted it and when it was received, in the canonical form above. The JSON of
+    `_dumps(["tracker-event", raw, posted_by, instant])` spelled out with the encoder's own
+    string function (the same bytes): every event is signed, and the encoder's set-up per call
+    cost four times the strings' encoding."""
+    return (
+        f'["tracker-event",{_string(raw)},{_string(posted_by)},{_string(instant(received_at))}]'
+    ).encode()
 
 
 def batch_message(root: str, size: int) -> bytes:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from engine.chain import event_digest, link
-from engine.clock import SHANGHAI, assessment_year, local
+from engine.clock import SHANGHAI, local
 from engine.core import Engine
 from engine.outcome import Outcome
 from schemas.envelope import Envelope
@@ -128,14 +128,15 @@ def logged_event(
 ) -> LoggedEvent:
     """The event log's row of an accepted event, chained after the row whose chain value is
     `previous` (the partition's last logged event; engine/chain.py)."""
+    at = local(event.at)
     values = {
         "event_id": event.event_id,
         "partition": partition,
         "seq": seq,
         "unit": "" if isinstance(event, ClockTick) else event.unit,
         "type": event.type,
-        "at": local(event.at),
-        "year": assessment_year(event.at),
+        "at": at,
+        "year": at.year,  # `assessment_year(event.at)`, from the instant made local once
         "raw": raw,
         "posted_by": envelope.posted_by,
         "received_at": stored_instant(envelope.received_at),

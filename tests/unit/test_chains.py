@@ -241,3 +241,20 @@ def test_serve_signs_what_it_accepts_with_the_settings_key(tmp_path: Any, signin
         DEMO, DEMO_BOOKS, builders.calendar(), logged, store.ledger(), store.chain_heads()
     )
     assert verify(data, verifier).findings == []
+
+
+@PROPERTY
+@given(
+    raw=st.text(),
+    posted_by=st.text(),
+    received_at=st.datetimes(timezones=st.just(UTC)),
+)
+def test_the_signed_message_of_an_event_is_its_json(
+    raw: str, posted_by: str, received_at: datetime
+) -> None:
+    """`event_message` spells the JSON out (issue 12): the same bytes as the encoder's, for any
+    text (quotes, backslashes, control characters, U+2028, non-ASCII)."""
+    from engine.chain import _dumps, instant
+
+    whole = _dumps(["tracker-event", raw, posted_by, instant(received_at)]).encode("utf-8")
+    assert event_message(raw, posted_by, received_at) == whole
