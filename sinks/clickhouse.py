@@ -391,6 +391,7 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
             return
         before_write(table)
         name = f"{self.db}.{table}"
+        held = list(rows)  # the driver's own list of the rows (cleared below): the caller's kept
         try:
             # The column types are asked once per table: the client would otherwise describe the
             # table before every insert (a query each time). Opening a store adds any missing
@@ -399,6 +400,12 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
             if types is None:
                 types = self.client.create_insert_context(name, columns).column_types
                 self._column_types[(table, *columns)] = types
-            self.client.insert(name, rows, column_names=columns, column_types=types)
+            self.client.insert(name, held, column_names=columns, column_types=types)
         except ClickHouseError as exc:
             raise StoreError(f"store insert into {table} failed: {_first_line(exc)}") from None
+        finally:
+            # The driver's insert context refers to itself (it keeps a bound method of its own),
+            # so only the cyclic collector frees it, and with it the rows: a checkpoint is
+            # written with the collector paused, and every part it inserted stayed in memory
+            # (its whole text). Emptying the list the context keeps lets them go now.
+            held.clear()
