@@ -13,31 +13,25 @@ under /tmp/ingest-bench).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ingest_bench import loadavg, stream
+from bench.ingest_bench import loadavg, run, stream, triple
+
+T = "{:.1f}"  # seconds to a tenth
 
 
 def one_run(tree: Path, source: Path, store: Path) -> tuple[float, float, float]:
     argv = [str(tree / ".venv" / "bin" / "python"), "-m", "tracker", "ingest", "--units",
             str(tree / "config" / "data" / "units-fujian.yaml"), "--store",
             f"chdb://{store}?database=bench", "--json", str(source)]  # fmt: skip
-    t0 = time.perf_counter()
-    with subprocess.Popen(argv, cwd=tree, stdout=subprocess.DEVNULL) as proc:
-        _, status, used = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"{tree}: tracker ingest exited {proc.returncode}")
-    return time.perf_counter() - t0, used.ru_utime + used.ru_stime, used.ru_maxrss / 1024
+    wall, cpu, rss, _ = run(argv, cwd=tree)  # in the tree: `-m tracker` is that tree's code
+    return wall, cpu, rss
 
 
 def main() -> None:
@@ -66,11 +60,7 @@ def main() -> None:
     print(f"load {loadavg()} after\nmin / median / max over {args.runs} runs")
     for name, runs in figures.items():
         walls, cpus, rsss = ([r[k] for r in runs] for k in range(3))
-
-        def triple(values: list[float], fmt: str = "{:.1f}") -> str:
-            return " / ".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))  # fmt: skip
-
-        print(f"  {name}: wall {triple(walls)} s, CPU {triple(cpus)} s, peak RSS "
+        print(f"  {name}: wall {triple(walls, T)} s, CPU {triple(cpus, T)} s, peak RSS "
               f"{triple(rsss, '{:,.0f}')} MiB; {args.lines / statistics.median(walls):,.0f} "
               "events/s (median wall)")  # fmt: skip
 

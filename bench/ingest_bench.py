@@ -101,10 +101,10 @@ def demo_stream(path: Path, lines: int, seed: int, years: tuple[int, ...], scale
     return path
 
 
-def run(argv: list[str]) -> tuple[float, float, float, str]:
+def run(argv: list[str], cwd: Path | None = None) -> tuple[float, float, float, str]:
     """Wall s, CPU s (user + system) and peak RSS MiB of one process, and its stdout."""
     t0 = time.perf_counter()
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=cwd) as proc:
         out = proc.stdout.read() if proc.stdout else ""
         _, status, used = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
