@@ -122,42 +122,38 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, "TRACKER_STORE": "", **extra}
 
 
-def _rerun(jobs: list[tuple[Path, list[list[str]]]]) -> list[list[dict[str, Any]]]:
-    """Each job's runs of `tracker` on its store, in one fresh process, with the store dumped
-    after each run: per job, the dumps in order."""
-    payload = [[f"chdb://{store}", *runs] for store, runs in jobs]
+def _marked(module: str, mark: str, *args: str) -> list[Any]:
+    """Run `python -m module args` in a fresh process; what it printed on its lines starting with
+    `mark`, each a JSON value, in order."""
     child = subprocess.run(
-        [sys.executable, "-m", "tests.integration.store_dump", json.dumps(payload)],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         env=_env(),
         timeout=900,
     )
     assert child.returncode == 0, child.stderr
+    return [
+        json.loads(line.removeprefix(mark))
+        for line in child.stdout.splitlines()
+        if line.startswith(mark)
+    ]
+
+
+def _rerun(jobs: list[tuple[Path, list[list[str]]]]) -> list[list[dict[str, Any]]]:
+    """Each job's runs of `tracker` on its store, in one fresh process, with the store dumped
+    after each run: per job, the dumps in order."""
+    payload = [[f"chdb://{store}", *runs] for store, runs in jobs]
     dumps: list[list[dict[str, Any]]] = [[] for _ in jobs]
-    for line in child.stdout.splitlines():
-        if line.startswith(MARK):
-            got = json.loads(line.removeprefix(MARK))
-            dumps[got["job"]].append(got)
+    for got in _marked("tests.integration.store_dump", MARK, json.dumps(payload)):
+        dumps[got["job"]].append(got)
     return dumps
 
 
 def _kill_at_each_write(prefix: Path, args: list[str]) -> list[tuple[int, int, str]]:
     """`tracker args` killed at its write 1, 2, ... until a run ends on its own, each on the store
     `prefix`-N: per run, N, its exit status (-9: killed) and its stderr."""
-    child = subprocess.run(
-        [sys.executable, "-m", "tests.integration.kill_drill", str(prefix), json.dumps(args)],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=900,
-    )
-    assert child.returncode == 0, child.stderr
-    runs = [
-        json.loads(line.removeprefix(KILL_MARK))
-        for line in child.stdout.splitlines()
-        if line.startswith(KILL_MARK)
-    ]
+    runs = _marked("tests.integration.kill_drill", KILL_MARK, str(prefix), json.dumps(args))
     return [(r["at"], r["status"], r["stderr"]) for r in runs]
 
 
