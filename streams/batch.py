@@ -120,6 +120,7 @@ class BatchWorker:
 
     async def run(self) -> None:
         """Until cancelled (the worker stops). An uncommitted batch is redelivered on restart."""
+        self.store.open_soon()  # while the group is joined, not at the first record
         consumer = self.consumer = self._consumer()
         consumer.subscribe([self.settings.topics.events], listener=_Revoked(self))
         await consumer.start()
@@ -193,12 +194,13 @@ class BatchWorker:
 
     async def _make(self, fetched: Fetched) -> Made:
         made = Made()
-        handle = self.processor.handle
         for tp, records in fetched.items():
-            for r in records:
-                record = Record(r.topic, r.partition, r.offset, r.timestamp, r.value, r.headers)
-                for out in await handle(record):
-                    made.add(out)
+            polled = [
+                Record(r.topic, r.partition, r.offset, r.timestamp, r.value, r.headers)
+                for r in records
+            ]
+            for out in await self.processor.handle_batch(polled):
+                made.add(out)
             made.offsets[tp] = records[-1].offset + 1
             made.records += len(records)
             if self.checkpoints is not None:

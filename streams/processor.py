@@ -32,6 +32,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -72,9 +73,9 @@ class RebuildError(RuntimeError):
 Headers = Sequence[tuple[str, bytes | None]]  # a Kafka record's headers, as aiokafka gives them
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """What the processor needs of one input record."""
+class Record(NamedTuple):
+    """What the processor needs of one input record (a tuple: made per record read, it costs
+    ~1 us less than a frozen dataclass)."""
 
     topic: str
     partition: int
@@ -377,9 +378,27 @@ class Processor:
             state, skipped = await self.rebuild(p, rec.offset, gap_from)
         out = state.apply(rec)
         if state.tainted:
-            log.info("partition %d: record %d failed, rebuilding without it", p, rec.offset)
-            state, _ = await self.rebuild(p, rec.offset + 1)
+            await self._without(rec)
         return [*skipped, out]
+
+    async def handle_batch(self, records: Sequence[Record]) -> list[Outputs]:
+        """`handle` for each record in turn (the batch path: no fetched-but-skipped records),
+        without a coroutine per record while each follows the last one applied (~1 us each)."""
+        states, outs = self._states, []
+        for rec in records:
+            state = states.get(rec.partition)
+            if state is None or rec.offset != state.offset + 1:
+                outs.extend(await self.handle(rec))
+                continue
+            outs.append(state.apply(rec))
+            if state.tainted:
+                await self._without(rec)
+        return outs
+
+    async def _without(self, rec: Record) -> None:
+        """The record failed halfway: its partition's engine is rebuilt without it."""
+        log.info("partition %d: record %d failed, rebuilding without it", rec.partition, rec.offset)
+        await self.rebuild(rec.partition, rec.offset + 1)
 
     async def rebuild(
         self, partition: int, offset: int, emit_from: int | None = None

@@ -174,3 +174,37 @@ def test_out_of_range_instants_are_dead_letters(poison: dict[str, Any]) -> None:
     assert [key(o) for i, o in enumerate(outs) if i != AT] == [
         key(o) for i, o in enumerate(expected) if i != AT
     ]
+
+
+def handle_batches(proc: Processor, records: list[Record], size: int) -> list[Outputs]:
+    async def go() -> list[Outputs]:
+        out = []
+        for i in range(0, len(records), size):
+            out += await proc.handle_batch(records[i : i + size])
+        return out
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    "size, restart_at",
+    [
+        (1, None),  # a record at a time: `handle` for each
+        (7, None),  # the poison inside a batch, the batch goes on after its rebuild
+        (AT, None),  # the poison first in a batch
+        (7, AT + 1),  # a new worker redelivered the batch after it: rebuilt at its first record
+        (len(RECORDS), 3),  # one batch from an offset the new worker never applied
+    ],
+)
+def test_a_batch_gives_what_its_records_give_one_by_one(
+    failing_engine: None, size: int, restart_at: int | None
+) -> None:
+    reader = ListReader(RECORDS)
+    expected = handle_all(Processor(CONFIG, "in", 1, reader), RECORDS)
+    got = handle_batches(Processor(CONFIG, "in", 1, reader), RECORDS, size)
+    assert [key(o) for o in got] == [key(o) for o in expected]
+    assert [o.letter for o in got] == [o.letter for o in expected]
+    if restart_at is not None:
+        again = handle_batches(Processor(CONFIG, "in", 1, reader), RECORDS[restart_at:], size)
+        assert [key(o) for o in again] == [key(o) for o in expected[restart_at:]]
+        assert [o.letter for o in again] == [o.letter for o in expected[restart_at:]]
