@@ -16,33 +16,30 @@ which the snapshot names by a fingerprint so that it never restores under other 
 
 A checkpoint's writer takes `streamed(engine)`: the same state, its tables `Rows` made a row at
 a time as they are encoded (sinks/checkpoint.py), so that writing a big state never holds its
-rows all at once; the text is the one `snapshot`'s plain data makes.
+rows all at once; the text is the one `snapshot`'s plain data makes. The tables' numbering and
+rows are in engine/snapshot_rows.py.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import InvalidOperation
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from engine.calendar import WorkCalendar
-from engine.caps import Assessment, Claim
-from engine.compiled import CompiledRule
 from engine.core import Engine
-from engine.deadlines import Tracked
-from engine.notices import Notice
-from engine.outcome import ConfigError, Record
-from engine.snapshot_read import SnapshotError, entry_id_of, fill
+from engine.outcome import ConfigError
+from engine.snapshot_read import SnapshotError, fill
+from engine.snapshot_rows import Numbers, Rows, numbered
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 
 FORMAT = "tracker-engine-state/2"
-_K = TypeVar("_K")
 
 
 def fingerprint(
@@ -77,215 +74,6 @@ def gc_paused() -> Iterator[None]:
 # -- snapshot ---------------------------------------------------------------------------------
 
 
-class Rows:
-    """A table of the snapshot made row by row as it is read (`streamed`), so that a writer
-    holds a few rows at a time, never the whole state's (issue 12 item 4: at 1M events of one
-    year the rows built at once were +650 MiB above the live engine). `nested`: its rows are
-    lists holding Rows themselves (an assessment's claims and counting keys, a year's records),
-    to be opened one by one. Read it before the engine applies another event: it reads the
-    engine as it is then."""
-
-    __slots__ = ("_make", "nested")
-
-    def __init__(self, make: Callable[[], Iterator[Any]], nested: bool = False) -> None:
-        self._make = make
-        self.nested = nested
-
-    def __iter__(self) -> Iterator[Any]:
-        return self._make()
-
-    def plain(self) -> list[Any]:
-        if self.nested:
-            return [[v.plain() if isinstance(v, Rows) else v for v in row] for row in self]
-        return list(self)
-
-
-class _Numbers:
-    """Numbers each shared object once, in the order first met (deterministic); the rows are
-    made later, from these numbers. The order is the one in which whole rows were once built
-    (a row numbered, then what it refers to, depth first), so the text is as it always was."""
-
-    def __init__(self) -> None:
-        # keyed by the objects themselves (hashed by identity: eq=False), which the engine
-        # holds anyway; in insertion order, so their keys are the tables' rows in order
-        self.claims: dict[Claim, int] = {}
-        self.claim_owner: list[Assessment] = []
-        self.notices: dict[Notice, int] = {}
-        self.tracked: dict[Tracked, int] = {}
-        self.assessments: dict[int, int] = {}  # by id(): an Assessment compares by value
-        self.a_list: list[Assessment] = []
-        self.rules: dict[tuple[str, str], int] = {}  # (rulebook, rule id): what rows refer to
-
-    def rule(self, book: str, rule_id: str) -> int:
-        found = self.rules.get((book, rule_id))
-        if found is None:
-            found = self.rules[(book, rule_id)] = len(self.rules)
-        return found
-
-    def assessment(self, a: Assessment) -> int:
-        found = self.assessments.get(id(a))
-        if found is not None:
-            return found
-        n = self.assessments[id(a)] = len(self.a_list)
-        self.a_list.append(a)
-        for r, _ in a.generations:
-            self.rule(a.rulebook, r)
-        for c in a.claims:
-            self.claim(a, c)
-        return n
-
-    def claim(self, a: Assessment, c: Claim) -> int:
-        found = self.claims.get(c)
-        if found is not None:
-            return found
-        self.assessment(a)
-        found = self.claims.get(c)  # the assessment's own claims are numbered with it
-        if found is not None:
-            return found
-        n = self.claims[c] = len(self.claim_owner)
-        self.claim_owner.append(a)
-        self.rule(a.rulebook, c.rule.rule_id)
-        return n
-
-    def routes(self, routes: tuple[tuple[Assessment, CompiledRule], ...]) -> None:
-        for a, rule in routes:
-            self.assessment(a)
-            self.rule(a.rulebook, rule.rule_id)
-
-    def tracked_(self, t: Tracked) -> int:
-        found = self.tracked.get(t)
-        if found is not None:
-            return found
-        n = self.tracked[t] = len(self.tracked)
-        self.routes(t.overdue_routes)
-        for a, c in t.overdue_claims:
-            self.claim(a, c)
-        return n
-
-    def notice(self, notice: Notice) -> int:
-        found = self.notices.get(notice)
-        if found is not None:
-            return found
-        n = self.notices[notice] = len(self.notices)
-        self.routes(notice.count_routes)
-        if notice.tracked is not None:
-            self.tracked_(notice.tracked)
-        return n
-
-    def number(self, engine: Engine) -> None:
-        """Every shared object of the engine, in the order the tables' rows list them."""
-        for a in engine._assessments.values():
-            if a is not None:
-                self.assessment(a)
-        for by_key in engine._notices.values():
-            for notice in by_key.values():
-                self.notice(notice)
-        for by_id in engine._records.values():
-            for r in by_id.values():
-                if r.claims is not None:
-                    for a, c in r.claims:
-                        self.claim(a, c)
-                if r.notice is not None:
-                    self.notice(r.notice)
-                if r.feedback_for is not None:
-                    self.tracked_(r.feedback_for)
-        for _, _, tracked in engine._deadlines.queue._heap:
-            self.tracked_(tracked)
-
-    # the rows, from the numbers (every object they refer to is numbered by now)
-
-    def assessment_rows(self) -> Iterator[list[Any]]:
-        # an assessment's counting keys and claims are most of the state on a dense stream
-        # (one assessment per unit and year): tables of their own, not lists held at once
-        for a in self.a_list:
-            yield [
-                a.unit,
-                a.year,
-                a.rulebook,
-                {cap: str(v) for cap, v in a.used.items()},
-                Rows(partial(self.generation_rows, a)),
-                a.seq,
-                a.head,
-                Rows(partial(_numbered, self.claims, a.claims)),
-            ]
-
-    def generation_rows(self, a: Assessment) -> Iterator[list[Any]]:
-        rules, book = self.rules, a.rulebook
-        for (r, key), g in a.generations.items():
-            yield [rules[(book, r)], key, g]
-
-    def claim_rows(self) -> Iterator[list[Any]]:
-        assessments, rules = self.assessments, self.rules
-        for c, a in zip(self.claims, self.claim_owner, strict=True):
-            supporters = tuple(c.supporters)
-            yield [
-                assessments[id(a)],
-                rules[(a.rulebook, c.rule.rule_id)],
-                c.count_key,
-                c.source_unit,
-                list(c.event_ids),
-                c.effective_at.isoformat(),
-                c.reason,
-                # most claims: supported by the events they cite, and their entry id the one
-                # their version implies (caps.py `_write`); null then, a third of the size
-                None if supporters == c.event_ids else list(supporters),
-                str(c.applied),
-                None if c.entry_id == entry_id_of(c.claim_id, c.version) else c.entry_id,
-                c.version,
-                c.claim_id,
-            ]
-
-    def routes_row(self, routes: tuple[tuple[Assessment, CompiledRule], ...]) -> list[Any]:
-        return [
-            [self.assessments[id(a)], self.rules[(a.rulebook, rule.rule_id)]] for a, rule in routes
-        ]
-
-    def tracked_rows(self) -> Iterator[list[Any]]:
-        claims = self.claims
-        for t in self.tracked:
-            yield [
-                t.unit,
-                t.kind,
-                t.ref,
-                t.event_id,
-                t.at.isoformat(),
-                t.due.isoformat(),
-                t.notice_due.isoformat() if t.notice_due is not None else None,
-                t.arrival,
-                list(t.supporters),
-                t.year,
-                self.routes_row(t.overdue_routes),
-                [[fid, at.isoformat()] for fid, at in t.feedbacks.items()],
-                t.status,
-                [claims[c] for _, c in t.overdue_claims],
-            ]
-
-    def notice_rows(self) -> Iterator[list[Any]]:
-        tracked = self.tracked
-        for notice in self.notices:
-            yield [
-                *notice.key,
-                notice.year,
-                list(notice.postings),
-                self.routes_row(notice.count_routes),
-                notice.keep_year,
-                tracked[notice.tracked] if notice.tracked is not None else None,
-            ]
-
-    def record_rows(self, by_id: Mapping[str, Record]) -> Iterator[list[Any]]:
-        claims, notices, tracked = self.claims, self.notices, self.tracked
-        for event_id, r in by_id.items():
-            yield [
-                event_id,
-                r.unit,
-                r.type,
-                [claims[c] for _, c in r.claims] if r.claims is not None else None,
-                notices[r.notice] if r.notice is not None else None,
-                tracked[r.feedback_for] if r.feedback_for is not None else None,
-                r.retracted,
-            ]
-
-
 def snapshot(engine: Engine) -> dict[str, Any]:
     """The engine's state between two events, as plain data (module docstring)."""
     with gc_paused():
@@ -299,7 +87,7 @@ def streamed(engine: Engine) -> dict[str, Any]:
     of bytes each; their rows are not. Read it before the engine applies another event."""
     if engine.ledger.entries or engine._deadlines.changed:
         raise SnapshotError("the engine holds output not drained yet: snapshot between events")
-    t = _Numbers()
+    t = Numbers()
     with gc_paused():
         t.number(engine)
     assessments, notices, tracked = t.assessments, t.notices, t.tracked
@@ -310,14 +98,14 @@ def streamed(engine: Engine) -> dict[str, Any]:
 
     def by_year() -> Iterator[list[Any]]:
         for year, by_key in engine._notices.items():
-            yield [year, Rows(partial(_numbered, notices, by_key.values()))]
+            yield [year, Rows(partial(numbered, notices, by_key.values()))]
 
     def records() -> Iterator[list[Any]]:
         for year, by_id in engine._records.items():
             yield [year, Rows(partial(t.record_rows, by_id))]
 
     def queue() -> Iterator[int]:
-        return _numbered(tracked, (item for _, _, item in engine._deadlines.queue._heap))
+        return numbered(tracked, (item for _, _, item in engine._deadlines.queue._heap))
 
     config = fingerprint(engine.registry, engine.rulebooks, engine.calendar)
     return {
@@ -339,10 +127,6 @@ def streamed(engine: Engine) -> dict[str, Any]:
         "records": Rows(records, nested=True),
         "queue": Rows(queue),
     }
-
-
-def _numbered(numbers: Mapping[_K, int], objects: Iterable[_K]) -> Iterator[int]:
-    return (numbers[o] for o in objects)
 
 
 def _text(at: datetime | None) -> str | None:
