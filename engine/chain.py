@@ -223,13 +223,43 @@ def event_digest(v: Mapping[str, Any]) -> str:
         or not isinstance(received_at, datetime)
     ):
         return hashlib.sha256(canonical(v, EVENT_FIELDS)).hexdigest()
+    return event_form_digest(
+        event_id,
+        partition,
+        seq,
+        unit,
+        kind,
+        instant(at),
+        year,
+        raw,
+        posted_by,
+        instant(received_at),
+        signature,
+    )
+
+
+def event_form_digest(
+    event_id: str,
+    partition: int,
+    seq: int,
+    unit: str,
+    kind: str,
+    at_text: str,
+    year: int,
+    raw: str,
+    posted_by: str,
+    received_text: str,
+    signature: str,
+) -> str:
+    """`event_digest` of a row of the schema's types whose instants are given as their
+    `instant` text: what a writer runs for each row it makes, the receipt's text made once for
+    both the signed message and the digest (engine/step.py). The one spelling of the form."""
     part, seq_text, year_text = str(partition), str(seq), str(year)
-    at_text, received = instant(at), instant(received_at)
     form = (
         f"{len(event_id)}:{event_id}{len(part)}:{part}{len(seq_text)}:{seq_text}"
         f"{len(unit)}:{unit}{len(kind)}:{kind}{len(at_text)}:{at_text}"
         f"{len(year_text)}:{year_text}{len(raw)}:{raw}{len(posted_by)}:{posted_by}"
-        f"{len(received)}:{received}{len(signature)}:{signature}"
+        f"{len(received_text)}:{received_text}{len(signature)}:{signature}"
     )
     return hashlib.sha256(form.encode("utf-8")).hexdigest()
 
@@ -245,9 +275,14 @@ def event_message(raw: str, posted_by: str, received_at: datetime) -> bytes:
     `_dumps(["tracker-event", raw, posted_by, instant])` spelled out with the encoder's own
     string function (the same bytes): every event is signed, and the encoder's set-up per call
     cost four times the strings' encoding."""
+    return event_message_text(raw, posted_by, instant(received_at))
+
+
+def event_message_text(raw: str, posted_by: str, received_text: str) -> bytes:
+    """`event_message` with the receipt given as its `instant` text (see `event_form_digest`)."""
     return (
-        f'["tracker-event",{_string(raw)},{_string(posted_by)},{_string(instant(received_at))}]'
-    ).encode()
+        f'["tracker-event",{_string(raw)},{_string(posted_by)},{_string(received_text)}]'.encode()
+    )
 
 
 def batch_message(root: str, size: int) -> bytes:

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from engine.chain import event_digest, link
+from engine.chain import event_form_digest, event_message_text, link
 from engine.clock import SHANGHAI, local
 from engine.core import Engine
 from engine.outcome import Outcome
-from schemas.envelope import Envelope
+from schemas.envelope import UNKNOWN_RECEIPT, Envelope
 from schemas.events import ClockTick, Event, EventError, parse_event
 from schemas.ledger import DeadLetter, LoggedEvent, trusted
 
@@ -128,23 +129,104 @@ def logged_event(
 ) -> LoggedEvent:
     """The event log's row of an accepted event, chained after the row whose chain value is
     `previous` (the partition's last logged event; engine/chain.py)."""
+    received, received_text = receipt(envelope.received_at)
+    return _row(
+        event, raw, partition, seq, envelope.posted_by, received, received_text,
+        envelope.signature, previous,
+    )  # fmt: skip
+
+
+def logged_events(
+    accepted: Sequence[tuple[Event, str, int, Envelope]],
+    partition: int,
+    previous: str,
+    sign: Callable[[list[bytes]], list[str]] | None = None,
+    pause: Callable[[], None] | None = None,
+) -> list[LoggedEvent]:
+    """The rows of accepted events (each with its raw text, seq and envelope) in order, chained
+    after `previous`: `logged_event` of each, the envelopes that came unsigned signed by `sign`
+    when there is one (given the `event_message`s of them all, in order, at once: one batch, as
+    config/intake_signatures.sign_messages signs). One pass where signing the envelopes and then
+    making the rows were two: each event's receipt and its text are made once, for its message
+    and its digest, and no signed envelope is built between. `pause` is called before each row
+    is made (tracker/pipeline.py)."""
+    receipts = [receipt(item[3].received_at) for item in accepted]
+    signatures: Iterator[str] = iter(())
+    if sign is not None:
+        messages = [
+            event_message_text(raw, envelope.posted_by, text)
+            for (_, raw, _, envelope), (_, text) in zip(accepted, receipts, strict=True)
+            if not envelope.signature
+        ]
+        if messages:
+            signatures = iter(sign(messages))
+    rows = []
+    for (event, raw, seq, envelope), (received, text) in zip(accepted, receipts, strict=True):
+        if pause is not None:
+            pause()
+        signature = envelope.signature
+        if not signature and sign is not None:
+            signature = next(signatures)
+        posted_by = envelope.posted_by
+        row = _row(event, raw, partition, seq, posted_by, received, text, signature, previous)
+        previous = row.chain
+        rows.append(row)
+    return rows
+
+
+def _row(
+    event: Event,
+    raw: str,
+    partition: int,
+    seq: int,
+    posted_by: str,
+    received: datetime,
+    received_text: str,
+    signature: str,
+    previous: str,
+) -> LoggedEvent:
     at = local(event.at)
-    values = {
-        "event_id": event.event_id,
-        "partition": partition,
-        "seq": seq,
-        "unit": "" if isinstance(event, ClockTick) else event.unit,
-        "type": event.type,
-        "at": at,
-        "year": at.year,  # `assessment_year(event.at)`, from the instant made local once
-        "raw": raw,
-        "posted_by": envelope.posted_by,
-        "received_at": stored_instant(envelope.received_at),
-        "signature": envelope.signature,
-    }
-    digest = values["digest"] = event_digest(values)
-    values["chain"] = link(previous, digest)
-    return trusted(LoggedEvent, values)
+    unit = "" if isinstance(event, ClockTick) else event.unit
+    digest = event_form_digest(
+        event.event_id, partition, seq, unit, event.type, at.isoformat(timespec="milliseconds"),
+        at.year, raw, posted_by, received_text, signature,
+    )  # fmt: skip
+    # built in one go, of values of the schema's types made here: no validation (`trusted`)
+    return trusted(
+        LoggedEvent,
+        {
+            "event_id": event.event_id,
+            "partition": partition,
+            "seq": seq,
+            "unit": unit,
+            "type": event.type,
+            "at": at,
+            "year": at.year,  # `assessment_year(event.at)`, from the instant made local once
+            "raw": raw,
+            "posted_by": posted_by,
+            "received_at": received,
+            "signature": signature,
+            "digest": digest,
+            "chain": link(previous, digest),
+        },
+    )
+
+
+# The last receipt time made a `receipt`, and what it made: the records of one request (`tracker
+# serve` stamps them alike) come one after another, so a live worker makes each text once per
+# request; ingest stamps each line with its own clock, so a larger cache would only miss.
+_LAST_RECEIPT: list[tuple[datetime | None, datetime, str]] = [(None, UNKNOWN_RECEIPT, "")]
+
+
+def receipt(at: datetime) -> tuple[datetime, str]:
+    """A receipt time as the store keeps it (`stored_instant`) and its text in the canonical
+    form and the signed message (`engine.chain.instant`'s: the time is at +08:00 already)."""
+    seen, received, text = _LAST_RECEIPT[0]
+    if at != seen:  # equal instants are kept alike, whatever their offsets
+        received = stored_instant(at)
+        text = received.isoformat(timespec="milliseconds")
+        _LAST_RECEIPT[0] = (at, received, text)
+    return received, text
 
 
 def stored_instant(at: datetime) -> datetime:

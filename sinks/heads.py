@@ -16,8 +16,8 @@ from typing import Literal
 
 from config.intake_signatures import sign_messages
 from config.signing import Signer
-from engine.chain import event_message, head_message, ledger_key
-from engine.step import stored_instant
+from engine.chain import event_message_text, head_message, ledger_key
+from engine.step import receipt
 from schemas.envelope import Envelope
 from schemas.ledger import ChainHead, LedgerEntry, LoggedEvent, trusted
 
@@ -33,12 +33,12 @@ def sign_envelopes(signer: Signer, events: Sequence[tuple[Envelope, str]]) -> li
     event's proof of its place in it (config/intake_signatures.py). What `tracker serve` (one
     batch a request, or a group of requests applied together) and `tracker ingest` (one a store
     write) sign on intake."""
-    received = [stored_instant(envelope.received_at) for envelope, _ in events]
+    receipts = [receipt(envelope.received_at) for envelope, _ in events]
     signatures = sign_messages(
         signer,
         [
-            event_message(raw, envelope.posted_by, at)
-            for (envelope, raw), at in zip(events, received, strict=True)
+            event_message_text(raw, envelope.posted_by, text)
+            for (envelope, raw), (_, text) in zip(events, receipts, strict=True)
         ],
     )
     return [
@@ -46,7 +46,7 @@ def sign_envelopes(signer: Signer, events: Sequence[tuple[Envelope, str]]) -> li
             Envelope,
             {"posted_by": envelope.posted_by, "received_at": at, "signature": signature},
         )
-        for (envelope, _), at, signature in zip(events, received, signatures, strict=True)
+        for (envelope, _), (at, _), signature in zip(events, receipts, signatures, strict=True)
     ]
 
 

@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
+from typing import NamedTuple
 
+from config.intake_signatures import sign_messages
 from config.signing import Signer
 from engine import Engine, Outcome, WorkCalendar
 from engine.step import (
@@ -25,7 +28,7 @@ from engine.step import (
     Refusal,
     apply_event,
     dead_letter,
-    logged_event,
+    logged_events,
     read_record,
     stored_instant,
 )
@@ -36,7 +39,7 @@ from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Batch, Store, StoreError
 from sinks.event_log import EventLogWriter, claim_event_log
-from sinks.heads import sign_envelopes, sign_heads
+from sinks.heads import sign_heads
 from tracker import checkpoints
 
 Clock = Callable[[], datetime]
@@ -344,22 +347,12 @@ class Tracker:
 
     def _logged_rows(self) -> list[LoggedEvent]:
         """The event log's rows of the events accepted since the last write, chained in order;
-        those that came unsigned signed here as one batch (sinks/heads.sign_envelopes)."""
+        those that came unsigned signed here as one batch (engine/step.logged_events)."""
         accepted, self._accepted = self._accepted, []
-        unsigned = [i for i, a in enumerate(accepted) if not a.envelope.signature]
-        envelopes = [a.envelope for a in accepted]
-        if self.signer is not None and unsigned:
-            signed = sign_envelopes(
-                self.signer, [(accepted[i].envelope, accepted[i].raw) for i in unsigned]
-            )
-            for i, envelope in zip(unsigned, signed, strict=True):
-                envelopes[i] = envelope
-        rows, pause = [], self.pause
-        for a, envelope in zip(accepted, envelopes, strict=True):
-            pause()
-            logged = logged_event(a.event, a.raw, self.partition, a.seq, envelope, self._head)
-            self._head = logged.chain
-            rows.append(logged)
+        sign = None if self.signer is None else partial(sign_messages, self.signer)
+        rows = logged_events(accepted, self.partition, self._head, sign, self.pause)
+        if rows:
+            self._head = rows[-1].chain
         return rows
 
     def _sign(self, batch: Batch) -> None:
@@ -389,9 +382,9 @@ def tool_poster(origin: str) -> str:
     return f"ingest:{origin}"
 
 
-@dataclass(frozen=True, slots=True)
-class _Accepted:
-    """An event the engine accepted, not yet made into its event log row."""
+class _Accepted(NamedTuple):
+    """An event the engine accepted, not yet made into its event log row (a tuple: what
+    engine/step.logged_events takes)."""
 
     event: Event
     raw: str
