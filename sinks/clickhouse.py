@@ -24,6 +24,7 @@ from sinks import clickhouse_docs as docs
 from sinks import clickhouse_totals as kept
 from sinks.base import Batch, StoreError
 from sinks.clickhouse_checkpoint import CheckpointTables
+from sinks.clickhouse_columns import as_columns
 from sinks.clickhouse_config import ConfigTables
 from sinks.clickhouse_rows import (
     DEADLINE_COLS,
@@ -391,7 +392,7 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
             return
         before_write(table)
         name = f"{self.db}.{table}"
-        held = list(rows)  # the driver's own list of the rows (cleared below): the caller's kept
+        held: list[Sequence[Any]] = []
         try:
             # The column types are asked once per table: the client would otherwise describe the
             # table before every insert (a query each time). Opening a store adds any missing
@@ -400,7 +401,11 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
             if types is None:
                 types = self.client.create_insert_context(name, columns).column_types
                 self._column_types[(table, *columns)] = types
-            self.client.insert(name, held, column_names=columns, column_types=types)
+            # the driver's own list of the columns (cleared below): the caller's rows are kept
+            held = as_columns(rows, types)
+            self.client.insert(
+                name, held, column_names=columns, column_types=types, column_oriented=True
+            )
         except ClickHouseError as exc:
             raise StoreError(f"store insert into {table} failed: {_first_line(exc)}") from None
         finally:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from schemas.ledger import LedgerEntry, LoggedEvent
@@ -37,17 +38,17 @@ if TYPE_CHECKING:
 ZERO = Decimal(0)
 POINTS_COLS = ["unit", "year", "indicator", "entry_id", "applied"]
 UNIT_YEAR_COLS = ["unit", "year", "first_at"]
+_POINTS_ROW = attrgetter(*POINTS_COLS)
+_POINTS_KEY = attrgetter("unit", "year", "indicator")
+_APPLIED = attrgetter("applied")
 
 
 def points_rows(entries: Iterable[LedgerEntry]) -> list[tuple[Any, ...]]:
     """The ledger_points rows of a batch's entries."""
-    rows: list[tuple[Any, ...]] = []
-    keys = set()
-    for e in entries:
-        if e.applied:
-            rows.append((e.unit, e.year, e.indicator, e.entry_id, e.applied))
-        keys.add((e.unit, e.year, e.indicator))
-    rows.extend((u, y, i, "", ZERO) for u, y, i in keys)
+    entries = list(entries)
+    # built in C where it can be (attrgetter): a batch's entries are ~half its records
+    rows: list[tuple[Any, ...]] = list(map(_POINTS_ROW, filter(_APPLIED, entries)))
+    rows.extend((u, y, i, "", ZERO) for u, y, i in set(map(_POINTS_KEY, entries)))
     return rows
 
 

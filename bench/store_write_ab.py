@@ -1,0 +1,120 @@
+"""Benchmark: the ClickHouse store's writes alone, two source trees interleaved (issue 12, target 1).
+
+    python bench/store_write_ab.py BEFORE_TREE AFTER_TREE [--runs 3]
+
+Once, the batches `tracker ingest` of ingest_bench.py's 200k stream hands `ClickHouseStore.write`
+are recorded (this tree's CLI; cached under /tmp/store-write-bench: pickles this process made
+itself, read by nothing else). Then each tree, with its own .venv, writes those batches into a
+fresh chDB store, one tree after the other, run after run, and prints the CPU seconds of its
+writes: the calling thread's, the part of it inside chDB's `Connection.query` (the insert
+itself), their difference (the Python side: rows, columns, the driver's serialisation), and the
+process's (chDB's own threads too). The collector is tuned as the CLI tunes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CACHE = Path("/tmp/store-write-bench")
+STREAM = Path("/tmp/ingest-bench/stream-200000-7-20.0.jsonl")  # bench/ingest_bench.py's
+UNITS = "config/data/units-fujian.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+
+RECORD = """
+import pickle, sys
+from sinks import clickhouse
+out = open(sys.argv[1], "wb")
+write = clickhouse.ClickHouseStore.write
+def recorded(self, batch):
+    pickle.dump(batch, out, protocol=5)
+    return write(self, batch)
+clickhouse.ClickHouseStore.write = recorded
+from tracker.cli import main
+rc = main(sys.argv[2:])
+out.close()
+sys.exit(rc)
+"""
+
+REPLAY = """
+import gc, json, os, pickle, sys, time
+sys.path.insert(0, os.getcwd())
+import chdb.state.sqlitelike as sqlitelike
+from sinks.clickhouse import ClickHouseStore
+batches = []
+with open(sys.argv[1], "rb") as f:
+    while True:
+        try:
+            batches.append(pickle.load(f))
+        except EOFError:
+            break
+gc.freeze()
+gc.set_threshold(100_000, 50, 100)
+query, inside = sqlitelike.Connection.query, [0.0]
+def timed(self, *args, **kwargs):
+    start = time.thread_time()
+    try:
+        return query(self, *args, **kwargs)
+    finally:
+        inside[0] += time.thread_time() - start
+sqlitelike.Connection.query = timed
+store = ClickHouseStore(f"chdb://{sys.argv[2]}?database=bench")
+inside[0] = 0.0
+thread, process = time.thread_time(), time.process_time()
+for batch in batches:
+    store.write(batch)
+thread, process = time.thread_time() - thread, time.process_time() - process
+store.close()
+print(json.dumps({"thread": thread, "chdb": inside[0], "python": thread - inside[0],
+                  "process": process, "batches": len(batches)}))
+"""
+
+
+def recorded() -> Path:
+    path = CACHE / "batches.pkl"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            argv = ["ingest", "--units", UNITS, "--store", f"chdb://{tmp}/s?database=bench",
+                    str(STREAM)]  # fmt: skip
+            subprocess.run([sys.executable, "-c", RECORD, str(path), *argv], check=True, cwd=ROOT)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("before", type=Path)
+    parser.add_argument("after", type=Path)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    batches = recorded()
+    got: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    for n in range(1, args.runs + 1):
+        for label, tree in (("before", args.before), ("after", args.after)):
+            with tempfile.TemporaryDirectory() as tmp:
+                python = str(tree.resolve() / ".venv" / "bin" / "python")
+                out = subprocess.run([python, "-c", REPLAY, str(batches), f"{tmp}/s"],
+                                     cwd=tree, check=True, capture_output=True, text=True)  # fmt: skip
+            one = json.loads(out.stdout.splitlines()[-1])
+            got[label].append(one)
+            load = Path("/proc/loadavg").read_text().split()[0]
+            print(f"run {n} {label:6}: " + ", ".join(f"{k} {v:.2f}" for k, v in one.items())
+                  + f" (load {load})")  # fmt: skip
+    print("min / median / max, CPU seconds of the writes")
+    for label, runs in got.items():
+        parts = []
+        for key in ("python", "chdb", "thread", "process"):
+            values = sorted(r[key] for r in runs)
+            parts.append(
+                f"{key} {values[0]:.2f} / {statistics.median(values):.2f} / {values[-1]:.2f}"
+            )
+        print(f"  {label}: " + ", ".join(parts))
+
+
+if __name__ == "__main__":
+    main()
