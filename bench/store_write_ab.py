@@ -2,9 +2,10 @@
 
     python bench/store_write_ab.py BEFORE_TREE AFTER_TREE [--runs 3]
 
-Once, the batches `tracker ingest` of ingest_bench.py's 200k stream hands `ClickHouseStore.write`
-are recorded (this tree's CLI; cached under /tmp/store-write-bench: pickles this process made
-itself, read by nothing else). Then each tree, with its own .venv, writes those batches into a
+Once per invocation, the batches `tracker ingest` of ingest_bench.py's 200k stream hands
+`ClickHouseStore.write` are recorded (this tree's CLI) into a private temporary directory that
+this process makes and removes: pickles its own child wrote, read by nothing else and never kept
+in a shared place another user could write (~40 s a run). Then each tree, with its own .venv, writes those batches into a
 fresh chDB store, one tree after the other, run after run, and prints the CPU seconds of its
 writes: the calling thread's, the part of it inside chDB's `Connection.query` (the insert
 itself), their difference (the Python side: rows, columns, the driver's serialisation), and the
@@ -21,7 +22,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-CACHE = Path("/tmp/store-write-bench")
 STREAM = Path("/tmp/ingest-bench/stream-200000-7-20.0.jsonl")  # bench/ingest_bench.py's
 UNITS = "config/data/units-fujian.yaml"
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,14 +75,11 @@ print(json.dumps({"thread": thread, "chdb": inside[0], "python": thread - inside
 """
 
 
-def recorded() -> Path:
-    path = CACHE / "batches.pkl"
-    if not path.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            argv = ["ingest", "--units", UNITS, "--store", f"chdb://{tmp}/s?database=bench",
-                    str(STREAM)]  # fmt: skip
-            subprocess.run([sys.executable, "-c", RECORD, str(path), *argv], check=True, cwd=ROOT)
+def recorded(private: Path) -> Path:
+    path = private / "batches.pkl"
+    argv = ["ingest", "--units", UNITS, "--store", f"chdb://{private}/s?database=bench",
+            str(STREAM)]  # fmt: skip
+    subprocess.run([sys.executable, "-c", RECORD, str(path), *argv], check=True, cwd=ROOT)
     return path
 
 
@@ -92,7 +89,11 @@ def main() -> None:
     parser.add_argument("after", type=Path)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    batches = recorded()
+    with tempfile.TemporaryDirectory() as private:  # mode 0700, removed at the end
+        compare(args, recorded(Path(private)))
+
+
+def compare(args: argparse.Namespace, batches: Path) -> None:
     got: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
     for n in range(1, args.runs + 1):
         for label, tree in (("before", args.before), ("after", args.after)):
