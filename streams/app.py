@@ -63,7 +63,8 @@ from streams.checkpoints import worker_checkpoints
 from streams.emitter import Emitter, Send
 from streams.holds import Holds
 from streams.kafka_auth import faust_credentials
-from streams.processor import KafkaReader, Processor, Reader, Record, header_pairs
+from streams.partition import Record, header_pairs
+from streams.processor import KafkaReader, Processor, Reader
 from streams.settings import WorkerSettings
 from streams.sink_agent import BatchDecoder, SinkStats, StoreThread, write_until_done
 from streams.topics import OUTPUT_MAX_BYTES, ensure_topics, quiet_kafka

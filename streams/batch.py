@@ -41,7 +41,8 @@ from sinks.checkpoint import Prepared
 from sinks.heads import sign_heads
 from streams.checkpoints import WorkerCheckpoints
 from streams.kafka_auth import aiokafka_kwargs
-from streams.processor import Outputs, Processor, Record
+from streams.partition import Outputs, Record
+from streams.processor import Processor
 from streams.settings import WorkerSettings
 from streams.sink_agent import SinkStats, StoreThread, write_until_done
 

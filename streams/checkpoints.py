@@ -31,7 +31,7 @@ from engine import Engine
 from engine.snapshot import SnapshotError, gc_paused, restore, streamed
 from sinks import checkpoint
 from sinks.base import Store
-from streams.processor import PartitionState, Resume
+from streams.partition import PartitionState, Resume
 from streams.settings import Config, WorkerSettings
 from streams.sink_agent import StoreThread
 

@@ -15,7 +15,7 @@ from typing import Any
 from faust.types import TP
 
 from streams.holds import Holds
-from streams.processor import Outputs
+from streams.partition import Outputs
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)

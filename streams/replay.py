@@ -16,7 +16,8 @@ from sinks import MemoryStore, StoreReader, open_store
 from sinks.base import Batch
 from sinks.remote import RemoteStore, connect_worker, held_by_another_process
 from streams.kafka_auth import KafkaLogin
-from streams.processor import KafkaReader, Reader, Record, replay_partition
+from streams.partition import Record
+from streams.processor import KafkaReader, Reader, replay_partition
 from streams.settings import Config
 from streams.topics import Topics, end_offsets, group_lag, wait_drained
 

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 import pytest
 
 from engine.warnings import WarningPolicy
-from streams.processor import Outputs, PartitionState, Processor, Record
+from streams.partition import Outputs, PartitionState, Record
+from streams.processor import Processor
 from streams.settings import Config
 from streams.topics import partition_for
 from tests import builders

@@ -11,7 +11,8 @@ from typing import Any
 from engine.clock import SHANGHAI
 from sinks import MemoryStore
 from streams.emitter import Emitter
-from streams.processor import Processor, Record
+from streams.partition import Record
+from streams.processor import Processor
 from streams.settings import Config
 from streams.sink_agent import BatchDecoder, SinkStats
 from streams.topics import Topics

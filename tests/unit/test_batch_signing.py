@@ -283,7 +283,7 @@ def test_the_worker_signs_what_came_unsigned_on_its_own_so_a_redelivery_writes_t
     from engine.step import logged_event
     from schemas.events import parse_event
     from sinks.heads import sign_envelopes
-    from streams.processor import PartitionState, Record
+    from streams.partition import PartitionState, Record
     from streams.settings import Config
 
     config = Config(builders.REGISTRY, builders.BOOKS, builders.calendar(), signer=Signer(KEY))
@@ -328,7 +328,7 @@ def test_a_request_signed_together_is_logged_by_the_worker_as_it_came() -> None:
     from engine.merkle import is_proof
     from engine.warnings import WarningPolicy
     from schemas.envelope import Envelope
-    from streams.processor import PartitionState, Record
+    from streams.partition import PartitionState, Record
     from streams.settings import Config
     from tracker.serve.signing import signed_batch_headers
 

@@ -20,7 +20,7 @@ from schemas.envelope import HEADER_SIGNATURE, Envelope, from_headers
 from schemas.events import Event
 from sinks import Batch, MemoryStore
 from sinks.heads import sign_heads
-from streams.processor import PartitionState, Record
+from streams.partition import PartitionState, Record
 from streams.settings import Config
 from tests import builders
 from tests.unit.test_engine_properties import streams

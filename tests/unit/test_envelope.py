@@ -25,7 +25,8 @@ from schemas.envelope import (
     from_headers,
 )
 from sinks import Batch, MemoryStore
-from streams.processor import Outputs, PartitionState, Processor, Record
+from streams.partition import Outputs, PartitionState, Record
+from streams.processor import Processor
 from streams.settings import Config
 from streams.sink_agent import BatchDecoder, SinkStats
 from streams.topics import Topics

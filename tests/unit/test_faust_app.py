@@ -31,7 +31,8 @@ from config.settings import Settings
 from engine.warnings import WarningPolicy
 from schemas.envelope import UNKNOWN_POSTER, Envelope
 from schemas.ledger import DeadLetter, DeadlineState, LedgerEntry, LoggedEvent
-from streams.processor import Processor, Record
+from streams.partition import Record
+from streams.processor import Processor
 from streams.settings import Config, WorkerSettings
 from streams.topics import Topics
 from tests import builders

@@ -19,7 +19,7 @@ from engine.warnings import WarningPolicy
 from schemas.events import ClockTick, parse_event
 from schemas.ledger import LedgerEntry
 from sinks import MemoryStore
-from streams.processor import PartitionState, Record
+from streams.partition import PartitionState, Record
 from streams.settings import Config
 from streams.topics import partition_for
 from tests import builders

@@ -18,8 +18,9 @@ from engine import step as step_module
 from engine.step import Parsed, Refusal, apply_event, read_record
 from schemas.events import Event, parse_event
 from sinks import MemoryStore
-from streams import processor as processor_module
-from streams.processor import Processor, Record
+from streams import partition as partition_module
+from streams.partition import Record
+from streams.processor import Processor
 from streams.settings import Config
 from tests import builders
 from tracker import pipeline as pipeline_module
@@ -124,7 +125,7 @@ def test_ingest_and_the_processor_make_the_same_dead_letters(
 ) -> None:
     if fake:
         monkeypatch.setattr(pipeline_module, "Engine", HalfwayEngine)
-        monkeypatch.setattr(processor_module, "Engine", HalfwayEngine)
+        monkeypatch.setattr(partition_module, "Engine", HalfwayEngine)
     ingested = by_ingest(values)
     processed = by_processor(values)
     assert processed == ingested

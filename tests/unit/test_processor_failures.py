@@ -15,8 +15,9 @@ import pytest
 from engine import Engine, Outcome
 from engine.warnings import WarningPolicy
 from schemas.events import Event
-from streams import processor as processor_module
-from streams.processor import Outputs, PartitionState, Processor, Record
+from streams import partition as partition_module
+from streams.partition import Outputs, PartitionState, Record
+from streams.processor import Processor
 from streams.settings import Config
 from tests import builders
 
@@ -68,7 +69,7 @@ class HalfwayEngine(Engine):
 @pytest.fixture
 def failing_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     HalfwayEngine.calls = 0
-    monkeypatch.setattr(processor_module, "Engine", HalfwayEngine)
+    monkeypatch.setattr(partition_module, "Engine", HalfwayEngine)
 
 
 def key(out: Outputs) -> tuple[object, ...]:

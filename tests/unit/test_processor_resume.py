@@ -12,7 +12,8 @@ import pytest
 from engine import Engine
 from engine.snapshot import restore, snapshot
 from engine.warnings import WarningPolicy
-from streams.processor import PartitionState, Processor, Record, Resume
+from streams.partition import PartitionState, Record, Resume
+from streams.processor import Processor
 from tests.unit.test_processor_failures import CONFIG, POISON, RECORDS, handle_all, key
 
 # the stream without its poison record (another test's): notices, feedback and ticks of one
