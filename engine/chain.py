@@ -81,7 +81,8 @@ def points(value: Decimal) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def instant(at: datetime) -> str:
-    """Cached: `isoformat` costs more than the hash, and an event's entries share its instant."""
+    """An instant's text in the canonical forms and signed messages: at +08:00, to the
+    millisecond (`instant_field` memoises it for the entries of one event)."""
     if at.tzinfo is not SHANGHAI:
         at = at.astimezone(SHANGHAI)
     return at.isoformat(timespec="milliseconds")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from engine.chain import event_form_digest, event_message_text, link
+from engine.chain import event_form_digest, event_message_text, instant, link
 from engine.clock import SHANGHAI, local
 from engine.core import Engine
 from engine.outcome import Outcome
@@ -188,7 +188,7 @@ def _row(
     at = local(event.at)
     unit = "" if isinstance(event, ClockTick) else event.unit
     digest = event_form_digest(
-        event.event_id, partition, seq, unit, event.type, at.isoformat(timespec="milliseconds"),
+        event.event_id, partition, seq, unit, event.type, instant(at),
         at.year, raw, posted_by, received_text, signature,
     )  # fmt: skip
     # built in one go, of values of the schema's types made here: no validation (`trusted`)
@@ -220,11 +220,11 @@ _LAST_RECEIPT: list[tuple[datetime | None, datetime, str]] = [(None, UNKNOWN_REC
 
 def receipt(at: datetime) -> tuple[datetime, str]:
     """A receipt time as the store keeps it (`stored_instant`) and its text in the canonical
-    form and the signed message (`engine.chain.instant`'s: the time is at +08:00 already)."""
+    form and the signed message (`engine.chain.instant`)."""
     seen, received, text = _LAST_RECEIPT[0]
     if at != seen:  # equal instants are kept alike, whatever their offsets
         received = stored_instant(at)
-        text = received.isoformat(timespec="milliseconds")
+        text = instant(received)
         _LAST_RECEIPT[0] = (at, received, text)
     return received, text
 
