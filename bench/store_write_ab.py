@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-STREAM = Path("/tmp/ingest-bench/stream-200000-7-20.0.jsonl")  # bench/ingest_bench.py's
-UNITS = "config/data/units-fujian.yaml"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.ingest_bench import loadavg, stream, triple
+from config.registry import DEMO_REGISTRY
+
 ROOT = Path(__file__).resolve().parents[1]
 
 RECORD = """
@@ -77,8 +79,9 @@ print(json.dumps({"thread": thread, "chdb": inside[0], "python": thread - inside
 
 def recorded(private: Path) -> Path:
     path = private / "batches.pkl"
-    argv = ["ingest", "--units", UNITS, "--store", f"chdb://{private}/s?database=bench",
-            str(STREAM)]  # fmt: skip
+    source = stream(200_000, 7, 20.0)  # ingest_bench.py's stream, written once if missing
+    argv = ["ingest", "--units", str(DEMO_REGISTRY), "--store",
+            f"chdb://{private}/s?database=bench", str(source)]  # fmt: skip
     subprocess.run([sys.executable, "-c", RECORD, str(path), *argv], check=True, cwd=ROOT)
     return path
 
@@ -103,17 +106,14 @@ def compare(args: argparse.Namespace, batches: Path) -> None:
                                      cwd=tree, check=True, capture_output=True, text=True)  # fmt: skip
             one = json.loads(out.stdout.splitlines()[-1])
             got[label].append(one)
-            load = Path("/proc/loadavg").read_text().split()[0]
             print(f"run {n} {label:6}: " + ", ".join(f"{k} {v:.2f}" for k, v in one.items())
-                  + f" (load {load})")  # fmt: skip
+                  + f" (load {loadavg()})")  # fmt: skip
     print("min / median / max, CPU seconds of the writes")
     for label, runs in got.items():
-        parts = []
-        for key in ("python", "chdb", "thread", "process"):
-            values = sorted(r[key] for r in runs)
-            parts.append(
-                f"{key} {values[0]:.2f} / {statistics.median(values):.2f} / {values[-1]:.2f}"
-            )
+        parts = [
+            f"{key} {triple([r[key] for r in runs], '{:.2f}')}"
+            for key in ("python", "chdb", "thread", "process")
+        ]
         print(f"  {label}: " + ", ".join(parts))
 
 
