@@ -23,6 +23,7 @@ from schemas.ledger import (
 from sinks import clickhouse_docs as docs
 from sinks import clickhouse_totals as kept
 from sinks.base import Batch, StoreError
+from sinks.clickhouse_bind import string_array
 from sinks.clickhouse_checkpoint import CheckpointTables
 from sinks.clickhouse_columns import as_columns
 from sinks.clickhouse_config import ConfigTables
@@ -242,7 +243,8 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
             rows = self._query(
                 f"SELECT DISTINCT event_id FROM {self.db}.events "
                 "WHERE event_id IN {ids:Array(String)}",
-                {"ids": list(event_ids[start : start + _LOOKUP_CHUNK])},
+                # the driver's text of the ids, made in C (sinks/clickhouse_bind.py)
+                {"ids": string_array(event_ids[start : start + _LOOKUP_CHUNK])},
             )
             found.update(str(r[0]) for r in rows)
         return found

@@ -264,6 +264,41 @@ def test_known_events_are_those_in_the_log(sink: Store) -> None:
     assert sink.known_events([]) == set()
 
 
+# ids that a text-built look-up would get wrong: quotes, backslashes (alone, before a quote, at
+# the end), what closes the array, NUL and other control characters, non-ASCII; each stored id
+# has near misses that are not stored (the same text escaped, doubled or cut)
+HOSTILE_IDS = [
+    "it's", "'", "\\", "\\'", "a\\", "x') OR 1=1 --", "', '", "']", "`tick`", 'dq"uote',
+    "tab\there", "new\nline", "cr\rlf", "nul\x00byte", "\x00", "esc\x1b[0m", "事件-门户网站",
+    "emoji-\U0001f600", "\u202eright-to-left", "\\N", "[1, 2]", "{ids:String}", " spaced ",
+]  # fmt: skip
+NEAR_MISSES = [
+    "it\\'s", "it''s", "its", "''", "\\\\", "a", "x", "nul", "nul\\0byte", "nul\\x00byte",
+    "tab\\there", "new\\nline", "\\\\N", "", "spaced", "事件", "\\`tick\\`", "dq\\\"uote",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("chunk", [10_000, 3])
+def test_known_events_of_hostile_ids(
+    sink: Store, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Event ids are untrusted text: the look-up finds exactly the stored ones, whatever their
+    characters, in one query or in chunks."""
+    monkeypatch.setattr("sinks.clickhouse._LOOKUP_CHUNK", chunk)
+    first = tick("2018-03-01T00:00")
+    batch, head = Batch(), ""
+    for seq, event_id in enumerate(HOSTILE_IDS, start=1):
+        event = first.model_copy(update={"event_id": event_id})
+        logged = logged_event(event, event.model_dump_json(), 0, seq, POSTERS[0], head)
+        batch.events.append(logged)
+        head = logged.chain
+    sink.write(batch)
+    assert sink.known_events(sorted(HOSTILE_IDS + NEAR_MISSES)) == set(HOSTILE_IDS)
+    assert sink.known_events(sorted(NEAR_MISSES)) == set()
+    for event_id in HOSTILE_IDS:
+        assert sink.known_events([event_id]) == {event_id}
+
+
 def test_filters_and_totals(sink: Store) -> None:
     _fill(sink)
     assert {e.unit for e in sink.ledger(unit="fz")} == {"fz"}
