@@ -204,8 +204,7 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
         self._insert("ledger_points", kept.POINTS_COLS, kept.points_rows(batch.entries))
         self._insert("ledger_seen", SEEN_COLS, list(map(SEEN_ROW, batch.seen)))
         deadline_rows = list(map(DEADLINE_ROW, batch.deadlines))
-        self._insert("deadline_history", DEADLINE_COLS, deadline_rows)
-        self._insert("deadlines", DEADLINE_COLS, deadline_rows)
+        self._insert("deadline_history", DEADLINE_COLS, deadline_rows, then="deadlines")
         self._docs_due = self._docs_due or bool(deadline_rows)
         self._insert("chain_heads", HEAD_COLS, list(map(HEAD_ROW, batch.heads)))
         now = datetime.now(UTC)
@@ -389,25 +388,37 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
         except ClickHouseError as exc:
             raise StoreError(f"store query failed: {_first_line(exc, self.dsn)}") from None
 
-    def _insert(self, table: str, columns: list[str], rows: Sequence[Sequence[Any]]) -> None:
+    def _insert(
+        self,
+        table: str,
+        columns: list[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        then: str | None = None,
+    ) -> None:
+        """`rows` inserted into `table`, and then (`then`) into a second table of the same
+        columns: the same rows made into the driver's columns once for both (the deadlines)."""
         if not rows:
             return
-        before_write(table)
-        name = f"{self.db}.{table}"
         held: list[Sequence[Any]] = []
+        held_for: Sequence[Any] = ()  # the column types `held` was made for
         try:
-            # The column types are asked once per table: the client would otherwise describe the
-            # table before every insert (a query each time). Opening a store adds any missing
-            # column first (sinks/ddl.py), and a column keeps its type.
-            types = self._column_types.get((table, *columns))
-            if types is None:
-                types = self.client.create_insert_context(name, columns).column_types
-                self._column_types[(table, *columns)] = types
-            # the driver's own list of the columns (cleared below): the caller's rows are kept
-            held = as_columns(rows, types)
-            self.client.insert(
-                name, held, column_names=columns, column_types=types, column_oriented=True
-            )
+            for name in (table,) if then is None else (table, then):
+                table = name  # the one named if it fails
+                before_write(name)
+                types = self._types(name, columns)
+                if [t.name for t in types] != [t.name for t in held_for]:
+                    held.clear()  # (see below) those of the first table, had they other types
+                    # the driver's own list of the columns (cleared below): the caller's rows
+                    # are kept
+                    held, held_for = as_columns(rows, types), types
+                self.client.insert(
+                    f"{self.db}.{name}",
+                    held,
+                    column_names=columns,
+                    column_types=types,
+                    column_oriented=True,
+                )
         except ClickHouseError as exc:
             raise StoreError(f"store insert into {table} failed: {_first_line(exc)}") from None
         finally:
@@ -416,3 +427,14 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
             # written with the collector paused, and every part it inserted stayed in memory
             # (its whole text). Emptying the list the context keeps lets them go now.
             held.clear()
+
+    def _types(self, table: str, columns: list[str]) -> Sequence[Any]:
+        """The column types of an insert, asked once per table: the client would otherwise
+        describe the table before every insert (a query each time). Opening a store adds any
+        missing column first (sinks/ddl.py), and a column keeps its type."""
+        types = self._column_types.get((table, *columns))
+        if types is None:
+            name = f"{self.db}.{table}"
+            types = self.client.create_insert_context(name, columns).column_types
+            self._column_types[(table, *columns)] = types
+        return types

@@ -29,9 +29,19 @@ WEST = timezone(timedelta(hours=-5))
 class RowStore(ClickHouseStore):
     """The store as it inserted before: row tuples, the driver converting every value."""
 
-    def _insert(self, table: str, columns: list[str], rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            self.client.insert(f"{self.db}.{table}", [list(r) for r in rows], column_names=columns)
+    def _insert(
+        self,
+        table: str,
+        columns: list[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        then: str | None = None,
+    ) -> None:
+        for name in (table,) if then is None else (table, then):
+            if rows:
+                self.client.insert(
+                    f"{self.db}.{name}", [list(r) for r in rows], column_names=columns
+                )
 
 
 @pytest.fixture

@@ -90,10 +90,10 @@ if where == "store-insert-ledger":
 
     insert = sinks.clickhouse.ClickHouseStore._insert
 
-    def _insert(self, table, columns, rows):
+    def _insert(self, table, columns, rows, **then):
         if table == "ledger" and rows:
             kill_on_nth()  # this batch's events are in the store, its ledger rows are not
-        return insert(self, table, columns, rows)
+        return insert(self, table, columns, rows, **then)
 
     sinks.clickhouse.ClickHouseStore._insert = _insert
 elif where == "processor-release":
