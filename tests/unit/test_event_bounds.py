@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic_core import PydanticCustomError
 
-from schemas.events import EventError, VulnNotice, parse_event
+from schemas.events import (
+    END_INSTANT,
+    FIRST_INSTANT,
+    EventError,
+    VulnNotice,
+    _bounded,
+    parse_event,
+)
 from streams.post import Validator
 from tests.builders import REGISTRY, engine, ev
 
@@ -122,3 +132,43 @@ def test_the_engine_computes_deadlines_from_the_extreme_instants(at: str) -> Non
     assert out[0].status == "accepted" and out[0].deadlines[0].due > out[0].deadlines[0].noticed_at
     # no working-day calendar for those years: a clear rejection, not an overflow
     assert out[1].status == "rejected" and "does not know" in (out[1].reason or "")
+
+
+# offsets of up to a day either way, as datetime allows
+_OFFSETS = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
+    lambda m: timezone(timedelta(minutes=m))
+)
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1965, 1, 1), max_value=datetime(2205, 12, 31), timezones=_OFFSETS
+    )
+)
+def test_the_bound_is_the_range_whatever_the_offset(value: datetime) -> None:
+    """An instant is refused exactly when it is outside the range, also near its ends and in
+    the years whose every instant is inside it (accepted without a comparison)."""
+    inside = FIRST_INSTANT <= value < END_INSTANT
+    if inside:
+        assert _bounded(value) is value
+    else:
+        with pytest.raises(PydanticCustomError):
+            _bounded(value)
+
+
+@pytest.mark.parametrize("minutes", [-(24 * 60 - 1), 0, 24 * 60 - 1])
+@pytest.mark.parametrize(
+    "local",
+    [
+        datetime(1970, 1, 1), datetime(1970, 12, 31, 23, 59, 59, 999_999), datetime(1971, 1, 1),
+        datetime(2198, 12, 31, 23, 59, 59, 999_999), datetime(2199, 1, 1),
+        datetime(2199, 12, 31, 23, 59, 59, 999_999), datetime(2200, 1, 1),
+    ],
+)  # fmt: skip
+def test_the_ends_of_the_years_at_the_ends(local: datetime, minutes: int) -> None:
+    value = local.replace(tzinfo=timezone(timedelta(minutes=minutes)))
+    if FIRST_INSTANT <= value < END_INSTANT:
+        assert _bounded(value) is value
+    else:
+        with pytest.raises(PydanticCustomError):
+            _bounded(value)
