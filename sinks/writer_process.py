@@ -42,7 +42,9 @@ from typing import Any
 
 from sinks.errors import StoreError
 
-IN_FLIGHT = 64 << 20  # bytes of pickled inserts not yet handed to the child
+# bytes of pickled inserts not yet handed to the child: a batch of `tracker ingest` (20k records)
+# is ~19 MiB pickled, so about two batches
+IN_FLIGHT = 40 << 20
 _STREAM_ROWS = 5_000  # rows a message of a streamed query
 _EXIT_WAIT = 30.0  # seconds a closed child has to end before it is killed
 
@@ -81,7 +83,8 @@ class WriterClient:
                 [*argv, str(os.getpid())],
                 pass_fds=(theirs.fileno(),),
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,  # the CLI's input and output are the CLI's own
+                stdout=subprocess.DEVNULL,
             )
         finally:
             theirs.close()
