@@ -1,20 +1,19 @@
 """Benchmark: `tracker ingest` end to end, two source trees interleaved (issue 12, target 1).
 
     python bench/ingest_ab.py BEFORE_TREE AFTER_TREE       # 3 runs each, alternating
-    python bench/ingest_ab.py . . --before-env TRACKER_WRITER=inline   # one tree, two settings
+    python bench/ingest_ab.py . . --after-env NAME=VALUE   # one tree, two settings
 
 On a shared box the wall clock of runs minutes apart says little: this runs the same command as
 ingest_bench.py (`python -m tracker ingest STREAM --store chdb://FRESH ...`, each tree with its
 own .venv) for one tree and then the other, run after run, so that both see the same load, and
 prints each process's wall time, CPU time (user + system, its threads and its reaped children
 included, from wait4; and the CLI's own, sampled from /proc) and peak RSS, with the 1-minute
-load average at its start. The stream is
-ingest_bench.py's (cached under /tmp/ingest-bench).
+load average at its start. The stream is ingest_bench.py's (cached under /tmp/ingest-bench).
 
-Peak RSS: the sum of the CLI's peak and its child processes' (the store's writer process,
-sinks/writer_process.py), each its own high-water mark (VmHWM) sampled every 20 ms from /proc
-while it runs; wait4's ru_maxrss alone is the largest of them, not their sum. A process with no
-child gets wait4's figure, as before. Printed as the sum, then "CLI + children".
+Peak RSS: the sum of the CLI's peak and its child processes' (a store writer process, as tried
+in BENCHMARKS.md), each its own high-water mark (VmHWM) sampled every 20 ms from /proc while it
+runs; wait4's ru_maxrss alone is the largest of them, not their sum. A process with no child
+gets wait4's figure, as before. Printed as the sum, then "CLI + children".
 """
 
 from __future__ import annotations
