@@ -1,37 +1,114 @@
 """Benchmark: `tracker ingest` end to end, two source trees interleaved (issue 12, target 1).
 
     python bench/ingest_ab.py BEFORE_TREE AFTER_TREE       # 3 runs each, alternating
+    python bench/ingest_ab.py . . --after-env NAME=VALUE   # one tree, two settings
 
 On a shared box the wall clock of runs minutes apart says little: this runs the same command as
 ingest_bench.py (`python -m tracker ingest STREAM --store chdb://FRESH ...`, each tree with its
 own .venv) for one tree and then the other, run after run, so that both see the same load, and
-prints each process's wall time, CPU time (user + system, its threads included, from wait4) and
-peak RSS, with the 1-minute load average at its start. The stream is ingest_bench.py's (cached
-under /tmp/ingest-bench).
+prints each process's wall time, CPU time (user + system, its threads and its reaped children
+included, from wait4; and the CLI's own, sampled from /proc) and peak RSS, with the 1-minute
+load average at its start. The stream is ingest_bench.py's (cached under /tmp/ingest-bench).
+
+Peak RSS: the sum of the CLI's peak and its child processes' (a store writer process, as tried
+in BENCHMARKS.md), each its own high-water mark (VmHWM) sampled every 20 ms from /proc while it
+runs; wait4's ru_maxrss alone is the largest of them, not their sum. A process with no child
+gets wait4's figure, as before. Printed as the sum, then "CLI + children".
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ingest_bench import loadavg, run, stream, triple
+from bench.ingest_bench import loadavg, stream, triple
 
 T = "{:.1f}"  # seconds to a tenth
 
 
-def one_run(tree: Path, source: Path, store: Path) -> tuple[float, float, float]:
+def _peak_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a running process (its threads), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as names:
+                found += [int(n) for n in names.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, ...]:
+    """Wall s, CPU s (user + system, children included), the peak RSS MiB of the CLI and the
+    sum of its children's, and the CLI's own CPU s (sampled: the last 20 ms may be missed)."""
+    peaks: dict[int, int] = {}
+    cpu_of: dict[int, float] = {}
+    t0 = time.perf_counter()
+    with subprocess.Popen(argv, stdout=subprocess.DEVNULL, cwd=cwd, env=env) as proc:
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                for pid in [proc.pid, *_children(proc.pid)]:
+                    peak, cpu = _peak_kib(pid), _cpu_s(pid)
+                    if peak is not None:
+                        peaks[pid] = max(peaks.get(pid, 0), peak)
+                    if cpu is not None:
+                        cpu_of[pid] = cpu
+                done.wait(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        _, status, used = os.wait4(proc.pid, 0)
+        done.set()
+        sampler.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"{argv[:4]} exited {proc.returncode}")
+    children = sum(v for pid, v in peaks.items() if pid != proc.pid) / 1024
+    # the CLI's own: sampled when it had children (wait4's is the largest of the tree)
+    cli = peaks.get(proc.pid, 0) / 1024 if children else used.ru_maxrss / 1024
+    total = used.ru_utime + used.ru_stime
+    own = cpu_of.get(proc.pid, total) if children else total
+    return wall, total, cli, children, own
+
+
+def one_run(tree: Path, source: Path, store: Path, env: dict[str, str]) -> tuple[float, ...]:
     argv = [str(tree / ".venv" / "bin" / "python"), "-m", "tracker", "ingest", "--units",
             str(tree / "config" / "data" / "units-fujian.yaml"), "--store",
             f"chdb://{store}?database=bench", "--json", str(source)]  # fmt: skip
-    wall, cpu, rss, _ = run(argv, cwd=tree)  # in the tree: `-m tracker` is that tree's code
-    return wall, cpu, rss
+    return run(argv, cwd=tree, env=env)  # in the tree: `-m tracker` is that tree's code
 
 
 def main() -> None:
@@ -40,28 +117,38 @@ def main() -> None:
     parser.add_argument("after", type=Path)
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
+    for side in ("before", "after"):
+        parser.add_argument(f"--{side}-env", action="append", default=[], metavar="NAME=VALUE",
+                            help=f"a variable set for the {side} tree's runs (repeatable)")  # fmt: skip
     args = parser.parse_args()
+    envs = {
+        side: {**os.environ, **dict(v.split("=", 1) for v in getattr(args, f"{side}_env"))}
+        for side in ("before", "after")
+    }
     source = stream(args.lines, 7, 20.0)
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
-    figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name in trees}
+    figures: dict[str, list[tuple[float, ...]]] = {name: [] for name in trees}
     work = Path(tempfile.mkdtemp(prefix="ingest-ab-"))
     print(f"stream: {source} ({args.lines:,} lines); load {loadavg()} before")
     try:
         for i in range(args.runs):
             for name, tree in trees.items():
                 load = loadavg().split(" / ")[0]
-                wall, cpu, rss = one_run(tree, source, work / f"{name}-{i}")
-                figures[name].append((wall, cpu, rss))
-                print(f"run {i + 1} {name:6}: wall {wall:5.1f} s, CPU {cpu:5.1f} s, "
-                      f"{rss:,.0f} MiB (load {load})", flush=True)  # fmt: skip
+                wall, cpu, cli, kids, own = one_run(tree, source, work / f"{name}-{i}", envs[name])
+                figures[name].append((wall, cpu, cli + kids, cli, kids, own))
+                print(f"run {i + 1} {name:6}: wall {wall:5.1f} s, CPU {cpu:5.1f} s (the CLI's own "
+                      f"{own:5.1f} s), {cli + kids:,.0f} MiB = {cli:,.0f} + {kids:,.0f} "
+                      f"(load {load})", flush=True)  # fmt: skip
                 shutil.rmtree(work / f"{name}-{i}", ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"load {loadavg()} after\nmin / median / max over {args.runs} runs")
     for name, runs in figures.items():
-        walls, cpus, rsss = ([r[k] for r in runs] for k in range(3))
-        print(f"  {name}: wall {triple(walls, T)} s, CPU {triple(cpus, T)} s, peak RSS "
-              f"{triple(rsss, '{:,.0f}')} MiB; {args.lines / statistics.median(walls):,.0f} "
+        walls, cpus, rsss, clis, kids, owns = ([r[k] for r in runs] for k in range(6))
+        print(f"  {name}: wall {triple(walls, T)} s, CPU {triple(cpus, T)} s (the CLI's own "
+              f"{triple(owns, T)} s), peak RSS "
+              f"{triple(rsss, '{:,.0f}')} MiB (CLI {triple(clis, '{:,.0f}')} + children "
+              f"{triple(kids, '{:,.0f}')}); {args.lines / statistics.median(walls):,.0f} "
               "events/s (median wall)")  # fmt: skip
 
 
