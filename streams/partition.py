@@ -144,9 +144,10 @@ class PartitionState:
         # unit -> the partition its root hashes to (None: not in the registry); shared by the
         # states of one processor, whose registry and partition count never change
         self.homes: dict[str, int | None] = {} if homes is None else homes
-        # A tick is copied to every partition (streams/topics.py): its value -> what reading it
-        # gave, so that one worker parses it once, not once per partition. Reading is a pure
-        # function of the bytes and its result is immutable, so sharing it changes no output.
+        # A tick is copied to every partition (streams/post.py, streams/ticker.py): its value ->
+        # what reading it gave, so that one worker parses it once, not once per partition.
+        # Reading is a pure function of the bytes and its result is immutable, so sharing it
+        # changes no output.
         self.ticks: dict[bytes, Parsed] = {} if ticks is None else ticks
         self.signer = config.signer
         self.head = ""  # the chain value of the partition's last logged event (engine/chain.py)
