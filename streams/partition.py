@@ -48,6 +48,11 @@ from streams.topics import partition_for
 
 log = logging.getLogger("streams.processor")  # the name operators filter the processor's lines by
 
+# Ticks read, shared by the partitions of one processor (`PartitionState.ticks`): how many are
+# kept. A tick's copies are read within a batch or two of each other in every partition.
+TICKS_KEPT = 1_024
+_TICK = b"clock.tick"  # in every tick's value; a value without it is never looked up
+
 
 class RebuildError(RuntimeError):
     """A partition's engine cannot be rebuilt (its input records are gone)."""
@@ -129,6 +134,7 @@ class PartitionState:
         failed: dict[int, Outputs] | None = None,
         homes: dict[str, int | None] | None = None,
         resume: Resume | None = None,
+        ticks: dict[bytes, Parsed] | None = None,
     ) -> None:
         self.engine = (
             Engine(config.registry, config.rulebooks, config.calendar)
@@ -138,6 +144,11 @@ class PartitionState:
         # unit -> the partition its root hashes to (None: not in the registry); shared by the
         # states of one processor, whose registry and partition count never change
         self.homes: dict[str, int | None] = {} if homes is None else homes
+        # A tick is copied to every partition (streams/post.py, streams/ticker.py): its value ->
+        # what reading it gave, so that one worker parses it once, not once per partition.
+        # Reading is a pure function of the bytes and its result is immutable, so sharing it
+        # changes no output.
+        self.ticks: dict[bytes, Parsed] = {} if ticks is None else ticks
         self.signer = config.signer
         self.head = ""  # the chain value of the partition's last logged event (engine/chain.py)
         self.warner = Warner(config.calendar, policy)
@@ -162,7 +173,7 @@ class PartitionState:
         if known is not None:
             return known
         self._engaged = False
-        read = read_record(rec.value or b"", first=True)
+        read = self._read(rec.value or b"")
         if read is None:
             return Outputs()  # blank records are skipped, not rejected (spec section 2)
         if isinstance(read, Refusal):
@@ -171,6 +182,21 @@ class PartitionState:
             return self._apply(rec, read)
         except Exception as exc:  # making its outputs failed: the record's, not the partition's
             return self._refuse(rec, Refusal(read.raw, f"cannot be applied: {one_line(exc)}", exc))
+
+    def _read(self, value: bytes) -> Parsed | Refusal | None:
+        """`read_record`, once per tick for all the partitions (`ticks`)."""
+        if _TICK not in value:
+            return read_record(value, first=True)
+        ticks = self.ticks
+        known = ticks.get(value)
+        if known is not None:
+            return known
+        read = read_record(value, first=True)
+        if isinstance(read, Parsed) and isinstance(read.event, ClockTick):
+            if len(ticks) >= TICKS_KEPT:
+                del ticks[next(iter(ticks))]  # the oldest
+            ticks[value] = read
+        return read
 
     def _apply(self, rec: Record, read: Parsed) -> Outputs:
         event = read.event

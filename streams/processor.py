@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from engine.step import Parsed
 from engine.warnings import WarningPolicy
 from streams.kafka_auth import KafkaLogin, aiokafka_kwargs
 from streams.partition import Outputs, PartitionState, Record, Resume, Resumer
@@ -61,6 +62,7 @@ async def replay_partition(
     failed: dict[int, Outputs] | None = None,
     homes: dict[str, int | None] | None = None,
     resume: Resume | None = None,
+    ticks: dict[bytes, Parsed] | None = None,
 ) -> Replayed:
     """The state after applying the partition's records [0, end), or, from `resume`, those after
     its position. A record failing halfway for the first time is added to `failed` and the
@@ -70,7 +72,7 @@ async def replay_partition(
     start = 0 if resume is None else resume.seq + 1
     while True:
         passes += 1
-        state = PartitionState(config, partition, partitions, policy, failed, homes, resume)
+        state = PartitionState(config, partition, partitions, policy, failed, homes, resume, ticks)
         emitted: list[Outputs] = []
         if end > start:
             async with contextlib.aclosing(reader(partition, start, end)) as batches:
@@ -116,6 +118,7 @@ class Processor:
         self._states: dict[int, PartitionState] = {}
         self._failed: dict[int, dict[int, Outputs]] = {}  # per partition, see PartitionState
         self._homes: dict[str, int | None] = {}  # see PartitionState
+        self._ticks: dict[bytes, Parsed] = {}  # see PartitionState
         self.covered_from: dict[int, int] = {}
 
     async def handle(self, rec: Record, fetched_from: int | None = None) -> list[Outputs]:
@@ -190,6 +193,7 @@ class Processor:
             failed=failed,
             homes=self._homes,
             resume=resume,
+            ticks=self._ticks,
         )
         self._states[partition] = done.state
         self.rebuilds += 1
