@@ -204,5 +204,17 @@ def trusted(cls: type[_M], values: dict[str, Any]) -> _M:
     return model
 
 
+def trusted_entry(values: dict[str, Any]) -> LedgerEntry:
+    """`trusted(LedgerEntry, values)` for values holding exactly the entry's fields, as the
+    engine's entries do: the fields set copied from one made once, not built from the keys."""
+    model = _new(LedgerEntry)
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", _ENTRY_FIELDS.copy())
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model
+
+
+_ENTRY_FIELDS = set(LedgerEntry.model_fields)
 _new = object.__new__  # BaseModel has no __new__ of its own
 _set = object.__setattr__

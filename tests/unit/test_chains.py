@@ -258,3 +258,26 @@ def test_the_signed_message_of_an_event_is_its_json(
 
     whole = _dumps(["tracker-event", raw, posted_by, instant(received_at)]).encode("utf-8")
     assert event_message(raw, posted_by, received_at) == whole
+
+
+def test_engine_entries_are_whole_models_each_with_its_own_fields_set() -> None:
+    """The engine builds its entries without validation (schemas.ledger.trusted_entry): each
+    must still be a whole model, its fields set every field and its own to change."""
+    from schemas.ledger import LedgerEntry
+    from tests.builders import apply_all, engine, entries, ev
+
+    made = entries(
+        apply_all(
+            engine(),
+            [
+                ev("vuln.notice", f"2018-03-0{i + 1}T10:00", notice_id=f"V{i}", system="s")
+                for i in range(5)
+            ],
+        )
+    )
+    assert len(made) == 5 and any(e.capped for e in made)
+    for entry in made:
+        assert entry.model_fields_set == set(LedgerEntry.model_fields)
+        assert entry.model_dump(exclude_unset=True) == entry.model_dump()
+        assert LedgerEntry.model_validate(entry.model_dump()) == entry
+    assert made[0].model_fields_set is not made[-1].model_fields_set
