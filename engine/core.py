@@ -13,7 +13,7 @@ from engine.calendar import NO_CALENDAR, WorkCalendar
 from engine.caps import Assessment, Ledger, Routes
 from engine.clock import SHANGHAI, assessment_year, iso, local, year_start
 from engine.compiled import CompiledRule, CompiledRulebook, compile_rulebook
-from engine.matching import count_keys, describe
+from engine.matching import describe
 from engine.notices import REF_FIELD, Notice, NoticeKey
 from engine.outcome import ConfigError, Outcome, Record, Rejected
 from engine.periods import DEFAULT_PERIODS, judge_due
@@ -93,20 +93,29 @@ class Engine:
         at = event.at
         if at.tzinfo is not SHANGHAI:
             at = at.astimezone(SHANGHAI)
-        if event.type == "clock.tick" and self.watermark is not None and at <= self.watermark:
-            return Outcome("duplicate", event.event_id, reason="tick does not advance the clock")
-        if self._find_record(event.event_id) is not None:  # any type reusing a known id
-            return Outcome("duplicate", event.event_id)
+        event_id, watermark = event.event_id, self.watermark
+        if event.type == "clock.tick" and watermark is not None and at <= watermark:
+            return Outcome("duplicate", event_id, reason="tick does not advance the clock")
+        for by_id in self._records.values():  # `_find_record`: any type reusing a known id
+            if event_id in by_id:
+                return Outcome("duplicate", event_id)
         year = at.year  # the assessment year: `at` is in Asia/Shanghai
+        next_close = self._next_close
+        closed = (
+            self.closed_through
+            if next_close is not None and at < next_close  # `_closed_after`'s first answer
+            else self._closed_after(at)
+        )
         try:
-            prepared = self._validate(event, at, now, year, self._closed_after(at))
+            prepared = self._validate(event, at, now, year, closed)
         except Rejected as exc:
-            return Outcome("rejected", event.event_id, reason=exc.reason)
-        self._advance(at)
+            return Outcome("rejected", event_id, reason=exc.reason)
+        if watermark is None or at > watermark:
+            self._advance(at)
         expired = len(self.ledger.entries)
         if not isinstance(event, ClockTick):
             self._dispatch(event, at, prepared, year)
-        return self._flush(event.event_id, expired, at)
+        return self._flush(event_id, expired, at)
 
     def advance_to(self, at: datetime) -> Outcome:
         """Move event time forward without an event (what a tick does)."""
@@ -252,7 +261,10 @@ class Engine:
             by_id = self._records[year] = {}
         by_id[event.event_id] = record
         if kind not in REF_FIELD and kind not in _FOLLOW_UPS:  # most events: findings
-            self._count(event, at, record, self._routes(event.unit, year, kind))
+            routes = self._route_cache.get((event.unit, year, kind))  # `_routes`, once cached
+            if routes is None:
+                routes = self._routes(event.unit, year, kind)
+            self._count(event, at, record, routes)
         elif isinstance(event, EventRetracted):
             self._retract(event, at, self._retractable(event, self.closed_through))
         elif isinstance(event, VulnFeedback | SupervisionHandled):
@@ -284,15 +296,19 @@ class Engine:
         # The reason depends on the key only for outreach notices (matching.describe): made once
         # per event otherwise, as are the cited ids, shared by the event's entries.
         per_key, reason = event.type == "outreach.notice", ""
+        fields = event.__dict__  # what the rules' counting keys read (engine/matching.py)
         for assessment, rule in routes:
-            for key in count_keys(rule.rule, event):
-                counted = assessment.by_key.get((rule.rule_id, key))
+            for key in rule.keys(fields):
+                ident = (rule.rule_id, key)
+                counted = assessment.by_key.get(ident)
                 if counted is not None:  # counted already: one more event asserts it
                     counted.supporters[event_id] = None
                 else:
                     if per_key or not reason:
                         reason = describe(event, key)
-                    counted = count(assessment, rule, key, unit, event_ids, at, reason, event_id)
+                    counted = count(
+                        assessment, rule, key, unit, event_ids, at, reason, event_id, ident
+                    )
                 claims.append((assessment, counted))
 
     def _routes(self, unit: str, year: int, trigger: str) -> Routes:
@@ -406,16 +422,28 @@ class Engine:
     def _flush(self, event_id: str, expired: int, at: datetime) -> Outcome:
         """What the event changed. The first `expired` entries are the overdue deductions of the
         deadlines the clock passed on its way to `at`; the rest are the event's own."""
-        if not self.ledger.entries and not self._deadlines.changed:
+        ledger, changed = self.ledger, self._deadlines.changed
+        if not ledger.entries and not changed:
             return Outcome("accepted", event_id)
-        entries = tuple(self.ledger.drain())
-        return Outcome(
-            "accepted",
-            event_id,
-            entries=entries,
-            deadlines=self._deadlines.drain(),
-            seen=seen_times(entries, expired, at),
+        entries = tuple(ledger.entries)
+        ledger.entries = []
+        deadlines = self._deadlines.drain() if changed else ()
+        # an entry of the event's own dated at its instant (the same object: `_count` dates
+        # them so) is seen then: `seen_times` has nothing to say of it
+        if not expired and len(entries) == 1 and entries[0].effective_at is at:
+            return _outcome(("accepted", event_id, None, entries, deadlines, ()))
+        return _outcome(
+            ("accepted", event_id, None, entries, deadlines, seen_times(entries, expired, at))
         )
+
+
+def _outcome(fields: tuple[object, ...]) -> Outcome:
+    """An accepted event's `Outcome` from its six fields in order, without the named tuple's
+    `__new__` (a Python function): one is made per event."""
+    return _tuple_new(Outcome, fields)
+
+
+_tuple_new = tuple.__new__
 
 
 def seen_times(
