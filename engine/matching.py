@@ -46,8 +46,8 @@ def keyer(rule: Rule) -> Keyer:
 
 def _per_notice_terminal(fields: dict[str, Any]) -> tuple[str, ...]:
     # a terminal listed twice in one notice counts once (dict keeps first-seen order)
-    unit, notice = fields["unit"], fields["notice_id"]
-    return tuple(f"{unit}/{notice}/{t}" for t in dict.fromkeys(fields["terminals"]))
+    prefix = f"{fields['unit']}/{fields['notice_id']}/"
+    return tuple([f"{prefix}{t}" for t in dict.fromkeys(fields["terminals"])])
 
 
 _KEYS: dict[str, Keyer] = {

@@ -281,3 +281,27 @@ def test_engine_entries_are_whole_models_each_with_its_own_fields_set() -> None:
         assert entry.model_dump(exclude_unset=True) == entry.model_dump()
         assert LedgerEntry.model_validate(entry.model_dump()) == entry
     assert made[0].model_fields_set is not made[-1].model_fields_set
+
+
+def test_instant_text_is_isoformat_to_the_millisecond() -> None:
+    """engine.chain makes an instant's text from its parts: the same text as
+    `isoformat(timespec="milliseconds")` at +08:00, for any instant and any zone it came in."""
+    import random
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from engine.chain import instant, instant_field
+    from engine.clock import SHANGHAI
+
+    rng = random.Random(12)
+    zones = (SHANGHAI, UTC, timezone(timedelta(hours=-5, minutes=-30)), UTC)
+    edges = [datetime(1, 1, 2, 8), datetime(9999, 12, 30, 23, 59, 59, 999999)]
+    made = [e.replace(tzinfo=SHANGHAI) for e in edges]
+    for _ in range(5000):
+        seconds = rng.randrange(-(10**10), 10**10)
+        at = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+        made.append(at.replace(microsecond=rng.choice((0, 999, 1000, 123456, 999999))))
+    for at in made:
+        zoned = at.astimezone(rng.choice(zones))
+        want = at.astimezone(SHANGHAI).isoformat(timespec="milliseconds")
+        assert instant(zoned) == want
+        assert instant_field(zoned) == f"{len(want)}:{want}"
