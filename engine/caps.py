@@ -133,14 +133,15 @@ class Ledger:
     ) -> Claim:
         """`open_claim` of a key not counted yet (the caller looked, with `key`, the rule's id
         and `count_key`, which it passes on so that it is made once): its claim and entry."""
+        rule_id = rule.rule_id
         if key is None:
-            key = (rule.rule_id, count_key)
+            key = (rule_id, count_key)
         generations = assessment.generations
         generation = generations.get(key, 0)
         generations[key] = generation + 1
-        made = assessment.prefixes.get(rule.rule_id)
+        made = assessment.prefixes.get(rule_id)
         if made is None:
-            made = assessment.prefixes[rule.rule_id] = _per_rule(assessment, rule)
+            made = assessment.prefixes[rule_id] = _per_rule(assessment, rule)
         prefix, form, capped_at_zero, zero_fields = made
         requested = rule.points
         # engine/ids.py `digest`, inline: this runs for every counted occurrence
@@ -148,12 +149,12 @@ class Ledger:
         supporters = {supporter: None} if supporter is not None else {}
         order = assessment.appended
         assessment.appended = order + 1
-        if rule.rule_id in assessment.spent:  # no headroom left: see `Assessment.spent`
+        if rule_id in assessment.spent:  # no headroom left: see `Assessment.spent`
             applied = ZERO
         else:
             applied = max(ZERO, min(requested, assessment.headroom(rule.caps)))
             if applied is ZERO:
-                assessment.spent.add(rule.rule_id)
+                assessment.spent.add(rule_id)
         if applied is not ZERO:
             claim = Claim(  # positional: this runs for every counted occurrence
                 claim_id,
@@ -206,8 +207,8 @@ class Ledger:
         else:
             ids = "".join(map(_text, event_ids))
         seq_text = str(seq)
-        entry_digest = _sha256(
-            f"{len(claim_id)}:{claim_id}{len(seq_text)}:{seq_text}{form}"
+        entry_digest = _sha256(  # a claim id is 24 characters
+            f"24:{claim_id}{len(seq_text)}:{seq_text}{form}"
             f"{len(count_key)}:{count_key}{len(source_unit)}:{source_unit}{len(ids)}:{ids}"
             f"{zero_fields}{instant_field(effective_at)}{len(reason)}:{reason}".encode()
         ).hexdigest()

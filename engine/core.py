@@ -29,7 +29,7 @@ from schemas.events import (
     VulnFeedback,
     VulnNotice,
 )
-from schemas.ledger import DeadlineState, EntrySeen, LedgerEntry, trusted
+from schemas.ledger import DeadlineState, EntrySeen, LedgerEntry, trusted_seen
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 
@@ -460,8 +460,7 @@ def seen_times(
         else:
             continue
         out.append(
-            trusted(
-                EntrySeen,
+            trusted_seen(
                 {
                     "entry_id": entry.entry_id,
                     "unit": entry.unit,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 from pydantic import (
@@ -204,17 +205,25 @@ def trusted(cls: type[_M], values: dict[str, Any]) -> _M:
     return model
 
 
-def trusted_entry(values: dict[str, Any]) -> LedgerEntry:
-    """`trusted(LedgerEntry, values)` for values holding exactly the entry's fields, as the
-    engine's entries do: the fields set copied from one made once, not built from the keys."""
-    model = _new(LedgerEntry)
-    _set(model, "__dict__", values)
-    _set(model, "__pydantic_fields_set__", _ENTRY_FIELDS.copy())
-    _set(model, "__pydantic_extra__", None)
-    _set(model, "__pydantic_private__", None)
-    return model
+def whole(cls: type[_M]) -> Callable[[dict[str, Any]], _M]:
+    """`trusted` for values holding exactly the fields of `cls` (every field, no other key), as
+    the engine's entries and deadline states do: the fields set copied from one made once, not
+    built from the keys. The engine makes one model per entry."""
+    every = set(cls.model_fields)
+
+    def make(values: dict[str, Any]) -> _M:
+        model = _new(cls)
+        _set(model, "__dict__", values)
+        _set(model, "__pydantic_fields_set__", every.copy())
+        _set(model, "__pydantic_extra__", None)
+        _set(model, "__pydantic_private__", None)
+        return model
+
+    return make
 
 
-_ENTRY_FIELDS = set(LedgerEntry.model_fields)
 _new = object.__new__  # BaseModel has no __new__ of its own
 _set = object.__setattr__
+trusted_entry = whole(LedgerEntry)
+trusted_state = whole(DeadlineState)
+trusted_seen = whole(EntrySeen)
