@@ -15,7 +15,7 @@ from engine.clock import SHANGHAI, assessment_year, iso, local, year_start
 from engine.compiled import CompiledRule, CompiledRulebook, compile_rulebook
 from engine.matching import describe
 from engine.notices import REF_FIELD, Notice, NoticeKey
-from engine.outcome import ConfigError, Outcome, Record, Rejected
+from engine.outcome import ConfigError, Outcome, Record, Rejected, accepted
 from engine.periods import DEFAULT_PERIODS, judge_due
 from engine.remediation import Remediation
 from engine.retention import close_through
@@ -29,7 +29,7 @@ from schemas.events import (
     VulnFeedback,
     VulnNotice,
 )
-from schemas.ledger import DeadlineState, EntrySeen, LedgerEntry, trusted_seen
+from schemas.ledger import DeadlineState
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 
@@ -79,6 +79,7 @@ class Engine:
         self._notices: dict[int, dict[NoticeKey, Notice]] = {}  # by the notice's year
         self._assessments: dict[tuple[str, int], Assessment | None] = {}
         self._route_cache: dict[tuple[str, int, str], Routes] = {}
+        self._judging: dict[tuple[str, int, str], CompiledRule | None] = {}  # `_judging_rule`
         self._deadlines = Remediation(self.ledger)
 
     # -- public -------------------------------------------------------------------------------
@@ -192,7 +193,7 @@ class Engine:
             return None
         notice_due = local(event.due) if isinstance(event, VulnNotice) and event.due else None
         due = judge_due(
-            what=f"{event.type} {ref} of unit {event.unit}",
+            notice=(event.type, ref, event.unit),
             at=at,
             notice_due=notice_due,
             rule=self._judging_rule(event.unit, year, OVERDUE_TRIGGER[event.type]),
@@ -203,13 +204,19 @@ class Engine:
 
     def _judging_rule(self, unit: str, year: int, trigger: str) -> CompiledRule | None:
         """The first overdue rule covering a notice of `unit` (spec 5.7): its own rulebook's,
-        then its ancestors' jurisdiction rules. Reads only: validation changes nothing."""
+        then its ancestors' jurisdiction rules. Reads only: validation changes nothing (the
+        cache holds what the registry and the rulebooks, which never change, decide)."""
+        key = (unit, year, trigger)
+        if key in self._judging:
+            return self._judging[key]
+        found = None
         for assessed in self._chain[unit]:
             book = self._book(assessed, year)
             found = book.covering(trigger, own=assessed == unit) if book is not None else None
             if found is not None:
-                return found
-        return None
+                break
+        self._judging[key] = found
+        return found
 
     # -- event time ----------------------------------------------------------------------------
 
@@ -242,6 +249,7 @@ class Engine:
         if self.closed_through is not None and last_closed <= self.closed_through:
             return
         self.closed_through = last_closed
+        self._judging.clear()  # made again for the years still open
         close_through(
             last_closed,
             records=self._records,
@@ -428,49 +436,7 @@ class Engine:
         entries = tuple(ledger.entries)
         ledger.entries = []
         deadlines = self._deadlines.drain() if changed else ()
-        # an entry of the event's own dated at its instant (the same object: `_count` dates
-        # them so) is seen then: `seen_times` has nothing to say of it
-        if not expired and len(entries) == 1 and entries[0].effective_at is at:
-            return _outcome(("accepted", event_id, None, entries, deadlines, ()))
-        return _outcome(
-            ("accepted", event_id, None, entries, deadlines, seen_times(entries, expired, at))
-        )
-
-
-def _outcome(fields: tuple[object, ...]) -> Outcome:
-    """An accepted event's `Outcome` from its six fields in order, without the named tuple's
-    `__new__` (a Python function): one is made per event."""
-    return _tuple_new(Outcome, fields)
-
-
-_tuple_new = tuple.__new__
-
-
-def seen_times(
-    entries: tuple[LedgerEntry, ...], expired: int, at: datetime
-) -> tuple[EntrySeen, ...]:
-    """When in event time each entry entered the ledger, for those not at their effective_at
-    (schemas.ledger.EntrySeen): what an as-of reader needs to cut the ledger at an instant."""
-    out = []
-    for i, entry in enumerate(entries):
-        if i < expired:  # dated at the due instant the clock passed: seen only after it
-            seen, after = entry.effective_at, True
-        elif entry.effective_at != at:  # re-issued, or an overdue deduction the event opened
-            seen, after = local(at), False
-        else:
-            continue
-        out.append(
-            trusted_seen(
-                {
-                    "entry_id": entry.entry_id,
-                    "unit": entry.unit,
-                    "year": entry.year,
-                    "seen_at": seen,
-                    "after": after,
-                },
-            )
-        )
-    return tuple(out)
+        return accepted(event_id, entries, deadlines, expired, at)
 
 
 def run(engine: Engine, events: Iterable[Event]) -> list[Outcome]:
