@@ -8,9 +8,11 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from config.intake_signatures import IntakeSignatures
 from config.signing import Signer
@@ -260,9 +262,10 @@ def test_the_signed_message_of_an_event_is_its_json(
     assert event_message(raw, posted_by, received_at) == whole
 
 
-def test_engine_entries_are_whole_models_each_with_its_own_fields_set() -> None:
-    """The engine builds its entries without validation (schemas.ledger.trusted_entry): each
-    must still be a whole model, its fields set every field and its own to change."""
+def test_engine_entries_are_whole_models_sharing_one_fields_set_nothing_changes() -> None:
+    """The engine builds its entries without validation (schemas.ledger.whole): each must still
+    be a whole model, its fields set every field. The set is shared between entries, so what
+    copies one with changes (pydantic's model_copy) must leave the shared set as it was."""
     from schemas.ledger import LedgerEntry
     from tests.builders import apply_all, engine, entries, ev
 
@@ -275,12 +278,19 @@ def test_engine_entries_are_whole_models_each_with_its_own_fields_set() -> None:
             ],
         )
     )
+    every = set(LedgerEntry.model_fields)
     assert len(made) == 5 and any(e.capped for e in made)
     for entry in made:
-        assert entry.model_fields_set == set(LedgerEntry.model_fields)
+        assert entry.model_fields_set == every
         assert entry.model_dump(exclude_unset=True) == entry.model_dump()
         assert LedgerEntry.model_validate(entry.model_dump()) == entry
-    assert made[0].model_fields_set is not made[-1].model_fields_set
+    shared = made[0].model_fields_set
+    changed = made[0].model_copy(update={"reason": "x"})
+    assert changed.model_fields_set is not shared and changed.reason == "x"
+    assert shared == every and made[-1].model_fields_set == every
+    with pytest.raises(ValidationError):
+        made[0].reason = "y"  # type: ignore[misc]
+    assert shared == every
 
 
 def test_instant_text_is_isoformat_to_the_millisecond() -> None:
