@@ -16,7 +16,7 @@ from hashlib import sha256 as _sha256
 
 from engine.chain import _text, fixed_fields, instant_field, ledger_digest, link, points_field
 from engine.compiled import CompiledRule
-from schemas.ledger import LedgerEntry, trusted
+from schemas.ledger import LedgerEntry, trusted_entry
 
 ZERO = Decimal(0)
 
@@ -60,6 +60,10 @@ class Assessment:
     prefixes: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
     seq: int = 0  # the last ledger `seq` of this (unit, year): kept and forgotten with it
     head: str = ""  # the chain value of that entry (engine/chain.py)
+    # Rules with no headroom left under their caps: a claim of one is capped at 0 without asking
+    # `headroom`. Caps only fill up until a claim's amount is given back (`_use` of a negative
+    # amount), which forgets them all. Not kept in a checkpoint: a restored one starts empty.
+    spent: set[str] = field(default_factory=set)
 
     def headroom(self, caps: tuple[str, ...]) -> Decimal:
         room: Decimal | None = None
@@ -71,6 +75,8 @@ class Assessment:
         return room
 
     def _use(self, caps: tuple[str, ...], amount: Decimal) -> None:
+        if amount < ZERO:
+            self.spent.clear()
         for cap in caps:
             self.used[cap] = self.used.get(cap, ZERO) + amount
 
@@ -123,36 +129,51 @@ class Ledger:
         effective_at: datetime,
         reason: str,
         supporter: str | None,
+        key: tuple[str, str] | None = None,
     ) -> Claim:
-        """`open_claim` of a key not counted yet (the caller looked): its claim and entry."""
-        key = (rule.rule_id, count_key)
-        generation = assessment.generations.get(key, 0)
-        assessment.generations[key] = generation + 1
-        made = assessment.prefixes.get(rule.rule_id)
+        """`open_claim` of a key not counted yet (the caller looked, with `key`, the rule's id
+        and `count_key`, which it passes on so that it is made once): its claim and entry."""
+        rule_id = rule.rule_id
+        if key is None:
+            key = (rule_id, count_key)
+        generations = assessment.generations
+        generation = generations.get(key, 0)
+        generations[key] = generation + 1
+        made = assessment.prefixes.get(rule_id)
         if made is None:
-            made = assessment.prefixes[rule.rule_id] = _per_rule(assessment, rule)
+            made = assessment.prefixes[rule_id] = _per_rule(assessment, rule)
         prefix, form, capped_at_zero, zero_fields = made
-        requested = rule.rule.points
+        requested = rule.points
         # engine/ids.py `digest`, inline: this runs for every counted occurrence
         claim_id = _sha256(f"{prefix}\x1f{count_key}\x1f{generation}".encode()).hexdigest()[:24]
-        claim = Claim(  # positional: this runs for every counted occurrence
-            claim_id,
-            rule,
-            count_key,
-            requested,
-            source_unit,
-            event_ids,
-            effective_at,
-            reason,
-            {supporter: None} if supporter is not None else {},
-            form,
-        )
-        applied = max(ZERO, min(requested, assessment.headroom(rule.caps)))
-        claim.order = assessment.appended
-        assessment.appended += 1
-        assessment.claims.append(claim)
-        assessment.by_key[key] = claim
+        supporters = {supporter: None} if supporter is not None else {}
+        order = assessment.appended
+        assessment.appended = order + 1
+        if rule_id in assessment.spent:  # no headroom left: see `Assessment.spent`
+            applied = ZERO
+        else:
+            applied = max(ZERO, min(requested, assessment.headroom(rule.caps)))
+            if applied is ZERO:
+                assessment.spent.add(rule_id)
         if applied is not ZERO:
+            claim = Claim(  # positional: this runs for every counted occurrence
+                claim_id,
+                rule,
+                count_key,
+                requested,
+                source_unit,
+                event_ids,
+                effective_at,
+                reason,
+                supporters,
+                form,
+                ZERO,
+                "",
+                0,
+                order,
+            )
+            assessment.claims.append(claim)
+            assessment.by_key[key] = claim
             assessment._use(rule.caps, applied)
             self._write(assessment, claim, applied)
             return claim
@@ -161,8 +182,24 @@ class Ledger:
         # and chain: tests/unit/test_engine_golden.py pins every byte). Adding ZERO to what the
         # caps used changes nothing (they hold sums that started at ZERO, so no exponent above 0,
         # and never -0), and the reason's ending is the rule's own, made once.
-        claim.entry_id = claim_id
-        claim.version = 1
+        claim = Claim(
+            claim_id,
+            rule,
+            count_key,
+            requested,
+            source_unit,
+            event_ids,
+            effective_at,
+            reason,
+            supporters,
+            form,
+            ZERO,
+            claim_id,
+            1,
+            order,
+        )
+        assessment.claims.append(claim)
+        assessment.by_key[key] = claim
         seq = assessment.seq = assessment.seq + 1
         reason = reason + capped_at_zero
         if len(event_ids) == 1:
@@ -170,34 +207,37 @@ class Ledger:
         else:
             ids = "".join(map(_text, event_ids))
         seq_text = str(seq)
-        entry_digest = _sha256(
-            f"{len(claim_id)}:{claim_id}{len(seq_text)}:{seq_text}{form}"
+        entry_digest = _sha256(  # a claim id is 24 characters
+            f"24:{claim_id}{len(seq_text)}:{seq_text}{form}"
             f"{len(count_key)}:{count_key}{len(source_unit)}:{source_unit}{len(ids)}:{ids}"
             f"{zero_fields}{instant_field(effective_at)}{len(reason)}:{reason}".encode()
         ).hexdigest()
         chain = assessment.head = _sha256(f"{assessment.head}{entry_digest}".encode()).hexdigest()
-        values = {
-            "entry_id": claim_id,
-            "seq": seq,
-            "unit": assessment.unit,
-            "year": assessment.year,
-            "rulebook": assessment.rulebook,
-            "indicator": rule.indicator,
-            "item": rule.item,
-            "rule": rule.key,
-            "count_key": count_key,
-            "source_unit": source_unit,
-            "event_ids": event_ids,
-            "requested": requested,
-            "applied": ZERO,
-            "capped": requested > ZERO,
-            "reverses": None,
-            "effective_at": effective_at,
-            "reason": reason,
-            "digest": entry_digest,
-            "chain": chain,
-        }
-        self.entries.append(trusted(LedgerEntry, values))
+        self.entries.append(
+            trusted_entry(
+                {
+                    "entry_id": claim_id,
+                    "seq": seq,
+                    "unit": assessment.unit,
+                    "year": assessment.year,
+                    "rulebook": assessment.rulebook,
+                    "indicator": rule.indicator,
+                    "item": rule.item,
+                    "rule": rule.key,
+                    "count_key": count_key,
+                    "source_unit": source_unit,
+                    "event_ids": event_ids,
+                    "requested": requested,
+                    "applied": ZERO,
+                    "capped": requested > ZERO,
+                    "reverses": None,
+                    "effective_at": effective_at,
+                    "reason": reason,
+                    "digest": entry_digest,
+                    "chain": chain,
+                }
+            )
+        )
         return claim
 
     def withdraw_claim(
@@ -336,7 +376,7 @@ class Ledger:
             "digest": digest,
             "chain": chain,
         }
-        self.entries.append(trusted(LedgerEntry, values))
+        self.entries.append(trusted_entry(values))
 
     def drain(self) -> list[LedgerEntry]:
         out, self.entries = self.entries, []

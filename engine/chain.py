@@ -85,7 +85,29 @@ def instant(at: datetime) -> str:
     millisecond (`instant_field` memoises it for the entries of one event)."""
     if at.tzinfo is not SHANGHAI:
         at = at.astimezone(SHANGHAI)
-    return at.isoformat(timespec="milliseconds")
+    return _local_text(at)
+
+
+# `isoformat(timespec="milliseconds")` of an instant in +08:00 from its parts: the day's text
+# made once per day, the time's from tables (a third of the C call's time, which parses its
+# keyword and formats with a format string; tests/unit/test_chains.py compares the two).
+_DAY_TEXT: dict[int, str] = {}
+_HOUR_MINUTE = tuple(f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
+_SECOND = tuple(f"{s:02d}." for s in range(60))
+_MILLI = tuple(f"{ms:03d}+08:00" for ms in range(1000))
+
+
+def _local_text(at: datetime) -> str:
+    """`at.isoformat(timespec="milliseconds")` of an instant whose zone is SHANGHAI."""
+    day = _DAY_TEXT.get(at.toordinal())
+    if day is None:
+        if len(_DAY_TEXT) >= 4096:
+            _DAY_TEXT.clear()
+        day = _DAY_TEXT[at.toordinal()] = f"{at.date().isoformat()}T"
+    return (
+        f"{day}{_HOUR_MINUTE[at.hour * 60 + at.minute]}{_SECOND[at.second]}"
+        f"{_MILLI[at.microsecond // 1000]}"
+    )
 
 
 def _text(value: str | None) -> str:
@@ -163,8 +185,7 @@ def instant_field(at: datetime) -> str:
     seen, field = _LAST_INSTANT[0]
     if at is seen:
         return field
-    local_at = at if at.tzinfo is SHANGHAI else at.astimezone(SHANGHAI)
-    text = local_at.isoformat(timespec="milliseconds")
+    text = _local_text(at if at.tzinfo is SHANGHAI else at.astimezone(SHANGHAI))
     field = f"{len(text)}:{text}"
     _LAST_INSTANT[0] = (at, field)
     return field

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from engine.matching import Keyer, keyer
 from schemas.rulebook import Rule, Rulebook
 
 
@@ -19,6 +20,10 @@ class CompiledRule:
     clause: str  # the item's clause text, verbatim, for reasons that cite it
     rule: Rule
     caps: tuple[str, ...]  # item cap, shared caps, indicator maximum — every enclosing cap
+    # What every event counted under it reads, made once: `rule.points`, and its counting keys
+    # as a function of the event's fields (engine/matching.py `keyer`).
+    points: Decimal
+    keys: Keyer
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,8 @@ def compile_rulebook(book: Rulebook) -> CompiledRulebook:
                     clause=item.clause,
                     rule=rule,
                     caps=tuple(caps),
+                    points=rule.points,
+                    keys=keyer(rule),
                 )
                 by_trigger.setdefault(rule.on, []).append(compiled)
     return CompiledRulebook(

@@ -13,9 +13,9 @@ from engine.calendar import NO_CALENDAR, WorkCalendar
 from engine.caps import Assessment, Ledger, Routes
 from engine.clock import SHANGHAI, assessment_year, iso, local, year_start
 from engine.compiled import CompiledRule, CompiledRulebook, compile_rulebook
-from engine.matching import count_keys, describe
+from engine.matching import describe
 from engine.notices import REF_FIELD, Notice, NoticeKey
-from engine.outcome import ConfigError, Outcome, Record, Rejected
+from engine.outcome import ConfigError, Outcome, Record, Rejected, accepted
 from engine.periods import DEFAULT_PERIODS, judge_due
 from engine.remediation import Remediation
 from engine.retention import close_through
@@ -29,7 +29,7 @@ from schemas.events import (
     VulnFeedback,
     VulnNotice,
 )
-from schemas.ledger import DeadlineState, EntrySeen, LedgerEntry, trusted
+from schemas.ledger import DeadlineState
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 
@@ -79,6 +79,7 @@ class Engine:
         self._notices: dict[int, dict[NoticeKey, Notice]] = {}  # by the notice's year
         self._assessments: dict[tuple[str, int], Assessment | None] = {}
         self._route_cache: dict[tuple[str, int, str], Routes] = {}
+        self._judging: dict[tuple[str, int, str], CompiledRule | None] = {}  # `_judging_rule`
         self._deadlines = Remediation(self.ledger)
 
     # -- public -------------------------------------------------------------------------------
@@ -93,20 +94,29 @@ class Engine:
         at = event.at
         if at.tzinfo is not SHANGHAI:
             at = at.astimezone(SHANGHAI)
-        if event.type == "clock.tick" and self.watermark is not None and at <= self.watermark:
-            return Outcome("duplicate", event.event_id, reason="tick does not advance the clock")
-        if self._find_record(event.event_id) is not None:  # any type reusing a known id
-            return Outcome("duplicate", event.event_id)
+        event_id, watermark = event.event_id, self.watermark
+        if event.type == "clock.tick" and watermark is not None and at <= watermark:
+            return Outcome("duplicate", event_id, reason="tick does not advance the clock")
+        for by_id in self._records.values():  # `_find_record`: any type reusing a known id
+            if event_id in by_id:
+                return Outcome("duplicate", event_id)
         year = at.year  # the assessment year: `at` is in Asia/Shanghai
+        next_close = self._next_close
+        closed = (
+            self.closed_through
+            if next_close is not None and at < next_close  # `_closed_after`'s first answer
+            else self._closed_after(at)
+        )
         try:
-            prepared = self._validate(event, at, now, year, self._closed_after(at))
+            prepared = self._validate(event, at, now, year, closed)
         except Rejected as exc:
-            return Outcome("rejected", event.event_id, reason=exc.reason)
-        self._advance(at)
+            return Outcome("rejected", event_id, reason=exc.reason)
+        if watermark is None or at > watermark:
+            self._advance(at)
         expired = len(self.ledger.entries)
         if not isinstance(event, ClockTick):
             self._dispatch(event, at, prepared, year)
-        return self._flush(event.event_id, expired, at)
+        return self._flush(event_id, expired, at)
 
     def advance_to(self, at: datetime) -> Outcome:
         """Move event time forward without an event (what a tick does)."""
@@ -183,7 +193,7 @@ class Engine:
             return None
         notice_due = local(event.due) if isinstance(event, VulnNotice) and event.due else None
         due = judge_due(
-            what=f"{event.type} {ref} of unit {event.unit}",
+            notice=(event.type, ref, event.unit),
             at=at,
             notice_due=notice_due,
             rule=self._judging_rule(event.unit, year, OVERDUE_TRIGGER[event.type]),
@@ -194,13 +204,19 @@ class Engine:
 
     def _judging_rule(self, unit: str, year: int, trigger: str) -> CompiledRule | None:
         """The first overdue rule covering a notice of `unit` (spec 5.7): its own rulebook's,
-        then its ancestors' jurisdiction rules. Reads only: validation changes nothing."""
+        then its ancestors' jurisdiction rules. Reads only: validation changes nothing (the
+        cache holds what the registry and the rulebooks, which never change, decide)."""
+        key = (unit, year, trigger)
+        if key in self._judging:
+            return self._judging[key]
+        found = None
         for assessed in self._chain[unit]:
             book = self._book(assessed, year)
             found = book.covering(trigger, own=assessed == unit) if book is not None else None
             if found is not None:
-                return found
-        return None
+                break
+        self._judging[key] = found
+        return found
 
     # -- event time ----------------------------------------------------------------------------
 
@@ -233,6 +249,7 @@ class Engine:
         if self.closed_through is not None and last_closed <= self.closed_through:
             return
         self.closed_through = last_closed
+        self._judging.clear()  # made again for the years still open
         close_through(
             last_closed,
             records=self._records,
@@ -252,7 +269,10 @@ class Engine:
             by_id = self._records[year] = {}
         by_id[event.event_id] = record
         if kind not in REF_FIELD and kind not in _FOLLOW_UPS:  # most events: findings
-            self._count(event, at, record, self._routes(event.unit, year, kind))
+            routes = self._route_cache.get((event.unit, year, kind))  # `_routes`, once cached
+            if routes is None:
+                routes = self._routes(event.unit, year, kind)
+            self._count(event, at, record, routes)
         elif isinstance(event, EventRetracted):
             self._retract(event, at, self._retractable(event, self.closed_through))
         elif isinstance(event, VulnFeedback | SupervisionHandled):
@@ -284,15 +304,19 @@ class Engine:
         # The reason depends on the key only for outreach notices (matching.describe): made once
         # per event otherwise, as are the cited ids, shared by the event's entries.
         per_key, reason = event.type == "outreach.notice", ""
+        fields = event.__dict__  # what the rules' counting keys read (engine/matching.py)
         for assessment, rule in routes:
-            for key in count_keys(rule.rule, event):
-                counted = assessment.by_key.get((rule.rule_id, key))
+            for key in rule.keys(fields):
+                ident = (rule.rule_id, key)
+                counted = assessment.by_key.get(ident)
                 if counted is not None:  # counted already: one more event asserts it
                     counted.supporters[event_id] = None
                 else:
                     if per_key or not reason:
                         reason = describe(event, key)
-                    counted = count(assessment, rule, key, unit, event_ids, at, reason, event_id)
+                    counted = count(
+                        assessment, rule, key, unit, event_ids, at, reason, event_id, ident
+                    )
                 claims.append((assessment, counted))
 
     def _routes(self, unit: str, year: int, trigger: str) -> Routes:
@@ -406,44 +430,13 @@ class Engine:
     def _flush(self, event_id: str, expired: int, at: datetime) -> Outcome:
         """What the event changed. The first `expired` entries are the overdue deductions of the
         deadlines the clock passed on its way to `at`; the rest are the event's own."""
-        if not self.ledger.entries and not self._deadlines.changed:
+        ledger, changed = self.ledger, self._deadlines.changed
+        if not ledger.entries and not changed:
             return Outcome("accepted", event_id)
-        entries = tuple(self.ledger.drain())
-        return Outcome(
-            "accepted",
-            event_id,
-            entries=entries,
-            deadlines=self._deadlines.drain(),
-            seen=seen_times(entries, expired, at),
-        )
-
-
-def seen_times(
-    entries: tuple[LedgerEntry, ...], expired: int, at: datetime
-) -> tuple[EntrySeen, ...]:
-    """When in event time each entry entered the ledger, for those not at their effective_at
-    (schemas.ledger.EntrySeen): what an as-of reader needs to cut the ledger at an instant."""
-    out = []
-    for i, entry in enumerate(entries):
-        if i < expired:  # dated at the due instant the clock passed: seen only after it
-            seen, after = entry.effective_at, True
-        elif entry.effective_at != at:  # re-issued, or an overdue deduction the event opened
-            seen, after = local(at), False
-        else:
-            continue
-        out.append(
-            trusted(
-                EntrySeen,
-                {
-                    "entry_id": entry.entry_id,
-                    "unit": entry.unit,
-                    "year": entry.year,
-                    "seen_at": seen,
-                    "after": after,
-                },
-            )
-        )
-    return tuple(out)
+        entries = tuple(ledger.entries)
+        ledger.entries = []
+        deadlines = self._deadlines.drain() if changed else ()
+        return accepted(event_id, entries, deadlines, expired, at)
 
 
 def run(engine: Engine, events: Iterable[Event]) -> list[Outcome]:

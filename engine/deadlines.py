@@ -8,7 +8,7 @@ from datetime import datetime
 
 from engine.caps import Assessment, Claim, Routes
 from engine.clock import SHANGHAI, local
-from schemas.ledger import DeadlineKind, DeadlineState, DeadlineStatus, trusted
+from schemas.ledger import DeadlineKind, DeadlineState, DeadlineStatus, trusted_state
 
 
 @dataclass(slots=True, eq=False)
@@ -34,7 +34,7 @@ class Tracked:
         """The status the facts imply; feedback at the due instant is on time (spec 5.9)."""
         if not self.supporters:
             return "withdrawn"
-        first = min(self.feedbacks.values(), default=None)
+        first = min(self.feedbacks.values()) if self.feedbacks else None
         if first is not None and first <= self.due:
             return "met"
         if watermark is not None and watermark > self.due:
@@ -42,12 +42,11 @@ class Tracked:
         return "open"
 
     def state(self, updated_at: datetime, version: int) -> DeadlineState:
-        first = min(self.feedbacks.values(), default=None)
+        first = min(self.feedbacks.values()) if self.feedbacks else None
         at, due, notice_due = self.at, self.due, self.notice_due
         # `local` only where the instant is not in +08:00 already (it then returns the same
         # object): the engine's instants nearly all are, and a state is made per deadline change
-        return trusted(
-            DeadlineState,
+        return trusted_state(
             {
                 "unit": self.unit,
                 "kind": self.kind,

@@ -8,6 +8,9 @@ from typing import Any
 from schemas.events import Event
 from schemas.rulebook import Rule
 
+# An event's fields (its `__dict__`) to its counting keys under one rule: `keyer(rule)`.
+Keyer = Callable[[dict[str, Any]], tuple[str, ...]]
+
 
 def count_keys(rule: Rule, event: Event) -> tuple[str, ...]:
     """The counting keys of `event` under `rule`, or () when the rule's `match` excludes it.
@@ -15,29 +18,45 @@ def count_keys(rule: Rule, event: Event) -> tuple[str, ...]:
     Keys carry the source unit so that jurisdiction items never merge two units' notices.
     The loader guarantees that a rule's counting fits its trigger, so the event's fields exist.
     """
-    fields = event.__dict__  # hot path: one dict lookup per field instead of isinstance chains
-    for name, wanted in rule.match.items():
-        if fields.get(name) != wanted:
-            return ()
+    return keyer(rule)(event.__dict__)
+
+
+def keyer(rule: Rule) -> Keyer:
+    """`count_keys` of one rule as a function of an event's fields, made once per rule (the
+    compiled rulebook keeps it): the rule's `match` and counting looked up once, not per event."""
     keys = _KEYS.get(rule.counting)
-    if keys is None:
-        raise ValueError(f"counting {rule.counting!r} cannot count a {event.type} event")
-    return keys(fields.get("unit", ""), fields)
+    if keys is None:  # an overdue rule's counting (per_signal): the remediation counts those
+
+        def refused(fields: dict[str, Any]) -> tuple[str, ...]:
+            raise ValueError(f"counting {rule.counting!r} cannot count a {fields['type']} event")
+
+        return refused
+    wanted = tuple(rule.match.items())
+    if not wanted:
+        return keys
+
+    def matched(fields: dict[str, Any]) -> tuple[str, ...]:
+        for name, value in wanted:
+            if fields.get(name) != value:
+                return ()
+        return keys(fields)
+
+    return matched
 
 
-def _per_notice_terminal(unit: str, fields: dict[str, Any]) -> tuple[str, ...]:
+def _per_notice_terminal(fields: dict[str, Any]) -> tuple[str, ...]:
     # a terminal listed twice in one notice counts once (dict keeps first-seen order)
-    notice = fields["notice_id"]
-    return tuple(f"{unit}/{notice}/{t}" for t in dict.fromkeys(fields["terminals"]))
+    prefix = f"{fields['unit']}/{fields['notice_id']}/"
+    return tuple([f"{prefix}{t}" for t in dict.fromkeys(fields["terminals"])])
 
 
-_KEYS: dict[str, Callable[[str, dict[str, Any]], tuple[str, ...]]] = {
-    "once_per_year": lambda unit, fields: ("",),
-    "per_notice": lambda unit, fields: (f"{unit}/{fields['notice_id']}",),
+_KEYS: dict[str, Keyer] = {
+    "once_per_year": lambda fields: ("",),
+    "per_notice": lambda f: (f"{f['unit']}/{f['notice_id']}",),
     "per_notice_terminal": _per_notice_terminal,
-    "per_year_terminal_finding": lambda unit, f: (f"{unit}/{f['terminal']}/{f['finding']}",),
-    "per_year_system": lambda unit, fields: (f"{unit}/{fields['system']}",),
-    "per_incident": lambda unit, fields: (f"{unit}/{fields['incident_id']}",),
+    "per_year_terminal_finding": lambda f: (f"{f['unit']}/{f['terminal']}/{f['finding']}",),
+    "per_year_system": lambda f: (f"{f['unit']}/{f['system']}",),
+    "per_incident": lambda f: (f"{f['unit']}/{f['incident_id']}",),
 }
 
 

@@ -9,7 +9,7 @@ rejected. A notice no rule covers keeps its `due`, else the default period of it
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from engine.calendar import CalendarError, WorkCalendar
 from engine.clock import SHANGHAI
@@ -25,9 +25,21 @@ DEFAULT_PERIODS: dict[str, Deadline] = {
 
 
 def end_of_calendar_days(at: datetime, count: int) -> datetime:
-    """24:00 of the `count`-th calendar day after the (Shanghai) day of `at`."""
-    last = at.astimezone(SHANGHAI).date() + timedelta(days=count)
-    return datetime.combine(last + timedelta(days=1), time(0), SHANGHAI)
+    """24:00 of the `count`-th calendar day after the (Shanghai) day of `at`. Memoised by day:
+    the notices of one day share it (an instant is immutable)."""
+    day = at.astimezone(SHANGHAI).toordinal()
+    end = _DAY_ENDS.get((day, count))
+    if end is None:
+        if len(_DAY_ENDS) >= 4096:
+            _DAY_ENDS.clear()
+        last = date.fromordinal(day) + timedelta(days=count)
+        end = _DAY_ENDS[(day, count)] = datetime.combine(
+            last + timedelta(days=1), time(0), SHANGHAI
+        )
+    return end
+
+
+_DAY_ENDS: dict[tuple[int, int], datetime] = {}
 
 
 def period_end(at: datetime, deadline: Deadline, calendar: WorkCalendar) -> datetime:
@@ -42,16 +54,16 @@ def period_end(at: datetime, deadline: Deadline, calendar: WorkCalendar) -> date
 
 def judge_due(
     *,
-    what: str,
+    notice: tuple[str, str, str],
     at: datetime,
     notice_due: datetime | None,
     rule: CompiledRule | None,
     default: Deadline,
     calendar: WorkCalendar,
 ) -> datetime:
-    """The due instant, in Asia/Shanghai, of the notice `what` received at `at`, judged by
-    `rule` (None: no overdue rule covers it); `notice_due` must be given in Asia/Shanghai too.
-    Raises Rejected when the notice cannot be judged."""
+    """The due instant, in Asia/Shanghai, of the notice received at `at`, judged by `rule`
+    (None: no overdue rule covers it); `notice_due` must be given in Asia/Shanghai too. Raises
+    Rejected when the notice, (event type, reference, unit), cannot be judged."""
     if rule is None:
         return notice_due if notice_due is not None else period_end(at, default, calendar)
     deadline = rule.rule.deadline
@@ -59,8 +71,9 @@ def judge_due(
     if not deadline.by_notice_due:
         return period_end(at, deadline, calendar)
     if notice_due is None:
+        kind, ref, unit = notice
         raise Rejected(
-            f"{what} carries no due, and {rule.rulebook} {rule.indicator} item {rule.item} "
+            f"{kind} {ref} of unit {unit} carries no due, and {rule.rulebook} {rule.indicator} item {rule.item} "
             f"judges it only by its deadline (按期) without stating a period: post it again "
             f"with a due (clause: {rule.clause})"
         )

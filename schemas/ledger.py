@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 from pydantic import (
@@ -221,5 +222,32 @@ def _fields_set(cls: type[BaseModel]) -> set[str]:
 
 
 _FIELDS_SETS: dict[type[BaseModel], set[str]] = {}
+
+
+def whole(cls: type[_M]) -> Callable[[dict[str, Any]], _M]:
+    """`trusted` for values holding exactly the fields of `cls` (every field, no other key), as
+    the engine's entries and deadline states do. Their fields set is one set, made once and
+    shared: a set of 19 names is a 1 KiB table, which building per entry cost a fifth of the
+    entry's time and most of its memory. Sharing is safe because nothing changes it in place:
+    the models are frozen, and pydantic copies it before it adds to it (`model_copy`). It is
+    the same set `trusted` gives the class's models (`_fields_set`)."""
+    if not cls.model_config.get("frozen"):
+        raise TypeError(f"{cls.__name__} is not frozen: its models cannot share a fields set")
+    every = _FIELDS_SETS.get(cls) or _fields_set(cls)
+
+    def make(values: dict[str, Any]) -> _M:
+        model = _new(cls)
+        _set(model, "__dict__", values)
+        _set(model, "__pydantic_fields_set__", every)
+        _set(model, "__pydantic_extra__", None)
+        _set(model, "__pydantic_private__", None)
+        return model
+
+    return make
+
+
 _new = object.__new__  # BaseModel has no __new__ of its own
 _set = object.__setattr__
+trusted_entry = whole(LedgerEntry)
+trusted_state = whole(DeadlineState)
+trusted_seen = whole(EntrySeen)

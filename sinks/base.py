@@ -53,7 +53,7 @@ class Batch:
     entries: list[LedgerEntry] = field(default_factory=list)
     deadlines: list[DeadlineState] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    # when the entries not seen at their effective_at were (engine.core.seen_times); written
+    # when the entries not seen at their effective_at were (engine.outcome.seen_times); written
     # with the ledger, and the deadlines (every state, not only the latest) to their history
     seen: list[EntrySeen] = field(default_factory=list)
     # signed by the writer (sinks/heads.py); not counted in len(): they only attest the rest

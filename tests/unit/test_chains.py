@@ -8,9 +8,11 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from config.intake_signatures import IntakeSignatures
 from config.signing import Signer
@@ -258,3 +260,58 @@ def test_the_signed_message_of_an_event_is_its_json(
 
     whole = _dumps(["tracker-event", raw, posted_by, instant(received_at)]).encode("utf-8")
     assert event_message(raw, posted_by, received_at) == whole
+
+
+def test_engine_entries_are_whole_models_sharing_one_fields_set_nothing_changes() -> None:
+    """The engine builds its entries without validation (schemas.ledger.whole): each must still
+    be a whole model, its fields set every field. The set is shared between entries, so what
+    copies one with changes (pydantic's model_copy) must leave the shared set as it was."""
+    from schemas.ledger import LedgerEntry
+    from tests.builders import apply_all, engine, entries, ev
+
+    made = entries(
+        apply_all(
+            engine(),
+            [
+                ev("vuln.notice", f"2018-03-0{i + 1}T10:00", notice_id=f"V{i}", system="s")
+                for i in range(5)
+            ],
+        )
+    )
+    every = set(LedgerEntry.model_fields)
+    assert len(made) == 5 and any(e.capped for e in made)
+    for entry in made:
+        assert entry.model_fields_set == every
+        assert entry.model_dump(exclude_unset=True) == entry.model_dump()
+        assert LedgerEntry.model_validate(entry.model_dump()) == entry
+    shared = made[0].model_fields_set
+    changed = made[0].model_copy(update={"reason": "x"})
+    assert changed.model_fields_set is not shared and changed.reason == "x"
+    assert shared == every and made[-1].model_fields_set == every
+    with pytest.raises(ValidationError):
+        made[0].reason = "y"  # type: ignore[misc]
+    assert shared == every
+
+
+def test_instant_text_is_isoformat_to_the_millisecond() -> None:
+    """engine.chain makes an instant's text from its parts: the same text as
+    `isoformat(timespec="milliseconds")` at +08:00, for any instant and any zone it came in."""
+    import random
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from engine.chain import instant, instant_field
+    from engine.clock import SHANGHAI
+
+    rng = random.Random(12)
+    zones = (SHANGHAI, UTC, timezone(timedelta(hours=-5, minutes=-30)), UTC)
+    edges = [datetime(1, 1, 2, 8), datetime(9999, 12, 30, 23, 59, 59, 999999)]
+    made = [e.replace(tzinfo=SHANGHAI) for e in edges]
+    for _ in range(5000):
+        seconds = rng.randrange(-(10**10), 10**10)
+        at = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+        made.append(at.replace(microsecond=rng.choice((0, 999, 1000, 123456, 999999))))
+    for at in made:
+        zoned = at.astimezone(rng.choice(zones))
+        want = at.astimezone(SHANGHAI).isoformat(timespec="milliseconds")
+        assert instant(zoned) == want
+        assert instant_field(zoned) == f"{len(want)}:{want}"

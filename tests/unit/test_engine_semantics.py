@@ -379,6 +379,31 @@ def test_retraction_frees_headroom_for_later_capped_entries() -> None:
     assert changed == [("gat/V0", "-1", True), ("gat/V3", "0", True), ("gat/V3", "1", False)]
 
 
+def test_headroom_freed_with_no_later_claim_to_take_it_goes_to_the_next_occurrence() -> None:
+    """The engine remembers a rule whose caps are full (`Assessment.spent`) so as not to ask
+    again per occurrence; a withdrawal that frees headroom must make it ask again, even when no
+    claim after the withdrawn one is there to take the room (and when the occurrence capped at 0
+    was withdrawn first, which frees nothing)."""
+    notices = [
+        ev("vuln.notice", f"2018-03-0{i + 1}T10:00", notice_id=f"V{i}", system="s")
+        for i in range(4)
+    ]  # the 4th is capped at 0: the indicator's 3 points are taken
+    retractions = [
+        ev(
+            "event.retracted",
+            f"2018-03-0{i + 5}T10:00",
+            target_event_id=target.event_id,
+            reason="x",
+        )
+        for i, target in enumerate((notices[3], notices[0]))
+    ]
+    later = ev("vuln.notice", "2018-03-07T10:00", notice_id="V9", system="s")
+    out = apply_all(engine(), [*notices, *retractions, later])
+    assert [o.status for o in out] == ["accepted"] * 7
+    assert [(e.count_key, str(e.applied)) for e in out[-1].entries] == [("gat/V9", "1")]
+    assert net(out) == "3"
+
+
 def test_retracting_the_only_feedback_reopens_the_deadline_and_the_clock_decides() -> None:
     fb = ev("vuln.feedback", "2018-03-10T10:00", notice_id="V1")
     out = apply_all(
