@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     )
     debug: bool = Field(False, description="show tracebacks of internal errors")
     write_fault: str = Field("", description="store-write fault drill: kill:N or error:N")
+    writer: str = Field(
+        "process",
+        description="`tracker ingest` into an embedded store: its inserts in a writer process "
+        "of their own (process) or in the CLI's (inline)",
+    )
     maven_opts: str = Field("", description="extra options for Maven when fetching Kafka")
     kafka_jvm_opts: str = Field(
         "", description="extra JVM options of the local broker (`tracker kafka start`, tests)"

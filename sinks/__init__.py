@@ -7,6 +7,7 @@ the read path of `tracker status` does not need (tests/unit/test_cli_start.py).
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -14,15 +15,27 @@ if TYPE_CHECKING:
     from sinks.memory import MemoryStore
 
 
-def open_store(dsn: str, *, create: bool = True) -> Store:
+def open_store(dsn: str, *, create: bool = True, writer: str = "inline") -> Store:
     """`memory://` for tests, otherwise a ClickHouse DSN (chDB or server); `create=False` opens
-    an existing store only, and raises StoreError when there is none."""
+    an existing store only, and raises StoreError when there is none. `writer="process"` runs
+    an embedded (chDB) store's driver in a child process (sinks/writer_process.py); any other
+    store, and `"inline"`, in this process."""
     if dsn.startswith("memory:"):
         from sinks.memory import MemoryStore
 
         return MemoryStore()
     from sinks.clickhouse import ClickHouseStore  # imported lazily: the driver is heavy
 
+    if writer == "process" and create and dsn.startswith("chdb:"):
+        from sinks.writer_process import WriterClient
+
+        client = WriterClient(dsn)
+        try:
+            return ClickHouseStore(dsn, client=client)  # type: ignore[arg-type]
+        except BaseException:
+            with suppress(Exception):  # the open's own error is the one to say
+                client.close()
+            raise
     return ClickHouseStore(dsn, create=create)
 
 

@@ -6,6 +6,8 @@ make "ClickHouse unavailable" happen on demand and watch the sink retry and then
 `TRACKER_WRITE_FAULT=kill:N` (or `error:N`) makes the process kill itself with SIGKILL (or fail
 with a store error) just before its Nth store write, counting every insert of every table. The
 crash tests of `tracker ingest` use it to stop a real process at each write of a stream in turn.
+`kill-writer:N` kills the store's writer process instead (sinks/writer_process.py; `writer_pid`),
+and lets the write go on to find it gone.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from config.settings import settings
 from sinks.base import Batch, Store, StoreError
 
 DRILL_ENV = "TRACKER_WRITE_FAULT"
+ACTIONS = ("kill", "error", "kill-writer")
+writer_pid: int | None = None  # this process's store writer process, if it has one
 
 
 class FaultyStore:
@@ -44,7 +48,7 @@ class FaultyStore:
 class WriteDrill:
     """Counts the store writes of this process and strikes at the `at`th one."""
 
-    action: str  # "kill" or "error"
+    action: str  # one of ACTIONS
     at: int
     table: str | None = None  # count only the writes into this table
     writes: int = 0
@@ -57,6 +61,9 @@ class WriteDrill:
             return
         if self.action == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.action == "kill-writer" and writer_pid is not None:
+            os.kill(writer_pid, signal.SIGKILL)
+            return
         raise StoreError(f"store write {self.at} (into {table}) failed: injected by {DRILL_ENV}")
 
 
@@ -64,8 +71,10 @@ def _from_env(value: str) -> WriteDrill | None:
     if not value:
         return None
     action, _, at = value.partition(":")
-    if action not in ("kill", "error") or not at.isdigit() or int(at) < 1:
-        raise StoreError(f"{DRILL_ENV}={value!r}: expected kill:N or error:N with N >= 1")
+    if action not in ACTIONS or not at.isdigit() or int(at) < 1:
+        raise StoreError(
+            f"{DRILL_ENV}={value!r}: expected kill:N, error:N or kill-writer:N with N >= 1"
+        )
     return WriteDrill(action, int(at))
 
 

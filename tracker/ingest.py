@@ -86,6 +86,15 @@ def cmd_ingest(
     batch_size: Annotated[
         int, typer.Option("--batch-size", metavar="N", help="Records per store write.")
     ] = BATCH_SIZE,
+    writer: Annotated[
+        str,
+        typer.Option(
+            "--writer",
+            metavar="process|inline",
+            help="An embedded store's inserts in a writer process of their own, or inline.",
+            show_default="$TRACKER_WRITER, else process",
+        ),
+    ] = "",
     replace_registry: Annotated[
         bool,
         typer.Option(
@@ -100,13 +109,16 @@ def cmd_ingest(
     """
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    writer = writer or options.current().writer
+    if writer not in ("process", "inline"):
+        raise UserError(f"--writer must be process or inline, not {writer!r}")
     registry = load_registry(options.units_path(units))
     books = dict(load_rulebooks(options.rulebooks_dir(rulebooks)))
     calendar = official_calendar(options.holidays_file(holidays))
     dsn = options.store_dsn(store)
     stdin = file == "-"
     origin = "stdin" if stdin else Path(file).name
-    sink = open_store(dsn)
+    sink = open_store(dsn, writer=writer)
     try:
         # bytes, not text: a line that is not UTF-8 is one dead letter, not the end of the run
         with nullcontext(sys.stdin.buffer) if stdin else Path(file).open("rb") as lines:

@@ -1,0 +1,365 @@
+"""The store's driver in a writer process of its own (`tracker ingest --writer process`).
+
+`WriterClient` is the part of clickhouse-connect's `Client` that `ClickHouseStore` uses (query,
+command, insert, create_insert_context, query_rows_stream, close); a child process owns the
+embedded chDB session (one process may open a chDB store) and runs the real driver, so the
+driver's column serialisation and chDB's insert run beside the CLI's engine instead of on its
+one thread (issue 12; a thread did not gain: the serialisation holds the GIL, docs/ingest.md).
+
+- An insert is sent and not waited for. The child runs everything in the order it was sent, so
+  the crash-safe order of sinks/base.py holds (rows, then what commits them, then the
+  checkpoint). Every other call waits for the inserts before it.
+- A failed insert makes the child refuse everything after it: the store's own error text
+  ("store insert into T failed: ...") reaches the caller at its next call or at close, and
+  nothing sent after the failed insert is stored.
+- At most `IN_FLIGHT` bytes of inserts wait to be sent (about two batches of
+  `tracker ingest`); the caller waits for room beyond that.
+- A child that dies is a StoreError at the next call, never a hang; a CLI that dies takes the
+  child with it (SIGKILL on the parent's death, Linux), as a crash of the CLI took its
+  in-process chDB: an insert cut short is not stored, the next run finishes the batch.
+
+What crosses: plain values (the columns, SQL text, parameters, the type names; each side makes
+the driver's type objects from their names), pickled over a socket pair between the CLI and
+the child it started, and nothing else: never a network, a file or another process. The child
+unpickles only what its parent sends, the parent only its child's replies.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from sinks.errors import StoreError
+
+# bytes of pickled inserts not yet handed to the child: a batch of `tracker ingest` (20k records)
+# is ~19 MiB pickled, so about two batches
+IN_FLIGHT = 40 << 20
+_STREAM_ROWS = 5_000  # rows a message of a streamed query
+_EXIT_WAIT = 30.0  # seconds a closed child has to end before it is killed
+
+
+def column_types(names: Sequence[str]) -> list[Any]:
+    """The driver's type objects of these type names (e.g. `DateTime64(3, 'Asia/Shanghai')`)."""
+    import clickhouse_connect.datatypes  # noqa: F401  # registers the types by name
+    from clickhouse_connect.datatypes.registry import get_from_name
+
+    return [get_from_name(name) for name in names]
+
+
+class _Context:
+    def __init__(self, types: list[Any]) -> None:
+        self.column_types = types
+
+
+class _Result:
+    def __init__(self, rows: list[Sequence[Any]]) -> None:
+        self.result_rows = rows
+
+
+class WriterClient:
+    """The driver's client, run by a child process; see the module's text."""
+
+    def __init__(self, dsn: str) -> None:
+        ours, theirs = socket.socketpair()
+        root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        try:
+            # a fresh interpreter (as multiprocessing's "spawn"): chDB's threads do not survive
+            # a fork, and the CLI's own modules are not imported again
+            argv = [sys.executable, "-m", "sinks.writer_process", str(theirs.fileno())]
+            self._proc = subprocess.Popen(
+                [*argv, str(os.getpid())],
+                pass_fds=(theirs.fileno(),),
+                env=env,
+                stdin=subprocess.DEVNULL,  # the CLI's input and output are the CLI's own
+                stdout=subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        from sinks import faulty  # (not in the child: it needs the settings and the models)
+
+        faulty.writer_pid = self._proc.pid  # for the drill that kills it
+        self._conn = Connection(ours.detach())
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._room = threading.Condition()
+        self._queued = 0  # bytes in the outbox
+        self._broken: BaseException | None = None  # the sender's failure
+        self._closed = False
+        self._sender = threading.Thread(target=self._send_all, name="store-writer", daemon=True)
+        self._sender.start()
+        try:
+            self._call("open", dsn)
+        except BaseException:
+            self._end()
+            raise
+
+    # -- the client's surface --------------------------------------------------------------
+
+    def insert(
+        self,
+        table: str,
+        data: Sequence[Sequence[Any]],
+        column_names: Sequence[str],
+        column_types: Sequence[Any],
+        column_oriented: bool = False,
+    ) -> None:
+        names = [t.name for t in column_types]
+        self._post(("insert", table, data, list(column_names), names, column_oriented))
+
+    def create_insert_context(self, table: str, column_names: Sequence[str]) -> _Context:
+        return _Context(column_types(self._call("context", table, list(column_names))))
+
+    def query(
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        column_formats: dict[str, str] | None = None,
+    ) -> _Result:
+        return _Result(self._call("query", sql, parameters, column_formats))
+
+    def command(self, sql: str) -> Any:
+        return self._call("command", sql)
+
+    def raw_query(self, query: str, fmt: str) -> bytes:
+        """The answer's bytes in a format of ClickHouse's (a dump, in the tests)."""
+        return bytes(self._call("raw", query, fmt))
+
+    @contextmanager
+    def query_rows_stream(self, sql: str) -> Iterator[Iterator[Sequence[Any]]]:
+        self._post(("stream", sql))
+        done = False
+
+        def rows() -> Iterator[Sequence[Any]]:
+            nonlocal done
+            while True:
+                try:
+                    kind, value = self._reply()
+                except BaseException:
+                    done = True  # an error ends the answer
+                    raise
+                if kind == "end":
+                    done = True
+                    return
+                yield from value
+
+        try:
+            yield rows()
+        finally:
+            while not done:  # the rest of the answer is read and dropped: the next call's reply
+                kind, _ = self._reply()  # follows it
+                done = kind == "end"
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._call("close")
+        finally:
+            self._end()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _post(self, message: tuple[Any, ...]) -> None:
+        if self._closed:
+            raise StoreError("the store's writer process is closed")
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._room:
+            while self._queued and self._queued + len(data) > IN_FLIGHT and not self._broken:
+                self._room.wait()
+            if self._broken is not None:
+                raise self._died() from None
+            self._queued += len(data)
+        self._outbox.put(data)
+
+    def _send_all(self) -> None:
+        while (data := self._outbox.get()) is not None:
+            try:
+                self._conn.send_bytes(data)
+            except OSError as exc:  # the child has gone (EPIPE, ECONNRESET)
+                with self._room:
+                    self._broken = exc
+                    self._room.notify_all()
+                return
+            with self._room:
+                self._queued -= len(data)
+                self._room.notify_all()
+
+    def _reply(self) -> tuple[str, Any]:
+        try:
+            kind, value = pickle.loads(self._conn.recv_bytes())
+        except (EOFError, OSError):
+            raise self._died() from None
+        if kind == "err":
+            raise value
+        return str(kind), value
+
+    def _call(self, op: str, *args: Any) -> Any:
+        self._post((op, *args))
+        return self._reply()[1]
+
+    def _died(self) -> StoreError:
+        try:
+            code = self._proc.wait(timeout=5)
+            how = f"signal {-code}" if code < 0 else f"exit status {code}"
+        except subprocess.TimeoutExpired:
+            how = "its connection closed"
+        return StoreError(
+            f"the store's writer process (pid {self._proc.pid}) ended ({how}); "
+            "what it had not stored is stored by the next run"
+        )
+
+    def _end(self) -> None:
+        """Stop the sender, and the child if it does not end by itself."""
+        self._closed = True
+        self._outbox.put(None)
+        self._sender.join(timeout=_EXIT_WAIT)
+        self._conn.close()
+        try:
+            self._proc.wait(timeout=_EXIT_WAIT)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+# -- the child ---------------------------------------------------------------------------------
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this process when the CLI that started it dies (Linux); a parent already gone
+    ends it now. Elsewhere the end of the pipe ends it, after what was sent."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _insert_failed(table: str, exc: BaseException) -> BaseException:
+    """The error `ClickHouseStore._insert` raises for this failure, with the same text."""
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    from sinks.connection import first_line
+
+    if isinstance(exc, ClickHouseError):
+        short = table.split(".", 1)[-1]
+        return StoreError(f"store insert into {short} failed: {first_line(exc)}")
+    return exc
+
+
+def _sendable(exc: BaseException) -> BaseException:
+    """The exception, or one of the same text if it does not pickle."""
+    try:
+        pickle.dumps(exc)
+        return exc
+    except Exception:
+        from clickhouse_connect.driver.exceptions import ClickHouseError
+
+        kind = ClickHouseError if isinstance(exc, ClickHouseError) else RuntimeError
+        return kind(str(exc))
+
+
+def serve(conn: Connection) -> None:
+    from sinks.connection import connect
+
+    client: Any = None
+    failed: BaseException | None = None
+    types: dict[tuple[str, ...], list[Any]] = {}
+
+    def reply(kind: str, value: Any) -> None:
+        conn.send_bytes(pickle.dumps((kind, value), protocol=pickle.HIGHEST_PROTOCOL))
+
+    try:
+        while True:
+            try:
+                message = pickle.loads(conn.recv_bytes())
+            except EOFError:  # the CLI has closed the pipe: nothing more comes
+                return
+            op, args = message[0], message[1:]
+            if op == "insert":
+                if failed is None:
+                    table, data, names, type_names, oriented = args
+                    try:
+                        key = tuple(type_names)
+                        if key not in types:
+                            types[key] = column_types(type_names)
+                        client.insert(
+                            table,
+                            data,
+                            column_names=names,
+                            column_types=types[key],
+                            column_oriented=oriented,
+                        )
+                    except Exception as exc:
+                        failed = _sendable(_insert_failed(table, exc))
+                continue
+            if failed is not None:  # nothing after a failed insert: its error, to every call
+                reply("err", failed)
+                if op == "close":
+                    return
+                continue
+            try:
+                if op == "open":
+                    client = connect(args[0])
+                    reply("ok", None)
+                elif op == "query":
+                    sql, params, formats = args
+                    found = client.query(sql, parameters=params, column_formats=formats)
+                    reply("ok", list(found.result_rows))
+                elif op == "command":
+                    reply("ok", client.command(args[0]))
+                elif op == "raw":
+                    reply("ok", client.raw_query(args[0], fmt=args[1]))
+                elif op == "context":
+                    context = client.create_insert_context(args[0], args[1])
+                    reply("ok", [t.name for t in context.column_types])
+                elif op == "stream":
+                    with client.query_rows_stream(args[0]) as stream:
+                        chunk: list[Sequence[Any]] = []
+                        for row in stream:
+                            chunk.append(row)
+                            if len(chunk) >= _STREAM_ROWS:
+                                reply("rows", chunk)
+                                chunk = []
+                        if chunk:
+                            reply("rows", chunk)
+                    reply("end", None)
+                elif op == "close":
+                    closing, client = client, None
+                    if closing is not None:
+                        closing.close()
+                    reply("ok", None)
+                    return
+                else:
+                    raise StoreError(f"the store's writer process got an unknown call {op!r}")
+            except Exception as exc:
+                reply("err", _sendable(exc))
+    finally:
+        if client is not None:
+            client.close()
+
+
+def main(argv: Sequence[str]) -> None:
+    fd, parent = int(argv[1]), int(argv[2])
+    _die_with_parent(parent)
+    # Ctrl-C reaches the whole process group: the CLI decides, the child finishes its insert
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    serve(Connection(fd))
+
+
+if __name__ == "__main__":
+    main(sys.argv)

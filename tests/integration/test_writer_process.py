@@ -1,0 +1,216 @@
+"""The store's driver in a writer process of its own (sinks/writer_process.py), on real chDB:
+the same bytes as the driver in the CLI's process, a failed insert said at the next call with
+the same text, nothing stored after it, and either process killed leaves no process behind and
+nothing lost after a re-run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.holidays import official_calendar
+from config.registry import load_registry
+from config.rulebooks import load_rulebooks
+from sinks import MemoryStore, StoreError, open_store
+from sinks.clickhouse import ClickHouseStore
+from sinks.ddl import TABLES
+from sinks.writer_process import WriterClient, column_types
+from tests.integration.store_dump import dump
+from tests.integration.test_ingest_crash import BATCH, LINES, UNITS
+from tests.integration.test_sink_contract import _fill
+from tests.integration.test_store_columns import NOT_THE_BATCHES, _batches
+from tracker.ingest import ingest
+
+
+def _gone(pid: int, within: float = 30.0) -> bool:
+    """Whether process `pid` has ended (waiting up to `within` s for it: not a speed check)."""
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        with contextlib.suppress(ChildProcessError):  # ours to reap, if this process started it
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def writer_dsn(tmp_path: Path, chdb_dsn: str) -> str:
+    """A store this test process never opens itself (chDB: one directory a process), its
+    database named as `chdb_dsn`'s (the store's errors name it)."""
+    return f"chdb://{tmp_path / 'writer'}?database={chdb_dsn.rsplit('=', 1)[1]}"
+
+
+@pytest.fixture
+def process_store(writer_dsn: str) -> Iterator[ClickHouseStore]:
+    store = open_store(writer_dsn, writer="process")
+    assert isinstance(store, ClickHouseStore) and isinstance(store.client, WriterClient)
+    yield store
+    store.close()
+
+
+def _dump(store: ClickHouseStore, table: str) -> bytes:
+    skip = NOT_THE_BATCHES.get(table)
+    columns = f"* EXCEPT ({skip})" if skip else "*"
+    return store.client.raw_query(
+        f"SELECT {columns} FROM {store.db}.{table} ORDER BY ALL", fmt="RowBinaryWithNamesAndTypes"
+    )
+
+
+def test_the_writer_process_stores_the_bytes_the_driver_in_process_stores(
+    chdb_dsn: str, process_store: ClickHouseStore
+) -> None:
+    inline = ClickHouseStore(chdb_dsn)
+    try:
+        for store in (inline, process_store):
+            _fill(store)  # the contract's stream: every table of a write
+            for batch in _batches():  # the instants at their edges (test_store_columns.py)
+                store.write(batch)
+        for table in TABLES:
+            assert _dump(process_store, table) == _dump(inline, table), table
+        assert process_store.dead_letters() == inline.dead_letters()
+        assert list(process_store.logged_events()) == list(inline.logged_events())
+    finally:
+        inline.close()
+
+
+def test_a_failed_insert_is_said_at_the_next_call_and_nothing_after_it_is_stored(
+    chdb_dsn: str, writer_dsn: str
+) -> None:
+    columns, types = ["key"], column_types(["String"])
+    inline = ClickHouseStore(chdb_dsn)
+    try:
+        with pytest.raises(StoreError) as said_inline:
+            inline._column_types[("nosuch", *columns)] = types
+            inline._insert("nosuch", columns, [["x"]])
+    finally:
+        inline.close()
+    store = open_store(writer_dsn, writer="process")
+    assert isinstance(store, ClickHouseStore)
+    client = store.client
+    store._column_types[("nosuch", *columns)] = types
+    store._insert("nosuch", columns, [["x"]])  # sent, not waited for
+    meta = ["key", "value", "saved_at"]
+    store._insert("meta", meta, [["after", "the failure", time_now()]])
+    with pytest.raises(StoreError) as said:
+        store.store_id()
+    assert str(said.value) == str(said_inline.value)
+    assert str(said.value).startswith("store insert into nosuch failed: ")
+    with pytest.raises(StoreError, match="store insert into nosuch failed"):
+        store.committed_seq()  # every call after it
+    with pytest.raises(StoreError, match="store insert into nosuch failed"):
+        store.close()  # and the close
+    assert isinstance(client, WriterClient) and _gone(client._proc.pid)
+    again = open_store(writer_dsn, writer="process")
+    assert isinstance(again, ClickHouseStore)
+    try:
+        keys = again._query(f"SELECT key FROM {again.db}.meta WHERE key = 'after'")
+        assert keys == []  # the insert after the failed one was not stored
+    finally:
+        again.close()
+
+
+def time_now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+_HOLD = """
+import sys, time
+from sinks.writer_process import WriterClient
+client = WriterClient(sys.argv[1])
+print(client._proc.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_cli_killed_the_writer_process_ends_and_the_store_opens_again(
+    writer_dsn: str,
+) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, writer_dsn], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        child = int(holder.stdout.readline())
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        assert _gone(child), "the writer process outlived the CLI"
+    finally:
+        holder.kill()
+        holder.wait()
+    store = open_store(writer_dsn, writer="process")  # not held by a leftover process
+    store.close()
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    units, stream = tmp_path / "units.yaml", tmp_path / "events.jsonl"
+    units.write_text(UNITS, encoding="utf-8")
+    stream.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    return units, stream
+
+
+def _cli(units: Path, store: Path, stream: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v for k, v in os.environ.items() if k not in ("TRACKER_WRITE_FAULT", "TRACKER_STORE")
+    }
+    argv = [sys.executable, "-m", "tracker", "ingest", "--units", str(units), "--store",
+            f"chdb://{store}", "--batch-size", str(BATCH), "--json", str(stream)]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, env={**base, **env}, timeout=600)
+
+
+_DUMP = """
+import json, sys
+from sinks import open_store
+from tests.integration.store_dump import dump
+store = open_store(sys.argv[1], create=False)
+print(json.dumps(dump(store)))
+store.close()
+"""
+
+
+def _dumped(store: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", _DUMP, f"chdb://{store}"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+@pytest.mark.parametrize("at", [5, 12, 25])  # in the open, in the first batch, in the second
+def test_the_writer_process_killed_the_cli_fails_and_a_rerun_loses_nothing(
+    tmp_path: Path, files: tuple[Path, Path], at: int
+) -> None:
+    units, stream = files
+    store = tmp_path / "store"
+    killed = _cli(units, store, stream, TRACKER_WRITE_FAULT=f"kill-writer:{at}")
+    assert killed.returncode == 2, killed.stderr  # the CLI's store error
+    said = killed.stderr.strip().splitlines()[-1]
+    assert "the store's writer process" in said and "ended (signal 9)" in said, said
+    assert "Traceback" not in killed.stderr
+    again = _cli(units, store, stream)
+    assert again.returncode == 0, again.stderr
+    sink = MemoryStore()
+    data = [line.encode() for line in LINES]
+    registry = load_registry(units)
+    ingest(sink, registry, dict(load_rulebooks()), official_calendar(), data, stream.name,
+           batch_size=BATCH)  # fmt: skip
+    got, want = _dumped(store), dump(sink)
+    assert {k: got[k] for k in ("events", "ledger", "deadlines", "status")} == {
+        k: want[k] for k in ("events", "ledger", "deadlines", "status")
+    }
+    assert got["letters"] == want["letters"]
