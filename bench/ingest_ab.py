@@ -22,86 +22,23 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.ingest_bench import loadavg, stream, triple
+from bench.proc_tree import measure
 
 T = "{:.1f}"  # seconds to a tenth
 
 
-def _peak_kib(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a running process (its threads), from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as names:
-                found += [int(n) for n in names.read().split()]
-    except OSError:
-        pass
-    return found
-
-
 def run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, ...]:
     """Wall s, CPU s (user + system, children included), the peak RSS MiB of the CLI and the
-    sum of its children's, and the CLI's own CPU s (sampled: the last 20 ms may be missed)."""
-    peaks: dict[int, int] = {}
-    cpu_of: dict[int, float] = {}
-    t0 = time.perf_counter()
-    with subprocess.Popen(argv, stdout=subprocess.DEVNULL, cwd=cwd, env=env) as proc:
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                for pid in [proc.pid, *_children(proc.pid)]:
-                    peak, cpu = _peak_kib(pid), _cpu_s(pid)
-                    if peak is not None:
-                        peaks[pid] = max(peaks.get(pid, 0), peak)
-                    if cpu is not None:
-                        cpu_of[pid] = cpu
-                done.wait(0.02)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        _, status, used = os.wait4(proc.pid, 0)
-        done.set()
-        sampler.join()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - t0
-    if proc.returncode:
-        raise SystemExit(f"{argv[:4]} exited {proc.returncode}")
-    children = sum(v for pid, v in peaks.items() if pid != proc.pid) / 1024
-    # the CLI's own: sampled when it had children (wait4's is the largest of the tree)
-    cli = peaks.get(proc.pid, 0) / 1024 if children else used.ru_maxrss / 1024
-    total = used.ru_utime + used.ru_stime
-    own = cpu_of.get(proc.pid, total) if children else total
-    return wall, total, cli, children, own
+    sum of its children's, and the CLI's own CPU s (bench/proc_tree.py)."""
+    m = measure(argv, cwd=cwd, env=env, capture=False)
+    return m.wall_s, m.cpu_s, m.own_peak_mib, m.children_peak_mib, m.own_cpu_s
 
 
 def one_run(tree: Path, source: Path, store: Path, env: dict[str, str]) -> tuple[float, ...]:

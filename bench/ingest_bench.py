@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -37,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.proc_tree import measure  # noqa: E402
 from config.registry import DEMO_REGISTRY, load_registry  # noqa: E402
 from sinks.ddl import TABLES as DDL  # noqa: E402
 from tracker import demo  # noqa: E402
@@ -102,16 +101,10 @@ def demo_stream(path: Path, lines: int, seed: int, years: tuple[int, ...], scale
 
 
 def run(argv: list[str], cwd: Path | None = None) -> tuple[float, float, float, str]:
-    """Wall s, CPU s (user + system) and peak RSS MiB of one process, and its stdout."""
-    t0 = time.perf_counter()
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=cwd) as proc:
-        out = proc.stdout.read() if proc.stdout else ""
-        _, status, used = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - t0
-    if proc.returncode:
-        raise SystemExit(f"{argv[:4]} exited {proc.returncode}")
-    return wall, used.ru_utime + used.ru_stime, used.ru_maxrss / 1024, out
+    """Wall s, CPU s (user + system, children included), peak RSS MiB of the process and its
+    children summed (bench/proc_tree.py: `tracker ingest` has a writer process), and stdout."""
+    m = measure(argv, cwd=cwd)
+    return m.wall_s, m.cpu_s, m.peak_mib, m.stdout
 
 
 def _plain(value: Any) -> Any:

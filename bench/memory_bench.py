@@ -7,7 +7,8 @@ bounded by open notices and counting keys, not by events).
 
 Streams (cached under /tmp/memory-bench): the seeded demo generator (seed 7), one year (2018 at
 75x the province's density) and four years (2017-2020 at 19x), each cut at 1,000,000 lines.
-Each figure is a child process's peak resident memory (ru_maxrss from wait4), so one run cannot
+Each figure is a child process's peak resident memory (its own and its children's peaks summed,
+bench/proc_tree.py: `tracker ingest` has a writer process), so one run cannot
 inherit another's: `engine` reads the stream line by line and applies it to the pure engine (as
 the CLI does, without the store), `ingest` is `python -m tracker ingest FILE --units ... --store
 chdb://FRESH` as a user runs it. Prints the load average before and after.
