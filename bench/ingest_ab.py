@@ -10,10 +10,9 @@ prints each process's wall time, CPU time (user + system, its threads and its re
 included, from wait4; and the CLI's own, sampled from /proc) and peak RSS, with the 1-minute
 load average at its start. The stream is ingest_bench.py's (cached under /tmp/ingest-bench).
 
-Peak RSS: the sum of the CLI's peak and its child processes' (a store writer process, as tried
-in BENCHMARKS.md), each its own high-water mark (VmHWM) sampled every 20 ms from /proc while it
-runs; wait4's ru_maxrss alone is the largest of them, not their sum. A process with no child
-gets wait4's figure, as before. Printed as the sum, then "CLI + children".
+Peak RSS: the sum of the CLI's peak and its child processes' (the store's writer process,
+docs/ingest.md), each its own high-water mark (bench/proc_tree.py); wait4's ru_maxrss alone is
+the largest of them, not their sum. Printed as the sum, then "CLI + children".
 """
 
 from __future__ import annotations
