@@ -155,33 +155,9 @@ class Ledger:
             applied = max(ZERO, min(requested, assessment.headroom(rule.caps)))
             if applied is ZERO:
                 assessment.spent.add(rule_id)
-        if applied is not ZERO:
-            claim = Claim(  # positional: this runs for every counted occurrence
-                claim_id,
-                rule,
-                count_key,
-                requested,
-                source_unit,
-                event_ids,
-                effective_at,
-                reason,
-                supporters,
-                form,
-                ZERO,
-                "",
-                0,
-                order,
-            )
-            assessment.claims.append(claim)
-            assessment.by_key[key] = claim
-            assessment._use(rule.caps, applied)
-            self._write(assessment, claim, applied)
-            return claim
-        # Capped at 0, nearly every entry of a dense stream, so `_write`, `_append`,
-        # `ledger_digest` and `link` are spelled out here in one frame (the same canonical form
-        # and chain: tests/unit/test_engine_golden.py pins every byte). Adding ZERO to what the
-        # caps used changes nothing (they hold sums that started at ZERO, so no exponent above 0,
-        # and never -0), and the reason's ending is the rule's own, made once.
+        capped = applied is ZERO
+        # positional: this runs for every counted occurrence; a capped claim is its own entry
+        # (version 1) at once, a claim with points gets its entry from `_write`
         claim = Claim(
             claim_id,
             rule,
@@ -194,12 +170,21 @@ class Ledger:
             supporters,
             form,
             ZERO,
-            claim_id,
-            1,
+            claim_id if capped else "",
+            1 if capped else 0,
             order,
         )
         assessment.claims.append(claim)
         assessment.by_key[key] = claim
+        if not capped:
+            assessment._use(rule.caps, applied)
+            self._write(assessment, claim, applied)
+            return claim
+        # Capped at 0, nearly every entry of a dense stream, so `_write`, `_append`,
+        # `ledger_digest` and `link` are spelled out here in one frame (the same canonical form
+        # and chain: tests/unit/test_engine_golden.py pins every byte). Adding ZERO to what the
+        # caps used changes nothing (they hold sums that started at ZERO, so no exponent above 0,
+        # and never -0), and the reason's ending is the rule's own, made once.
         seq = assessment.seq = assessment.seq + 1
         reason = reason + capped_at_zero
         if len(event_ids) == 1:
