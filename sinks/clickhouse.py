@@ -51,6 +51,7 @@ from sinks.connection import connect, require_embedded_store, split_dsn
 from sinks.connection import first_line as _first_line
 from sinks.dsn import NoStoreError, canonical, chdb_location, store_id_file
 from sinks.faulty import before_write
+from sinks.store_open import insert_failed
 
 if TYPE_CHECKING:
     from sinks.clickhouse_as_of import ClickHouseAsOf
@@ -420,7 +421,7 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
                     column_oriented=True,
                 )
         except ClickHouseError as exc:
-            raise StoreError(f"store insert into {table} failed: {_first_line(exc)}") from None
+            raise insert_failed(table, exc) from None
         finally:
             # The driver's insert context refers to itself (it keeps a bound method of its own),
             # so only the cyclic collector frees it, and with it the rows: a checkpoint is

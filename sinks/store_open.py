@@ -36,6 +36,12 @@ def first_line(exc: BaseException, dsn: str | None = None) -> str:
     return mask((str(exc).strip().splitlines() or [type(exc).__name__])[0][:300], dsn)
 
 
+def insert_failed(table: str, exc: BaseException) -> StoreError:
+    """The error for an insert into `table` (its name without the database) that failed: one
+    text whether the CLI's own driver or its writer process (sinks/writer_process.py) ran it."""
+    return StoreError(f"store insert into {table} failed: {first_line(exc)}")
+
+
 def open_failed(exc: BaseException, dsn: str, said: list[str]) -> StoreError:
     """The error for a store that did not open: held by another process (chDB's own stderr
     line says which lock), or the failure's first line."""

@@ -253,11 +253,10 @@ def _insert_failed(table: str, exc: BaseException) -> BaseException:
     """The error `ClickHouseStore._insert` raises for this failure, with the same text."""
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
-    from sinks.connection import first_line
+    from sinks.store_open import insert_failed
 
     if isinstance(exc, ClickHouseError):
-        short = table.split(".", 1)[-1]
-        return StoreError(f"store insert into {short} failed: {first_line(exc)}")
+        return insert_failed(table.split(".", 1)[-1], exc)
     return exc
 
 
