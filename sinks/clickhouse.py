@@ -24,7 +24,8 @@ from sinks import clickhouse_docs as docs
 from sinks import clickhouse_totals as kept
 from sinks.base import Batch, StoreError
 from sinks.clickhouse_bind import string_array
-from sinks.clickhouse_checkpoint import CheckpointTables
+from sinks.clickhouse_checkpoint import COLUMNS as CHECKPOINT_COLUMNS
+from sinks.clickhouse_checkpoint import PART_COLUMNS, CheckpointTables
 from sinks.clickhouse_columns import as_columns
 from sinks.clickhouse_config import ConfigTables
 from sinks.clickhouse_rows import (
@@ -62,6 +63,23 @@ _LOOKUP_CHUNK = 10_000  # ids per IN (...) lookup: bounded query size
 READ_TABLES = ("meta", "events", "ledger", "deadlines", "dead_letters")
 STORE_ID = "store_id"  # meta key: a random id given to the store when it is created
 
+BATCH_COLS = ["partition", "through_seq", "events", "written_at"]
+# the inserts of a write and of a checkpoint, as `_insert` is given them (`_prefetch_types`)
+WRITTEN = (
+    ("dead_letters", LETTER_COLS),
+    ("events", EVENT_COLS),
+    ("unit_years", kept.UNIT_YEAR_COLS),
+    ("ledger", LEDGER_COLS),
+    ("ledger_points", kept.POINTS_COLS),
+    ("ledger_seen", SEEN_COLS),
+    ("deadline_history", DEADLINE_COLS),
+    ("deadlines", DEADLINE_COLS),
+    ("chain_heads", HEAD_COLS),
+    ("batches", BATCH_COLS),
+    ("checkpoint_parts", PART_COLUMNS),
+    ("checkpoints", CHECKPOINT_COLUMNS),
+)
+
 __all__ = ["ClickHouseStore", "connect", "split_dsn"]
 
 
@@ -91,6 +109,7 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
                 kept.keep_totals(self)
                 self._kept = True
                 docs.keep_docs(self)
+                self._prefetch_types()
             else:
                 self._require_tables()
                 self._read_old_tables()
@@ -211,7 +230,7 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
         now = datetime.now(UTC)
         self._insert(
             "batches",
-            ["partition", "through_seq", "events", "written_at"],
+            BATCH_COLS,
             [[p, seq, len(batch.events), now] for p, seq in batch.commit_marks().items()],
         )
 
@@ -428,6 +447,15 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
             # written with the collector paused, and every part it inserted stayed in memory
             # (its whole text). Emptying the list the context keeps lets them go now.
             held.clear()
+
+    def _prefetch_types(self) -> None:
+        """Ask a writer process (sinks/writer_process.py) for the column types of every insert
+        of a write and a checkpoint now, not waiting: asked at each table's first insert, the
+        question waited for the inserts queued before it, a stall mid-run. The driver in this
+        process asks at the first insert, as before."""
+        prefetch = getattr(self.client, "prefetch_contexts", None)  # a WriterClient's only
+        if prefetch is not None:
+            prefetch([(f"{self.db}.{table}", columns) for table, columns in WRITTEN])
 
     def _types(self, table: str, columns: list[str]) -> Sequence[Any]:
         """The column types of an insert, asked once per table: the client would otherwise

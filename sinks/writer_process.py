@@ -124,6 +124,9 @@ class WriterClient:
         self._queued = 0  # bytes in the outbox
         self._broken: BaseException | None = None  # the sender's failure
         self._closed = False
+        # column types asked for ahead (`prefetch_contexts`), and the tables whose answer is due
+        self._contexts: dict[tuple[str, ...], list[str]] = {}
+        self._prefetching: list[tuple[str, ...]] | None = None
         self._sender = threading.Thread(target=self._send_all, name="store-writer", daemon=True)
         self._sender.start()
         try:
@@ -150,7 +153,21 @@ class WriterClient:
             self._post(("insert", table, data, list(column_names), names, column_oriented))
 
     def create_insert_context(self, table: str, column_names: Sequence[str]) -> _Context:
-        return _Context(column_types(self._call("context", table, list(column_names))))
+        self._settle_prefetch()
+        names = self._contexts.get((table, *column_names))
+        if names is None:
+            names = self._call("context", table, list(column_names))
+        return _Context(column_types(names))
+
+    def prefetch_contexts(self, wanted: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """Ask for the column types of inserts to come (table, columns), not waiting for the
+        answer: asked for at their first insert, each waited for the inserts queued before it
+        (the child runs everything in order), a stall of the CLI mid-run. The answer is read
+        with the next reply; if it is an error, each is asked for again when it is needed."""
+        self._settle_prefetch()
+        keys = [(table, *columns) for table, columns in wanted]
+        self._post(("contexts", [(k[0], list(k[1:])) for k in keys]))
+        self._prefetching = keys
 
     def query(
         self,
@@ -169,6 +186,7 @@ class WriterClient:
 
     @contextmanager
     def query_rows_stream(self, sql: str) -> Iterator[Iterator[Sequence[Any]]]:
+        self._settle_prefetch()
         self._post(("stream", sql))
         done = False
 
@@ -227,6 +245,17 @@ class WriterClient:
                 self._queued -= len(data)
                 self._room.notify_all()
 
+    def _settle_prefetch(self) -> None:
+        """Read the answer of `prefetch_contexts`, which comes before any later call's."""
+        if self._prefetching is None:
+            return
+        keys, self._prefetching = self._prefetching, None
+        try:
+            found = self._reply()[1]
+        except Exception:  # asked for again when needed: that call says what is wrong
+            return
+        self._contexts.update(zip(keys, found, strict=True))
+
     def _reply(self) -> tuple[str, Any]:
         try:
             kind, value = pickle.loads(self._conn.recv_bytes())
@@ -237,6 +266,7 @@ class WriterClient:
         return str(kind), value
 
     def _call(self, op: str, *args: Any) -> Any:
+        self._settle_prefetch()
         self._post((op, *args))
         return self._reply()[1]
 
@@ -361,6 +391,9 @@ def serve(conn: Connection) -> None:
                 elif op == "context":
                     context = client.create_insert_context(args[0], args[1])
                     reply("ok", [t.name for t in context.column_types])
+                elif op == "contexts":
+                    contexts = [client.create_insert_context(*wanted) for wanted in args[0]]
+                    reply("ok", [[t.name for t in c.column_types] for c in contexts])
                 elif op == "stream":
                     with client.query_rows_stream(args[0]) as stream:
                         chunk: list[Sequence[Any]] = []

@@ -22,7 +22,7 @@ from config.holidays import official_calendar
 from config.registry import load_registry
 from config.rulebooks import load_rulebooks
 from sinks import MemoryStore, StoreError, open_store
-from sinks.clickhouse import ClickHouseStore
+from sinks.clickhouse import WRITTEN, ClickHouseStore
 from sinks.ddl import TABLES
 from sinks.writer_process import WriterClient, column_types
 from tests.integration.store_dump import dump
@@ -120,6 +120,34 @@ def test_a_failed_insert_is_said_at_the_next_call_and_nothing_after_it_is_stored
         assert keys == []  # the insert after the failed one was not stored
     finally:
         again.close()
+
+
+def test_the_column_types_asked_ahead_are_the_ones_a_first_insert_asks(
+    process_store: ClickHouseStore,
+) -> None:
+    client = process_store.client
+    assert isinstance(client, WriterClient)
+    client._settle_prefetch()  # the answer read (the next call would read it first)
+    wanted = {(f"{process_store.db}.{table}", *columns) for table, columns in WRITTEN}
+    assert set(client._contexts) == wanted
+    for table, *columns in wanted:  # the types a first insert asked for before this change
+        assert client._contexts[(table, *columns)] == client._call("context", table, columns)
+
+
+def test_types_asked_ahead_for_a_missing_table_are_asked_again_and_said_then(
+    process_store: ClickHouseStore,
+) -> None:
+    client = process_store.client
+    assert isinstance(client, WriterClient)
+    missing = (f"{process_store.db}.nosuch", ["key"])
+    client.prefetch_contexts([missing, (f"{process_store.db}.meta", ["key"])])
+    # the failed answer is dropped, not mistaken for the next call's
+    assert process_store.store_id() is not None
+    assert (f"{process_store.db}.meta", "key") not in client._contexts
+    assert client.create_insert_context(f"{process_store.db}.meta", ["key"]).column_types
+    with pytest.raises(Exception, match="nosuch"):  # asked again: the driver's own error
+        client.create_insert_context(*missing)
+    assert process_store.committed_seq() == 0  # and the calls after it are answered
 
 
 def time_now() -> Any:
