@@ -21,7 +21,7 @@ import pytest
 from config.holidays import official_calendar
 from config.registry import load_registry
 from config.rulebooks import load_rulebooks
-from sinks import MemoryStore, StoreError, open_store
+from sinks import MemoryStore, StoreError, open_store, writer_process
 from sinks.clickhouse import WRITTEN, ClickHouseStore
 from sinks.ddl import TABLES
 from sinks.writer_process import WriterClient, column_types
@@ -182,6 +182,38 @@ def test_the_cli_killed_the_writer_process_ends_and_the_store_opens_again(
         holder.wait()
     store = open_store(writer_dsn, writer="process")  # not held by a leftover process
     store.close()
+
+
+def test_a_writer_process_started_ahead_is_the_one_the_store_opens_with(writer_dsn: str) -> None:
+    writer_process.prestart()
+    ((ahead, _),) = writer_process._started
+    store = open_store(writer_dsn, writer="process")
+    try:
+        assert isinstance(store, ClickHouseStore) and isinstance(store.client, WriterClient)
+        assert store.client._proc is ahead and not writer_process._started  # taken once
+        assert store.store_id() is not None
+    finally:
+        store.close()
+    assert _gone(ahead.pid)
+
+
+_UNTAKEN = """
+import sys
+from sinks import writer_process
+writer_process.prestart()
+print(writer_process._started[0][0].pid, flush=True)
+if sys.argv[1] == "kill":
+    import os, signal
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("end", ["exit", "kill"])
+def test_a_writer_process_started_ahead_and_never_taken_ends_with_the_cli(end: str) -> None:
+    cli = subprocess.run(
+        [sys.executable, "-c", _UNTAKEN, end], capture_output=True, text=True, check=False
+    )
+    assert _gone(int(cli.stdout)), "a writer process started ahead outlived the CLI"
 
 
 @pytest.fixture

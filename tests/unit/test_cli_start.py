@@ -153,3 +153,39 @@ def test_other_commands_are_typers() -> None:
     assert status_options(["ledger", "--json"]) is None
     assert status_options(["--version"]) is None
     assert status_options([]) is None
+
+
+# -- `tracker ingest`: its writer process started beside the CLI's own start --------------------
+
+WRITER_GUESSES = [
+    # the defaults: an embedded store under ./.data, the writer process
+    (["ingest", "x.jsonl"], {}, True),
+    # an embedded store given either way
+    (["ingest", "--store", "chdb:///tmp/s", "x.jsonl"], {}, True),
+    (["ingest", "--store=chdb:///tmp/s", "x.jsonl"], {}, True),
+    # a server store: the driver runs in the CLI
+    (["ingest", "--store", "http://u:p@h:8123/", "x.jsonl"], {}, False),
+    (["ingest", "x.jsonl"], {"TRACKER_STORE": "https://h:8443/"}, False),
+    # the option beats the environment, as Typer reads them
+    (["ingest", "--store", "chdb:///s", "x"], {"TRACKER_STORE": "http://h:8123/"}, True),
+    # inline asked for either way
+    (["ingest", "--writer", "inline", "x.jsonl"], {}, False),
+    (["ingest", "--writer=inline", "x.jsonl"], {}, False),
+    (["ingest", "x.jsonl"], {"TRACKER_WRITER": "inline"}, False),
+    (["ingest", "--writer", "process", "x"], {"TRACKER_WRITER": "inline"}, True),
+    # an option with its value missing: Typer says so; no guess is wrong enough to matter
+    (["ingest", "--writer"], {}, True),
+    # other commands never
+    (["status"], {}, False),
+    (["worker", "--store", "chdb:///s"], {}, False),
+    ([], {}, False),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "likely"), WRITER_GUESSES)
+def test_an_ingest_that_starts_its_writer_process_is_told_before_typer_parses_it(
+    args: list[str], env: dict[str, str], likely: bool
+) -> None:
+    from tracker.cli import ingest_writer_likely
+
+    assert ingest_writer_likely(args, env) is likely
