@@ -26,6 +26,7 @@ from schemas.rulebook import Rulebook
 from sinks import Store, open_store
 from sinks.dsn import mask
 from tracker import options
+from tracker.cli import hold
 from tracker.errors import UserError
 from tracker.pipeline import BATCH_SIZE, Summary, Tracker
 from tracker.progress import file_size, track_lines
@@ -45,6 +46,7 @@ def ingest(
     replace_registry: bool = False,
     signer: Signer | None = None,
 ) -> Summary:
+    """Apply `lines` through the engine into `sink`, continuing what it holds."""
     stored = sink.load_config()
     if stored is not None and not _same_config(stored, registry, books):
         # A run that stopped half-way is finished with the registry and rulebooks it began with,
@@ -58,6 +60,7 @@ def ingest(
     summary = tracker.feed_lines(lines, origin)
     # the next run starts from here rather than replaying the log (tracker/checkpoints.py)
     tracker.checkpoint()
+    hold(tracker)  # a CLI process ends next: not freed object by object (tracker/cli.py)
     return summary
 
 

@@ -299,6 +299,24 @@ def test_reads_of_a_missing_store_fail_and_create_nothing(tmp_path: Path, comman
     assert not (tmp_path / "data").exists()
 
 
+def test_an_ingest_refused_says_why_and_its_code_as_its_own_process(
+    tmp_path: Path, files: tuple[Path, Path]
+) -> None:
+    units, stream = files
+    refused = tracker(
+        "ingest",
+        "--units",
+        str(units),
+        "--batch-size",
+        "0",
+        str(stream),
+        data=tmp_path,
+        check=False,
+    )
+    assert refused.returncode == 2  # said and flushed although the process skips its teardown
+    assert "--batch-size must be at least 1" in refused.stderr
+
+
 def test_no_line_stops_an_ingest(tmp_path: Path, files: tuple[Path, Path]) -> None:
     """A BOM, a line that is not UTF-8 and an instant out of range: the run goes on, and each bad
     line is a dead letter naming its line, the undecodable one kept as base64 of its bytes."""

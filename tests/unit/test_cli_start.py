@@ -189,3 +189,28 @@ def test_an_ingest_that_starts_its_writer_process_is_told_before_typer_parses_it
     from tracker.cli import ingest_writer_likely
 
     assert ingest_writer_likely(args, env) is likely
+
+
+# -- `tracker ingest`: its process ends without the interpreter's teardown ----------------------
+
+_ENDING = """
+import atexit, sys
+from tracker.cli import end_process
+atexit.register(lambda: print("the exit handler ran", file=sys.stderr))
+print("not flushed yet", end="")  # a pipe: buffered until flushed
+end_process(3)
+"""
+
+
+def test_a_process_ended_without_teardown_runs_its_exit_handlers_and_flushes() -> None:
+    ended = subprocess.run([sys.executable, "-c", _ENDING], capture_output=True, text=True)
+    assert (ended.returncode, ended.stdout) == (3, "not flushed yet")
+    assert ended.stderr == "the exit handler ran\n"
+
+
+def test_holding_a_value_is_for_an_ingest_process_only() -> None:
+    from tracker import cli
+
+    assert cli._held is None  # main() was not run with the process's own argv here
+    cli.hold(object())  # and so nothing is kept
+    assert cli._held is None
