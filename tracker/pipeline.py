@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import NamedTuple
 
 from config.intake_signatures import sign_messages
 from config.signing import Signer
@@ -284,7 +283,7 @@ class Tracker:
         only this tracker's batch can add to the log (of which it is the one writer)."""
         if self._log_ids is not None:
             return {i for i in ids if i in self._log_ids}
-        pending = {a.event.event_id for a in self._accepted}
+        pending = {a[0].event_id for a in self._accepted}
         found = {i for i in ids if i in pending or i in self._looked_up_logged}
         rest = set(ids) - found - self._looked_up
         if self._log_written and rest:
@@ -314,7 +313,7 @@ class Tracker:
             self._in_log.add(event.event_id)
             if self._log_ids is not None:
                 self._log_ids.add(event.event_id)
-            self._accepted.append(_Accepted(event, parsed.raw, self._seq, envelope))
+            self._accepted.append((event, parsed.raw, self._seq, envelope))
             self._batch.entries.extend(outcome.entries)
             self._batch.deadlines.extend(outcome.deadlines)
             self._batch.seen.extend(outcome.seen)
@@ -350,7 +349,8 @@ class Tracker:
         those that came unsigned signed here as one batch (engine/step.logged_events)."""
         accepted, self._accepted = self._accepted, []
         sign = None if self.signer is None else partial(sign_messages, self.signer)
-        rows = logged_events(accepted, self.partition, self._head, sign, self.pause)
+        pause = None if self.pause is _no_pause else self.pause
+        rows = logged_events(accepted, self.partition, self._head, sign, pause)
         if rows:
             self._head = rows[-1].chain
         return rows
@@ -376,14 +376,10 @@ def _no_pause() -> None:
     pass
 
 
-class _Accepted(NamedTuple):
-    """An event the engine accepted, not yet made into its event log row (a tuple: what
-    engine/step.logged_events takes)."""
-
-    event: Event
-    raw: str
-    seq: int
-    envelope: Envelope
+# An event the engine accepted, not yet made into its event log row: the event, its raw text,
+# its seq and its envelope, what engine/step.logged_events takes. A plain tuple: a NamedTuple's
+# Python-level constructor cost ~0.35 us more for each accepted event.
+_Accepted = tuple[Event, str, int, Envelope]
 
 
 def _universal_newlines(lines: Iterable[bytes | str]) -> Iterator[bytes | str]:
