@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from engine.chain import event_form_digest, event_message_text, instant, link
+from engine.chain import event_form_digest, event_message_text, instant, link, local_instant
 from engine.clock import SHANGHAI, local
 from engine.core import Engine
 from engine.outcome import Outcome
 from schemas.envelope import UNKNOWN_RECEIPT, Envelope
 from schemas.events import ClockTick, Event, EventError, parse_event
-from schemas.ledger import DeadLetter, LoggedEvent, trusted
+from schemas.ledger import DeadLetter, LoggedEvent, whole
 
 BOM = "\ufeff"
 
@@ -185,31 +185,36 @@ def _row(
     signature: str,
     previous: str,
 ) -> LoggedEvent:
-    at = local(event.at)
+    at = local(event.at)  # its zone is SHANGHAI, so its text is `local_instant`'s
     unit = "" if isinstance(event, ClockTick) else event.unit
+    kind = event.type
+    event_id = event.event_id
+    year = at.year  # `assessment_year(event.at)`, from the instant made local once
     digest = event_form_digest(
-        event.event_id, partition, seq, unit, event.type, instant(at),
-        at.year, raw, posted_by, received_text, signature,
+        event_id, partition, seq, unit, kind, local_instant(at), year, raw, posted_by,
+        received_text, signature,
     )  # fmt: skip
-    # built in one go, of values of the schema's types made here: no validation (`trusted`)
-    return trusted(
-        LoggedEvent,
+    # built in one go, of values of the schema's types made here: no validation
+    return _logged_row(
         {
-            "event_id": event.event_id,
+            "event_id": event_id,
             "partition": partition,
             "seq": seq,
             "unit": unit,
-            "type": event.type,
+            "type": kind,
             "at": at,
-            "year": at.year,  # `assessment_year(event.at)`, from the instant made local once
+            "year": year,
             "raw": raw,
             "posted_by": posted_by,
             "received_at": received,
             "signature": signature,
             "digest": digest,
             "chain": link(previous, digest),
-        },
+        }
     )
+
+
+_logged_row = whole(LoggedEvent)  # every field, so its models share one fields set
 
 
 # The last receipt time made a `receipt`, and what it made: the records of one request (`tracker

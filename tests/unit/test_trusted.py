@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from schemas.envelope import Envelope
-from schemas.ledger import EntrySeen, trusted
+from schemas.ledger import EntrySeen, trusted, whole
 
 AT = datetime(2018, 3, 1, 10, 0, tzinfo=timezone(timedelta(hours=8)))
 
@@ -59,3 +59,16 @@ def test_models_of_a_class_that_is_not_frozen_have_sets_of_their_own() -> None:
     one.a = 5
     assert (one.a, two.a) == (5, 3)
     assert two.model_fields_set == {"a", "b"}
+
+
+def test_the_slots_are_set_as_validation_sets_them() -> None:
+    # `trusted` and `whole` set BaseModel's slots through their descriptors (issue 12): each
+    # slot must hold what validation puts there, and the model must copy and compare alike
+    values = {"entry_id": "x1", "unit": "fz", "year": 2018, "seen_at": AT, "after": False}
+    validated = EntrySeen.model_validate(values)
+    for built in (trusted(EntrySeen, dict(values)), whole(EntrySeen)(dict(values))):
+        for slot in ("__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__"):
+            assert getattr(built, slot) == getattr(validated, slot), slot
+        assert built.__dict__ == validated.__dict__
+        assert built == validated and built.model_copy() == validated
+        assert built.model_dump_json() == validated.model_dump_json()
