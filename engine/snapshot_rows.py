@@ -270,6 +270,13 @@ class Numbers:
         claims, routes_row = self.claims, self.routes_row
         for t in self.tracked:
             notice_due, feedbacks, overdue = t.notice_due, t.feedbacks, t.overdue_claims
+            if not feedbacks:
+                fed: tuple[tuple[str, str], ...] = ()
+            elif len(feedbacks) == 1:  # most: without a generator's frame
+                ((fid, at),) = feedbacks.items()
+                fed = ((fid, instant_text(at)),)
+            else:
+                fed = tuple((fid, instant_text(at)) for fid, at in feedbacks.items())
             yield (
                 t.unit,
                 t.kind,
@@ -282,9 +289,7 @@ class Numbers:
                 tuple(t.supporters),
                 t.year,
                 routes_row(t.overdue_routes),
-                tuple((fid, instant_text(at)) for fid, at in feedbacks.items())
-                if feedbacks
-                else (),
+                fed,
                 t.status,
                 tuple(claims[c] for _, c in overdue) if overdue else (),
             )
