@@ -5,16 +5,26 @@ On a big state this is most of a checkpoint's CPU besides the encoding (issue 12
 200k stream's checkpoint numbers and makes ~800k rows), so the loops here avoid what costs per
 row without changing a byte of the rows: an object already numbered is not numbered again by
 a call, a claim's assessment and rule numbers are looked up once per run of claims of the same
-assessment, and nothing is rebuilt per row that a table shares (a rulebook's rule numbers).
+assessment, and nothing is rebuilt per row that a table shares (a rulebook's rule numbers; the
+row of a route tuple, which the engine shares between every notice and deadline of a unit,
+year and trigger). A loop that only looks up (an assessment's counting keys, its claims'
+numbers) runs in C (`dict.fromkeys`, `map`, `zip`), but only where that is still one pass over
+the objects: on a big state most of the time is the reading of objects scattered in memory,
+so two passes in C cost more than one in Python (measured: BENCHMARKS.md). The rows are
+tuples (JSON spells them as lists; `Rows.plain` gives lists), a route's shared by every row of
+that route.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from functools import partial
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from engine.caps import Assessment, Claim
+from engine.clock import SHANGHAI
 from engine.compiled import CompiledRule
 from engine.core import Engine
 from engine.deadlines import Tracked
@@ -24,14 +34,18 @@ from engine.outcome import Record
 _K = TypeVar("_K")
 Routes = tuple[tuple[Assessment, CompiledRule], ...]
 
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+
 
 class Rows:
     """A table of the snapshot made row by row as it is read (`streamed`), so that a writer
     holds a few rows at a time, never the whole state's (issue 12 item 4: at 1M events of one
     year the rows built at once were +650 MiB above the live engine). `nested`: its rows are
     lists holding Rows themselves (an assessment's claims and counting keys, a year's records),
-    to be opened one by one. Read it before the engine applies another event: it reads the
-    engine as it is then."""
+    to be opened one by one. The other tables' rows are tuples, which JSON spells as lists
+    (one allocation each where a list takes two: ~800k rows on the 200k stream); `plain`
+    gives lists. Read it before the engine applies another event: it reads the engine as it
+    is then."""
 
     __slots__ = ("_make", "nested")
 
@@ -43,9 +57,16 @@ class Rows:
         return self._make()
 
     def plain(self) -> list[Any]:
-        if self.nested:
-            return [[v.plain() if isinstance(v, Rows) else v for v in row] for row in self]
-        return list(self)
+        """The rows as plain data: lists throughout, as the text reads back."""
+        return [_plain(row) for row in self]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Rows):
+        return value.plain()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 class Numbers:
@@ -64,6 +85,10 @@ class Numbers:
         self.a_list: list[Assessment] = []
         self.rules: dict[tuple[str, str], int] = {}  # (rulebook, rule id): what rows refer to
         self._by_book: dict[str, dict[str, int]] | None = None  # `rules` per book, for the rows
+        # route tuples numbered already, and their rows, by id() (the tuple kept: the id is its
+        # own while it lives); the engine shares one per unit, year and trigger (core.py)
+        self._routes: dict[int, Routes] = {}
+        self._routes_rows: dict[int, tuple[Routes, tuple[tuple[int, int], ...]]] = {}
 
     def rule(self, book: str, rule_id: str) -> int:
         found = self.rules.get((book, rule_id))
@@ -78,11 +103,15 @@ class Numbers:
         n = self.assessments[id(a)] = len(self.a_list)
         self.a_list.append(a)
         book, rules = a.rulebook, self.rules
-        for r, _ in a.generations:
+        # the rules of its counting keys in the order first met, `dict.fromkeys` keeping the
+        # first of each: in C, over its many keys
+        for r in dict.fromkeys(map(_FIRST, a.generations)):
             if (book, r) not in rules:
                 rules[(book, r)] = len(rules)
         # its claims numbered with it, in its order (what `claim` does for each, inlined: an
-        # assessment's claims are most of the objects numbered on a dense stream)
+        # assessment's claims are most of the objects numbered on a dense stream). One pass in
+        # Python: the same in C takes two or three, and each reads every claim from memory
+        # again, which costs more than the loop saves
         claims, owner = self.claims, self.claim_owner
         for c in a.claims:
             if c not in claims:
@@ -106,9 +135,12 @@ class Numbers:
         return n
 
     def routes(self, routes: Routes) -> None:
+        if self._routes.get(id(routes)) is routes:
+            return  # numbered: a route tuple is shared by many notices and deadlines
         for a, rule in routes:
             self.assessment(a)
             self.rule(a.rulebook, rule.rule_id)
+        self._routes[id(routes)] = routes
 
     def tracked_(self, t: Tracked) -> int:
         found = self.tracked.get(t)
@@ -180,95 +212,144 @@ class Numbers:
                 Rows(partial(numbered, self.claims, a.claims)),
             ]
 
-    def generation_rows(self, a: Assessment) -> Iterator[list[Any]]:
-        rule_of = self._rules_by_book()[a.rulebook] if a.generations else {}
-        for (r, key), g in a.generations.items():
-            yield [rule_of[r], key, g]
+    def generation_rows(self, a: Assessment) -> Iterator[tuple[int, str, int]]:
+        generations = a.generations
+        if not generations:
+            return iter(())
+        rule_of = self._rules_by_book()[a.rulebook]
+        # [rule number, counting key, generation] per key, made in C (~155k on the 200k stream)
+        numbers = map(rule_of.__getitem__, map(_FIRST, generations))
+        return zip(numbers, map(_SECOND, generations), generations.values(), strict=True)
 
-    def claim_rows(self) -> Iterator[list[Any]]:
+    def claim_rows(self) -> Iterator[tuple[Any, ...]]:
         assessments, by_book = self.assessments, self._rules_by_book()
         last: Assessment | None = None
         owner, rule_of = 0, {}
         for c, a in zip(self.claims, self.claim_owner, strict=True):
             if a is not last:  # an assessment's claims are numbered in a run: looked up once
                 last, owner, rule_of = a, assessments[id(a)], by_book[a.rulebook]
-            supporters = tuple(c.supporters)
-            event_ids, claim_id, version, entry_id = c.event_ids, c.claim_id, c.version, c.entry_id
-            yield [
+            supporters, event_ids = c.supporters, c.event_ids
+            claim_id, version, entry_id = c.claim_id, c.version, c.entry_id
+            yield (
                 owner,
                 rule_of[c.rule.rule_id],
                 c.count_key,
                 c.source_unit,
-                list(event_ids),
-                c.effective_at.isoformat(),
+                event_ids,
+                instant_text(c.effective_at),
                 c.reason,
                 # most claims: supported by the events they cite, and their entry id the one
                 # their version implies (caps.py `_write`, snapshot_read.py `entry_id_of`);
-                # null then, a third of the size
-                None if supporters == event_ids else list(supporters),
+                # null then, a third of the size. (Nearly every claim cites one event: asked
+                # without making a tuple of its supporters.)
+                None
+                if (
+                    len(supporters) == 1 and event_ids[0] in supporters
+                    if len(event_ids) == 1
+                    else tuple(supporters) == event_ids
+                )
+                else tuple(supporters),
                 str(c.applied),
                 None
                 if entry_id == (claim_id if version <= 1 else f"{claim_id}.{version - 1}")
                 else entry_id,
                 version,
                 claim_id,
-            ]
+            )
 
-    def routes_row(self, routes: Routes) -> list[Any]:
+    def routes_row(self, routes: Routes) -> tuple[tuple[int, int], ...]:
+        found = self._routes_rows.get(id(routes))
+        if found is not None and found[0] is routes:
+            return found[1]  # made once per tuple: the engine shares one between many
         assessments, rules = self.assessments, self.rules
-        return [[assessments[id(a)], rules[(a.rulebook, rule.rule_id)]] for a, rule in routes]
+        row = tuple((assessments[id(a)], rules[(a.rulebook, rule.rule_id)]) for a, rule in routes)
+        self._routes_rows[id(routes)] = (routes, row)
+        return row
 
-    def tracked_rows(self) -> Iterator[list[Any]]:
+    def tracked_rows(self) -> Iterator[tuple[Any, ...]]:
         claims, routes_row = self.claims, self.routes_row
         for t in self.tracked:
-            notice_due = t.notice_due
-            yield [
+            notice_due, feedbacks, overdue = t.notice_due, t.feedbacks, t.overdue_claims
+            if not feedbacks:
+                fed: tuple[tuple[str, str], ...] = ()
+            elif len(feedbacks) == 1:  # most: without a generator's frame
+                ((fid, at),) = feedbacks.items()
+                fed = ((fid, instant_text(at)),)
+            else:
+                fed = tuple((fid, instant_text(at)) for fid, at in feedbacks.items())
+            yield (
                 t.unit,
                 t.kind,
                 t.ref,
                 t.event_id,
-                t.at.isoformat(),
-                t.due.isoformat(),
-                notice_due.isoformat() if notice_due is not None else None,
+                instant_text(t.at),
+                instant_text(t.due),
+                instant_text(notice_due) if notice_due is not None else None,
                 t.arrival,
-                list(t.supporters),
+                tuple(t.supporters),
                 t.year,
                 routes_row(t.overdue_routes),
-                [[fid, at.isoformat()] for fid, at in t.feedbacks.items()],
+                fed,
                 t.status,
-                [claims[c] for _, c in t.overdue_claims],
-            ]
+                tuple(claims[c] for _, c in overdue) if overdue else (),
+            )
 
-    def notice_rows(self) -> Iterator[list[Any]]:
+    def notice_rows(self) -> Iterator[tuple[Any, ...]]:
         tracked, routes_row = self.tracked, self.routes_row
         for notice in self.notices:
             found = notice.tracked
-            yield [
+            yield (
                 *notice.key,
                 notice.year,
-                list(notice.postings),
+                tuple(notice.postings),
                 routes_row(notice.count_routes),
                 notice.keep_year,
                 tracked[found] if found is not None else None,
-            ]
+            )
 
-    def record_rows(self, by_id: Mapping[str, Record]) -> Iterator[list[Any]]:
+    def record_rows(self, by_id: Mapping[str, Record]) -> Iterator[tuple[Any, ...]]:
         claims, notices, tracked = self.claims, self.notices, self.tracked
         for event_id, r in by_id.items():
             counted, notice, feedback_for = r.claims, r.notice, r.feedback_for
-            yield [
+            if not counted:
+                cited: tuple[int, ...] | None = None if counted is None else ()
+            elif len(counted) == 1:  # most records count once: without a comprehension's call
+                cited = (claims[counted[0][1]],)
+            else:
+                cited = tuple([claims[c] for _, c in counted])
+            yield (
                 event_id,
                 r.unit,
                 r.type,
-                [claims[c] for _, c in counted] if counted is not None else None,
+                cited,
                 notices[notice] if notice is not None else None,
                 tracked[feedback_for] if feedback_for is not None else None,
                 r.retracted,
-            ]
+            )
+
+
+# `instant_text`'s tables: a day's text made once per day, a time's from tables
+_DAY_TEXT: dict[int, str] = {}
+_HOUR_MINUTE = tuple(f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
+_SECOND_ZONE = tuple(f"{s:02d}+08:00" for s in range(60))
+
+
+def instant_text(at: datetime) -> str:
+    """`at.isoformat()`, made from tables for the engine's instants (+08:00, whole seconds):
+    about half the C call's time, which a checkpoint pays ~200k times on the 200k stream.
+    Any other instant is the C call's (tests/unit/test_snapshot_rows.py compares the two)."""
+    if at.tzinfo is not SHANGHAI or at.microsecond:
+        return at.isoformat()
+    day = _DAY_TEXT.get(at.toordinal())
+    if day is None:
+        if len(_DAY_TEXT) >= 8192:
+            _DAY_TEXT.clear()
+        day = _DAY_TEXT[at.toordinal()] = f"{at.date().isoformat()}T"
+    return f"{day}{_HOUR_MINUTE[at.hour * 60 + at.minute]}{_SECOND_ZONE[at.second]}"
 
 
 def numbered(numbers: Mapping[_K, int], objects: Iterable[_K]) -> Iterator[int]:
-    return (numbers[o] for o in objects)
+    return map(numbers.__getitem__, objects)
 
 
-__all__ = ["Numbers", "Rows", "numbered"]
+__all__ = ["Numbers", "Rows", "instant_text", "numbered"]
