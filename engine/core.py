@@ -20,6 +20,7 @@ from engine.periods import DEFAULT_PERIODS, judge_due
 from engine.remediation import Remediation
 from engine.retention import close_through
 from schemas.events import (
+    EVENT_TYPES,
     ClockTick,
     Event,
     EventRetracted,
@@ -40,6 +41,9 @@ OVERDUE_TRIGGER: dict[str, str] = {
 }
 # the event types that refer to an earlier event or notice
 _FOLLOW_UPS = frozenset({"event.retracted", "vuln.feedback", "supervision.handled"})
+# the event types that only count: neither post a notice nor refer to one (`_validate`)
+_FINDINGS = EVENT_TYPES - REF_FIELD.keys() - _FOLLOW_UPS - {"clock.tick"}
+_tuple_new = tuple.__new__  # an `Outcome` without the named tuple's `__new__` (a Python function)
 Judged = tuple[datetime, datetime | None]  # a new notice's due instant, and the due it carried
 Prepared = Notice | Judged | None  # what validation found out, for applying the event
 
@@ -94,8 +98,8 @@ class Engine:
         at = event.at
         if at.tzinfo is not SHANGHAI:
             at = at.astimezone(SHANGHAI)
-        event_id, watermark = event.event_id, self.watermark
-        if event.type == "clock.tick" and watermark is not None and at <= watermark:
+        event_id, watermark, kind = event.event_id, self.watermark, event.type
+        if kind == "clock.tick" and watermark is not None and at <= watermark:
             return Outcome("duplicate", event_id, reason="tick does not advance the clock")
         for by_id in self._records.values():  # `_find_record`: any type reusing a known id
             if event_id in by_id:
@@ -107,15 +111,48 @@ class Engine:
             if next_close is not None and at < next_close  # `_closed_after`'s first answer
             else self._closed_after(at)
         )
-        try:
-            prepared = self._validate(event, at, now, year, closed)
-        except Rejected as exc:
-            return Outcome("rejected", event_id, reason=exc.reason)
-        if watermark is None or at > watermark:
+        # A finding (half of a dense stream) that `_validate` would accept is applied here, in
+        # this frame; any other event, and a finding it rejects (with its reason), go through it.
+        finding: UnitEvent | None = None
+        if kind in _FINDINGS:
+            assert not isinstance(event, ClockTick)
+            if (
+                (now is None or at <= now + MAX_AHEAD)
+                and event.unit in self._chain
+                and (closed is None or year > closed)
+            ):
+                finding = event
+        prepared: Prepared = None
+        if finding is None:
+            try:
+                prepared = self._validate(event, at, now, year, closed)
+            except Rejected as exc:
+                return Outcome("rejected", event_id, reason=exc.reason)
+        if watermark is None or at > watermark:  # `_advance`'s first test
             self._advance(at)
-        expired = len(self.ledger.entries)
-        if not isinstance(event, ClockTick):
+        ledger = self.ledger
+        expired = len(ledger.entries)
+        if finding is not None:  # `_dispatch` of a finding
+            unit = finding.unit
+            record = Record(unit, kind)
+            held = self._records.get(year)
+            if held is None:
+                held = self._records[year] = {}
+            held[event_id] = record
+            routes = self._route_cache.get((unit, year, kind))  # `_routes`, once cached
+            if routes is None:
+                routes = self._routes(unit, year, kind)
+            if routes:
+                self._count(finding, at, record, routes)
+        elif not isinstance(event, ClockTick):
             self._dispatch(event, at, prepared, year)
+        entries = ledger.entries
+        if not self._deadlines.changed:  # `_flush`, most events
+            if not entries:
+                return _tuple_new(Outcome, ("accepted", event_id, None, (), (), ()))
+            if not expired and len(entries) == 1 and entries[0].effective_at is at:
+                ledger.entries = []
+                return _tuple_new(Outcome, ("accepted", event_id, None, (entries[0],), (), ()))
         return self._flush(event_id, expired, at)
 
     def advance_to(self, at: datetime) -> Outcome:
@@ -262,18 +299,13 @@ class Engine:
     # -- applying ------------------------------------------------------------------------------
 
     def _dispatch(self, event: UnitEvent, at: datetime, prepared: Prepared, year: int) -> None:
-        kind = event.type
-        record = Record(event.unit, kind)
+        """Apply an event that posts a notice or refers to one (`apply` applies findings)."""
+        record = Record(event.unit, event.type)
         by_id = self._records.get(year)
         if by_id is None:
             by_id = self._records[year] = {}
         by_id[event.event_id] = record
-        if kind not in REF_FIELD and kind not in _FOLLOW_UPS:  # most events: findings
-            routes = self._route_cache.get((event.unit, year, kind))  # `_routes`, once cached
-            if routes is None:
-                routes = self._routes(event.unit, year, kind)
-            self._count(event, at, record, routes)
-        elif isinstance(event, EventRetracted):
+        if isinstance(event, EventRetracted):
             self._retract(event, at, self._retractable(event, self.closed_through))
         elif isinstance(event, VulnFeedback | SupervisionHandled):
             notice = self._live_notice(event, self.closed_through)
@@ -336,27 +368,29 @@ class Engine:
             routes = self._route_cache[key] = tuple(found)
         return routes
 
-    def _open_notice(self, event: Event, at: datetime, judged: Judged | None, year: int) -> Notice:
-        assert not isinstance(event, ClockTick)
-        key = (event.unit, event.type, event.__dict__[REF_FIELD[event.type]])
-        for by_key in self._notices.values():
-            by_key.pop(key, None)  # a withdrawn notice posted again is a new notice
-        notice = Notice(
-            key=key,
-            year=year,
-            postings={event.event_id: None},
-            count_routes=self._routes(event.unit, year, event.type),
-            keep_year=year,
-        )
-        self._notices.setdefault(year, {})[key] = notice
+    def _open_notice(
+        self, event: UnitEvent, at: datetime, judged: Judged | None, year: int
+    ) -> Notice:
+        unit, kind, routes = event.unit, event.type, self._route_cache
+        key = (unit, kind, event.__dict__[REF_FIELD[kind]])
+        for held in self._notices.values():
+            held.pop(key, None)  # a withdrawn notice posted again is a new notice
+        # positional, and the routes read from their cache first: one notice in three events
+        count_routes = routes.get((unit, year, kind)) or self._routes(unit, year, kind)
+        notice = Notice(key, year, {event.event_id: None}, count_routes, year)
+        by_key = self._notices.get(year)
+        if by_key is None:
+            by_key = self._notices[year] = {}
+        by_key[key] = notice
         if judged is not None:
-            trigger = OVERDUE_TRIGGER[event.type]
+            trigger = OVERDUE_TRIGGER[kind]
             notice.tracked = self._deadlines.track(
                 notice,
                 event,
                 at,
                 judged,
-                overdue_routes=self._routes(event.unit, year, trigger),
+                overdue_routes=routes.get((unit, year, trigger))
+                or self._routes(unit, year, trigger),
                 watermark=self.watermark,
             )
             notice.touched(judged[0].year)  # due instants are made in Asia/Shanghai
