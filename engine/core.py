@@ -7,48 +7,44 @@ the processing time (an `at` more than 10 minutes ahead); everything else runs o
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from engine.calendar import NO_CALENDAR, WorkCalendar
 from engine.caps import Assessment, Ledger, Routes
-from engine.clock import SHANGHAI, assessment_year, iso, local, year_start
+from engine.clock import SHANGHAI, assessment_year, local, year_start
 from engine.compiled import CompiledRule, CompiledRulebook, compile_rulebook
 from engine.matching import describe
 from engine.notices import REF_FIELD, Notice, NoticeKey
 from engine.outcome import ConfigError, Outcome, Record, Rejected, accepted
-from engine.periods import DEFAULT_PERIODS, judge_due
 from engine.remediation import Remediation
 from engine.retention import close_through
+from engine.validation import (
+    FOLLOW_UPS,
+    MAX_AHEAD,
+    OVERDUE_TRIGGER,
+    Judged,
+    Prepared,
+    Validation,
+)
 from schemas.events import (
     EVENT_TYPES,
     ClockTick,
     Event,
     EventRetracted,
     SupervisionHandled,
-    SupervisionWarning,
     UnitEvent,
     VulnFeedback,
-    VulnNotice,
 )
 from schemas.ledger import DeadlineState
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 
-MAX_AHEAD = timedelta(minutes=10)
-OVERDUE_TRIGGER: dict[str, str] = {
-    "vuln.notice": "vuln.overdue",
-    "supervision.warning": "supervision.overdue",
-}
-# the event types that refer to an earlier event or notice
-_FOLLOW_UPS = frozenset({"event.retracted", "vuln.feedback", "supervision.handled"})
 # the event types that only count: neither post a notice nor refer to one (`_validate`)
-_FINDINGS = EVENT_TYPES - REF_FIELD.keys() - _FOLLOW_UPS - {"clock.tick"}
+_FINDINGS = EVENT_TYPES - REF_FIELD.keys() - FOLLOW_UPS - {"clock.tick"}
 _tuple_new = tuple.__new__  # an `Outcome` without the named tuple's `__new__` (a Python function)
-Judged = tuple[datetime, datetime | None]  # a new notice's due instant, and the due it carried
-Prepared = Notice | Judged | None  # what validation found out, for applying the event
 
 
-class Engine:
+class Engine(Validation):
     def __init__(
         self,
         registry: Registry,
@@ -128,8 +124,12 @@ class Engine:
                 prepared = self._validate(event, at, now, year, closed)
             except Rejected as exc:
                 return Outcome("rejected", event_id, reason=exc.reason)
-        if watermark is None or at > watermark:  # `_advance`'s first test
-            self._advance(at)
+        if watermark is None or at > watermark:  # `_advance`, in this frame
+            self.watermark = at
+            if self._deadlines.queue.passed(at):
+                self._deadlines.expire(at)
+            if next_close is None or at >= next_close:
+                self._close_years()
         ledger = self.ledger
         expired = len(ledger.entries)
         if finding is not None:  # `_dispatch` of a finding
@@ -169,98 +169,7 @@ class Engine:
             if n.tracked is not None and n.tracked.status == "open"
         ]
 
-    # -- validation (before any state changes) -------------------------------------------------
-
-    def _validate(
-        self, event: Event, at: datetime, now: datetime | None, year: int, closed: int | None
-    ) -> Prepared:
-        """Judge the event on the state applying it will see: `closed` is the last year closed
-        once the clock has moved to its `at` (a year closing by this very event included)."""
-        if now is not None and at > now + MAX_AHEAD:
-            raise Rejected(f"at {iso(at)} is more than 10 minutes ahead of the processing clock")
-        if isinstance(event, ClockTick):
-            return None
-        if event.unit not in self._chain:
-            raise Rejected(f"unknown unit {event.unit!r}")
-        if closed is not None and year <= closed:
-            raise Rejected(f"assessment year {year} is closed (the clock is at {iso(self._wm)})")
-        kind = event.type
-        if kind in REF_FIELD:
-            return self._prepare_notice(event, at, year, closed)
-        if kind not in _FOLLOW_UPS:
-            return None
-        if isinstance(event, VulnFeedback | SupervisionHandled):
-            self._live_notice(event, closed)
-        elif isinstance(event, EventRetracted):
-            self._retractable(event, closed)
-        return None
-
-    def _live_notice(self, event: VulnFeedback | SupervisionHandled, closed: int | None) -> Notice:
-        if isinstance(event, VulnFeedback):
-            key, what = (event.unit, "vuln.notice", event.notice_id), "notice"
-        else:
-            key, what = (event.unit, "supervision.warning", event.signal_id), "signal"
-        notice = self._lookup_notice(key, closed)
-        if notice is None or notice.tracked is None or notice.tracked.status == "withdrawn":
-            state = "unknown" if notice is None else "withdrawn"
-            raise Rejected(f"{event.type} for {state} {what} {key[2]!r} of unit {event.unit}")
-        return notice
-
-    def _retractable(self, event: EventRetracted, closed: int | None) -> Record:
-        record = self._find_record(event.target_event_id, closed)
-        if record is None or record.unit != event.unit:
-            raise Rejected(
-                f"retraction of unknown event {event.target_event_id!r} of unit {event.unit}"
-            )
-        if record.retracted:
-            raise Rejected(f"event {event.target_event_id!r} was already retracted")
-        if record.type == "event.retracted":
-            raise Rejected("a retraction cannot itself be retracted")
-        return record
-
-    def _prepare_notice(
-        self, event: Event, at: datetime, year: int, closed: int | None
-    ) -> Prepared:
-        assert not isinstance(event, ClockTick)
-        ref = event.__dict__[REF_FIELD[event.type]]
-        found = self._lookup_notice((event.unit, event.type, ref), closed)
-        if found is not None and found.postings:
-            return found  # posted again: the same notice (spec 5.3)
-        if not isinstance(event, VulnNotice | SupervisionWarning):
-            return None
-        notice_due = local(event.due) if isinstance(event, VulnNotice) and event.due else None
-        due = judge_due(
-            notice=(event.type, ref, event.unit),
-            at=at,
-            notice_due=notice_due,
-            rule=self._judging_rule(event.unit, year, OVERDUE_TRIGGER[event.type]),
-            default=DEFAULT_PERIODS[event.type],
-            calendar=self.calendar,
-        )
-        return due, notice_due
-
-    def _judging_rule(self, unit: str, year: int, trigger: str) -> CompiledRule | None:
-        """The first overdue rule covering a notice of `unit` (spec 5.7): its own rulebook's,
-        then its ancestors' jurisdiction rules. Reads only: validation changes nothing (the
-        cache holds what the registry and the rulebooks, which never change, decide)."""
-        key = (unit, year, trigger)
-        if key in self._judging:
-            return self._judging[key]
-        found = None
-        for assessed in self._chain[unit]:
-            book = self._book(assessed, year)
-            found = book.covering(trigger, own=assessed == unit) if book is not None else None
-            if found is not None:
-                break
-        self._judging[key] = found
-        return found
-
     # -- event time ----------------------------------------------------------------------------
-
-    @property
-    def _wm(self) -> datetime:
-        assert self.watermark is not None
-        return self.watermark
 
     def _advance(self, at: datetime) -> None:
         if self.watermark is not None and at <= self.watermark:
@@ -308,7 +217,11 @@ class Engine:
         if isinstance(event, EventRetracted):
             self._retract(event, at, self._retractable(event, self.closed_through))
         elif isinstance(event, VulnFeedback | SupervisionHandled):
-            notice = self._live_notice(event, self.closed_through)
+            notice = (
+                prepared
+                if isinstance(prepared, Notice)
+                else self._live_notice(event, self.closed_through)
+            )
             notice.touched(year)
             tracked = notice.tracked
             assert tracked is not None
@@ -338,9 +251,10 @@ class Engine:
         per_key, reason = event.type == "outreach.notice", ""
         fields = event.__dict__  # what the rules' counting keys read (engine/matching.py)
         for assessment, rule in routes:
+            by_key, rule_id = assessment.by_key, rule.rule_id
             for key in rule.keys(fields):
-                ident = (rule.rule_id, key)
-                counted = assessment.by_key.get(ident)
+                ident = (rule_id, key)
+                counted = by_key.get(ident)
                 if counted is not None:  # counted already: one more event asserts it
                     counted.supporters[event_id] = None
                 else:
@@ -429,10 +343,6 @@ class Engine:
 
     # -- lookups -------------------------------------------------------------------------------
 
-    def _book(self, unit: str, year: int) -> CompiledRulebook | None:
-        book_id = self._by_year_tier.get((year, self._tier[unit]))
-        return self._books[book_id] if book_id is not None else None
-
     def _assessment(self, unit: str, year: int) -> Assessment | None:
         key = (unit, year)
         if key not in self._assessments:
@@ -443,23 +353,6 @@ class Engine:
                 Assessment(unit, year, book.id, dict(book.cap_points)) if book else None
             )
         return self._assessments[key]
-
-    def _find_record(self, event_id: str, closed: int | None = None) -> Record | None:
-        for year, by_id in self._records.items():
-            record = by_id.get(event_id)
-            if record is not None:
-                return record if closed is None or year > closed else None
-        return None
-
-    def _lookup_notice(self, key: NoticeKey, closed: int | None) -> Notice | None:
-        """The notice of that key, unless closing the years up to `closed` forgets it."""
-        for year, by_key in self._notices.items():
-            found = by_key.get(key)
-            if found is not None:
-                if closed is not None and year <= closed and not found.survives(closed):
-                    return None
-                return found
-        return None
 
     def _flush(self, event_id: str, expired: int, at: datetime) -> Outcome:
         """What the event changed. The first `expired` entries are the overdue deductions of the
@@ -478,4 +371,4 @@ def run(engine: Engine, events: Iterable[Event]) -> list[Outcome]:
     return [engine.apply(e) for e in events]
 
 
-__all__ = ["Engine", "run"]
+__all__ = ["MAX_AHEAD", "Engine", "run"]

@@ -46,8 +46,9 @@ def keyer(rule: Rule) -> Keyer:
 
 def _per_notice_terminal(fields: dict[str, Any]) -> tuple[str, ...]:
     # a terminal listed twice in one notice counts once (dict keeps first-seen order)
+    # `prefix + t` is `f"{prefix}{t}"` for the strings the schema guarantees, without a frame
     prefix = f"{fields['unit']}/{fields['notice_id']}/"
-    return tuple([f"{prefix}{t}" for t in dict.fromkeys(fields["terminals"])])
+    return tuple(map(prefix.__add__, dict.fromkeys(fields["terminals"])))
 
 
 _KEYS: dict[str, Keyer] = {
