@@ -214,7 +214,16 @@ class Engine(Validation):
         if by_id is None:
             by_id = self._records[year] = {}
         by_id[event.event_id] = record
-        if isinstance(event, EventRetracted):
+        if event.type in REF_FIELD:  # a notice posted: most of the events that come here
+            if isinstance(prepared, Notice):  # posted again
+                prepared.postings[event.event_id] = None
+                prepared.touched(year)
+                record.notice = prepared
+                self._count(event, at, record, prepared.count_routes)
+            else:  # its first posting
+                record.notice = self._open_notice(event, at, prepared, year)
+                self._count(event, at, record, record.notice.count_routes)
+        elif isinstance(event, EventRetracted):
             self._retract(event, at, self._retractable(event, self.closed_through))
         elif isinstance(event, VulnFeedback | SupervisionHandled):
             notice = (
@@ -230,14 +239,6 @@ class Engine(Validation):
             self._deadlines.reconcile(
                 tracked, watermark=self.watermark, at=at, cause=event.event_id
             )
-        elif isinstance(prepared, Notice):
-            prepared.postings[event.event_id] = None
-            prepared.touched(year)
-            record.notice = prepared
-            self._count(event, at, record, prepared.count_routes)
-        else:  # a notice's first posting
-            record.notice = self._open_notice(event, at, prepared, year)
-            self._count(event, at, record, record.notice.count_routes)
 
     def _count(self, event: UnitEvent, at: datetime, record: Record, routes: Routes) -> None:
         if not routes:

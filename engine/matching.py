@@ -34,6 +34,13 @@ def keyer(rule: Rule) -> Keyer:
     wanted = tuple(rule.match.items())
     if not wanted:
         return keys
+    if len(wanted) == 1:  # most matches name one field: no loop per event
+        ((name, value),) = wanted
+
+        def matched_one(fields: dict[str, Any]) -> tuple[str, ...]:
+            return () if fields.get(name) != value else keys(fields)
+
+        return matched_one
 
     def matched(fields: dict[str, Any]) -> tuple[str, ...]:
         for name, value in wanted:
