@@ -238,9 +238,9 @@ def whole(cls: type[_M]) -> Callable[[dict[str, Any]], _M]:
     def make(values: dict[str, Any]) -> _M:
         model = _new(cls)
         _set(model, "__dict__", values)
-        _set_fields_set(model, every)
-        _set_extra(model, None)
-        _set_private(model, None)
+        _set(model, "__pydantic_fields_set__", every)
+        _set(model, "__pydantic_extra__", None)
+        _set(model, "__pydantic_private__", None)
         return model
 
     return make
@@ -248,11 +248,6 @@ def whole(cls: type[_M]) -> Callable[[dict[str, Any]], _M]:
 
 _new = object.__new__  # BaseModel has no __new__ of its own
 _set = object.__setattr__
-# BaseModel's own slots, set through their descriptors: `object.__setattr__` looks each name up
-# in the model class's attributes first (the engine makes a model per entry and state)
-_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 trusted_entry = whole(LedgerEntry)
 trusted_state = whole(DeadlineState)
 trusted_seen = whole(EntrySeen)
