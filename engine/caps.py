@@ -45,6 +45,12 @@ class Claim:
     order: int = 0
 
 
+# What every claim of one rule in one assessment shares (`_per_rule`): the claim ids' prefix, the
+# entries' fixed fields, a capped entry's reason ending and its form from `requested` to
+# `reverses`, and the values of a capped entry as a dict to copy (the fields that vary set after).
+PerRule = tuple[str, str, str, str, dict[str, object]]
+
+
 @dataclass(slots=True)
 class Assessment:
     unit: str
@@ -57,7 +63,7 @@ class Assessment:
     by_key: dict[tuple[str, str], Claim] = field(default_factory=dict)
     generations: dict[tuple[str, str], int] = field(default_factory=dict)
     # per rule, built once (`_per_rule`): what its claims and their entries share
-    prefixes: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
+    prefixes: dict[str, PerRule] = field(default_factory=dict)
     seq: int = 0  # the last ledger `seq` of this (unit, year): kept and forgotten with it
     head: str = ""  # the chain value of that entry (engine/chain.py)
     # Rules with no headroom left under their caps: a claim of one is capped at 0 without asking
@@ -142,7 +148,7 @@ class Ledger:
         made = assessment.prefixes.get(rule_id)
         if made is None:
             made = assessment.prefixes[rule_id] = _per_rule(assessment, rule)
-        prefix, form, capped_at_zero, zero_fields = made
+        prefix, form, capped_at_zero, zero_fields, capped_values = made
         requested = rule.points
         # engine/ids.py `digest`, inline: this runs for every counted occurrence
         claim_id = _sha256(f"{prefix}\x1f{count_key}\x1f{generation}".encode()).hexdigest()[:24]
@@ -198,31 +204,19 @@ class Ledger:
             f"{zero_fields}{instant_field(effective_at)}{len(reason)}:{reason}".encode()
         ).hexdigest()
         chain = assessment.head = _sha256(f"{assessment.head}{entry_digest}".encode()).hexdigest()
-        self.entries.append(
-            trusted_entry(
-                {
-                    "entry_id": claim_id,
-                    "seq": seq,
-                    "unit": assessment.unit,
-                    "year": assessment.year,
-                    "rulebook": assessment.rulebook,
-                    "indicator": rule.indicator,
-                    "item": rule.item,
-                    "rule": rule.key,
-                    "count_key": count_key,
-                    "source_unit": source_unit,
-                    "event_ids": event_ids,
-                    "requested": requested,
-                    "applied": ZERO,
-                    "capped": requested > ZERO,
-                    "reverses": None,
-                    "effective_at": effective_at,
-                    "reason": reason,
-                    "digest": entry_digest,
-                    "chain": chain,
-                }
-            )
-        )
+        # A copy of the rule's capped entry, its varying fields set: a third of the time of the
+        # 19-key dict built whole (the copy keeps the keys' order, which is the model's).
+        values = capped_values.copy()
+        values["entry_id"] = claim_id
+        values["seq"] = seq
+        values["count_key"] = count_key
+        values["source_unit"] = source_unit
+        values["event_ids"] = event_ids
+        values["effective_at"] = effective_at
+        values["reason"] = reason
+        values["digest"] = entry_digest
+        values["chain"] = chain
+        self.entries.append(trusted_entry(values))
         return claim
 
     def withdraw_claim(
@@ -372,15 +366,38 @@ def _order(claim: Claim) -> int:
     return claim.order
 
 
-def _per_rule(assessment: Assessment, rule: CompiledRule) -> tuple[str, str, str, str]:
+def _per_rule(assessment: Assessment, rule: CompiledRule) -> PerRule:
     """What every claim of one rule in one assessment shares, made once: the claim ids' prefix,
     the entries' fixed fields (engine/chain.py), and for an entry capped at 0 the end of its
-    reason and its canonical form's fields from `requested` to `reverses`."""
+    reason, its canonical form's fields from `requested` to `reverses`, and its values (those
+    that vary are set on a copy: `Ledger.count`)."""
     unit, year, book = assessment.unit, assessment.year, assessment.rulebook
     points = rule.rule.points
+    capped_values: dict[str, object] = {
+        "entry_id": "",
+        "seq": 0,
+        "unit": unit,
+        "year": year,
+        "rulebook": book,
+        "indicator": rule.indicator,
+        "item": rule.item,
+        "rule": rule.key,
+        "count_key": "",
+        "source_unit": "",
+        "event_ids": (),
+        "requested": rule.points,
+        "applied": ZERO,
+        "capped": rule.points > ZERO,
+        "reverses": None,
+        "effective_at": None,
+        "reason": "",
+        "digest": "",
+        "chain": "",
+    }
     return (
         f"{book}\x1f{unit}\x1f{year}\x1f{rule.rule_id}",
         fixed_fields(unit, year, book, rule.indicator, rule.item, rule.key),
         f"; capped: {ZERO} of {points} applied" if points > ZERO else "",
         f"{points_field(points)}{points_field(ZERO)}{'1:1' if points > ZERO else '1:0'}~",
+        capped_values,
     )

@@ -7,44 +7,44 @@ the processing time (an `at` more than 10 minutes ahead); everything else runs o
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from engine.calendar import NO_CALENDAR, WorkCalendar
 from engine.caps import Assessment, Ledger, Routes
-from engine.clock import SHANGHAI, assessment_year, iso, local, year_start
+from engine.clock import SHANGHAI, assessment_year, local, year_start
 from engine.compiled import CompiledRule, CompiledRulebook, compile_rulebook
 from engine.matching import describe
 from engine.notices import REF_FIELD, Notice, NoticeKey
 from engine.outcome import ConfigError, Outcome, Record, Rejected, accepted
-from engine.periods import DEFAULT_PERIODS, judge_due
 from engine.remediation import Remediation
 from engine.retention import close_through
+from engine.validation import (
+    FOLLOW_UPS,
+    MAX_AHEAD,
+    OVERDUE_TRIGGER,
+    Judged,
+    Prepared,
+    Validation,
+)
 from schemas.events import (
+    EVENT_TYPES,
     ClockTick,
     Event,
     EventRetracted,
     SupervisionHandled,
-    SupervisionWarning,
     UnitEvent,
     VulnFeedback,
-    VulnNotice,
 )
 from schemas.ledger import DeadlineState
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 
-MAX_AHEAD = timedelta(minutes=10)
-OVERDUE_TRIGGER: dict[str, str] = {
-    "vuln.notice": "vuln.overdue",
-    "supervision.warning": "supervision.overdue",
-}
-# the event types that refer to an earlier event or notice
-_FOLLOW_UPS = frozenset({"event.retracted", "vuln.feedback", "supervision.handled"})
-Judged = tuple[datetime, datetime | None]  # a new notice's due instant, and the due it carried
-Prepared = Notice | Judged | None  # what validation found out, for applying the event
+# the event types that only count: neither post a notice nor refer to one (`_validate`)
+_FINDINGS = EVENT_TYPES - REF_FIELD.keys() - FOLLOW_UPS - {"clock.tick"}
+_tuple_new = tuple.__new__  # an `Outcome` without the named tuple's `__new__` (a Python function)
 
 
-class Engine:
+class Engine(Validation):
     def __init__(
         self,
         registry: Registry,
@@ -94,8 +94,8 @@ class Engine:
         at = event.at
         if at.tzinfo is not SHANGHAI:
             at = at.astimezone(SHANGHAI)
-        event_id, watermark = event.event_id, self.watermark
-        if event.type == "clock.tick" and watermark is not None and at <= watermark:
+        event_id, watermark, kind = event.event_id, self.watermark, event.type
+        if kind == "clock.tick" and watermark is not None and at <= watermark:
             return Outcome("duplicate", event_id, reason="tick does not advance the clock")
         for by_id in self._records.values():  # `_find_record`: any type reusing a known id
             if event_id in by_id:
@@ -107,15 +107,52 @@ class Engine:
             if next_close is not None and at < next_close  # `_closed_after`'s first answer
             else self._closed_after(at)
         )
-        try:
-            prepared = self._validate(event, at, now, year, closed)
-        except Rejected as exc:
-            return Outcome("rejected", event_id, reason=exc.reason)
-        if watermark is None or at > watermark:
-            self._advance(at)
-        expired = len(self.ledger.entries)
-        if not isinstance(event, ClockTick):
+        # A finding (half of a dense stream) that `_validate` would accept is applied here, in
+        # this frame; any other event, and a finding it rejects (with its reason), go through it.
+        finding: UnitEvent | None = None
+        if kind in _FINDINGS:
+            assert not isinstance(event, ClockTick)
+            if (
+                (now is None or at <= now + MAX_AHEAD)
+                and event.unit in self._chain
+                and (closed is None or year > closed)
+            ):
+                finding = event
+        prepared: Prepared = None
+        if finding is None:
+            try:
+                prepared = self._validate(event, at, now, year, closed)
+            except Rejected as exc:
+                return Outcome("rejected", event_id, reason=exc.reason)
+        if watermark is None or at > watermark:  # `_advance`, in this frame
+            self.watermark = at
+            if self._deadlines.queue.passed(at):
+                self._deadlines.expire(at)
+            if next_close is None or at >= next_close:
+                self._close_years()
+        ledger = self.ledger
+        expired = len(ledger.entries)
+        if finding is not None:  # `_dispatch` of a finding
+            unit = finding.unit
+            record = Record(unit, kind)
+            held = self._records.get(year)
+            if held is None:
+                held = self._records[year] = {}
+            held[event_id] = record
+            routes = self._route_cache.get((unit, year, kind))  # `_routes`, once cached
+            if routes is None:
+                routes = self._routes(unit, year, kind)
+            if routes:
+                self._count(finding, at, record, routes)
+        elif not isinstance(event, ClockTick):
             self._dispatch(event, at, prepared, year)
+        entries = ledger.entries
+        if not self._deadlines.changed:  # `_flush`, most events
+            if not entries:
+                return _tuple_new(Outcome, ("accepted", event_id, None, (), (), ()))
+            if not expired and len(entries) == 1 and entries[0].effective_at is at:
+                ledger.entries = []
+                return _tuple_new(Outcome, ("accepted", event_id, None, (entries[0],), (), ()))
         return self._flush(event_id, expired, at)
 
     def advance_to(self, at: datetime) -> Outcome:
@@ -132,98 +169,7 @@ class Engine:
             if n.tracked is not None and n.tracked.status == "open"
         ]
 
-    # -- validation (before any state changes) -------------------------------------------------
-
-    def _validate(
-        self, event: Event, at: datetime, now: datetime | None, year: int, closed: int | None
-    ) -> Prepared:
-        """Judge the event on the state applying it will see: `closed` is the last year closed
-        once the clock has moved to its `at` (a year closing by this very event included)."""
-        if now is not None and at > now + MAX_AHEAD:
-            raise Rejected(f"at {iso(at)} is more than 10 minutes ahead of the processing clock")
-        if isinstance(event, ClockTick):
-            return None
-        if event.unit not in self._chain:
-            raise Rejected(f"unknown unit {event.unit!r}")
-        if closed is not None and year <= closed:
-            raise Rejected(f"assessment year {year} is closed (the clock is at {iso(self._wm)})")
-        kind = event.type
-        if kind in REF_FIELD:
-            return self._prepare_notice(event, at, year, closed)
-        if kind not in _FOLLOW_UPS:
-            return None
-        if isinstance(event, VulnFeedback | SupervisionHandled):
-            self._live_notice(event, closed)
-        elif isinstance(event, EventRetracted):
-            self._retractable(event, closed)
-        return None
-
-    def _live_notice(self, event: VulnFeedback | SupervisionHandled, closed: int | None) -> Notice:
-        if isinstance(event, VulnFeedback):
-            key, what = (event.unit, "vuln.notice", event.notice_id), "notice"
-        else:
-            key, what = (event.unit, "supervision.warning", event.signal_id), "signal"
-        notice = self._lookup_notice(key, closed)
-        if notice is None or notice.tracked is None or notice.tracked.status == "withdrawn":
-            state = "unknown" if notice is None else "withdrawn"
-            raise Rejected(f"{event.type} for {state} {what} {key[2]!r} of unit {event.unit}")
-        return notice
-
-    def _retractable(self, event: EventRetracted, closed: int | None) -> Record:
-        record = self._find_record(event.target_event_id, closed)
-        if record is None or record.unit != event.unit:
-            raise Rejected(
-                f"retraction of unknown event {event.target_event_id!r} of unit {event.unit}"
-            )
-        if record.retracted:
-            raise Rejected(f"event {event.target_event_id!r} was already retracted")
-        if record.type == "event.retracted":
-            raise Rejected("a retraction cannot itself be retracted")
-        return record
-
-    def _prepare_notice(
-        self, event: Event, at: datetime, year: int, closed: int | None
-    ) -> Prepared:
-        assert not isinstance(event, ClockTick)
-        ref = event.__dict__[REF_FIELD[event.type]]
-        found = self._lookup_notice((event.unit, event.type, ref), closed)
-        if found is not None and found.postings:
-            return found  # posted again: the same notice (spec 5.3)
-        if not isinstance(event, VulnNotice | SupervisionWarning):
-            return None
-        notice_due = local(event.due) if isinstance(event, VulnNotice) and event.due else None
-        due = judge_due(
-            notice=(event.type, ref, event.unit),
-            at=at,
-            notice_due=notice_due,
-            rule=self._judging_rule(event.unit, year, OVERDUE_TRIGGER[event.type]),
-            default=DEFAULT_PERIODS[event.type],
-            calendar=self.calendar,
-        )
-        return due, notice_due
-
-    def _judging_rule(self, unit: str, year: int, trigger: str) -> CompiledRule | None:
-        """The first overdue rule covering a notice of `unit` (spec 5.7): its own rulebook's,
-        then its ancestors' jurisdiction rules. Reads only: validation changes nothing (the
-        cache holds what the registry and the rulebooks, which never change, decide)."""
-        key = (unit, year, trigger)
-        if key in self._judging:
-            return self._judging[key]
-        found = None
-        for assessed in self._chain[unit]:
-            book = self._book(assessed, year)
-            found = book.covering(trigger, own=assessed == unit) if book is not None else None
-            if found is not None:
-                break
-        self._judging[key] = found
-        return found
-
     # -- event time ----------------------------------------------------------------------------
-
-    @property
-    def _wm(self) -> datetime:
-        assert self.watermark is not None
-        return self.watermark
 
     def _advance(self, at: datetime) -> None:
         if self.watermark is not None and at <= self.watermark:
@@ -262,21 +208,29 @@ class Engine:
     # -- applying ------------------------------------------------------------------------------
 
     def _dispatch(self, event: UnitEvent, at: datetime, prepared: Prepared, year: int) -> None:
-        kind = event.type
-        record = Record(event.unit, kind)
+        """Apply an event that posts a notice or refers to one (`apply` applies findings)."""
+        record = Record(event.unit, event.type)
         by_id = self._records.get(year)
         if by_id is None:
             by_id = self._records[year] = {}
         by_id[event.event_id] = record
-        if kind not in REF_FIELD and kind not in _FOLLOW_UPS:  # most events: findings
-            routes = self._route_cache.get((event.unit, year, kind))  # `_routes`, once cached
-            if routes is None:
-                routes = self._routes(event.unit, year, kind)
-            self._count(event, at, record, routes)
+        if event.type in REF_FIELD:  # a notice posted: most of the events that come here
+            if isinstance(prepared, Notice):  # posted again
+                prepared.postings[event.event_id] = None
+                prepared.touched(year)
+                record.notice = prepared
+                self._count(event, at, record, prepared.count_routes)
+            else:  # its first posting
+                record.notice = self._open_notice(event, at, prepared, year)
+                self._count(event, at, record, record.notice.count_routes)
         elif isinstance(event, EventRetracted):
             self._retract(event, at, self._retractable(event, self.closed_through))
         elif isinstance(event, VulnFeedback | SupervisionHandled):
-            notice = self._live_notice(event, self.closed_through)
+            notice = (
+                prepared
+                if isinstance(prepared, Notice)
+                else self._live_notice(event, self.closed_through)
+            )
             notice.touched(year)
             tracked = notice.tracked
             assert tracked is not None
@@ -285,14 +239,6 @@ class Engine:
             self._deadlines.reconcile(
                 tracked, watermark=self.watermark, at=at, cause=event.event_id
             )
-        elif isinstance(prepared, Notice):
-            prepared.postings[event.event_id] = None
-            prepared.touched(year)
-            record.notice = prepared
-            self._count(event, at, record, prepared.count_routes)
-        else:  # a notice's first posting
-            record.notice = self._open_notice(event, at, prepared, year)
-            self._count(event, at, record, record.notice.count_routes)
 
     def _count(self, event: UnitEvent, at: datetime, record: Record, routes: Routes) -> None:
         if not routes:
@@ -306,9 +252,10 @@ class Engine:
         per_key, reason = event.type == "outreach.notice", ""
         fields = event.__dict__  # what the rules' counting keys read (engine/matching.py)
         for assessment, rule in routes:
+            by_key, rule_id = assessment.by_key, rule.rule_id
             for key in rule.keys(fields):
-                ident = (rule.rule_id, key)
-                counted = assessment.by_key.get(ident)
+                ident = (rule_id, key)
+                counted = by_key.get(ident)
                 if counted is not None:  # counted already: one more event asserts it
                     counted.supporters[event_id] = None
                 else:
@@ -336,27 +283,29 @@ class Engine:
             routes = self._route_cache[key] = tuple(found)
         return routes
 
-    def _open_notice(self, event: Event, at: datetime, judged: Judged | None, year: int) -> Notice:
-        assert not isinstance(event, ClockTick)
-        key = (event.unit, event.type, event.__dict__[REF_FIELD[event.type]])
-        for by_key in self._notices.values():
-            by_key.pop(key, None)  # a withdrawn notice posted again is a new notice
-        notice = Notice(
-            key=key,
-            year=year,
-            postings={event.event_id: None},
-            count_routes=self._routes(event.unit, year, event.type),
-            keep_year=year,
-        )
-        self._notices.setdefault(year, {})[key] = notice
+    def _open_notice(
+        self, event: UnitEvent, at: datetime, judged: Judged | None, year: int
+    ) -> Notice:
+        unit, kind, routes = event.unit, event.type, self._route_cache
+        key = (unit, kind, event.__dict__[REF_FIELD[kind]])
+        for held in self._notices.values():
+            held.pop(key, None)  # a withdrawn notice posted again is a new notice
+        # positional, and the routes read from their cache first: one notice in three events
+        count_routes = routes.get((unit, year, kind)) or self._routes(unit, year, kind)
+        notice = Notice(key, year, {event.event_id: None}, count_routes, year)
+        by_key = self._notices.get(year)
+        if by_key is None:
+            by_key = self._notices[year] = {}
+        by_key[key] = notice
         if judged is not None:
-            trigger = OVERDUE_TRIGGER[event.type]
+            trigger = OVERDUE_TRIGGER[kind]
             notice.tracked = self._deadlines.track(
                 notice,
                 event,
                 at,
                 judged,
-                overdue_routes=self._routes(event.unit, year, trigger),
+                overdue_routes=routes.get((unit, year, trigger))
+                or self._routes(unit, year, trigger),
                 watermark=self.watermark,
             )
             notice.touched(judged[0].year)  # due instants are made in Asia/Shanghai
@@ -395,10 +344,6 @@ class Engine:
 
     # -- lookups -------------------------------------------------------------------------------
 
-    def _book(self, unit: str, year: int) -> CompiledRulebook | None:
-        book_id = self._by_year_tier.get((year, self._tier[unit]))
-        return self._books[book_id] if book_id is not None else None
-
     def _assessment(self, unit: str, year: int) -> Assessment | None:
         key = (unit, year)
         if key not in self._assessments:
@@ -409,23 +354,6 @@ class Engine:
                 Assessment(unit, year, book.id, dict(book.cap_points)) if book else None
             )
         return self._assessments[key]
-
-    def _find_record(self, event_id: str, closed: int | None = None) -> Record | None:
-        for year, by_id in self._records.items():
-            record = by_id.get(event_id)
-            if record is not None:
-                return record if closed is None or year > closed else None
-        return None
-
-    def _lookup_notice(self, key: NoticeKey, closed: int | None) -> Notice | None:
-        """The notice of that key, unless closing the years up to `closed` forgets it."""
-        for year, by_key in self._notices.items():
-            found = by_key.get(key)
-            if found is not None:
-                if closed is not None and year <= closed and not found.survives(closed):
-                    return None
-                return found
-        return None
 
     def _flush(self, event_id: str, expired: int, at: datetime) -> Outcome:
         """What the event changed. The first `expired` entries are the overdue deductions of the
@@ -444,4 +372,4 @@ def run(engine: Engine, events: Iterable[Event]) -> list[Outcome]:
     return [engine.apply(e) for e in events]
 
 
-__all__ = ["Engine", "run"]
+__all__ = ["MAX_AHEAD", "Engine", "run"]

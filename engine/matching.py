@@ -34,6 +34,13 @@ def keyer(rule: Rule) -> Keyer:
     wanted = tuple(rule.match.items())
     if not wanted:
         return keys
+    if len(wanted) == 1:  # most matches name one field: no loop per event
+        ((name, value),) = wanted
+
+        def matched_one(fields: dict[str, Any]) -> tuple[str, ...]:
+            return () if fields.get(name) != value else keys(fields)
+
+        return matched_one
 
     def matched(fields: dict[str, Any]) -> tuple[str, ...]:
         for name, value in wanted:
@@ -46,8 +53,9 @@ def keyer(rule: Rule) -> Keyer:
 
 def _per_notice_terminal(fields: dict[str, Any]) -> tuple[str, ...]:
     # a terminal listed twice in one notice counts once (dict keeps first-seen order)
+    # `prefix + t` is `f"{prefix}{t}"` for the strings the schema guarantees, without a frame
     prefix = f"{fields['unit']}/{fields['notice_id']}/"
-    return tuple([f"{prefix}{t}" for t in dict.fromkeys(fields["terminals"])])
+    return tuple(map(prefix.__add__, dict.fromkeys(fields["terminals"])))
 
 
 _KEYS: dict[str, Keyer] = {

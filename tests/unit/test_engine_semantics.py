@@ -487,6 +487,45 @@ def test_ten_minutes_ahead_is_still_accepted() -> None:
     assert out.status == "accepted"
 
 
+# A finding is validated in `Engine.apply`'s own frame (engine/core.py); what it rejects, and
+# why, must be what the general validation says of any other event.
+FINDING = {"terminal": "T1", "finding": "unregistered"}
+
+
+@pytest.mark.parametrize(
+    ("at", "unit", "reason"),
+    [
+        ("2018-03-01T10:00", "nowhere", "unknown unit 'nowhere'"),
+        ("2018-06-01T08:11:00", "gat", "at 2018-06-01T08:11:00+08:00 is more than 10 minutes"),
+    ],
+)
+def test_a_finding_is_rejected_as_any_event_is(at: str, unit: str, reason: str) -> None:
+    eng = engine()
+    out = eng.apply(ev("terminal.finding", at, unit=unit, **FINDING), now=NOW)
+    notice = eng.apply(ev("extranet.notice", at, unit=unit, notice_id="X"), now=NOW)
+    assert out.status == notice.status == "rejected"
+    assert reason in (out.reason or "") and out.reason == notice.reason
+    assert eng.watermark is None and out.entries == ()
+
+
+def test_a_finding_of_a_closed_year_is_rejected_as_any_event_is() -> None:
+    eng = engine()
+    eng.apply(tick("2020-01-01T00:00"))  # closes 2018 (one year retained)
+    out = eng.apply(ev("terminal.finding", "2018-03-01T10:00", **FINDING))
+    notice = eng.apply(ev("extranet.notice", "2018-03-01T10:00", notice_id="X"))
+    assert out.status == notice.status == "rejected"
+    assert (
+        out.reason
+        == notice.reason
+        == ("assessment year 2018 is closed (the clock is at 2020-01-01T00:00:00+08:00)")
+    )
+
+
+def test_a_finding_ten_minutes_ahead_is_still_accepted() -> None:
+    out = engine().apply(ev("terminal.finding", "2018-06-01T08:10:00", **FINDING), now=NOW)
+    assert out.status == "accepted" and len(out.entries) == 1
+
+
 def test_retraction_of_another_units_event_is_unknown() -> None:
     eng = engine()
     notice = ev("vuln.notice", "2018-03-01T10:00", unit="fz", notice_id="V1", system="s")
