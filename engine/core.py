@@ -15,7 +15,7 @@ from engine.clock import SHANGHAI, assessment_year, local, year_start
 from engine.compiled import CompiledRule, CompiledRulebook, compile_rulebook
 from engine.matching import describe
 from engine.notices import REF_FIELD, Notice, NoticeKey
-from engine.outcome import ConfigError, Outcome, Record, Rejected, accepted
+from engine.outcome import ConfigError, Outcome, Record, Rejected, accepted, new_tuple
 from engine.remediation import Remediation
 from engine.retention import close_through
 from engine.validation import (
@@ -41,7 +41,6 @@ from schemas.rulebook import Rulebook
 
 # the event types that only count: neither post a notice nor refer to one (`_validate`)
 _FINDINGS = EVENT_TYPES - REF_FIELD.keys() - FOLLOW_UPS - {"clock.tick"}
-_tuple_new = tuple.__new__  # an `Outcome` without the named tuple's `__new__` (a Python function)
 
 
 class Engine(Validation):
@@ -107,52 +106,15 @@ class Engine(Validation):
             if next_close is not None and at < next_close  # `_closed_after`'s first answer
             else self._closed_after(at)
         )
-        # A finding (half of a dense stream) that `_validate` would accept is applied here, in
-        # this frame; any other event, and a finding it rejects (with its reason), go through it.
-        finding: UnitEvent | None = None
-        if kind in _FINDINGS:
-            assert not isinstance(event, ClockTick)
-            if (
-                (now is None or at <= now + MAX_AHEAD)
-                and event.unit in self._chain
-                and (closed is None or year > closed)
-            ):
-                finding = event
-        prepared: Prepared = None
-        if finding is None:
-            try:
-                prepared = self._validate(event, at, now, year, closed)
-            except Rejected as exc:
-                return Outcome("rejected", event_id, reason=exc.reason)
-        if watermark is None or at > watermark:  # `_advance`, in this frame
-            self.watermark = at
-            if self._deadlines.queue.passed(at):
-                self._deadlines.expire(at)
-            if next_close is None or at >= next_close:
-                self._close_years()
-        ledger = self.ledger
-        expired = len(ledger.entries)
-        if finding is not None:  # `_dispatch` of a finding
-            unit = finding.unit
-            record = Record(unit, kind)
-            held = self._records.get(year)
-            if held is None:
-                held = self._records[year] = {}
-            held[event_id] = record
-            routes = self._route_cache.get((unit, year, kind))  # `_routes`, once cached
-            if routes is None:
-                routes = self._routes(unit, year, kind)
-            if routes:
-                self._count(finding, at, record, routes)
-        elif not isinstance(event, ClockTick):
+        try:
+            prepared = self._validate(event, at, now, year, closed)
+        except Rejected as exc:
+            return Outcome("rejected", event_id, reason=exc.reason)
+        if watermark is None or at > watermark:
+            self._advance(at)
+        expired = len(self.ledger.entries)
+        if not isinstance(event, ClockTick):
             self._dispatch(event, at, prepared, year)
-        entries = ledger.entries
-        if not self._deadlines.changed:  # `_flush`, most events
-            if not entries:
-                return _tuple_new(Outcome, ("accepted", event_id, None, (), (), ()))
-            if not expired and len(entries) == 1 and entries[0].effective_at is at:
-                ledger.entries = []
-                return _tuple_new(Outcome, ("accepted", event_id, None, (entries[0],), (), ()))
         return self._flush(event_id, expired, at)
 
     def advance_to(self, at: datetime) -> Outcome:
@@ -208,13 +170,20 @@ class Engine(Validation):
     # -- applying ------------------------------------------------------------------------------
 
     def _dispatch(self, event: UnitEvent, at: datetime, prepared: Prepared, year: int) -> None:
-        """Apply an event that posts a notice or refers to one (`apply` applies findings)."""
-        record = Record(event.unit, event.type)
+        """Apply an accepted event of a unit: a finding counts, a notice is posted, a follow-up
+        finds what it refers to."""
+        unit, kind = event.unit, event.type
+        record = Record(unit, kind)
         by_id = self._records.get(year)
         if by_id is None:
             by_id = self._records[year] = {}
         by_id[event.event_id] = record
-        if event.type in REF_FIELD:  # a notice posted: most of the events that come here
+        if kind in _FINDINGS:  # half of a dense stream: it only counts
+            routes = self._route_cache.get((unit, year, kind))  # `_routes`, once cached
+            if routes is None:
+                routes = self._routes(unit, year, kind)
+            self._count(event, at, record, routes)
+        elif kind in REF_FIELD:  # a notice posted
             if isinstance(prepared, Notice):  # posted again
                 prepared.postings[event.event_id] = None
                 prepared.touched(year)
@@ -358,13 +327,17 @@ class Engine(Validation):
     def _flush(self, event_id: str, expired: int, at: datetime) -> Outcome:
         """What the event changed. The first `expired` entries are the overdue deductions of the
         deadlines the clock passed on its way to `at`; the rest are the event's own."""
-        ledger, changed = self.ledger, self._deadlines.changed
-        if not ledger.entries and not changed:
-            return Outcome("accepted", event_id)
-        entries = tuple(ledger.entries)
+        ledger = self.ledger
+        entries = ledger.entries
+        if not self._deadlines.changed:  # most events: none or one entry, no deadline
+            if not entries:
+                return new_tuple(Outcome, ("accepted", event_id, None, (), (), ()))
+            if not expired and len(entries) == 1 and entries[0].effective_at is at:
+                ledger.entries = []  # seen at its own instant (see `accepted`)
+                return new_tuple(Outcome, ("accepted", event_id, None, (entries[0],), (), ()))
         ledger.entries = []
-        deadlines = self._deadlines.drain() if changed else ()
-        return accepted(event_id, entries, deadlines, expired, at)
+        deadlines = self._deadlines.drain() if self._deadlines.changed else ()
+        return accepted(event_id, tuple(entries), deadlines, expired, at)
 
 
 def run(engine: Engine, events: Iterable[Event]) -> list[Outcome]:

@@ -65,10 +65,10 @@ def accepted(
         seen: tuple[EntrySeen, ...] = ()
     else:
         seen = seen_times(entries, expired, at)
-    return _tuple_new(Outcome, ("accepted", event_id, None, entries, deadlines, seen))
+    return new_tuple(Outcome, ("accepted", event_id, None, entries, deadlines, seen))
 
 
-_tuple_new = tuple.__new__
+new_tuple = tuple.__new__  # an `Outcome` without the named tuple's `__new__` (a Python function)
 
 
 def seen_times(
