@@ -88,26 +88,28 @@ def instant(at: datetime) -> str:
     return _local_text(at)
 
 
-# `isoformat(timespec="milliseconds")` of an instant in +08:00 from its parts: the day's text
-# made once per day, the time's from tables (a third of the C call's time, which parses its
-# keyword and formats with a format string; tests/unit/test_chains.py compares the two).
+# `isoformat` of an instant in +08:00 from its parts: the day's text made once per day, the
+# time's from tables (a third of the C call's time, which parses its keyword and formats with a
+# format string; tests/unit/test_chains.py and test_snapshot_rows.py compare the two).
 _DAY_TEXT: dict[int, str] = {}
 _HOUR_MINUTE = tuple(f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
 _SECOND = tuple(f"{s:02d}." for s in range(60))
 _MILLI = tuple(f"{ms:03d}+08:00" for ms in range(1000))
 
 
-def _local_text(at: datetime) -> str:
-    """`at.isoformat(timespec="milliseconds")` of an instant whose zone is SHANGHAI."""
+def minute_text(at: datetime) -> str:
+    """`at.isoformat()` up to its minute and the colon after it (`2018-03-01T10:00:`)."""
     day = _DAY_TEXT.get(at.toordinal())
     if day is None:
-        if len(_DAY_TEXT) >= 4096:
+        if len(_DAY_TEXT) >= 8192:
             _DAY_TEXT.clear()
         day = _DAY_TEXT[at.toordinal()] = f"{at.date().isoformat()}T"
-    return (
-        f"{day}{_HOUR_MINUTE[at.hour * 60 + at.minute]}{_SECOND[at.second]}"
-        f"{_MILLI[at.microsecond // 1000]}"
-    )
+    return day + _HOUR_MINUTE[at.hour * 60 + at.minute]
+
+
+def _local_text(at: datetime) -> str:
+    """`at.isoformat(timespec="milliseconds")` of an instant whose zone is SHANGHAI."""
+    return f"{minute_text(at)}{_SECOND[at.second]}{_MILLI[at.microsecond // 1000]}"
 
 
 # `instant` of an instant whose zone is SHANGHAI already, without the memo: for instants that

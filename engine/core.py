@@ -39,7 +39,7 @@ from schemas.ledger import DeadlineState
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 
-# the event types that only count: neither post a notice nor refer to one (`_validate`)
+# the event types that only count: neither post a notice nor refer to one (`_dispatch`)
 _FINDINGS = EVENT_TYPES - REF_FIELD.keys() - FOLLOW_UPS - {"clock.tick"}
 
 

@@ -24,6 +24,7 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 from engine.caps import Assessment, Claim
+from engine.chain import minute_text
 from engine.clock import SHANGHAI
 from engine.compiled import CompiledRule
 from engine.core import Engine
@@ -328,10 +329,7 @@ class Numbers:
             )
 
 
-# `instant_text`'s tables: a day's text made once per day, a time's from tables
-_DAY_TEXT: dict[int, str] = {}
-_HOUR_MINUTE = tuple(f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
-_SECOND_ZONE = tuple(f"{s:02d}+08:00" for s in range(60))
+_SECOND_ZONE = tuple(f"{s:02d}+08:00" for s in range(60))  # `instant_text`'s seconds
 
 
 def instant_text(at: datetime) -> str:
@@ -340,12 +338,7 @@ def instant_text(at: datetime) -> str:
     Any other instant is the C call's (tests/unit/test_snapshot_rows.py compares the two)."""
     if at.tzinfo is not SHANGHAI or at.microsecond:
         return at.isoformat()
-    day = _DAY_TEXT.get(at.toordinal())
-    if day is None:
-        if len(_DAY_TEXT) >= 8192:
-            _DAY_TEXT.clear()
-        day = _DAY_TEXT[at.toordinal()] = f"{at.date().isoformat()}T"
-    return f"{day}{_HOUR_MINUTE[at.hour * 60 + at.minute]}{_SECOND_ZONE[at.second]}"
+    return minute_text(at) + _SECOND_ZONE[at.second]
 
 
 def numbered(numbers: Mapping[_K, int], objects: Iterable[_K]) -> Iterator[int]:
