@@ -170,10 +170,8 @@ class WriterClient:
     ) -> None:
         names = [t.name for t in column_types]
         if column_oriented:  # the text columns pickled alone: see `column_piece`
-            pieces = list(map(column_piece, data))
-            self._post(("columns", table, pieces, list(column_names), names))
-        else:
-            self._post(("insert", table, data, list(column_names), names, column_oriented))
+            data = list(map(column_piece, data))
+        self._post(("insert", table, data, list(column_names), names, column_oriented))
 
     def create_insert_context(self, table: str, column_names: Sequence[str]) -> _Context:
         self._settle_prefetch()
@@ -373,13 +371,11 @@ def serve(conn: Connection) -> None:
             except EOFError:  # the CLI has closed the pipe: nothing more comes
                 return
             op, args = message[0], message[1:]
-            if op == "columns":  # an insert of columns as `column_piece` sent them
-                table, pieces, names, type_names = args
-                data = list(map(column_from_piece, pieces))
-                op, args = "insert", (table, data, names, type_names, True)
             if op == "insert":
                 if failed is None:
                     table, data, names, type_names, oriented = args
+                    if oriented:  # as `column_piece` sent them
+                        data = list(map(column_from_piece, data))
                     try:
                         key = tuple(type_names)
                         if key not in types:

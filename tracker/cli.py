@@ -86,21 +86,23 @@ def tune_gc() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     tune_gc()
     args = list(sys.argv[1:] if argv is None else argv)
-    if argv is None and args[:1] == ["ingest"]:
+    # `tracker ingest` run as its own process: it ends without the teardown (`end_process`)
+    ending = argv is None and args[:1] == ["ingest"]
+    if ending:
         if ingest_writer_likely(args, os.environ):
             from sinks.writer_process import prestart
 
             prestart()  # beside the CLI's own start (~0.5 s of imports)
         global _held
         _held = []
-        from tracker.cli_app import run
-
-        end_process(run(args))
     plain = status_options(args)
     if plain is None:
         from tracker.cli_app import run
 
-        return run(args)
+        code = run(args)
+        if ending:
+            end_process(code)
+        return code
     from tracker.status_cmd import show_status
 
     result = guarded(lambda: show_status(**plain))
