@@ -12,18 +12,14 @@ from schemas.rulebook import Rule
 Keyer = Callable[[dict[str, Any]], tuple[str, ...]]
 
 
-def count_keys(rule: Rule, event: Event) -> tuple[str, ...]:
-    """The counting keys of `event` under `rule`, or () when the rule's `match` excludes it.
+def keyer(rule: Rule) -> Keyer:
+    """The counting keys of an event under `rule`, as a function of the event's fields, or ()
+    when the rule's `match` excludes it; made once per rule (the compiled rulebook keeps it),
+    so the rule's `match` and counting are looked up once, not per event.
 
     Keys carry the source unit so that jurisdiction items never merge two units' notices.
     The loader guarantees that a rule's counting fits its trigger, so the event's fields exist.
     """
-    return keyer(rule)(event.__dict__)
-
-
-def keyer(rule: Rule) -> Keyer:
-    """`count_keys` of one rule as a function of an event's fields, made once per rule (the
-    compiled rulebook keeps it): the rule's `match` and counting looked up once, not per event."""
     keys = _KEYS.get(rule.counting)
     if keys is None:  # an overdue rule's counting (per_signal): the remediation counts those
 
