@@ -124,9 +124,9 @@ _started: list[tuple[subprocess.Popen[bytes], socket.socket]] = []
 
 
 def prestart() -> None:
-    """Start the writer process now, before the store it will open is known: its interpreter
-    and the driver's imports (~0.2 s) then run beside the CLI's own start instead of after it,
-    and it waits for the store to open. The next WriterClient takes it. One never taken holds
+    """Start the writer process now, before the store it will open is known: its interpreter,
+    the driver's imports and chDB's library (~0.4 s) then run beside the CLI's own start, not
+    after it, and it waits for the store to open. The next WriterClient takes it. One never taken holds
     nothing (no store is opened before the client asks) and ends when the CLI does: its end of
     the socket pair closes (or, Linux, the parent's death kills it)."""
     if not _started:
@@ -355,6 +355,11 @@ def _sendable(exc: BaseException) -> BaseException:
 
 
 def serve(conn: Connection) -> None:
+    # chDB's library (~0.2 s to load) is loaded now: beside the CLI's own start when this child
+    # was started ahead (`prestart`), not after the store is asked to open. Loading it makes
+    # nothing on disk; only `open` names a store. (Only a chDB store has a writer process.)
+    import chdb  # noqa: F401
+
     from sinks.connection import connect
 
     client: Any = None

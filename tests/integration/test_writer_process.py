@@ -197,6 +197,29 @@ def test_a_writer_process_started_ahead_is_the_one_the_store_opens_with(writer_d
     assert _gone(ahead.pid)
 
 
+def test_a_writer_process_started_ahead_loads_the_engine_before_any_store_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading chDB's library (~0.2 s) is the child's to do beside the CLI's own start, not
+    after the store is asked to open; and loading it creates nothing (no store, no directory)."""
+    # the child's working directory: where a library that made a session directory would
+    monkeypatch.chdir(tmp_path)
+    writer_process.prestart()
+    ((ahead, ours),) = writer_process._started
+    try:
+        end = time.monotonic() + 30.0  # waits for the child's start: not a speed check
+        loaded = False
+        while not loaded and time.monotonic() < end:
+            loaded = "_chdb" in Path(f"/proc/{ahead.pid}/maps").read_text(encoding="utf-8")
+            time.sleep(0.05)
+        assert loaded, "the writer process started ahead had not loaded chDB's library"
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        writer_process._started.clear()
+        ours.close()  # its end of the socket pair: the child ends
+    assert _gone(ahead.pid)
+
+
 _UNTAKEN = """
 import sys
 from sinks import writer_process
