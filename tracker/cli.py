@@ -89,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `tracker ingest` run as its own process: it ends without the teardown (`end_process`)
     ending = argv is None and args[:1] == ["ingest"]
     if ending:
+        # Its state only grows until the process ends, and it makes no cyclic garbage per line
+        # (tests/integration/test_ingest_garbage.py): the collector's young passes over that
+        # state freed nothing and were ~1.5-2 s of a 200k-line run's CPU (BENCHMARKS.md).
+        # Not its writer process, which makes cycles (the driver's), nor any other command.
+        gc.disable()
         if ingest_writer_likely(args, os.environ):
             from sinks.writer_process import prestart
 

@@ -214,3 +214,33 @@ def test_holding_a_value_is_for_an_ingest_process_only() -> None:
     assert cli._held is None  # main() was not run with the process's own argv here
     cli.hold(object())  # and so nothing is kept
     assert cli._held is None
+
+
+# -- `tracker ingest`: its process runs without the cyclic collector -----------------------------
+
+_COLLECTOR = """
+import atexit, gc, sys
+from tracker.cli import main
+atexit.register(lambda: print("collector on" if gc.isenabled() else "collector off"))
+sys.argv = ["tracker", *sys.argv[1:]]
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        # an ingest process: its state only grows, and it makes no cyclic garbage (measured by
+        # tests/integration/test_ingest_garbage.py), so the collector's passes free nothing
+        (["ingest", "--help"], "collector off"),
+        # every other command keeps it: a worker or a server runs for days
+        (["worker", "--help"], "collector on"),
+        (["--version"], "collector on"),
+    ],
+)
+def test_an_ingest_process_runs_without_the_cyclic_collector(args: list[str], said: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _COLLECTOR, *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == said
