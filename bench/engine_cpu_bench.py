@@ -7,13 +7,15 @@ The stream is engine_bench.py's (the seeded demo generator, seed 7, the three as
 20x the province's density, cut at 200,000 events): parsed once, up front; each run applies it to
 a fresh engine. The figure is events / process CPU seconds of the `apply` loop alone, so that
 other processes on a shared box slow the wall clock but not the figure; the wall clock and the
-load average are printed beside it. The GC is tuned as the CLI tunes it.
+load average are printed beside it. The cyclic collector is off, as in a `tracker ingest`
+process (tracker/cli.py `main`); `--collector` runs it as the other commands do (`tune_gc`).
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import itertools
 import os
 import statistics
@@ -55,10 +57,22 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=20.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", metavar="FILE", help="also profile one run into FILE")
+    parser.add_argument(
+        "--collector",
+        action="store_true",
+        help="run the cyclic collector as a worker or a server does (tracker/cli.py tune_gc); "
+        "by default it is off, as in a `tracker ingest` process",
+    )
     args = parser.parse_args()
-    tune_gc()  # as the CLI does
+    if args.collector:
+        tune_gc()
+    else:
+        gc.disable()  # as `tracker ingest` runs (tracker/cli.py main)
     stream = events(args.events, args.seed, args.scale)
-    print(f"stream: {len(stream):,} events (seed {args.seed}, scale {args.scale})")
+    collector = "on (tune_gc)" if args.collector else "off, as in `tracker ingest`"
+    print(
+        f"stream: {len(stream):,} events (seed {args.seed}, scale {args.scale}); collector {collector}"
+    )
     print(f"cores allowed: {sorted(os.sched_getaffinity(0))}; load before {os.getloadavg()}")
     registry, books, calendar = load_registry(DEMO_REGISTRY), load_rulebooks(), official_calendar()
     rates = []
