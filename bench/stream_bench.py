@@ -8,7 +8,9 @@ the batch path, streams/batch.py) and an embedded chDB store:
 
 1. throughput: the province-scale demo stream (2018 and 2020) is produced as fast as possible;
    sustained events/s = events / (time from the first produce until the worker has committed
-   every input record, i.e. every row is in chDB; the committed offsets are polled every 0.1 s).
+   every input record, i.e. every row is in chDB; the committed offsets are polled every 0.1 s),
+   with the worker's CPU seconds over the same span (utime + stime from /proc, every thread,
+   chDB's included; start-up and the group join left out) and its CPU µs per event.
 2. anchors, same run, same records, same measure (first produce -> last record counted): a
    minimal faust-streaming agent that only counts (bench/count_anchor.py faust), and a bare
    aiokafka consumer that counts (bench/count_anchor.py aiokafka), each in a process of its own
@@ -242,6 +244,8 @@ def throughput(
     workers = Workers(bootstrap, prefix, work / prefix, roles, count)
     workers.start()
     try:
+        # the workers' CPU from here (started, in the group) until every record is stored
+        before = [cpu_s(proc.pid) or 0.0 for proc in workers.procs]
         started = time.monotonic()
         sent = asyncio.run(produce_all(bootstrap, Topics(prefix).events, records))
         produced = time.monotonic() - started
@@ -250,6 +254,10 @@ def throughput(
         )
         assert asyncio.run(drained)
         elapsed = time.monotonic() - started
+        spent = [
+            round((cpu_s(proc.pid) or 0.0) - b, 2)
+            for proc, b in zip(workers.procs, before, strict=True)
+        ]
         rows = sum(progress(p, workers.token)["sink"]["records"] for p in workers.sink_ports)
     finally:
         workers.stop()
@@ -262,6 +270,9 @@ def throughput(
         "end_to_end_s": round(elapsed, 2),
         "events_per_s": round(len(lines) / elapsed),
         "records_per_s": round(sent / elapsed),
+        # user + sys of the worker processes (every thread: chDB's too), start-up left out
+        "worker_cpu_s": spent,
+        "worker_cpu_us_per_event": round(sum(spent) / len(lines) * 1e6, 1),
     }
 
 
@@ -572,6 +583,7 @@ def one_run(
 SUMMARY = (
     ("worker", "events_per_s"),
     ("worker", "records_per_s"),
+    ("worker", "worker_cpu_us_per_event"),
     ("two_workers", "events_per_s"),
     ("backlog_one", "events_per_s"),
     ("backlog_two", "events_per_s"),

@@ -27,11 +27,18 @@ from engine.step import (
     apply_event,
     dead_letter,
     logged_event,
+    logged_row,
     one_line,
     read_record,
 )
 from engine.warnings import DeadlineWarning, Warner, WarningPolicy
-from schemas.envelope import UNKNOWN_POSTER, UNKNOWN_RECEIPT, Envelope, from_headers
+from schemas.envelope import (
+    UNKNOWN_POSTER,
+    UNKNOWN_RECEIPT,
+    Envelope,
+    from_headers,
+    header_parts,
+)
 from schemas.events import ClockTick
 from schemas.ledger import (
     DeadLetter,
@@ -210,8 +217,7 @@ class PartitionState:
             return self._refuse(rec, applied.refusal)
         if applied.outcome.status == "duplicate":
             return Outputs()
-        envelope = intake_signed(self.signer, rec.envelope(), read.raw)
-        logged = logged_event(event, read.raw, self.partition, rec.offset, envelope, self.head)
+        logged = self._logged(rec, read)
         self.head, self.logged = logged.chain, rec.offset
         return Outputs(
             logged=logged,
@@ -220,6 +226,21 @@ class PartitionState:
             seen=applied.outcome.seen,
             warnings=self.warner.feed(applied.outcome.deadlines, self.engine.watermark),
         )
+
+    def _logged(self, rec: Record, read: Parsed) -> LoggedEvent:
+        """The record's event log row. A record whose headers carry an envelope that is logged
+        as it came (signed, or no key to sign with: `intake_signed`) is logged from the headers'
+        fields, without an envelope built for it (the throughput path: `tracker serve` signed
+        it); any other is stamped and signed here first."""
+        parts = header_parts(rec.headers)
+        if parts is not None and (parts[1] or self.signer is None):
+            base, signature = parts
+            return logged_row(
+                read.event, read.raw, self.partition, rec.offset, base.posted_by,
+                base.received_at, signature, self.head,
+            )  # fmt: skip
+        envelope = intake_signed(self.signer, rec.envelope(), read.raw)
+        return logged_event(read.event, read.raw, self.partition, rec.offset, envelope, self.head)
 
     def _misplaced(self, unit: str) -> str | None:
         """Jurisdiction roll-up needs every event of a root unit's subtree in one partition."""

@@ -183,8 +183,15 @@ def cmd_worker(
     holidays: options.Holidays = None,
     replace_registry: ReplaceRegistry = False,
     sink_batch: Annotated[
-        int, typer.Option("--sink-batch", min=1, metavar="N", help="Records per store write.")
-    ] = 5_000,
+        int | None,
+        typer.Option(
+            "--sink-batch",
+            min=1,
+            metavar="N",
+            help="Records per store write.",
+            show_default="20,000 with --role all, else 5,000",
+        ),
+    ] = None,
     sink_within_s: Annotated[
         float,
         typer.Option(
@@ -247,6 +254,7 @@ def cmd_worker(
     from engine.warnings import WarningPolicy
     from streams.app import run_worker
     from streams.settings import Config, WorkerSettings
+    from streams.settings import sink_batch as sink_batch_for
 
     config = Config.load(
         options.units_path(units), options.rulebooks_dir(rulebooks), options.holidays_file(holidays)
@@ -278,7 +286,7 @@ def cmd_worker(
         store=dsn,
         web_port=web_port,
         data_dir=options.current().data_dir,
-        sink_max_records=sink_batch,
+        sink_max_records=sink_batch_for(role.value, sink_batch),
         sink_within_s=sink_within_s,
         commit_interval_s=commit_interval_s,
         session_timeout_s=session_timeout_s,

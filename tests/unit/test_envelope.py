@@ -10,10 +10,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config.signing import Signer
 from engine.clock import local
+from engine.step import logged_event
 from engine.warnings import WarningPolicy
 from schemas.envelope import (
     HEADER_POSTED_BY,
@@ -23,8 +26,11 @@ from schemas.envelope import (
     UNKNOWN_RECEIPT,
     Envelope,
     from_headers,
+    header_parts,
 )
+from schemas.events import parse_event
 from sinks import Batch, MemoryStore
+from sinks.heads import intake_signed
 from streams.partition import Outputs, PartitionState, Record
 from streams.processor import Processor
 from streams.settings import Config
@@ -320,6 +326,51 @@ def test_from_headers_follows_its_rules(headers: list[tuple[str, bytes | None]])
     if expected is not None and len(expected.signature) > 1024:
         expected = None  # the model refuses it; the reference's model_copy does not validate
     assert from_headers(headers) == expected
+
+
+@given(HEADER_LISTS)
+@settings(max_examples=400)
+def test_header_parts_are_the_envelope_in_two(headers: list[tuple[str, bytes | None]]) -> None:
+    parts, whole = header_parts(headers), from_headers(headers)
+    if parts is None:
+        assert whole is None
+        return
+    base, signature = parts
+    assert base.signature == ""
+    assert whole == base.model_copy(update={"signature": signature})
+
+
+# What the worker logs: a record's headers signed, unsigned, broken or none; with and without
+# its own key. `streams.partition` logs a signed (or, keyless, an unsigned) envelope from the
+# headers' fields and stamps and signs any other first.
+LOGGED_HEADERS = [
+    ("signed", SIGNED.headers()),
+    ("unsigned", CENTRE.headers()),
+    ("none", None),
+    ("broken", [(HEADER_POSTED_BY, b"\xff"), (HEADER_RECEIVED_AT, b"x")]),
+    ("signature too long", [*CENTRE.headers(), (HEADER_SIGNATURE, b"s" * 1025)]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["no key", "key"])
+@pytest.mark.parametrize(
+    "headers", [h for _, h in LOGGED_HEADERS], ids=[n for n, _ in LOGGED_HEADERS]
+)
+def test_the_worker_logs_the_envelope_a_record_came_with(
+    headers: list[tuple[str, bytes | None]] | None, keyed: bool
+) -> None:
+    signer = Signer(Ed25519PrivateKey.from_private_bytes(bytes(range(32)))) if keyed else None
+    config = Config(CONFIG.registry, CONFIG.rulebooks, CONFIG.calendar, signer)
+    state = PartitionState(config, 0, 1, WarningPolicy())
+    head = ""
+    for offset, raw in enumerate([line("n1"), FEEDBACK]):
+        rec = record(offset, raw, headers)
+        out = state.apply(rec)
+        envelope = intake_signed(signer, rec.envelope(), raw)
+        expected = logged_event(parse_event(raw), raw, 0, offset, envelope, head)
+        assert out.logged is not None
+        assert out.logged.model_dump_json() == expected.model_dump_json()
+        head = expected.chain
 
 
 @pytest.mark.parametrize("headers", [h for _, h in HEADERS], ids=[name for name, _ in HEADERS])

@@ -386,3 +386,15 @@ def test_role_all_runs_the_batch_path_without_faust_consumer_or_agents() -> None
         assert streams.app.app.boot_strategy.enable_kafka_consumer is None
     finally:
         run.close()
+
+
+def test_the_batch_path_writes_larger_batches_by_default() -> None:
+    # `--role all` writes up to 20,000 records at once (fewer inserts, each a data part per
+    # table); the per-record sink keeps 5,000; `--sink-batch` wins for every role
+    from streams.settings import BATCH_PATH_SINK_BATCH, SINK_BATCH, sink_batch
+
+    assert (BATCH_PATH_SINK_BATCH, SINK_BATCH) == (20_000, 5_000)
+    assert sink_batch("all", None) == 20_000
+    assert sink_batch("sink", None) == sink_batch("processor", None) == 5_000
+    assert [sink_batch(role, 200) for role in ("all", "sink", "processor")] == [200, 200, 200]
+    assert WorkerSettings().sink_max_records == 5_000  # built without the CLI: as before

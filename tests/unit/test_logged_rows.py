@@ -138,3 +138,18 @@ def test_a_receipt_is_its_stored_instant_whatever_came_before(times: list[dateti
         assert received == stored_instant(at) and received.tzinfo is SHANGHAI
         assert text == received.isoformat(timespec="milliseconds")
         assert text.endswith("+08:00") and len(text) == 29
+
+
+def test_a_receipt_is_one_for_equal_instants_whatever_their_zone_objects() -> None:
+    # the receipt last made is kept for the next call; an equal instant in another zone object
+    # (a request's envelope parsed again, pydantic's zones, UTC) must give the same receipt
+    at = datetime(2020, 1, 1, 1, 2, 3, 4567, tzinfo=timezone(timedelta(hours=8)))
+    first = receipt(at)
+    assert first == (stored_instant(at), first[1])
+    assert first[1] == stored_instant(at).isoformat(timespec="milliseconds")
+    again = datetime.fromisoformat(at.isoformat())  # another zone object
+    for same in (again, at.astimezone(UTC), at.replace(tzinfo=TzInfo(8 * 3600)), again, at):
+        assert receipt(same) == first
+    later = at + timedelta(milliseconds=1)
+    assert receipt(later) == (stored_instant(later), receipt(later)[1]) != first
+    assert receipt(at) == first
