@@ -244,3 +244,41 @@ def test_an_ingest_process_runs_without_the_cyclic_collector(args: list[str], sa
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == said
+
+
+# -- `tracker ingest`: the other commands' modules are not imported -----------------------------
+
+# the command modules `tracker ingest` runs without (building the whole command tree imported
+# and registered them all: ~0.06-0.1 s of every ingest, a tenth of a small file's run)
+NOT_FOR_INGEST = [
+    "tracker.audit_cli",
+    "tracker.commands",
+    "tracker.demo_cli",
+    "tracker.ops_cli",
+    "tracker.post_cli",
+    "tracker.report",
+    "tracker.serve_cli",
+    "tracker.stream_cli",
+]
+
+_INGEST_MODULES = """
+import json, sys
+from tracker.cli_app import run
+code = run(["ingest", "--help"])
+print(json.dumps([code, sorted(sys.modules)]), file=sys.stderr)
+"""
+
+
+@pytest.fixture(scope="module")
+def ingest_loaded() -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _INGEST_MODULES], capture_output=True, text=True, check=True
+    )
+    code, modules = json.loads(done.stderr.strip().splitlines()[-1])
+    assert code == 0 and "Apply a JSONL file" in done.stdout  # its help, as before
+    return set(modules)
+
+
+@pytest.mark.parametrize("module", NOT_FOR_INGEST)
+def test_ingest_does_not_import_the_other_commands(module: str, ingest_loaded: set[str]) -> None:
+    assert module not in ingest_loaded
