@@ -13,7 +13,7 @@ from engine.calendar import NO_CALENDAR, WorkCalendar
 from engine.caps import Assessment, Ledger, Routes
 from engine.clock import SHANGHAI, assessment_year, local, year_start
 from engine.compiled import CompiledRule, CompiledRulebook, compile_rulebook
-from engine.matching import describe
+from engine.matching import reasoner
 from engine.notices import REF_FIELD, Notice, NoticeKey
 from engine.outcome import ConfigError, Outcome, Record, Rejected, accepted, new_tuple
 from engine.remediation import Remediation
@@ -172,12 +172,13 @@ class Engine(Validation):
     def _dispatch(self, event: UnitEvent, at: datetime, prepared: Prepared, year: int) -> None:
         """Apply an accepted event of a unit: a finding counts, a notice is posted, a follow-up
         finds what it refers to."""
-        unit, kind = event.unit, event.type
+        fields = event.__dict__  # dict lookups, not the model's attribute hook
+        unit, kind, event_id = fields["unit"], fields["type"], fields["event_id"]
         record = Record(unit, kind)
         by_id = self._records.get(year)
         if by_id is None:
             by_id = self._records[year] = {}
-        by_id[event.event_id] = record
+        by_id[event_id] = record
         if kind in _FINDINGS:  # half of a dense stream: it only counts
             routes = self._route_cache.get((unit, year, kind))  # `_routes`, once cached
             if routes is None:
@@ -185,7 +186,7 @@ class Engine(Validation):
             self._count(event, at, record, routes)
         elif kind in REF_FIELD:  # a notice posted
             if isinstance(prepared, Notice):  # posted again
-                prepared.postings[event.event_id] = None
+                prepared.postings[event_id] = None
                 prepared.touched(year)
                 record.notice = prepared
                 self._count(event, at, record, prepared.count_routes)
@@ -203,23 +204,23 @@ class Engine(Validation):
             notice.touched(year)
             tracked = notice.tracked
             assert tracked is not None
-            tracked.feedbacks[event.event_id] = at
+            tracked.feedbacks[event_id] = at
             record.feedback_for = tracked
-            self._deadlines.reconcile(
-                tracked, watermark=self.watermark, at=at, cause=event.event_id
-            )
+            self._deadlines.reconcile(tracked, watermark=self.watermark, at=at, cause=event_id)
 
     def _count(self, event: UnitEvent, at: datetime, record: Record, routes: Routes) -> None:
         if not routes:
             return
         claims = record.claims = []
-        event_id, unit = event.event_id, event.unit
+        # what the rules' counting keys and the reason read (engine/matching.py), and the
+        # event's own fields from it: a dict lookup each, not the model's attribute hook
+        fields = event.__dict__
+        event_id, unit, kind = fields["event_id"], fields["unit"], fields["type"]
         event_ids = (event_id,)
         count = self.ledger.count
-        # The reason depends on the key only for outreach notices (matching.describe): made once
+        # The reason depends on the key only for outreach notices (matching.reasoner): made once
         # per event otherwise, as are the cited ids, shared by the event's entries.
-        per_key, reason = event.type == "outreach.notice", ""
-        fields = event.__dict__  # what the rules' counting keys read (engine/matching.py)
+        per_key, reason = kind == "outreach.notice", ""
         for assessment, rule in routes:
             by_key, rule_id = assessment.by_key, rule.rule_id
             for key in rule.keys(fields):
@@ -229,7 +230,7 @@ class Engine(Validation):
                     counted.supporters[event_id] = None
                 else:
                     if per_key or not reason:
-                        reason = describe(event, key)
+                        reason = reasoner(kind, unit)(fields, key)
                     counted = count(
                         assessment, rule, key, unit, event_ids, at, reason, event_id, ident
                     )
