@@ -90,10 +90,13 @@ class Engine(Validation):
         # The instant in +08:00 with the standard library's zone, once: the parser's zone
         # (pydantic's TzInfo) makes every conversion and mixed comparison several times dearer,
         # and every output shows the instant in +08:00 anyway.
-        at = event.at
+        # The event's fields read from its __dict__, a dict lookup each: a model's attributes go
+        # through the `__getattr__` slot pydantic defines, which the interpreter cannot specialise.
+        fields = event.__dict__
+        at = fields["at"]
         if at.tzinfo is not SHANGHAI:
             at = at.astimezone(SHANGHAI)
-        event_id, watermark, kind = event.event_id, self.watermark, event.type
+        event_id, watermark, kind = fields["event_id"], self.watermark, fields["type"]
         if kind == "clock.tick" and watermark is not None and at <= watermark:
             return Outcome("duplicate", event_id, reason="tick does not advance the clock")
         for by_id in self._records.values():  # `_find_record`: any type reusing a known id
