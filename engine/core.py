@@ -259,13 +259,14 @@ class Engine(Validation):
     def _open_notice(
         self, event: UnitEvent, at: datetime, judged: Judged | None, year: int
     ) -> Notice:
-        unit, kind, routes = event.unit, event.type, self._route_cache
-        key = (unit, kind, event.__dict__[REF_FIELD[kind]])
+        fields, routes = event.__dict__, self._route_cache  # dict lookups, as in `apply`
+        unit, kind = fields["unit"], fields["type"]
+        key = (unit, kind, fields[REF_FIELD[kind]])
         for held in self._notices.values():
             held.pop(key, None)  # a withdrawn notice posted again is a new notice
         # positional, and the routes read from their cache first: one notice in three events
         count_routes = routes.get((unit, year, kind)) or self._routes(unit, year, kind)
-        notice = Notice(key, year, {event.event_id: None}, count_routes, year)
+        notice = Notice(key, year, {fields["event_id"]: None}, count_routes, year)
         by_key = self._notices.get(year)
         if by_key is None:
             by_key = self._notices[year] = {}

@@ -132,9 +132,13 @@ def describe(fields: dict[str, Any], key: str) -> str:
 def reasoner(kind: str, unit: str) -> Reason:
     """`describe` for the events of type `kind` of `unit`, looked up once per event."""
     found = _REASONS.get(kind)
+    if found is not None and unit:
+        return found
+    return _unusual(kind, unit, found)  # its closures' cells made only here, not per event
+
+
+def _unusual(kind: str, unit: str, found: Reason | None) -> Reason:
     if found is None:  # a type with no text of its own
         return lambda fields, key: f"{kind} of {unit}" if unit else kind
-    if unit:
-        return found
     # no unit (the schema gives every counted event one): the text without its " of "
     return lambda fields, key: found({**fields, "unit": ""}, key).removesuffix(" of ")
