@@ -192,7 +192,9 @@ def instant_field(at: datetime) -> str:
     seen, field = _LAST_INSTANT[0]
     if at is seen:
         return field
-    text = _local_text(at if at.tzinfo is SHANGHAI else at.astimezone(SHANGHAI))
+    local = at if at.tzinfo is SHANGHAI else at.astimezone(SHANGHAI)
+    # `_local_text(local)`, spelled out: this runs for nearly every entry (one frame fewer)
+    text = f"{minute_text(local)}{_SECOND[local.second]}{_MILLI[local.microsecond // 1000]}"
     field = f"{len(text)}:{text}"
     _LAST_INSTANT[0] = (at, field)
     return field

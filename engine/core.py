@@ -13,7 +13,7 @@ from engine.calendar import NO_CALENDAR, WorkCalendar
 from engine.caps import Assessment, Ledger, Routes
 from engine.clock import SHANGHAI, assessment_year, local, year_start
 from engine.compiled import CompiledRule, CompiledRulebook, compile_rulebook
-from engine.matching import describe
+from engine.matching import reasoner
 from engine.notices import REF_FIELD, Notice, NoticeKey
 from engine.outcome import ConfigError, Outcome, Record, Rejected, accepted, new_tuple
 from engine.remediation import Remediation
@@ -90,10 +90,13 @@ class Engine(Validation):
         # The instant in +08:00 with the standard library's zone, once: the parser's zone
         # (pydantic's TzInfo) makes every conversion and mixed comparison several times dearer,
         # and every output shows the instant in +08:00 anyway.
-        at = event.at
+        # The event's fields read from its __dict__, a dict lookup each: a model's attributes go
+        # through the `__getattr__` slot pydantic defines, which the interpreter cannot specialise.
+        fields = event.__dict__
+        at = fields["at"]
         if at.tzinfo is not SHANGHAI:
             at = at.astimezone(SHANGHAI)
-        event_id, watermark, kind = event.event_id, self.watermark, event.type
+        event_id, watermark, kind = fields["event_id"], self.watermark, fields["type"]
         if kind == "clock.tick" and watermark is not None and at <= watermark:
             return Outcome("duplicate", event_id, reason="tick does not advance the clock")
         for by_id in self._records.values():  # `_find_record`: any type reusing a known id
@@ -172,12 +175,13 @@ class Engine(Validation):
     def _dispatch(self, event: UnitEvent, at: datetime, prepared: Prepared, year: int) -> None:
         """Apply an accepted event of a unit: a finding counts, a notice is posted, a follow-up
         finds what it refers to."""
-        unit, kind = event.unit, event.type
+        fields = event.__dict__  # dict lookups, not the model's attribute hook
+        unit, kind, event_id = fields["unit"], fields["type"], fields["event_id"]
         record = Record(unit, kind)
         by_id = self._records.get(year)
         if by_id is None:
             by_id = self._records[year] = {}
-        by_id[event.event_id] = record
+        by_id[event_id] = record
         if kind in _FINDINGS:  # half of a dense stream: it only counts
             routes = self._route_cache.get((unit, year, kind))  # `_routes`, once cached
             if routes is None:
@@ -185,7 +189,7 @@ class Engine(Validation):
             self._count(event, at, record, routes)
         elif kind in REF_FIELD:  # a notice posted
             if isinstance(prepared, Notice):  # posted again
-                prepared.postings[event.event_id] = None
+                prepared.postings[event_id] = None
                 prepared.touched(year)
                 record.notice = prepared
                 self._count(event, at, record, prepared.count_routes)
@@ -203,23 +207,23 @@ class Engine(Validation):
             notice.touched(year)
             tracked = notice.tracked
             assert tracked is not None
-            tracked.feedbacks[event.event_id] = at
+            tracked.feedbacks[event_id] = at
             record.feedback_for = tracked
-            self._deadlines.reconcile(
-                tracked, watermark=self.watermark, at=at, cause=event.event_id
-            )
+            self._deadlines.reconcile(tracked, watermark=self.watermark, at=at, cause=event_id)
 
     def _count(self, event: UnitEvent, at: datetime, record: Record, routes: Routes) -> None:
         if not routes:
             return
         claims = record.claims = []
-        event_id, unit = event.event_id, event.unit
+        # what the rules' counting keys and the reason read (engine/matching.py), and the
+        # event's own fields from it: a dict lookup each, not the model's attribute hook
+        fields = event.__dict__
+        event_id, unit, kind = fields["event_id"], fields["unit"], fields["type"]
         event_ids = (event_id,)
         count = self.ledger.count
-        # The reason depends on the key only for outreach notices (matching.describe): made once
+        # The reason depends on the key only for outreach notices (matching.reasoner): made once
         # per event otherwise, as are the cited ids, shared by the event's entries.
-        per_key, reason = event.type == "outreach.notice", ""
-        fields = event.__dict__  # what the rules' counting keys read (engine/matching.py)
+        per_key, reason = kind == "outreach.notice", ""
         for assessment, rule in routes:
             by_key, rule_id = assessment.by_key, rule.rule_id
             for key in rule.keys(fields):
@@ -229,7 +233,7 @@ class Engine(Validation):
                     counted.supporters[event_id] = None
                 else:
                     if per_key or not reason:
-                        reason = describe(event, key)
+                        reason = reasoner(kind, unit)(fields, key)
                     counted = count(
                         assessment, rule, key, unit, event_ids, at, reason, event_id, ident
                     )
@@ -255,13 +259,14 @@ class Engine(Validation):
     def _open_notice(
         self, event: UnitEvent, at: datetime, judged: Judged | None, year: int
     ) -> Notice:
-        unit, kind, routes = event.unit, event.type, self._route_cache
-        key = (unit, kind, event.__dict__[REF_FIELD[kind]])
+        fields, routes = event.__dict__, self._route_cache  # dict lookups, as in `apply`
+        unit, kind = fields["unit"], fields["type"]
+        key = (unit, kind, fields[REF_FIELD[kind]])
         for held in self._notices.values():
             held.pop(key, None)  # a withdrawn notice posted again is a new notice
         # positional, and the routes read from their cache first: one notice in three events
         count_routes = routes.get((unit, year, kind)) or self._routes(unit, year, kind)
-        notice = Notice(key, year, {event.event_id: None}, count_routes, year)
+        notice = Notice(key, year, {fields["event_id"]: None}, count_routes, year)
         by_key = self._notices.get(year)
         if by_key is None:
             by_key = self._notices[year] = {}
