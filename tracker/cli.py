@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ending:
         # Its state only grows until the process ends, and it makes no cyclic garbage per line
         # (tests/integration/test_ingest_garbage.py): the collector's young passes over that
-        # state freed nothing and were ~1.5-2 s of a 200k-line run's CPU (BENCHMARKS.md).
+        # state freed nothing, ~8% of a 200k-line run's CPU by a probe of them (BENCHMARKS.md).
         # Not its writer process, which makes cycles (the driver's), nor any other command.
         gc.disable()
         if ingest_writer_likely(args, os.environ):
