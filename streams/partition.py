@@ -239,7 +239,9 @@ class PartitionState:
                 read.event, read.raw, self.partition, rec.offset, base.posted_by,
                 base.received_at, signature, self.head,
             )  # fmt: skip
-        envelope = intake_signed(self.signer, rec.envelope(), read.raw)
+        # the headers' unsigned envelope as read above (what `rec.envelope()` would read again)
+        envelope = parts[0] if parts is not None else rec.envelope()
+        envelope = intake_signed(self.signer, envelope, read.raw)
         return logged_event(read.event, read.raw, self.partition, rec.offset, envelope, self.head)
 
     def _misplaced(self, unit: str) -> str | None:
