@@ -136,13 +136,12 @@ class EventRows:
         types = self._types.get(name)
         if types is None:
             types = self._types[name] = client.create_insert_context(name, columns).column_types
+        data = as_columns(rows, types)
         try:
             client.insert(
-                name,
-                as_columns(rows, types),
-                column_names=columns,
-                column_types=types,
-                column_oriented=True,
+                name, data, column_names=columns, column_types=types, column_oriented=True
             )
         except ClickHouseError as exc:
             raise insert_failed(table, exc) from None
+        finally:
+            data.clear()  # (see writer_process.serve)
