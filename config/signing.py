@@ -44,6 +44,23 @@ class Signer:
     def verifier(self) -> Verifier:
         return Verifier(self.key.public_key())
 
+    def private_raw(self) -> bytes:
+        """The private key's 32 bytes (RFC 8032), for `from_private_raw` in a process this one
+        started itself (sinks/writer_process.py); never written anywhere."""
+        from cryptography.hazmat.primitives import serialization
+
+        return self.key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+
+    @classmethod
+    def from_private_raw(cls, raw: bytes) -> Signer:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        return cls(Ed25519PrivateKey.from_private_bytes(raw))
+
 
 @dataclass(frozen=True)
 class Verifier:

@@ -148,7 +148,37 @@ def logged_row(
     """`logged_event` of an envelope given field by field (a live worker reads them from a
     record's headers and builds no envelope of them)."""
     received, received_text = receipt(received_at)
-    return _row(event, raw, partition, seq, posted_by, received, received_text, signature, previous)
+    unit = "" if isinstance(event, ClockTick) else event.unit
+    return _row(
+        event.event_id, unit, event.type, event.at, raw, partition, seq, posted_by, received,
+        received_text, signature, previous,
+    )  # fmt: skip
+
+
+# An accepted event as the plain fields its event log row is made of, in this order: its id, its
+# unit ("" for a tick), its type, its instant, its raw text, its seq, and its envelope's
+# posted_by, received_at and signature ("": unsigned). What `tracker ingest` sends its writer
+# process (sinks/writer_process.py) instead of the event and the envelope, which the writer
+# does not rebuild.
+EventFields = tuple[str, str, str, datetime, str, int, str, datetime, str]
+
+
+def event_fields(accepted: Sequence[tuple[Event, str, int, Envelope]]) -> list[EventFields]:
+    """The fields of each accepted event (with its raw text, seq and envelope), in order."""
+    return [
+        (
+            event.event_id,
+            "" if isinstance(event, ClockTick) else event.unit,
+            event.type,
+            event.at,
+            raw,
+            seq,
+            envelope.posted_by,
+            envelope.received_at,
+            envelope.signature,
+        )
+        for event, raw, seq, envelope in accepted
+    ]
 
 
 def logged_events(
@@ -159,38 +189,56 @@ def logged_events(
     pause: Callable[[], None] | None = None,
 ) -> list[LoggedEvent]:
     """The rows of accepted events (each with its raw text, seq and envelope) in order, chained
-    after `previous`: `logged_event` of each, the envelopes that came unsigned signed by `sign`
-    when there is one (given the `event_message`s of them all, in order, at once: one batch, as
+    after `previous`: `logged_rows` of their fields."""
+    return logged_rows(event_fields(accepted), partition, previous, sign, pause)
+
+
+def logged_rows(
+    accepted: Sequence[EventFields],
+    partition: int,
+    previous: str,
+    sign: Callable[[list[bytes]], list[str]] | None = None,
+    pause: Callable[[], None] | None = None,
+) -> list[LoggedEvent]:
+    """The rows of accepted events given by their fields (`EventFields`), in order, chained
+    after `previous`: `logged_event` of each, those that came unsigned signed by `sign` when
+    there is one (given the `event_message`s of them all, in order, at once: one batch, as
     config/intake_signatures.sign_messages signs). One pass where signing the envelopes and then
     making the rows were two: each event's receipt and its text are made once, for its message
     and its digest, and no signed envelope is built between. `pause` is called before each row
     is made (tracker/pipeline.py)."""
-    receipts = [receipt(item[3].received_at) for item in accepted]
+    receipts = [receipt(item[7]) for item in accepted]
     signatures: Iterator[str] = iter(())
     if sign is not None:
         messages = [
-            event_message_text(raw, envelope.posted_by, text)
-            for (_, raw, _, envelope), (_, text) in zip(accepted, receipts, strict=True)
-            if not envelope.signature
+            event_message_text(item[4], item[6], text)
+            for item, (_, text) in zip(accepted, receipts, strict=True)
+            if not item[8]
         ]
         if messages:
             signatures = iter(sign(messages))
     rows = []
-    for (event, raw, seq, envelope), (received, text) in zip(accepted, receipts, strict=True):
+    for (event_id, unit, kind, at, raw, seq, posted_by, _, signature), (received, text) in zip(
+        accepted, receipts, strict=True
+    ):
         if pause is not None:
             pause()
-        signature = envelope.signature
         if not signature and sign is not None:
             signature = next(signatures)
-        posted_by = envelope.posted_by
-        row = _row(event, raw, partition, seq, posted_by, received, text, signature, previous)
+        row = _row(
+            event_id, unit, kind, at, raw, partition, seq, posted_by, received, text, signature,
+            previous,
+        )  # fmt: skip
         previous = row.chain
         rows.append(row)
     return rows
 
 
 def _row(
-    event: Event,
+    event_id: str,
+    unit: str,
+    kind: str,
+    event_at: datetime,
     raw: str,
     partition: int,
     seq: int,
@@ -200,10 +248,7 @@ def _row(
     signature: str,
     previous: str,
 ) -> LoggedEvent:
-    at = local(event.at)  # its zone is SHANGHAI, so its text is `local_instant`'s
-    unit = "" if isinstance(event, ClockTick) else event.unit
-    kind = event.type
-    event_id = event.event_id
+    at = local(event_at)  # its zone is SHANGHAI, so its text is `local_instant`'s
     year = at.year  # `assessment_year(event.at)`, from the instant made local once
     digest = event_form_digest(
         event_id, partition, seq, unit, kind, local_instant(at), year, raw, posted_by,

@@ -8,7 +8,9 @@ in this order, each insert idempotent on deterministic ids:
    outputs can always be derived again by replaying the log;
 3. the ledger entries (and when each was seen) and 4. the deadline states (and their
    history) - derived from the events;
-5. the signed heads of the chains the batch extends (sinks/heads.py; issue 11);
+5. the signed heads of the chains the batch extends (sinks/heads.py; issue 11); a writer that
+   makes the event log's rows itself (`UnmadeEvents`) writes the event chain's heads right
+   after the events, which they only attest;
 6. a commit mark per partition: "the outputs of every logged event up to seq N are stored".
 
 A process that dies between any two inserts leaves logged events whose outputs may be missing,
@@ -43,8 +45,29 @@ from sinks.errors import HistoryMissingError as HistoryMissingError
 from sinks.errors import StoreError as StoreError
 
 if TYPE_CHECKING:
+    from config.signing import Signer
+    from engine.step import EventFields
     from sinks.checkpoint import Checkpoint
     from sinks.event_log import EventLogWriter
+
+
+@dataclass(frozen=True, slots=True)
+class UnmadeEvents:
+    """The event log's rows of a write as the fields they are made of (engine/step.py
+    `EventFields`), for a store that makes them where it stores them (`makes_event_rows`:
+    `tracker ingest`'s writer process, sinks/writer_process.py): the same rows, their intake
+    signatures (with `signer`) and the event chain's signed head, made beside the engine
+    instead of on its thread. `previous`: the chain value before the first, or None for the
+    one the store's last unmade events of the partition ended at."""
+
+    partition: int
+    previous: str | None
+    fields: list[EventFields]
+    signer: Signer | None
+
+    @property
+    def through_seq(self) -> int:
+        return self.fields[-1][5]  # the fields come in order of seq
 
 
 @dataclass
@@ -58,13 +81,22 @@ class Batch:
     seen: list[EntrySeen] = field(default_factory=list)
     # signed by the writer (sinks/heads.py); not counted in len(): they only attest the rest
     heads: list[ChainHead] = field(default_factory=list)
+    # events whose rows the store makes (`UnmadeEvents`); written before `events`
+    unmade: UnmadeEvents | None = None
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.entries) + len(self.deadlines) + len(self.dead_letters)
+        return self.logged + len(self.entries) + len(self.deadlines) + len(self.dead_letters)
+
+    @property
+    def logged(self) -> int:
+        """The number of the batch's events, made and unmade."""
+        return len(self.events) + (0 if self.unmade is None else len(self.unmade.fields))
 
     def commit_marks(self) -> dict[int, int]:
         """Per partition, the highest seq of the batch's events: what the batch commits."""
         marks: dict[int, int] = {}
+        if self.unmade is not None and self.unmade.fields:
+            marks[self.unmade.partition] = self.unmade.through_seq
         for e in self.events:
             if e.seq > marks.get(e.partition, -1):
                 marks[e.partition] = e.seq

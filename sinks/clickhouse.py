@@ -22,7 +22,7 @@ from schemas.ledger import (
 )
 from sinks import clickhouse_docs as docs
 from sinks import clickhouse_totals as kept
-from sinks.base import Batch, StoreError
+from sinks.base import Batch, StoreError, UnmadeEvents
 from sinks.clickhouse_bind import string_array
 from sinks.clickhouse_checkpoint import COLUMNS as CHECKPOINT_COLUMNS
 from sinks.clickhouse_checkpoint import PART_COLUMNS, CheckpointTables
@@ -79,6 +79,9 @@ WRITTEN = (
     ("checkpoint_parts", PART_COLUMNS),
     ("checkpoints", CHECKPOINT_COLUMNS),
 )
+
+# the inserts a writer process makes of a batch's unmade events, in order (sinks/writer_events.py)
+MADE_BY_WRITER = ("events", "unit_years", "chain_heads")
 
 __all__ = ["ClickHouseStore", "connect", "split_dsn"]
 
@@ -217,6 +220,8 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
         """Insert a batch in the crash-safe order of `sinks.base`; each table's rows carry ids,
         so a repeated write is absorbed. Each insert is one atomic data part."""
         self._insert("dead_letters", LETTER_COLS, list(map(LETTER_ROW, batch.dead_letters)))
+        if batch.unmade is not None:
+            self._make_events(batch.unmade)
         self._insert("events", EVENT_COLS, list(map(EVENT_ROW, batch.events)))
         # each kept table right after what it is derived from (sinks/clickhouse_totals.py)
         self._insert("unit_years", kept.UNIT_YEAR_COLS, kept.unit_year_rows(batch.events))
@@ -231,8 +236,26 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
         self._insert(
             "batches",
             BATCH_COLS,
-            [[p, seq, len(batch.events), now] for p, seq in batch.commit_marks().items()],
+            [[p, seq, batch.logged, now] for p, seq in batch.commit_marks().items()],
         )
+
+    @property
+    def makes_event_rows(self) -> bool:
+        """Whether `write` takes a batch's events unmade (`sinks.base.UnmadeEvents`): with a
+        writer process, which makes and stores their rows (sinks/writer_process.py)."""
+        return hasattr(self.client, "make_events")
+
+    def _make_events(self, unmade: UnmadeEvents) -> None:
+        if not unmade.fields:
+            return
+        for name in MADE_BY_WRITER:  # the drill counts them as the inserts they are
+            before_write(name)
+        self.client.make_events(self.db, unmade)  # type: ignore[attr-defined]
+
+    def event_head(self, partition: int) -> str:
+        """The chain value the last unmade events of the partition this store made ended at
+        (after every write before it is stored)."""
+        return str(self.client.event_head(self.db, partition))  # type: ignore[attr-defined]
 
     def committed_seq(self, partition: int = 0) -> int:
         rows = self._query(

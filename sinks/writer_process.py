@@ -19,13 +19,16 @@ one thread (issue 12; a thread did not gain: the serialisation holds the GIL, do
   in-process chDB: an insert cut short is not stored, the next run finishes the batch.
 
 What crosses: plain values (the columns, SQL text, parameters, the type names; each side makes
-the driver's type objects from their names), pickled over a socket pair between the CLI and
-the child it started, and nothing else: never a network, a file or another process. The child
-unpickles only what its parent sends, the parent only its child's replies.
+the driver's type objects from their names; the fields of the events whose rows the child makes,
+sinks/writer_events.py, and the signing key's 32 bytes to sign them with), pickled over a socket
+pair between the CLI and the child it started, and nothing else: never a network, a file or
+another process. The child unpickles only what its parent sends, the parent only its child's
+replies.
 """
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import pickle
@@ -39,15 +42,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sinks.errors import StoreError
+
+if TYPE_CHECKING:
+    from config.signing import Signer
+    from sinks.base import UnmadeEvents
 
 # bytes of pickled inserts not yet handed to the child: a batch of `tracker ingest` (20k records)
 # is ~19 MiB pickled, so about two batches
 IN_FLIGHT = 40 << 20
 _STREAM_ROWS = 5_000  # rows a message of a streamed query
 _EXIT_WAIT = 30.0  # seconds a closed child has to end before it is killed
+_IDLE_S = 0.05  # seconds without a message after which the child imports its row code
 _HIGHEST = pickle.HIGHEST_PROTOCOL
 _NO_MEMO = (str, tuple)  # kinds of value of the columns pickled without the memo (`column_piece`)
 
@@ -147,6 +155,7 @@ class WriterClient:
         self._queued = 0  # bytes in the outbox
         self._broken: BaseException | None = None  # the sender's failure
         self._closed = False
+        self._signer: Signer | None = None  # the key the child was sent (`make_events`)
         # column types asked for ahead (`prefetch_contexts`), and the tables whose answer is due
         self._contexts: dict[tuple[str, ...], list[str]] = {}
         self._prefetching: list[tuple[str, ...]] | None = None
@@ -172,6 +181,23 @@ class WriterClient:
         if column_oriented:  # the text columns pickled alone: see `column_piece`
             data = list(map(column_piece, data))
         self._post(("insert", table, data, list(column_names), names, column_oriented))
+
+    def make_events(self, db: str, unmade: UnmadeEvents) -> None:
+        """Make and store the event log's rows of `unmade` in the child (sinks/writer_events.py),
+        as an insert is: sent, not waited for. The signing key is sent once, the fields as
+        columns."""
+        signer = unmade.signer
+        if signer is not None and signer is not self._signer:
+            self._post(("signer", signer.private_raw()))
+            self._signer = signer
+        from sinks.writer_events import event_columns
+
+        columns = event_columns(unmade.fields)
+        self._post(("events", db, unmade.partition, unmade.previous, columns, signer is not None))
+
+    def event_head(self, db: str, partition: int) -> str:
+        """The chain value the child's last `make_events` of the partition ended at."""
+        return str(self._call("event_head", db, partition))
 
     def create_insert_context(self, table: str, column_names: Sequence[str]) -> _Context:
         self._settle_prefetch()
@@ -354,6 +380,29 @@ def _sendable(exc: BaseException) -> BaseException:
         return kind(str(exc))
 
 
+def _calm_collector() -> None:
+    """The cyclic collector as `tracker ingest`'s own process had it before it went without
+    one (tracker/cli.py `tune_gc`): what is imported frozen out of its walks, and a young
+    collection every 100,000 allocations rather than 700. This process makes cycles (the
+    driver's insert contexts), so it keeps the collector, but at the default thresholds its
+    frequent full collections walked every batch being made: ~15% of its CPU (py-spy, the
+    200k stream). What a cycle held is let go without it (`data.clear()`)."""
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
+def _event_rows() -> Any:
+    from sinks.writer_events import EventRows
+
+    return EventRows()
+
+
+def _signer(raw: bytes) -> Any:
+    from config.signing import Signer
+
+    return Signer.from_private_raw(raw)
+
+
 def serve(conn: Connection) -> None:
     # chDB's library (~0.2 s to load) is loaded now: beside the CLI's own start when this child
     # was started ahead (`prestart`), not after the store is asked to open. Loading it makes
@@ -362,15 +411,26 @@ def serve(conn: Connection) -> None:
 
     from sinks.connection import connect
 
+    _calm_collector()
+
     client: Any = None
     failed: BaseException | None = None
     types: dict[tuple[str, ...], list[Any]] = {}
+    made: Any = None  # the event log's rows made here (sinks/writer_events.py), once asked
 
     def reply(kind: str, value: Any) -> None:
         conn.send_bytes(pickle.dumps((kind, value), protocol=pickle.HIGHEST_PROTOCOL))
 
     try:
         while True:
+            if made is None and client is not None and not conn.poll(_IDLE_S):
+                # What makes the event log's rows (sinks/writer_events.py: the engine's row
+                # code, the models, the signing library; ~0.3 s to import) is imported the
+                # first time the child has waited a moment with a store open: while the CLI
+                # applies its first events, not between the calls of its store's open and
+                # restore, which would wait for it.
+                made = _event_rows()
+                gc.freeze()  # its modules' objects too
             try:
                 message = pickle.loads(conn.recv_bytes())
             except EOFError:  # the CLI has closed the pipe: nothing more comes
@@ -394,6 +454,23 @@ def serve(conn: Connection) -> None:
                         )
                     except Exception as exc:
                         failed = _sendable(_insert_failed(table, exc))
+                    finally:
+                        # the driver's insert context keeps the list and is freed only by the
+                        # cyclic collector (ClickHouseStore._insert): its columns go now
+                        data.clear()
+                continue
+            if op in ("signer", "events"):  # sent, not waited for, as an insert
+                if failed is None:
+                    try:
+                        made = made or _event_rows()
+                        if op == "signer":
+                            made.signer = _signer(args[0])
+                        else:
+                            db, partition, previous, columns, signed = args
+                            fields = made.fields_of(columns)
+                            made.make(client, db, partition, previous, fields, signed)
+                    except Exception as exc:
+                        failed = _sendable(exc)
                 continue
             if failed is not None:  # nothing after a failed insert: its error, to every call
                 reply("err", failed)
@@ -410,6 +487,14 @@ def serve(conn: Connection) -> None:
                     reply("ok", list(found.result_rows))
                 elif op == "command":
                     reply("ok", client.command(args[0]))
+                elif op == "event_head":
+                    head = None if made is None else made.heads.get((args[0], args[1]))
+                    if head is None:
+                        raise StoreError(
+                            "the store's writer process made no events of partition "
+                            f"{args[1]} in {args[0]}"
+                        )
+                    reply("ok", head)
                 elif op == "raw":
                     reply("ok", client.raw_query(args[0], fmt=args[1]))
                 elif op == "context":

@@ -27,6 +27,7 @@ from engine.step import (
     Refusal,
     apply_event,
     dead_letter,
+    event_fields,
     logged_events,
     read_record,
 )
@@ -35,7 +36,7 @@ from schemas.events import Event, EventError, parse_event
 from schemas.ledger import LoggedEvent
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
-from sinks.base import Batch, Store, StoreError
+from sinks.base import Batch, Store, StoreError, UnmadeEvents
 from sinks.event_log import EventLogWriter, claim_event_log
 from sinks.heads import sign_heads
 from tracker import checkpoints
@@ -99,7 +100,9 @@ class Tracker:
         # chain covers it.
         self._accepted: list[_Accepted] = []
         self._seq = 0
-        self._head = ""  # the chain value of the partition's last logged event
+        # the chain value of the partition's last logged event; None: the store's, which made
+        # the rows of the events logged last (`_unmade`)
+        self._head: str | None = ""
         self._in_log: set[str] = set()  # of the ids of the lines being applied
         self._log_written = True  # whether the store's log may hold any event (restore tells)
         # What `look_up` found for several feeds to come, until the next write: the ids asked
@@ -186,9 +189,10 @@ class Tracker:
         self.flush()
         if self.signer is None or self._seq in (0, self._checkpoint_seq):
             return False
-        checkpoints.save(
-            self.store, self.partition, self.signer, self.engine, self._seq, self._head
-        )
+        head = self._head
+        if head is None:
+            head = self._head = self.store.event_head(self.partition)  # type: ignore[attr-defined]
+        checkpoints.save(self.store, self.partition, self.signer, self.engine, self._seq, head)
         self._checkpoint_seq = self._seq
         return True
 
@@ -324,7 +328,10 @@ class Tracker:
     def flush(self) -> None:
         self._looked_up.clear()  # a write adds to the log: look up afresh after it
         self._looked_up_logged.clear()
-        self._batch.events.extend(self._logged_rows())
+        if self._accepted and self.pause is _no_pause and _makes_event_rows(self.store):
+            self._batch.unmade = self._unmade()
+        else:
+            self._batch.events.extend(self._logged_rows())
         if not len(self._batch):
             return
         letters = self._batch.dead_letters
@@ -339,7 +346,7 @@ class Tracker:
                     first.append(letter)
             self._batch.dead_letters = first
         self._claim()
-        self._log_written |= bool(self._batch.events)
+        self._log_written |= bool(self._batch.events) or self._batch.unmade is not None
         self._sign(self._batch)
         self.store.write(self._batch)
         self._batch = Batch()
@@ -348,12 +355,24 @@ class Tracker:
         """The event log's rows of the events accepted since the last write, chained in order;
         those that came unsigned signed here as one batch (engine/step.logged_events)."""
         accepted, self._accepted = self._accepted, []
+        if not accepted:
+            return []
         sign = None if self.signer is None else partial(sign_messages, self.signer)
         pause = None if self.pause is _no_pause else self.pause
-        rows = logged_events(accepted, self.partition, self._head, sign, pause)
-        if rows:
-            self._head = rows[-1].chain
+        previous = self._head
+        if previous is None:
+            previous = self.store.event_head(self.partition)  # type: ignore[attr-defined]
+        rows = logged_events(accepted, self.partition, previous, sign, pause)
+        self._head = rows[-1].chain
         return rows
+
+    def _unmade(self) -> UnmadeEvents:
+        """The events accepted since the last write as the fields the store makes their rows
+        of (sinks/writer_events.py): the same rows as `_logged_rows`, made beside this thread."""
+        accepted, self._accepted = self._accepted, []
+        unmade = UnmadeEvents(self.partition, self._head, event_fields(accepted), self.signer)
+        self._head = None  # the store's, from now on
+        return unmade
 
     def _sign(self, batch: Batch) -> None:
         if self.signer is not None:
@@ -374,6 +393,10 @@ class Tracker:
 
 def _no_pause() -> None:
     pass
+
+
+def _makes_event_rows(store: Store) -> bool:
+    return bool(getattr(store, "makes_event_rows", False))
 
 
 # An event the engine accepted, not yet made into its event log row: the event, its raw text,
