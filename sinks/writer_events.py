@@ -144,4 +144,4 @@ class EventRows:
         except ClickHouseError as exc:
             raise insert_failed(table, exc) from None
         finally:
-            data.clear()  # (see writer_process.serve)
+            data.clear()  # (see writer_child.serve)
