@@ -137,7 +137,8 @@ def serve(conn: Connection) -> None:
                     finally:
                         # the driver's insert context keeps the list and is freed only by the
                         # cyclic collector (ClickHouseStore._insert): its columns go now
-                        data.clear()
+                        if isinstance(data, list):
+                            data.clear()
                 continue
             if op in ("signer", "events"):  # sent, not waited for, as an insert
                 if failed is None:
