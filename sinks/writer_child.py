@@ -77,12 +77,6 @@ def _event_rows() -> Any:
     return EventRows()
 
 
-def _signer(raw: bytes) -> Any:
-    from config.signing import Signer
-
-    return Signer.from_private_raw(raw)
-
-
 def serve(conn: Connection) -> None:
     # chDB's library (~0.2 s to load) is loaded now: beside the CLI's own start when this child
     # was started ahead (`prestart`), not after the store is asked to open. Loading it makes
@@ -145,11 +139,10 @@ def serve(conn: Connection) -> None:
                     try:
                         made = made or _event_rows()
                         if op == "signer":
-                            made.signer = _signer(args[0])
+                            made.take_key(args[0])
                         else:
                             db, partition, previous, columns, signed = args
-                            fields = made.fields_of(columns)
-                            made.make(client, db, partition, previous, fields, signed)
+                            made.make(client, db, partition, previous, columns, signed)
                     except Exception as exc:
                         failed = _sendable(exc)
                 continue

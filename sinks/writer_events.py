@@ -32,6 +32,7 @@ from sinks.clickhouse_totals import UNIT_YEAR_COLS, unit_year_rows
 from sinks.errors import StoreError
 from sinks.heads import sign_heads
 from sinks.store_open import insert_failed
+from sinks.writer_process import column_from_piece, column_piece
 
 
 def shanghai() -> timezone:
@@ -66,8 +67,6 @@ INSTANTS = (3, 7)
 def event_columns(fields: Sequence[EventFields]) -> list[Any]:
     """The fields of a write's events as the columns sent to the writer process: texts as
     `column_piece` sends them, instants by `instants_piece`."""
-    from sinks.writer_process import column_piece
-
     return [
         instants_piece(c) if n in INSTANTS else column_piece(c)
         for n, c in enumerate(zip(*fields, strict=True))
@@ -76,8 +75,6 @@ def event_columns(fields: Sequence[EventFields]) -> list[Any]:
 
 def fields_of(columns: Sequence[Any]) -> list[EventFields]:
     """The fields `event_columns` sent."""
-    from sinks.writer_process import column_from_piece
-
     return list(
         zip(
             *(column_from_piece(c) for c in columns),
@@ -95,7 +92,9 @@ class EventRows:
         self.heads: dict[tuple[str, int], str] = {}
         self._types: dict[str, Sequence[Any]] = {}
 
-    fields_of = staticmethod(fields_of)
+    def take_key(self, raw: bytes) -> None:
+        """The signing key's 32 bytes, as the CLI sent them (`Signer.private_raw`)."""
+        self.signer = Signer.from_private_raw(raw)
 
     def make(
         self,
@@ -103,9 +102,11 @@ class EventRows:
         db: str,
         partition: int,
         previous: str | None,
-        fields: list[EventFields],
+        columns: Sequence[Any],
         signed: bool,
     ) -> None:
+        """Make and store the rows of the events `event_columns` sent as `columns`."""
+        fields = fields_of(columns)
         if previous is None:
             previous = self.heads.get((db, partition))
             if previous is None:
