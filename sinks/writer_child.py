@@ -60,17 +60,6 @@ def _sendable(exc: BaseException) -> BaseException:
         return kind(str(exc))
 
 
-def _calm_collector() -> None:
-    """The cyclic collector as `tracker ingest`'s own process had it before it went without
-    one (tracker/cli.py `tune_gc`): what is imported frozen out of its walks, and a young
-    collection every 100,000 allocations rather than 700. This process makes cycles (the
-    driver's insert contexts), so it keeps the collector, but at the default thresholds its
-    frequent full collections walked every batch being made: ~15% of its CPU (py-spy, the
-    200k stream). What a cycle held is let go without it (`data.clear()`)."""
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
-
-
 def _event_rows() -> Any:
     from sinks.writer_events import EventRows
 
@@ -83,9 +72,14 @@ def serve(conn: Connection) -> None:
     # nothing on disk; only `open` names a store. (Only a chDB store has a writer process.)
     import chdb  # noqa: F401
 
+    from config.collector import tune_gc
     from sinks.connection import connect
 
-    _calm_collector()
+    # This process makes cycles (the driver's insert contexts), so it keeps the collector,
+    # tuned: at the default thresholds its frequent full collections walked every batch being
+    # made, ~15% of its CPU (py-spy, the 200k stream). What a cycle held is let go without it
+    # (`data.clear()`).
+    tune_gc()
 
     client: Any = None
     failed: BaseException | None = None
