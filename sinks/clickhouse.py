@@ -256,7 +256,11 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
     def event_head(self, partition: int) -> str:
         """The chain value the last unmade events of the partition this store made ended at
         (after every write before it is stored)."""
-        return str(self.client.event_head(self.db, partition))  # type: ignore[attr-defined]
+        return self.event_head_later(partition)()
+
+    def event_head_later(self, partition: int) -> Callable[[], str]:
+        """`event_head`, asked now and answered when the function it returns is called."""
+        return self.client.event_head_later(self.db, partition)  # type: ignore[attr-defined, no-any-return]
 
     def committed_seq(self, partition: int = 0) -> int:
         rows = self._query(

@@ -199,7 +199,12 @@ class WriterClient:
 
     def event_head(self, db: str, partition: int) -> str:
         """The chain value the child's last `make_events` of the partition ended at."""
-        return str(self._call("event_head", db, partition))
+        return self.event_head_later(db, partition)()
+
+    def event_head_later(self, db: str, partition: int) -> Callable[[], str]:
+        """`event_head`, sent now and answered when the function it returns is called."""
+        answer = self._later(("event_head", db, partition))
+        return lambda: str(answer())
 
     def create_insert_context(self, table: str, column_names: Sequence[str]) -> _Context:
         self._settle()
@@ -228,20 +233,8 @@ class WriterClient:
         before the next call's): the child answers it after the inserts sent before it, while
         this side goes on. The answer is the store as it was then; an error is raised by the
         function."""
-        got: list[tuple[str, Any] | Exception] = []
-        self._ask(("query", sql, parameters, None), got.append)
-
-        def answer() -> _Result:
-            while not got:
-                if not self._awaited:  # its reply was lost to an interruption
-                    raise StoreError("the store's writer process's answer was lost")
-                self._settle(1)
-            reply = got[0]
-            if isinstance(reply, Exception):
-                raise reply
-            return _Result(reply[1])
-
-        return answer
+        answer = self._later(("query", sql, parameters, None))
+        return lambda: _Result(answer())
 
     def query(
         self,
@@ -325,6 +318,24 @@ class WriterClient:
         """Send a call whose reply is read later (before any later call's), handed to `take`."""
         self._post(message)
         self._awaited.append(take)
+
+    def _later(self, message: tuple[Any, ...]) -> Callable[[], Any]:
+        """Send a call and return what reads its answer (the value of its reply) when called,
+        and again when called again; its error is raised each time."""
+        got: list[tuple[str, Any] | Exception] = []
+        self._ask(message, got.append)
+
+        def answer() -> Any:
+            while not got:
+                if not self._awaited:  # its reply was lost to an interruption
+                    raise StoreError("the store's writer process's answer was lost")
+                self._settle(1)
+            reply = got[0]
+            if isinstance(reply, Exception):
+                raise reply
+            return reply[1]
+
+        return answer
 
     def _settle(self, most: int | None = None) -> None:
         """Read the replies of what was asked and not waited for (`_ask`), oldest first: they

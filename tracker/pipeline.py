@@ -191,10 +191,14 @@ class Tracker:
         self.flush()
         if self.signer is None or self._seq in (0, self._checkpoint_seq):
             return False
-        head = self._head
-        if head is None:
-            head = self._head = self.store.event_head(self.partition)  # type: ignore[attr-defined]
-        checkpoints.save(self.store, self.partition, self.signer, self.engine, self._seq, head)
+        head: str | Callable[[], str] | None = self._head
+        if head is None:  # asked now, answered once the state is numbered (`checkpoints.save`):
+            # the writer process finishes the last write meanwhile
+            head = self.store.event_head_later(self.partition)  # type: ignore[attr-defined]
+        saved = checkpoints.save(
+            self.store, self.partition, self.signer, self.engine, self._seq, head
+        )
+        self._head = saved.head
         self._checkpoint_seq = self._seq
         return True
 
