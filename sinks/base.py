@@ -22,7 +22,7 @@ already there), then writes the mark.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -198,6 +198,13 @@ class StoreWriter(Protocol):
 
     def known_events(self, event_ids: Sequence[str]) -> set[str]:
         """Those of the ids that are in the event log (of any partition)."""
+        ...
+
+    def known_events_later(self, event_ids: Sequence[str]) -> Callable[[], set[str]]:
+        """`known_events`, asked now and answered when the function it returns is called: the
+        answer holds every id logged before the ask, and may hold some logged after it (the
+        caller adds what it logged itself meanwhile). A store that can answers beside the
+        caller's work (a writer process); an error is raised by the function."""
         ...
 
     def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:

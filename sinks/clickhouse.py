@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
@@ -255,7 +256,11 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
     def event_head(self, partition: int) -> str:
         """The chain value the last unmade events of the partition this store made ended at
         (after every write before it is stored)."""
-        return str(self.client.event_head(self.db, partition))  # type: ignore[attr-defined]
+        return self.event_head_later(partition)()
+
+    def event_head_later(self, partition: int) -> Callable[[], str]:
+        """`event_head`, asked now and answered when the function it returns is called."""
+        return self.client.event_head_later(self.db, partition)  # type: ignore[attr-defined, no-any-return]
 
     def committed_seq(self, partition: int = 0) -> int:
         rows = self._query(
@@ -280,15 +285,32 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
             raise StoreError(f"store query failed: {_first_line(exc, self.dsn)}") from None
 
     def known_events(self, event_ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
+        return self.known_events_later(event_ids)()
+
+    def known_events_later(self, event_ids: Sequence[str]) -> Callable[[], set[str]]:
+        # through a writer process: asked now, answered beside the caller's work (the inserts
+        # sent before it first); through the driver itself: asked when the answer is wanted
+        later = getattr(self.client, "query_later", None)
+        answers = []
         for start in range(0, len(event_ids), _LOOKUP_CHUNK):
-            rows = self._query(
+            sql = (
                 f"SELECT DISTINCT event_id FROM {self.db}.events "
-                "WHERE event_id IN {ids:Array(String)}",
-                # the driver's text of the ids, made in C (sinks/clickhouse_bind.py)
-                {"ids": string_array(event_ids[start : start + _LOOKUP_CHUNK])},
+                "WHERE event_id IN {ids:Array(String)}"
             )
-            found.update(str(r[0]) for r in rows)
+            # the driver's text of the ids, made in C (sinks/clickhouse_bind.py)
+            params = {"ids": string_array(event_ids[start : start + _LOOKUP_CHUNK])}
+            answers.append(
+                partial(self._query, sql, params)
+                if later is None
+                else partial(self._answered, later(sql, params))
+            )
+
+        def found() -> set[str]:
+            ids: set[str] = set()
+            for answer in answers:
+                ids.update(str(r[0]) for r in answer())
+            return ids
+
         return found
 
     def posters(self, event_ids: Sequence[str]) -> dict[str, tuple[str, datetime]]:
@@ -426,8 +448,12 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
             raise StoreError(f"store command failed: {_first_line(exc, self.dsn)}") from None
 
     def _query(self, sql: str, params: dict[str, Any] | None = None) -> list[Sequence[Any]]:
+        return self._answered(partial(self.client.query, sql, parameters=params))
+
+    def _answered(self, answer: Callable[[], Any]) -> list[Sequence[Any]]:
+        """The rows of a query's answer (asked already, or asked by `answer`)."""
         try:
-            return list(self.client.query(sql, parameters=params).result_rows)
+            return list(answer().result_rows)
         except ClickHouseError as exc:
             raise StoreError(f"store query failed: {_first_line(exc, self.dsn)}") from None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
@@ -157,6 +157,10 @@ class MemoryStore:
 
     def known_events(self, event_ids: Sequence[str]) -> set[str]:
         return {i for i in event_ids if i in self._ids}
+
+    def known_events_later(self, event_ids: Sequence[str]) -> Callable[[], set[str]]:
+        asked = self.known_events(event_ids)  # the log as it is now, as the protocol says
+        return asked.copy
 
     def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:
         rows = [e for e in self._events.values() if e.partition == partition and e.seq > seq]

@@ -29,6 +29,7 @@ replies.
 
 from __future__ import annotations
 
+import collections
 import io
 import os
 import pickle
@@ -37,7 +38,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -153,9 +154,13 @@ class WriterClient:
         self._broken: BaseException | None = None  # the sender's failure
         self._closed = False
         self._signer: Signer | None = None  # the key the child was sent (`make_events`)
-        # column types asked for ahead (`prefetch_contexts`), and the tables whose answer is due
+        # column types asked for ahead (`prefetch_contexts`)
         self._contexts: dict[tuple[str, ...], list[str]] = {}
-        self._prefetching: list[tuple[str, ...]] | None = None
+        # what was asked and not waited for (`prefetch_contexts`, `query_later`), oldest first:
+        # their replies come before any later call's, each handed to its taker
+        self._awaited: collections.deque[Callable[[tuple[str, Any] | Exception], None]] = (
+            collections.deque()
+        )
         self._sender = threading.Thread(target=self._send_all, name="store-writer", daemon=True)
         self._sender.start()
         try:
@@ -194,10 +199,15 @@ class WriterClient:
 
     def event_head(self, db: str, partition: int) -> str:
         """The chain value the child's last `make_events` of the partition ended at."""
-        return str(self._call("event_head", db, partition))
+        return self.event_head_later(db, partition)()
+
+    def event_head_later(self, db: str, partition: int) -> Callable[[], str]:
+        """`event_head`, sent now and answered when the function it returns is called."""
+        answer = self._later(("event_head", db, partition))
+        return lambda: str(answer())
 
     def create_insert_context(self, table: str, column_names: Sequence[str]) -> _Context:
-        self._settle_prefetch()
+        self._settle()
         names = self._contexts.get((table, *column_names))
         if names is None:
             names = self._call("context", table, list(column_names))
@@ -208,10 +218,23 @@ class WriterClient:
         answer: asked for at their first insert, each waited for the inserts queued before it
         (the child runs everything in order), a stall of the CLI mid-run. The answer is read
         with the next reply; if it is an error, each is asked for again when it is needed."""
-        self._settle_prefetch()
         keys = [(table, *columns) for table, columns in wanted]
-        self._post(("contexts", [(k[0], list(k[1:])) for k in keys]))
-        self._prefetching = keys
+
+        def take(reply: tuple[str, Any] | Exception) -> None:
+            if not isinstance(reply, Exception):  # else asked for again when needed: that
+                self._contexts.update(zip(keys, reply[1], strict=True))  # call says what
+
+        self._ask(("contexts", [(k[0], list(k[1:])) for k in keys]), take)
+
+    def query_later(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> Callable[[], _Result]:
+        """`query`, sent now and its answer read when the function it returns is called (or
+        before the next call's): the child answers it after the inserts sent before it, while
+        this side goes on. The answer is the store as it was then; an error is raised by the
+        function."""
+        answer = self._later(("query", sql, parameters, None))
+        return lambda: _Result(answer())
 
     def query(
         self,
@@ -230,7 +253,7 @@ class WriterClient:
 
     @contextmanager
     def query_rows_stream(self, sql: str) -> Iterator[Iterator[Sequence[Any]]]:
-        self._settle_prefetch()
+        self._settle()
         self._post(("stream", sql))
         done = False
 
@@ -289,16 +312,45 @@ class WriterClient:
                 self._queued -= len(data)
                 self._room.notify_all()
 
-    def _settle_prefetch(self) -> None:
-        """Read the answer of `prefetch_contexts`, which comes before any later call's."""
-        if self._prefetching is None:
-            return
-        keys, self._prefetching = self._prefetching, None
-        try:
-            found = self._reply()[1]
-        except Exception:  # asked for again when needed: that call says what is wrong
-            return
-        self._contexts.update(zip(keys, found, strict=True))
+    def _ask(
+        self, message: tuple[Any, ...], take: Callable[[tuple[str, Any] | Exception], None]
+    ) -> None:
+        """Send a call whose reply is read later (before any later call's), handed to `take`."""
+        self._post(message)
+        self._awaited.append(take)
+
+    def _later(self, message: tuple[Any, ...]) -> Callable[[], Any]:
+        """Send a call and return what reads its answer (the value of its reply) when called,
+        and again when called again; its error is raised each time."""
+        got: list[tuple[str, Any] | Exception] = []
+        self._ask(message, got.append)
+
+        def answer() -> Any:
+            while not got:
+                if not self._awaited:  # its reply was lost to an interruption
+                    raise StoreError("the store's writer process's answer was lost")
+                self._settle(1)
+            reply = got[0]
+            if isinstance(reply, Exception):
+                raise reply
+            return reply[1]
+
+        return answer
+
+    def _settle(self, most: int | None = None) -> None:
+        """Read the replies of what was asked and not waited for (`_ask`), oldest first: they
+        come before any later call's. At most `most` of them. An error is handed over as the
+        reply: a later call that fails for the same cause says so itself."""
+        awaited = self._awaited
+        while awaited and (most is None or most > 0):
+            take = awaited.popleft()
+            try:
+                reply: tuple[str, Any] | Exception = self._reply()
+            except Exception as exc:
+                reply = exc
+            take(reply)
+            if most is not None:
+                most -= 1
 
     def _reply(self) -> tuple[str, Any]:
         try:
@@ -310,7 +362,7 @@ class WriterClient:
         return str(kind), value
 
     def _call(self, op: str, *args: Any) -> Any:
-        self._settle_prefetch()
+        self._settle()
         self._post((op, *args))
         return self._reply()[1]
 

@@ -61,12 +61,20 @@ def resume(
 
 
 def save(
-    store: Store, partition: int, signer: Signer, engine: Engine, seq: int, head: str
+    store: Store,
+    partition: int,
+    signer: Signer,
+    engine: Engine,
+    seq: int,
+    head: str | Callable[[], str],
 ) -> checkpoint.Checkpoint:
     """Checkpoint the engine, which has applied the partition's events through `seq` and whose
-    outputs are stored (the caller wrote them)."""
+    outputs are stored (the caller wrote them). `head`, the chain value of the event at `seq`,
+    may be asked for: it is wanted only once the state's objects are numbered."""
     with gc_paused():
         # the state's rows made and encoded a slice at a time, its text streamed to the store
         # in parts: neither is ever whole (engine/snapshot.py `streamed`, sinks/checkpoint.py)
         state = streamed(engine)
+        if not isinstance(head, str):
+            head = head()
         return checkpoint.write(store, signer, partition, seq, head, state, datetime.now(UTC))

@@ -110,6 +110,8 @@ class Tracker:
         self._looked_up: set[str] = set()
         self._looked_up_logged: set[str] = set()
         self._log_ids: set[str] | None = set() if remember_log else None
+        # of each chunk read ahead whose answer is not used yet: the ids accepted since its ask
+        self._since: list[set[str]] = []
         self._claimed = False  # whether this tracker checked it may write the store's event log
         self.warn = warn  # told why a checkpoint is not used (one line)
         # Called between events, as they are applied and as their rows are made: `tracker
@@ -189,10 +191,14 @@ class Tracker:
         self.flush()
         if self.signer is None or self._seq in (0, self._checkpoint_seq):
             return False
-        head = self._head
-        if head is None:
-            head = self._head = self.store.event_head(self.partition)  # type: ignore[attr-defined]
-        checkpoints.save(self.store, self.partition, self.signer, self.engine, self._seq, head)
+        head: str | Callable[[], str] | None = self._head
+        if head is None:  # asked now, answered once the state is numbered (`checkpoints.save`):
+            # the writer process finishes the last write meanwhile
+            head = self.store.event_head_later(self.partition)  # type: ignore[attr-defined]
+        saved = checkpoints.save(
+            self.store, self.partition, self.signer, self.engine, self._seq, head
+        )
+        self._head = saved.head
         self._checkpoint_seq = self._seq
         return True
 
@@ -220,13 +226,17 @@ class Tracker:
         Bytes end a line at LF, CR LF or a lone CR, as a file read as text does. Each is stamped
         with `envelope`, or with this tool's (module docstring)."""
         stamp = Stamp(envelope, tool_poster(origin))
-        chunk: list[tuple[str, bytes | str, bool]] = []
-        for number, line in enumerate(_universal_newlines(lines), start=1):
-            chunk.append((f"{origin}:{number}", line, number == 1))
-            if len(chunk) >= self.batch_size:
-                self._feed_chunk(chunk, stamp)
-                chunk = []
-        self._feed_chunk(chunk, stamp)
+        # Each chunk is read, and its ids asked of the log, before the chunk before it is
+        # applied: a store that can answers beside the engine (a writer process answers after
+        # the writes sent before the ask), so no chunk waits for the writes of the last one.
+        ahead: _Read | None = None
+        for chunk in _chunks(_universal_newlines(lines), origin, self.batch_size):
+            read = self._read_ahead(chunk)
+            if ahead is not None:
+                self._apply_chunk(ahead, stamp)
+            ahead = read
+        if ahead is not None:
+            self._apply_chunk(ahead, stamp)
         self.flush()
         return self.summary
 
@@ -258,6 +268,39 @@ class Tracker:
         look-up, and the set is only ever added to (a rebuild starts a new one)."""
         ids = self._log_ids
         return ids is not None and event_id in ids
+
+    def _read_ahead(self, chunk: list[tuple[str, bytes | str, bool]]) -> _Read:
+        """The chunk's lines read (a refusal is a dead letter when its turn comes), and their
+        ids asked of the event log, not waiting for the answer (`_apply_chunk` takes it)."""
+        read = [(where, read_record(line, first=first)) for where, line, first in chunk]
+        ids = sorted({r.event.event_id for _, r in read if isinstance(r, Parsed)})
+        if self._log_ids is not None or not ids:
+            return _Read(read, None, set())
+        # logged by the time the answer is used, and not in it: those accepted before the
+        # ask but not written yet, and (`_apply`) those accepted after it
+        since = {a[0].event_id for a in self._accepted}
+        self._since.append(since)
+        # an empty log now (a new store) holds nothing of them now
+        answer = self.store.known_events_later(ids) if self._log_written else None
+        return _Read(read, answer, since)
+
+    def _apply_chunk(self, chunk: _Read, stamp: Stamp) -> None:
+        parsed: list[tuple[str, Parsed]] = []
+        for where, read in chunk.lines:
+            if isinstance(read, Refusal):
+                self._reject(read, where, stamp.at(self.clock()))
+            elif read is not None:
+                parsed.append((where, read))
+        if self._log_ids is not None:
+            self._in_log = self._logged([p.event.event_id for _, p in parsed])
+        else:
+            found = chunk.since if chunk.answer is None else chunk.answer() | chunk.since
+            self._since = [s for s in self._since if s is not chunk.since]
+            self._in_log = {i for _, p in parsed if (i := p.event.event_id) in found}
+        pause = self.pause
+        for where, p in parsed:
+            pause()
+            self._apply(p, where, stamp)
 
     def _feed_chunk(self, chunk: list[tuple[str, bytes | str, bool]], stamp: Stamp) -> None:
         parsed: list[tuple[str, Parsed]] = []
@@ -317,6 +360,8 @@ class Tracker:
             self._in_log.add(event.event_id)
             if self._log_ids is not None:
                 self._log_ids.add(event.event_id)
+            for since in self._since:  # asked of the log before this was logged (`_read_ahead`)
+                since.add(event.event_id)
             self._accepted.append((event, parsed.raw, self._seq, envelope))
             self._batch.entries.extend(outcome.entries)
             self._batch.deadlines.extend(outcome.deadlines)
@@ -397,6 +442,30 @@ def _no_pause() -> None:
 
 def _makes_event_rows(store: Store) -> bool:
     return bool(getattr(store, "makes_event_rows", False))
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A chunk of lines read ahead (`Tracker._read_ahead`): each line's origin and what reading
+    it gave, the answer of the event log about its ids (None: the log held none of them), and
+    the ids logged since the ask that the answer may lack."""
+
+    lines: list[tuple[str, Parsed | Refusal | None]]
+    answer: Callable[[], set[str]] | None
+    since: set[str]
+
+
+def _chunks(
+    lines: Iterable[bytes | str], origin: str, size: int
+) -> Iterator[list[tuple[str, bytes | str, bool]]]:
+    """The lines numbered from 1 (`ORIGIN:LINE`, whether it is the first), `size` at a time."""
+    chunk: list[tuple[str, bytes | str, bool]] = []
+    for number, line in enumerate(lines, start=1):
+        chunk.append((f"{origin}:{number}", line, number == 1))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    yield chunk
 
 
 # An event the engine accepted, not yet made into its event log row: the event, its raw text,

@@ -683,3 +683,20 @@ def test_a_store_made_before_chains_reads_as_such_and_gains_the_columns(chdb_dsn
         made_new.client.command(f"DROP DATABASE IF EXISTS {db}_new")
         made_new.close()
         writer.close()
+
+
+def test_known_events_asked_ahead_hold_the_log_as_it_was_asked(sink: Store) -> None:
+    """An answer asked before a write holds every id logged before the ask; one logged after it
+    may or may not be in it (the caller adds what it logged itself meanwhile)."""
+    _fill(sink)
+    ids = [e.event_id for e in STREAM]
+    later = sink.known_events_later([ids[0], "nope", "after-the-ask"])
+    empty = sink.known_events_later([])
+    event = tick("2018-12-01T00:00").model_copy(update={"event_id": "after-the-ask"})
+    batch = Batch()
+    seq = len(STREAM) + 1
+    batch.events.append(logged_event(event, event.model_dump_json(), 0, seq, POSTERS[0], ""))
+    sink.write(batch)
+    assert {ids[0]} <= later() <= {ids[0], "after-the-ask"}
+    assert empty() == set()
+    assert sink.known_events(["after-the-ask"]) == {"after-the-ask"}

@@ -21,13 +21,16 @@ import pytest
 from config.holidays import official_calendar
 from config.registry import load_registry
 from config.rulebooks import load_rulebooks
+from engine.step import logged_event
 from sinks import MemoryStore, StoreError, open_store, writer_process
+from sinks.base import Batch
 from sinks.clickhouse import WRITTEN, ClickHouseStore
 from sinks.ddl import TABLES
 from sinks.writer_process import WriterClient, column_types
+from tests.builders import tick
 from tests.integration.store_dump import dump
 from tests.integration.test_ingest_crash import BATCH, LINES, UNITS
-from tests.integration.test_sink_contract import _fill
+from tests.integration.test_sink_contract import POSTERS, _fill
 from tests.integration.test_store_columns import NOT_THE_BATCHES, _batches
 from tracker.ingest import ingest
 
@@ -127,7 +130,7 @@ def test_the_column_types_asked_ahead_are_the_ones_a_first_insert_asks(
 ) -> None:
     client = process_store.client
     assert isinstance(client, WriterClient)
-    client._settle_prefetch()  # the answer read (the next call would read it first)
+    client._settle()  # the answer read (the next call would read it first)
     wanted = {(f"{process_store.db}.{table}", *columns) for table, columns in WRITTEN}
     assert set(client._contexts) == wanted
     for table, *columns in wanted:  # the types a first insert asked for before this change
@@ -297,3 +300,27 @@ def test_the_writer_process_killed_the_cli_fails_and_a_rerun_loses_nothing(
         k: want[k] for k in ("events", "ledger", "deadlines", "status")
     }
     assert got["letters"] == want["letters"]
+
+
+def test_a_query_asked_ahead_is_answered_as_the_store_was_then(
+    process_store: ClickHouseStore,
+) -> None:
+    """`query_later`: sent now, answered after the inserts sent before it and before the ones
+    after it; the calls made meanwhile are answered too, and an error is raised by its answer."""
+    client = process_store.client
+    assert isinstance(client, WriterClient)
+    _fill(process_store)
+    before = process_store.committed_seq()
+    asked = client.query_later(f"SELECT max(through_seq) FROM {process_store.db}.batches")
+    bad = client.query_later(f"SELECT * FROM {process_store.db}.nosuch")
+    event = tick("2018-12-01T00:00").model_copy(update={"event_id": "after-the-ask"})
+    batch = Batch()  # another write, sent after the asks
+    batch.events.append(logged_event(event, event.model_dump_json(), 0, before + 1, POSTERS[0], ""))
+    process_store.write(batch)
+    assert process_store.committed_seq() == before + 1  # a call between: its own answer
+    assert asked().result_rows == [(before,)]  # the store as it was at the ask
+    with pytest.raises(Exception, match="nosuch"):
+        bad()
+    with pytest.raises(Exception, match="nosuch"):  # read once, raised each time it is asked
+        bad()
+    assert process_store.known_events(["nope"]) == set()  # and the calls after it are answered
