@@ -14,7 +14,7 @@ when the line is applied (docs/ingest.md). A replay of the log keeps the envelop
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -40,6 +40,7 @@ from sinks.base import Batch, Store, StoreError, UnmadeEvents
 from sinks.event_log import EventLogWriter, claim_event_log
 from sinks.heads import sign_heads
 from tracker import checkpoints
+from tracker.lines import Numbered, ReadChunk, chunks
 from tracker.stamp import Stamp, tool_poster
 
 Clock = Callable[[], datetime]
@@ -229,8 +230,8 @@ class Tracker:
         # Each chunk is read, and its ids asked of the log, before the chunk before it is
         # applied: a store that can answers beside the engine (a writer process answers after
         # the writes sent before the ask), so no chunk waits for the writes of the last one.
-        ahead: _Read | None = None
-        for chunk in _chunks(_universal_newlines(lines), origin, self.batch_size):
+        ahead: ReadChunk | None = None
+        for chunk in chunks(lines, origin, self.batch_size):
             read = self._read_ahead(chunk)
             if ahead is not None:
                 self._apply_chunk(ahead, stamp)
@@ -269,60 +270,67 @@ class Tracker:
         ids = self._log_ids
         return ids is not None and event_id in ids
 
-    def _read_ahead(self, chunk: list[tuple[str, bytes | str, bool]]) -> _Read:
+    def _read_ahead(self, chunk: list[Numbered]) -> ReadChunk:
         """The chunk's lines read (a refusal is a dead letter when its turn comes), and their
         ids asked of the event log, not waiting for the answer (`_apply_chunk` takes it)."""
         read = [(where, read_record(line, first=first)) for where, line, first in chunk]
         ids = sorted({r.event.event_id for _, r in read if isinstance(r, Parsed)})
         if self._log_ids is not None or not ids:
-            return _Read(read, None, set())
+            return ReadChunk(read, None, set())
         # logged by the time the answer is used, and not in it: those accepted before the
         # ask but not written yet, and (`_apply`) those accepted after it
         since = {a[0].event_id for a in self._accepted}
         self._since.append(since)
         # an empty log now (a new store) holds nothing of them now
         answer = self.store.known_events_later(ids) if self._log_written else None
-        return _Read(read, answer, since)
+        return ReadChunk(read, answer, since)
 
-    def _apply_chunk(self, chunk: _Read, stamp: Stamp) -> None:
-        parsed: list[tuple[str, Parsed]] = []
-        for where, read in chunk.lines:
-            if isinstance(read, Refusal):
-                self._reject(read, where, stamp.at(self.clock()))
-            elif read is not None:
-                parsed.append((where, read))
+    def _apply_chunk(self, chunk: ReadChunk, stamp: Stamp) -> None:
+        parsed = self._refuse(chunk.lines, stamp)
         if self._log_ids is not None:
-            self._in_log = self._logged([p.event.event_id for _, p in parsed])
-        else:
-            found = chunk.since if chunk.answer is None else chunk.answer() | chunk.since
-            self._since = [s for s in self._since if s is not chunk.since]
-            self._in_log = {i for _, p in parsed if (i := p.event.event_id) in found}
-        pause = self.pause
-        for where, p in parsed:
-            pause()
-            self._apply(p, where, stamp)
+            self._apply_read(parsed, stamp)
+            return
+        found = chunk.since if chunk.answer is None else chunk.answer() | chunk.since
+        self._since = [s for s in self._since if s is not chunk.since]
+        self._apply_in_order(
+            parsed, {i for _, p in parsed if (i := p.event.event_id) in found}, stamp
+        )
 
-    def _feed_chunk(self, chunk: list[tuple[str, bytes | str, bool]], stamp: Stamp) -> None:
+    def _feed_chunk(self, chunk: list[Numbered], stamp: Stamp) -> None:
+        read = [(where, read_record(line, first=first)) for where, line, first in chunk]
+        self._apply_read(self._refuse(read, stamp), stamp)
+
+    def _refuse(
+        self, read: list[tuple[str, Parsed | Refusal | None]], stamp: Stamp
+    ) -> list[tuple[str, Parsed]]:
+        """Each refused line a dead letter now; the events read, in order."""
         parsed: list[tuple[str, Parsed]] = []
-        for where, line, first in chunk:
-            read = read_record(line, first=first)
-            if isinstance(read, Refusal):
-                self._reject(read, where, stamp.at(self.clock()))
-            elif read is not None:
-                parsed.append((where, read))
-        self._apply_read(parsed, stamp)
+        for where, found in read:
+            if isinstance(found, Refusal):
+                self._reject(found, where, stamp.at(self.clock()))
+            elif found is not None:
+                parsed.append((where, found))
+        return parsed
 
     def _apply_read(self, parsed: list[tuple[str, Parsed]], stamp: Stamp) -> set[str]:
         """Look the lines' event ids up in the log at once, then apply them in order: an event
         already in the log is a duplicate before any other check (spec 2; the engine remembers
         no tick ids and forgets the events of closed years)."""
-        self._in_log = self._logged([p.event.event_id for _, p in parsed])
-        logged_before = set(self._in_log)
+        in_log = self._logged([p.event.event_id for _, p in parsed])
+        logged_before = set(in_log)
+        self._apply_in_order(parsed, in_log, stamp)
+        return logged_before
+
+    def _apply_in_order(
+        self, parsed: list[tuple[str, Parsed]], in_log: set[str], stamp: Stamp
+    ) -> None:
+        """Apply the events in order; `in_log`: those of their ids the log holds (added to as
+        events are accepted, `_apply`)."""
+        self._in_log = in_log
         pause = self.pause
         for where, p in parsed:
             pause()
             self._apply(p, where, stamp)
-        return logged_before
 
     def _logged(self, ids: list[str]) -> set[str]:
         """Which of the ids the event log holds, counting the batch not yet written. An id
@@ -444,39 +452,7 @@ def _makes_event_rows(store: Store) -> bool:
     return bool(getattr(store, "makes_event_rows", False))
 
 
-@dataclass(frozen=True, slots=True)
-class _Read:
-    """A chunk of lines read ahead (`Tracker._read_ahead`): each line's origin and what reading
-    it gave, the answer of the event log about its ids (None: the log held none of them), and
-    the ids logged since the ask that the answer may lack."""
-
-    lines: list[tuple[str, Parsed | Refusal | None]]
-    answer: Callable[[], set[str]] | None
-    since: set[str]
-
-
-def _chunks(
-    lines: Iterable[bytes | str], origin: str, size: int
-) -> Iterator[list[tuple[str, bytes | str, bool]]]:
-    """The lines numbered from 1 (`ORIGIN:LINE`, whether it is the first), `size` at a time."""
-    chunk: list[tuple[str, bytes | str, bool]] = []
-    for number, line in enumerate(lines, start=1):
-        chunk.append((f"{origin}:{number}", line, number == 1))
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    yield chunk
-
-
 # An event the engine accepted, not yet made into its event log row: the event, its raw text,
 # its seq and its envelope, what engine/step.logged_events takes. A plain tuple: a NamedTuple's
 # Python-level constructor cost ~0.35 us more for each accepted event.
 _Accepted = tuple[Event, str, int, Envelope]
-
-
-def _universal_newlines(lines: Iterable[bytes | str]) -> Iterator[bytes | str]:
-    for line in lines:
-        if isinstance(line, bytes) and b"\r" in line:
-            yield from line.splitlines(keepends=True)
-        else:
-            yield line
