@@ -291,12 +291,9 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
         # through a writer process: asked now, answered beside the caller's work (the inserts
         # sent before it first); through the driver itself: asked when the answer is wanted
         later = getattr(self.client, "query_later", None)
+        sql = f"SELECT DISTINCT event_id FROM {self.db}.events WHERE event_id IN {{ids:Array(String)}}"
         answers = []
         for start in range(0, len(event_ids), _LOOKUP_CHUNK):
-            sql = (
-                f"SELECT DISTINCT event_id FROM {self.db}.events "
-                "WHERE event_id IN {ids:Array(String)}"
-            )
             # the driver's text of the ids, made in C (sinks/clickhouse_bind.py)
             params = {"ids": string_array(event_ids[start : start + _LOOKUP_CHUNK])}
             answers.append(

@@ -197,12 +197,9 @@ class WriterClient:
         columns = event_columns(unmade.fields)
         self._post(("events", db, unmade.partition, unmade.previous, columns, signer is not None))
 
-    def event_head(self, db: str, partition: int) -> str:
-        """The chain value the child's last `make_events` of the partition ended at."""
-        return self.event_head_later(db, partition)()
-
     def event_head_later(self, db: str, partition: int) -> Callable[[], str]:
-        """`event_head`, sent now and answered when the function it returns is called."""
+        """The chain value the child's last `make_events` of the partition ended at, sent now
+        and answered when the function it returns is called."""
         answer = self._later(("event_head", db, partition))
         return lambda: str(answer())
 

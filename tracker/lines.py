@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from engine.step import Parsed, Refusal
+from engine.step import Parsed, Refusal, read_record
 
 Numbered = tuple[str, bytes | str, bool]  # `ORIGIN:LINE`, the line, whether it is the first
+Read = tuple[str, Parsed | Refusal | None]  # `ORIGIN:LINE` and what reading the line gave
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +19,7 @@ class ReadChunk:
     it gave, the answer of the event log about its ids (None: the log held none of them), and
     the ids logged since the ask that the answer may lack."""
 
-    lines: list[tuple[str, Parsed | Refusal | None]]
+    lines: list[Read]
     answer: Callable[[], set[str]] | None
     since: set[str]
 
@@ -32,6 +33,11 @@ def chunks(lines: Iterable[bytes | str], origin: str, size: int) -> Iterator[lis
             yield chunk
             chunk = []
     yield chunk
+
+
+def read_lines(chunk: list[Numbered]) -> list[Read]:
+    """Each line of the chunk read (engine/step.py `read_record`), with its origin."""
+    return [(where, read_record(line, first=first)) for where, line, first in chunk]
 
 
 def universal_newlines(lines: Iterable[bytes | str]) -> Iterator[bytes | str]:

@@ -29,7 +29,6 @@ from engine.step import (
     dead_letter,
     event_fields,
     logged_events,
-    read_record,
 )
 from schemas.envelope import Envelope
 from schemas.events import Event, EventError, parse_event
@@ -40,7 +39,7 @@ from sinks.base import Batch, Store, StoreError, UnmadeEvents
 from sinks.event_log import EventLogWriter, claim_event_log
 from sinks.heads import sign_heads
 from tracker import checkpoints
-from tracker.lines import Numbered, ReadChunk, chunks
+from tracker.lines import Numbered, Read, ReadChunk, chunks, read_lines
 from tracker.stamp import Stamp, tool_poster
 
 Clock = Callable[[], datetime]
@@ -273,7 +272,7 @@ class Tracker:
     def _read_ahead(self, chunk: list[Numbered]) -> ReadChunk:
         """The chunk's lines read (a refusal is a dead letter when its turn comes), and their
         ids asked of the event log, not waiting for the answer (`_apply_chunk` takes it)."""
-        read = [(where, read_record(line, first=first)) for where, line, first in chunk]
+        read = read_lines(chunk)
         ids = sorted({r.event.event_id for _, r in read if isinstance(r, Parsed)})
         if self._log_ids is not None or not ids:
             return ReadChunk(read, None, set())
@@ -297,12 +296,9 @@ class Tracker:
         )
 
     def _feed_chunk(self, chunk: list[Numbered], stamp: Stamp) -> None:
-        read = [(where, read_record(line, first=first)) for where, line, first in chunk]
-        self._apply_read(self._refuse(read, stamp), stamp)
+        self._apply_read(self._refuse(read_lines(chunk), stamp), stamp)
 
-    def _refuse(
-        self, read: list[tuple[str, Parsed | Refusal | None]], stamp: Stamp
-    ) -> list[tuple[str, Parsed]]:
+    def _refuse(self, read: list[Read], stamp: Stamp) -> list[tuple[str, Parsed]]:
         """Each refused line a dead letter now; the events read, in order."""
         parsed: list[tuple[str, Parsed]] = []
         for where, found in read:
