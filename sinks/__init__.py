@@ -7,6 +7,7 @@ the read path of `tracker status` does not need (tests/unit/test_cli_start.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +16,18 @@ if TYPE_CHECKING:
     from sinks.memory import MemoryStore
 
 
-def open_store(dsn: str, *, create: bool = True, writer: str = "inline") -> Store:
+def open_store(
+    dsn: str,
+    *,
+    create: bool = True,
+    writer: str = "inline",
+    idle: Callable[[], bool] | None = None,
+) -> Store:
     """`memory://` for tests, otherwise a ClickHouse DSN (chDB or server); `create=False` opens
     an existing store only, and raises StoreError when there is none. `writer="process"` runs
     an embedded (chDB) store's driver in a child process (sinks/writer_process.py); any other
-    store, and `"inline"`, in this process."""
+    store, and `"inline"`, in this process. `idle`: work of the caller's that a writer process's
+    client does, a piece a call, while it waits for the child (`WriterClient.idle`)."""
     if dsn.startswith("memory:"):
         from sinks.memory import MemoryStore
 
@@ -29,7 +37,7 @@ def open_store(dsn: str, *, create: bool = True, writer: str = "inline") -> Stor
     if writer == "process" and create and dsn.startswith("chdb:"):
         from sinks.writer_process import WriterClient
 
-        client = WriterClient(dsn)
+        client = WriterClient(dsn, idle)
         try:
             return ClickHouseStore(dsn, client=client)  # type: ignore[arg-type]
         except BaseException:

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 IN_FLIGHT = 40 << 20
 _EXIT_WAIT = 30.0  # seconds a closed child has to end before it is killed
 _HIGHEST = pickle.HIGHEST_PROTOCOL
+_SEND_WAIT_S = 0.005  # how long a reply's wait waits for the sends before the caller's work
 _NO_MEMO = (str, tuple)  # kinds of value of the columns pickled without the memo (`column_piece`)
 
 
@@ -142,7 +143,10 @@ def prestart() -> None:
 class WriterClient:
     """The driver's client, run by a child process; see the module's text."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, idle: Callable[[], bool] | None = None) -> None:
+        # the caller's own work, done a little at a time while a reply is awaited (`_reply`):
+        # False when there is none now (tracker/lines.py `LinesRead.read_some`)
+        self.idle = idle
         self._proc, ours = _started.pop() if _started else _spawn()
         from sinks import faulty  # (not in the child: it needs the settings and the models)
 
@@ -350,6 +354,16 @@ class WriterClient:
                 most -= 1
 
     def _reply(self) -> tuple[str, Any]:
+        idle = self.idle
+        if idle is not None:
+            # Until the reply comes, the caller's own work (`idle`), a piece at a time. What
+            # was posted is sent first (a moment for it): the sender thread needs the
+            # interpreter, which the work would hold up to a switch interval (5 ms) a message
+            with self._room:
+                self._room.wait_for(self._sent, timeout=_SEND_WAIT_S)
+            conn = self._conn
+            while not conn.poll() and idle():
+                pass
         try:
             kind, value = pickle.loads(self._conn.recv_bytes())
         except (EOFError, OSError):
@@ -357,6 +371,9 @@ class WriterClient:
         if kind == "err":
             raise value
         return str(kind), value
+
+    def _sent(self) -> bool:
+        return not self._queued or self._broken is not None
 
     def _call(self, op: str, *args: Any) -> Any:
         self._settle()

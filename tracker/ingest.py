@@ -28,6 +28,7 @@ from sinks.dsn import mask
 from tracker import options
 from tracker.cli import hold
 from tracker.errors import UserError
+from tracker.lines import LinesRead
 from tracker.pipeline import BATCH_SIZE, Summary, Tracker
 from tracker.progress import file_size, track_lines
 from tracker.registry_guard import check_registry_change
@@ -39,7 +40,7 @@ def ingest(
     registry: Registry,
     books: dict[str, Rulebook],
     calendar: WorkCalendar,
-    lines: Iterable[bytes | str],
+    lines: Iterable[bytes | str] | LinesRead,
     origin: str,
     *,
     batch_size: int = BATCH_SIZE,
@@ -121,23 +122,30 @@ def cmd_ingest(
     dsn = options.store_dsn(store)
     stdin = file == "-"
     origin = "stdin" if stdin else Path(file).name
-    sink = open_store(dsn, writer=writer)
-    try:
-        # bytes, not text: a line that is not UTF-8 is one dead letter, not the end of the run
-        with nullcontext(sys.stdin.buffer) if stdin else Path(file).open("rb") as lines:
+    # bytes, not text: a line that is not UTF-8 is one dead letter, not the end of the run
+    with nullcontext(sys.stdin.buffer) if stdin else Path(file).open("rb") as lines:
+        size = file_size(lines)
+        read = LinesRead(
+            track_lines(lines, label=f"ingest {origin}", total_bytes=size), origin, batch_size
+        )
+        # A file's lines are read ahead while the CLI waits for its writer process
+        # (tracker/lines.py `LinesRead`); not a pipe's or a terminal's, where reading waits for
+        # their writer in turn (a store's open would wait for the lines to come)
+        sink = open_store(dsn, writer=writer, idle=None if size is None else read.read_some)
+        try:
             summary = ingest(
                 sink,
                 registry,
                 books,
                 calendar,
-                track_lines(lines, label=f"ingest {origin}", total_bytes=file_size(lines)),
+                read,
                 origin,
                 batch_size=batch_size,
                 replace_registry=replace_registry,
                 signer=writer_signer(options.current()),
             )
-    finally:
-        sink.close()
+        finally:
+            sink.close()
     if as_json:
         print(json.dumps(summary.as_dict()))
     else:

@@ -39,7 +39,7 @@ from sinks.base import Batch, Store, StoreError, UnmadeEvents
 from sinks.event_log import EventLogWriter, claim_event_log
 from sinks.heads import sign_heads
 from tracker import checkpoints
-from tracker.lines import Numbered, Read, ReadChunk, chunks, read_lines
+from tracker.lines import LinesRead, Numbered, Read, ReadChunk, chunks, read_lines
 from tracker.stamp import Stamp, tool_poster
 
 Clock = Callable[[], datetime]
@@ -220,7 +220,10 @@ class Tracker:
         return self.engine.apply(event)
 
     def feed_lines(
-        self, lines: Iterable[bytes | str], origin: str, envelope: Envelope | None = None
+        self,
+        lines: Iterable[bytes | str] | LinesRead,
+        origin: str,
+        envelope: Envelope | None = None,
     ) -> Summary:
         """Lines as read from a file (bytes, as the CLI reads them) or text; numbered from 1.
         Bytes end a line at LF, CR LF or a lone CR, as a file read as text does. Each is stamped
@@ -230,7 +233,11 @@ class Tracker:
         # applied: a store that can answers beside the engine (a writer process answers after
         # the writes sent before the ask), so no chunk waits for the writes of the last one.
         ahead: ReadChunk | None = None
-        for chunk in chunks(lines, origin, self.batch_size):
+        if isinstance(lines, LinesRead):  # read by a thread of its own, from the same origin
+            read_chunks: Iterable[list[Read]] = lines
+        else:
+            read_chunks = map(read_lines, chunks(lines, origin, self.batch_size))
+        for chunk in read_chunks:
             read = self._read_ahead(chunk)
             if ahead is not None:
                 self._apply_chunk(ahead, stamp)
@@ -269,10 +276,9 @@ class Tracker:
         ids = self._log_ids
         return ids is not None and event_id in ids
 
-    def _read_ahead(self, chunk: list[Numbered]) -> ReadChunk:
+    def _read_ahead(self, read: list[Read]) -> ReadChunk:
         """The chunk's lines read (a refusal is a dead letter when its turn comes), and their
         ids asked of the event log, not waiting for the answer (`_apply_chunk` takes it)."""
-        read = read_lines(chunk)
         ids = sorted({r.event.event_id for _, r in read if isinstance(r, Parsed)})
         if self._log_ids is not None or not ids:
             return ReadChunk(read, None, set())

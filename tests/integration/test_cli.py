@@ -227,6 +227,19 @@ def test_errors_are_one_line_without_traceback(
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_missing_input_file_is_said_before_any_store_is_made(
+    tmp_path: Path, files: tuple[Path, Path]
+) -> None:
+    units, _ = files
+    data = tmp_path / "data"
+    result = tracker(
+        "ingest", "--units", str(units), str(tmp_path / "none.jsonl"), data=data, check=False
+    )
+    assert result.returncode == 2
+    assert "none.jsonl" in result.stderr and "Traceback" not in result.stderr
+    assert not data.exists() or not any(data.iterdir())  # no store made for it
+
+
 def test_human_views_escape_control_characters(tmp_path: Path) -> None:
     """Ids, names and raw lines come from outside: a terminal must show them, not obey them."""
     units = tmp_path / "units.yaml"

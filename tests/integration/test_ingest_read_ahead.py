@@ -6,7 +6,7 @@ engine, as the store was at the ask)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,9 @@ from config.rulebooks import load_rulebooks
 from sinks import MemoryStore, open_store
 from sinks.base import Store
 from sinks.clickhouse import ClickHouseStore
+from sinks.writer_process import WriterClient
 from tests.integration.test_ingest_crash import UNITS
+from tracker.lines import LinesRead
 from tracker.pipeline import Tracker
 
 
@@ -52,8 +54,20 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     found.close()
 
 
+def _lines(store: Store, read_in_waits: bool) -> Iterable[bytes] | LinesRead:
+    lines = [line.encode() for line in LINES]
+    if not read_in_waits:
+        return lines
+    # as `tracker ingest` reads a file: ahead, in the waits for its writer process
+    read = LinesRead(iter(lines), "ticks.jsonl", 2, piece_lines=1)
+    if isinstance(store, ClickHouseStore) and isinstance(store.client, WriterClient):
+        store.client.idle = read.read_some
+    return read
+
+
+@pytest.mark.parametrize("read_in_waits", [False, True])
 def test_a_repeat_is_a_duplicate_whatever_was_logged_between_the_ask_and_the_answer(
-    store: Store, tmp_path: Path
+    store: Store, tmp_path: Path, read_in_waits: bool
 ) -> None:
     units = tmp_path / "units.yaml"
     units.write_text(UNITS, encoding="utf-8")
@@ -65,7 +79,7 @@ def test_a_repeat_is_a_duplicate_whatever_was_logged_between_the_ask_and_the_ans
         batch_size=2,
     )
     tracker.restore()
-    summary = tracker.feed_lines([line.encode() for line in LINES], "ticks.jsonl")
+    summary = tracker.feed_lines(_lines(store, read_in_waits), "ticks.jsonl")
     assert summary.as_dict() == {"accepted": 4, "rejected": 0, "duplicates": 5}
     assert [e.event_id for e in store.logged_events()] == ["A", "B", "C", "D"]
     # a second run: every line a repeat, found in the store's answers alone
@@ -73,5 +87,5 @@ def test_a_repeat_is_a_duplicate_whatever_was_logged_between_the_ask_and_the_ans
         store, load_registry(units), dict(load_rulebooks()), official_calendar(), batch_size=2
     )
     again.restore()
-    summary = again.feed_lines([line.encode() for line in LINES], "ticks.jsonl")
+    summary = again.feed_lines(_lines(store, read_in_waits), "ticks.jsonl")
     assert summary.as_dict() == {"accepted": 0, "rejected": 0, "duplicates": 9}

@@ -324,3 +324,31 @@ def test_a_query_asked_ahead_is_answered_as_the_store_was_then(
     with pytest.raises(Exception, match="nosuch"):  # read once, raised each time it is asked
         bad()
     assert process_store.known_events(["nope"]) == set()  # and the calls after it are answered
+
+
+def test_the_callers_work_is_done_in_the_waits_and_changes_no_reply(writer_dsn: str) -> None:
+    """`idle` (tracker/lines.py `LinesRead.read_some`): called while a reply is awaited, from
+    the open on, until it has nothing to do; the replies are the calls' own, in order."""
+    done: list[int] = []  # the pieces of work done
+
+    def idle() -> bool:
+        if len(done) >= 50:
+            return False  # nothing to do now
+        time.sleep(0.001)  # a piece of the caller's work
+        done.append(len(done))
+        return True
+
+    store = open_store(writer_dsn, writer="process", idle=idle)
+    try:
+        assert done, "the open's waits did none of the caller's work"
+        _fill(store)
+        committed = store.committed_seq()
+        assert committed == store.next_seq() - 1
+        assert store.known_events(["nope"]) == set()
+    finally:
+        store.close()
+    plain = open_store(writer_dsn, writer="process")
+    try:
+        assert plain.committed_seq() == committed
+    finally:
+        plain.close()
