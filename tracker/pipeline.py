@@ -233,7 +233,7 @@ class Tracker:
         # applied: a store that can answers beside the engine (a writer process answers after
         # the writes sent before the ask), so no chunk waits for the writes of the last one.
         ahead: ReadChunk | None = None
-        if isinstance(lines, LinesRead):  # read by a thread of its own, from the same origin
+        if isinstance(lines, LinesRead):  # read already, some in the store's waits
             read_chunks: Iterable[list[Read]] = lines
         else:
             read_chunks = map(read_lines, chunks(lines, origin, self.batch_size))
