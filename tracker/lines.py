@@ -1,6 +1,7 @@
 """The lines `Tracker.feed_lines` reads (tracker/pipeline.py): each numbered as it came
 (`ORIGIN:LINE`), a chunk at a time, and a chunk read ahead with the event log's answer about its
-ids on the way."""
+ids on the way; `tracker ingest` reads a file's chunks in its waits for its writer process
+(`LinesRead`)."""
 
 from __future__ import annotations
 
