@@ -354,14 +354,13 @@ class WriterClient:
                 most -= 1
 
     def _reply(self) -> tuple[str, Any]:
-        idle = self.idle
-        if idle is not None:
+        idle, conn = self.idle, self._conn
+        if idle is not None and not conn.poll():
             # Until the reply comes, the caller's own work (`idle`), a piece at a time. What
             # was posted is sent first (a moment for it): the sender thread needs the
             # interpreter, which the work would hold up to a switch interval (5 ms) a message
             with self._room:
                 self._room.wait_for(self._sent, timeout=_SEND_WAIT_S)
-            conn = self._conn
             while not conn.poll() and idle():
                 pass
         try:

@@ -27,25 +27,15 @@ class ReadChunk:
     since: set[str]
 
 
-def chunks(lines: Iterable[bytes | str], origin: str, size: int) -> Iterator[list[Numbered]]:
-    """The lines numbered from 1, `size` at a time (the last chunk may be empty)."""
-    chunk: list[Numbered] = []
-    for line in numbered(lines, origin):
-        chunk.append(line)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    yield chunk
-
-
 def read_lines(chunk: list[Numbered]) -> list[Read]:
     """Each line of the chunk read (engine/step.py `read_record`), with its origin."""
     return [(where, read_record(line, first=first)) for where, line, first in chunk]
 
 
 class LinesRead:
-    """The chunks of `chunks(lines, origin, size)` read (`read_lines`), some of them ahead of
-    their taker: in the time its process would otherwise wait (`read_some`).
+    """The lines numbered from 1 (`numbered`), `size` at a time (the last chunk may be empty),
+    each chunk read (`read_lines`); some of them ahead of their taker, in the time its process
+    would otherwise wait (`read_some`). Without such waits, each chunk is read when taken.
 
     Why: `tracker ingest` waits ~0.5 s for its writer process to open the store, its core idle
     meanwhile, and waits for it again here and there; reading a chunk of 20,000 lines costs

@@ -39,7 +39,7 @@ from sinks.base import Batch, Store, StoreError, UnmadeEvents
 from sinks.event_log import EventLogWriter, claim_event_log
 from sinks.heads import sign_heads
 from tracker import checkpoints
-from tracker.lines import LinesRead, Numbered, Read, ReadChunk, chunks, read_lines
+from tracker.lines import LinesRead, Numbered, Read, ReadChunk, read_lines
 from tracker.stamp import Stamp, tool_poster
 
 Clock = Callable[[], datetime]
@@ -233,11 +233,9 @@ class Tracker:
         # applied: a store that can answers beside the engine (a writer process answers after
         # the writes sent before the ask), so no chunk waits for the writes of the last one.
         ahead: ReadChunk | None = None
-        if isinstance(lines, LinesRead):  # read already, some in the store's waits
-            read_chunks: Iterable[list[Read]] = lines
-        else:
-            read_chunks = map(read_lines, chunks(lines, origin, self.batch_size))
-        for chunk in read_chunks:
+        if not isinstance(lines, LinesRead):  # else some read already, in the store's waits
+            lines = LinesRead(lines, origin, self.batch_size)
+        for chunk in lines:
             read = self._read_ahead(chunk)
             if ahead is not None:
                 self._apply_chunk(ahead, stamp)
@@ -277,7 +275,7 @@ class Tracker:
         return ids is not None and event_id in ids
 
     def _read_ahead(self, read: list[Read]) -> ReadChunk:
-        """The chunk's lines read (a refusal is a dead letter when its turn comes), and their
+        """A chunk's lines as read (a refusal is a dead letter when its turn comes), and their
         ids asked of the event log, not waiting for the answer (`_apply_chunk` takes it)."""
         ids = sorted({r.event.event_id for _, r in read if isinstance(r, Parsed)})
         if self._log_ids is not None or not ids:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.step import Parsed, Refusal
-from tracker.lines import LinesRead, chunks, read_lines
+from tracker.lines import LinesRead, Numbered, numbered, read_lines
 
 
 def _line(n: int) -> bytes:
@@ -30,6 +30,13 @@ def _lines(count: int, *, bad_every: int = 0) -> list[bytes]:
     for n in range(count):
         out.append(b"{not json\n" if bad_every and n % bad_every == 0 else _line(n))
     return out
+
+
+def _chunks(lines: list[bytes], size: int) -> list[list[Numbered]]:
+    """The lines numbered from 1, `size` at a time, and a last chunk that may be empty: what
+    reading them when taken gives, by slicing."""
+    all_lines = list(numbered(iter(lines), "f"))
+    return [all_lines[start : start + size] for start in range(0, len(all_lines) + 1, size)]
 
 
 def _plain(read: list[list[tuple[str, Parsed | Refusal | None]]]) -> list[list[object]]:
@@ -57,7 +64,7 @@ def _plain(read: list[list[tuple[str, Parsed | Refusal | None]]]) -> list[list[o
 )
 def test_the_chunks_are_those_read_when_taken(count: int, size: int) -> None:
     lines = _lines(count, bad_every=3)
-    expected = _plain([read_lines(c) for c in chunks(iter(lines), "f", size)])
+    expected = _plain([read_lines(c) for c in _chunks(lines, size)])
     # no waits at all, then waits that read as much as the bounds allow before each take
     assert _plain(list(LinesRead(iter(lines), "f", size))) == expected
     read = LinesRead(iter(lines), "f", size, piece_lines=2)
@@ -83,7 +90,7 @@ def test_any_interleaving_of_waits_and_takes_gives_the_same_chunks(
     count: int, size: int, piece: int, waits: list[int]
 ) -> None:
     lines = _lines(count, bad_every=4)
-    expected = _plain([read_lines(c) for c in chunks(iter(lines), "f", size)])
+    expected = _plain([read_lines(c) for c in _chunks(lines, size)])
     read = LinesRead(iter(lines), "f", size, piece_lines=piece)
     taker = iter(read)
     taken = []
