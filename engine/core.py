@@ -40,7 +40,7 @@ from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 
 # the event types that only count: neither post a notice nor refer to one (`_dispatch`)
-_FINDINGS = EVENT_TYPES - REF_FIELD.keys() - FOLLOW_UPS - {"clock.tick"}
+_FINDINGS = EVENT_TYPES.difference(REF_FIELD, FOLLOW_UPS, {"clock.tick"})
 
 
 class Engine(Validation):
