@@ -16,7 +16,10 @@ SASL/SCRAM-SHA-512 only, so anonymous clients are refused, and the StandardAutho
 nothing an ACL does not (``streams/kafka_acls.py`` grants them per topic prefix). The principals'
 SCRAM users are written into the metadata log when the storage is formatted; their passwords are
 generated then and kept only in the credentials folder. The controller listener speaks SASL/PLAIN
-with a password made at each start, so no one but the broker itself can use it.
+with a password made at each start, so no one but the broker itself can use it. Its config files
+come from ``streams/broker_config.py``, its Java command lines from ``streams/broker_jvm.py``;
+readiness is a raw Kafka request (``streams/kafka_probe.py``), the JVM's liveness is read by pid
+(``streams/processes.py``).
 
 Stdlib only, so ``tracker kafka start`` works before any Kafka client is importable.
 """
@@ -30,8 +33,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import time
 import uuid
@@ -39,58 +40,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config.settings import settings
+from streams.broker_config import (
+    CONTROLLER_USER,
+    PLAIN_LOGIN_MODULE,
+    SUPER_USER,
+    log4j2_properties,
+    server_properties,
+)
+from streams.broker_jvm import CONFIG_MAIN, SERVER_MAIN, STORAGE_MAIN, java_command
 from streams.kafka_auth import (
     MECHANISM,
     PRINCIPALS,
-    SCRAM_LOGIN_MODULE,
     CredentialStore,
     KafkaLogin,
     java_properties,
     new_password,
     write_private,
 )
+from streams.kafka_probe import api_versions_ok
+from streams.processes import alive, proc_file, wait_exit
 
 POM = Path(__file__).resolve().parent.parent / "kafka" / "pom.xml"
-SERVER_MAIN = "kafka.Kafka"
-STORAGE_MAIN = "kafka.tools.StorageTool"
-CONFIG_MAIN = "kafka.admin.ConfigCommand"
-AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
-PLAIN_LOGIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
-SUPER_USER = "admin"
-# The broker's own login to its controller listener (the same JVM): not a client principal.
-CONTROLLER_USER = "controller"
 # Written once the storage was formatted with the principals' SCRAM users.
 _SCRAM_STAMP = ".scram-users"
-# log4j2 would stop its appenders in its own shutdown hook, cutting off the broker's shutdown log.
-JVM_OPTS = (
-    "-Xms128m",
-    "-Xmx512m",
-    "-XX:+UseG1GC",
-    "-Djava.awt.headless=true",
-    "-Dlog4j2.shutdownHookEnabled=false",
-)
-# The broker's short-lived tools (storage format, SCRAM users) are done before the JIT's second
-# tier would pay off: ~40% less CPU and time a start on the 2-core box.
-TOOL_JVM_OPTS = ("-XX:TieredStopAtLevel=1",)
 _POM_STAMP = ".pom-sha256"
-_API_VERSIONS_KEY = 18
-# Size-capped so a broker left running for weeks cannot fill the disk with its own log.
-_LOG4J2 = """\
-status = warn
-appender.file.type = RollingFile
-appender.file.name = FILE
-appender.file.fileName = {log}
-appender.file.filePattern = {log}.%i
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-appender.file.policies.type = Policies
-appender.file.policies.size.type = SizeBasedTriggeringPolicy
-appender.file.policies.size.size = 50MB
-appender.file.strategy.type = DefaultRolloverStrategy
-appender.file.strategy.max = 3
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = FILE
-"""
 
 
 class BrokerError(RuntimeError):
@@ -162,9 +135,9 @@ class LocalKafka:
         # SIGTERM runs Kafka's controlled shutdown, which flushes logs and checkpoints offsets.
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-            if not _wait_exit(pid, timeout_s):
+            if not wait_exit(pid, timeout_s):
                 os.kill(pid, signal.SIGKILL)
-                _wait_exit(pid, 10.0)
+                wait_exit(pid, 10.0)
         self.pid_file.unlink(missing_ok=True)
 
     def rotate(self, principal: str) -> Path:
@@ -278,82 +251,17 @@ class LocalKafka:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if self.secure:
             self.credentials.ensure(PRINCIPALS)
-        text = self._server_properties(bootstrap_login)
+        text = server_properties(
+            self.port,
+            self.controller_port,
+            self.kafka_data,
+            self.credentials,
+            self.secure,
+            bootstrap_login,
+        )
         write_private(self.config_dir / "server.properties", text)
-        log4j2 = _LOG4J2.format(log=self.log_dir / "server.log")
+        log4j2 = log4j2_properties(self.log_dir / "server.log")
         (self.config_dir / "log4j2.properties").write_text(log4j2)
-
-    def _server_properties(self, bootstrap_login: KafkaLogin | None = None) -> str:
-        props = {
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            # A static voter set keeps formatting a plain `format -t <id>` with no --standalone.
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "log.dirs": str(self.kafka_data),
-            "num.partitions": "1",
-            "auto.create.topics.enable": "true",
-            # One broker: internal topics cannot have more than one replica.
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            # Tests create many short-lived groups; the default 3 s delay would slow each one.
-            "group.initial.rebalance.delay.ms": "0",
-        }
-        if self.secure:
-            props.update(self._security_properties(bootstrap_login))  # replaces the open ones
-        return "".join(f"{key}={value}\n" for key, value in props.items())
-
-    def _security_properties(self, bootstrap_login: KafkaLogin | None) -> dict[str, str]:
-        """SASL on both listeners, ACLs enforced. The client listener takes SCRAM only; the
-        broker logs in to it as the super user (inter-broker traffic, none on one node but
-        Kafka requires the login). The controller listener takes PLAIN with a password made
-        now: its only client is this JVM's broker half. `bootstrap_login` (adding the users to
-        an old store) also opens PLAIN on the client listener, for that one login alone."""
-        admin = self.credentials.load(SUPER_USER)
-        controller = new_password()
-        scram = (
-            f'{SCRAM_LOGIN_MODULE} required username="{admin.username}" '
-            f'password="{admin.password}";'
-        )
-        plain = (
-            f'{PLAIN_LOGIN_MODULE} required username="{CONTROLLER_USER}" '
-            f'password="{controller}" user_{CONTROLLER_USER}="{controller}";'
-        )
-        props = {
-            "listeners": f"CLIENT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"CLIENT://127.0.0.1:{self.port}",
-            "inter.broker.listener.name": "CLIENT",
-            "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
-            "sasl.enabled.mechanisms": MECHANISM,
-            "sasl.mechanism.inter.broker.protocol": MECHANISM,
-            "sasl.mechanism.controller.protocol": "PLAIN",
-            "listener.name.client.sasl.enabled.mechanisms": MECHANISM,
-            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
-            f"listener.name.client.{MECHANISM.lower()}.sasl.jaas.config": scram,
-            "listener.name.controller.plain.sasl.jaas.config": plain,
-            "authorizer.class.name": AUTHORIZER,
-            "super.users": f"User:{SUPER_USER};User:{CONTROLLER_USER}",
-            # The default already, stated: a resource without ACLs is closed to all but super users.
-            "allow.everyone.if.no.acl.found": "false",
-        }
-        if bootstrap_login is not None:
-            user, password = bootstrap_login.username, bootstrap_login.password
-            props |= {
-                "listener.name.client.sasl.enabled.mechanisms": f"{MECHANISM},PLAIN",
-                "sasl.mechanism.inter.broker.protocol": "PLAIN",
-                "listener.name.client.plain.sasl.jaas.config": (
-                    f'{PLAIN_LOGIN_MODULE} required username="{user}" '
-                    f'password="{password}" user_{user}="{password}";'
-                ),
-            }
-        return props
 
     def _format_storage(self) -> None:
         # meta.properties is written by the formatter; its presence means "formatted already".
@@ -382,11 +290,7 @@ class LocalKafka:
     # -- process ---------------------------------------------------------------------------
 
     def _java(self, main: str) -> list[str]:
-        java_home = os.environ.get("JAVA_HOME")
-        java = str(Path(java_home) / "bin" / "java") if java_home else "java"
-        log4j = f"-Dlog4j2.configurationFile={self.config_dir / 'log4j2.properties'}"
-        extra = shlex.split(settings().kafka_jvm_opts) if main == SERVER_MAIN else TOOL_JVM_OPTS
-        return [java, *JVM_OPTS, *extra, log4j, "-cp", f"{self.lib_dir}/*", main]
+        return java_command(main, self.config_dir, self.lib_dir)
 
     def _launch(self) -> int:
         cmd = [*self._java(SERVER_MAIN), str(self.config_dir / "server.properties")]
@@ -409,10 +313,10 @@ class LocalKafka:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        if not _alive(pid):
+        if not alive(pid):
             return None
         # Guard against pid reuse after a reboot: the command line must name our config.
-        cmdline = _proc_file(pid, "cmdline")
+        cmdline = proc_file(pid, "cmdline")
         if cmdline is not None and str(self.config_dir).encode() not in cmdline:
             return None
         return pid
@@ -422,7 +326,7 @@ class LocalKafka:
         while time.monotonic() < deadline:
             if api_versions_ok("127.0.0.1", self.port):
                 return
-            if not _alive(pid):
+            if not alive(pid):
                 raise BrokerError(f"Kafka exited during startup\n{self._log_tail()}")
             time.sleep(0.5)
         raise BrokerError(
@@ -459,31 +363,7 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def api_versions_ok(host: str, port: int, timeout_s: float = 2.0) -> bool:
-    """True when host:port answers an ApiVersions v0 request without error, i.e. speaks Kafka."""
-    client_id = b"tracker-probe"
-    correlation_id = 0x7472
-    body = struct.pack(">hhih", _API_VERSIONS_KEY, 0, correlation_id, len(client_id)) + client_id
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s) as sock:
-            sock.sendall(struct.pack(">i", len(body)) + body)
-            (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-            got_id, error_code = struct.unpack(">ih", _recv_exact(sock, min(size, 6)))
-    except (OSError, struct.error):
-        return False
-    return bool(got_id == correlation_id and error_code == 0)
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise OSError("connection closed mid-response")
-        data += chunk
-    return data
-
-
+# Beside the broker, not in streams/processes.py: a tool that fails is a BrokerError.
 def _run(cmd: list[str], what: str, timeout_s: float) -> None:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
@@ -492,38 +372,3 @@ def _run(cmd: list[str], what: str, timeout_s: float) -> None:
     if done.returncode != 0:
         output = (done.stdout + done.stderr).strip()[-4000:]
         raise BrokerError(f"{what} failed (exit {done.returncode}): {shlex.join(cmd)}\n{output}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        # Reap it first if it is our own exited child, or it would linger as a zombie that
-        # still "exists" for kill(pid, 0).
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = _proc_file(pid, "stat")
-    return stat is None or stat.rsplit(b")", 1)[-1].split()[0] != b"Z"
-
-
-def _proc_file(pid: int, name: str) -> bytes | None:
-    """/proc/<pid>/<name>, or None where /proc is missing or the process just vanished."""
-    try:
-        return Path(f"/proc/{pid}/{name}").read_bytes()
-    except OSError:
-        return None
-
-
-def _wait_exit(pid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while _alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.2)
-    return True

@@ -26,8 +26,8 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import murmur2
 
-from streams.broker import api_versions_ok
 from streams.kafka_auth import KafkaLogin, aiokafka_kwargs
+from streams.kafka_probe import api_versions_ok
 
 DEFAULT_PREFIX = "tracker"
 DEFAULT_PARTITIONS = 4

@@ -16,7 +16,8 @@ import pytest
 from sinks import MemoryStore, Store
 
 # The test brokers live for a few seconds of traffic each: the JIT's first tier only starts them
-# in ~60% of the CPU (streams/broker.py). Benchmarks and `tracker kafka start` keep the default.
+# in ~60% of the CPU (streams/broker_jvm.py). Benchmarks and `tracker kafka start` keep the
+# default.
 os.environ.setdefault("TRACKER_KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=1")
 
 

@@ -86,7 +86,7 @@ EOF
 
 java_opts=(-Xms128m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true)
 # The tools (storage format, the readiness probe, the SCRAM users) each run a few seconds: done
-# before the JIT's second tier would pay off, which only costs them CPU (streams/broker.py).
+# before the JIT's second tier would pay off, which only costs them CPU (streams/broker_jvm.py).
 tool_opts=(-Xmx256m -XX:TieredStopAtLevel=1)
 if [[ -f $log4j ]]; then
   java_opts+=("-Dlog4j2.configurationFile=$log4j")

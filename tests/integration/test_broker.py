@@ -11,8 +11,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 
-from streams.broker import LocalKafka, api_versions_ok
+from streams.broker import LocalKafka
 from streams.kafka_auth import aiokafka_kwargs
+from streams.kafka_probe import api_versions_ok
 from tests.integration.kafka_fixture import (  # noqa: F401
     kafka_broker,
     local_kafka,

@@ -1,5 +1,5 @@
 """The local broker's JVM command lines: the server takes the operator's extra options, the
-short-lived tools start on the JIT's first tier (streams/broker.py)."""
+short-lived tools start on the JIT's first tier (streams/broker_jvm.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import CONFIG_MAIN, SERVER_MAIN, STORAGE_MAIN, LocalKafka
+from streams.broker import LocalKafka
+from streams.broker_jvm import CONFIG_MAIN, SERVER_MAIN, STORAGE_MAIN
 
 
 @pytest.mark.parametrize(
