@@ -87,7 +87,7 @@ class Settings(BaseSettings):
         description="a running `tracker serve`'s address, for its clients",
     )
 
-    # The worker (`tracker worker`, or `faust -A streams.app worker`: streams/app.py).
+    # The worker (`tracker worker`, or `faust -A streams.app worker`: streams/faust_app.py).
     topic_prefix: str = Field("tracker", description="prefix of the topics and consumer groups")
     role: Literal["all", "processor", "sink"] = Field("all", description="what the worker runs")
     partitions: int = Field(4, ge=1, description="input partitions, when creating the topics")

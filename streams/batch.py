@@ -1,7 +1,7 @@
 """The batch path of `--role all`: the input topic -> the engine -> the store, a batch at a time,
 with no intermediate topics (issue 12, item 3).
 
-The per-record path (`--role processor` + `--role sink`, streams/app.py's agents) produced ~1.5
+The per-record path (`--role processor` + `--role sink`, streams/agents.py's agents) produced ~1.5
 output records per input record and consumed them again before the sink wrote them; Faust's and
 aiokafka's per-message machinery was ~76% of the CPU. Here one aiokafka consumer (group
 `<p>-worker`) takes a batch of records (`getmany`: up to `--sink-batch` records or

@@ -18,7 +18,7 @@ import faust
 from aiokafka import AIOKafkaProducer
 
 from engine.clock import iso, local
-from streams.app import QuietWorker
+from streams.faust_app import QuietWorker
 from streams.kafka_auth import KafkaLogin, aiokafka_kwargs, faust_credentials
 from streams.topics import Topics, ensure_topics, quiet_kafka
 

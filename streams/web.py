@@ -22,7 +22,8 @@ Every view but /tracker/health and /tracker/store answers only a request with
 401 that says where the token is. /tracker/store is open: a reader that has no token for this
 worker (it looks for the token of the store it wants) is then told the worker holds another
 store, not merely refused; it shows no rows, only the store's id and masked DSN. The port binds
-127.0.0.1 (streams/app.py). Reads run on the store thread, after any write already queued there.
+127.0.0.1 (streams/faust_app.py). Reads run on the store thread, after any write already queued
+there.
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ import faust
 import pytest
 from faust.types import TP, Message
 
+import streams.agents
 import streams.app
+import streams.faust_app
 from config.settings import Settings
 from engine.warnings import WarningPolicy
 from schemas.envelope import UNKNOWN_POSTER, Envelope
@@ -84,11 +86,12 @@ def test_faust_command_line_finds_the_app_without_a_broker_or_units() -> None:
 
 def test_the_app_is_configured_from_the_environment() -> None:
     code = (
-        "import streams.app as m\n"
-        "m.app.finalize()\n"
-        "c = m.app.conf\n"
+        "import streams.app\n"  # what `faust -A streams.app` imports: the agents configure the app
+        "from streams.faust_app import Worker, app\n"
+        "app.finalize()\n"
+        "c = app.conf\n"
         "print(c.id, c.broker[0], c.web_port, c.broker_commit_interval, c.datadir,"
-        " c.Worker is m.Worker)\n"
+        " c.Worker is Worker)\n"
     )
     env = _clean_env(
         TRACKER_TOPIC_PREFIX="envp",
@@ -112,7 +115,8 @@ def test_worker_settings_given_by_the_command_line_win_over_the_environment() ->
     # what `tracker worker` does through run_worker: its flags, not the environment, configure
     # the module-level app (imported earlier, e.g. by a test hook at interpreter start)
     code = (
-        "import streams.app as m\n"
+        "import streams.app\n"
+        "import streams.faust_app as m\n"
         "from pathlib import Path\n"
         "from streams.settings import WorkerSettings\n"
         "from streams.topics import Topics\n"
@@ -220,7 +224,7 @@ async def producer() -> AsyncIterator[Producer]:
 
 
 @pytest.fixture
-async def runtime(producer: Producer) -> AsyncIterator[streams.app.Runtime]:
+async def runtime(producer: Producer) -> AsyncIterator[streams.agents.Runtime]:
     run = streams.app.prepare(PROCESSOR, partitions=1, send=producer.send)
     try:
         yield run
@@ -230,17 +234,17 @@ async def runtime(producer: Producer) -> AsyncIterator[streams.app.Runtime]:
 
 def _raw_channel() -> Any:
     """An in-memory channel that hands records over as they came (bytes, not JSON decoded)."""
-    return streams.app.app.channel(
+    return streams.faust_app.app.channel(
         schema=faust.Schema(key_serializer="raw", value_serializer="raw")
     )
 
 
 async def test_the_processor_agent_produces_an_events_outputs(
-    runtime: streams.app.Runtime, producer: Producer
+    runtime: streams.agents.Runtime, producer: Producer
 ) -> None:
     emitter = runtime.emitter
     assert emitter is not None
-    async with streams.app.process.test_context(channel=_raw_channel()) as agent:
+    async with streams.agents.process.test_context(channel=_raw_channel()) as agent:
         await agent.put(json.dumps(NOTICE).encode(), partition=0, timestamp=STAMP_S)
         await until(lambda: emitter.processed.get(0) == 0, "the notice")
         accepted = [LoggedEvent.model_validate_json(v) for v in producer.on(TOPICS.accepted)]
@@ -266,14 +270,14 @@ async def test_the_processor_agent_produces_an_events_outputs(
 
 @pytest.mark.parametrize("form", [list, dict])  # aiokafka's pairs, or a mapping Faust allows
 async def test_the_processor_agent_takes_the_envelope_from_the_headers(
-    runtime: streams.app.Runtime, producer: Producer, form: type
+    runtime: streams.agents.Runtime, producer: Producer, form: type
 ) -> None:
     """Who posted a record and when it was received are its headers: the live path reads them as
     the rebuild does (tests/unit/test_envelope.py), and a record without them is the broker's."""
     centre = Envelope(posted_by="centre:fj", received_at=datetime(2018, 3, 1, 2, 0, 1, tzinfo=UTC))
     emitter = runtime.emitter
     assert emitter is not None
-    async with streams.app.process.test_context(channel=_raw_channel()) as agent:
+    async with streams.agents.process.test_context(channel=_raw_channel()) as agent:
         headers = form(centre.headers())
         await agent.put(json.dumps(NOTICE).encode(), partition=0, timestamp=STAMP_S,
                         headers=headers)  # fmt: skip
@@ -296,7 +300,7 @@ async def test_a_record_counts_as_processed_only_once_its_outputs_are_acknowledg
     run = streams.app.prepare(PROCESSOR, partitions=1, send=producer.send)
     assert run.emitter is not None
     try:
-        async with streams.app.process.test_context(channel=_raw_channel()) as agent:
+        async with streams.agents.process.test_context(channel=_raw_channel()) as agent:
             await agent.put(json.dumps(NOTICE).encode(), partition=0, timestamp=STAMP_S)
             await until(lambda: len(producer.sent) >= 2, "the notice's outputs")
             run.emitter.release()
@@ -335,7 +339,7 @@ def _outputs_of(*events: dict[str, str]) -> list[tuple[str, bytes]]:
 
 
 @pytest.fixture
-async def sink_runtime() -> AsyncIterator[streams.app.Runtime]:
+async def sink_runtime() -> AsyncIterator[streams.agents.Runtime]:
     run = streams.app.prepare(SINK, partitions=1)
     try:
         yield run
@@ -344,17 +348,17 @@ async def sink_runtime() -> AsyncIterator[streams.app.Runtime]:
 
 
 async def test_the_sink_agent_writes_a_batch_into_the_store(
-    sink_runtime: streams.app.Runtime,
+    sink_runtime: streams.agents.Runtime,
 ) -> None:
     runtime = sink_runtime
     records = await asyncio.to_thread(_outputs_of, NOTICE, TICK)
     assert runtime.store is not None and runtime.stats is not None
     stats = runtime.stats
-    async with streams.app.sink.test_context(channel=_raw_channel()) as agent:
+    async with streams.agents.sink.test_context(channel=_raw_channel()) as agent:
         channel = agent.stream().channel
         for offset, (topic, value) in enumerate(records):
             message = Message(topic, 0, offset, time.time(), 0, None, None, value, None,
-                              tp=TP(topic, 0), generation_id=streams.app.app.consumer_generation_id)  # fmt: skip
+                              tp=TP(topic, 0), generation_id=streams.faust_app.app.consumer_generation_id)  # fmt: skip
             await channel.put(await channel.decode(message))
         await until(lambda: stats.records == len(records), "the batch to be written")
 
@@ -374,7 +378,7 @@ def test_role_all_runs_the_batch_path_without_faust_consumer_or_agents() -> None
     run = streams.app.prepare(SETTINGS, partitions=1)
     try:
         assert run.batch is not None and run.emitter is None and run.decoder is None
-        assert streams.app.app.boot_strategy.enable_kafka_consumer is False
+        assert streams.faust_app.app.boot_strategy.enable_kafka_consumer is False
         progress = run.progress()
         assert progress["assigned"] == [] and progress["processed"] == {}
         assert progress["sink"]["records"] == 0
@@ -383,7 +387,7 @@ def test_role_all_runs_the_batch_path_without_faust_consumer_or_agents() -> None
     run = streams.app.prepare(PROCESSOR, partitions=1)
     try:  # split roles: the per-record agents, on Faust's consumer
         assert run.batch is None
-        assert streams.app.app.boot_strategy.enable_kafka_consumer is None
+        assert streams.faust_app.app.boot_strategy.enable_kafka_consumer is None
     finally:
         run.close()
 
