@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
@@ -13,22 +13,14 @@ from uuid import uuid4
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from engine.clock import local
-from schemas.ledger import (
-    ChainHead,
-    DeadLetter,
-    DeadlineState,
-    LedgerEntry,
-    LoggedEvent,
-)
 from sinks import clickhouse_docs as docs
 from sinks import clickhouse_totals as kept
 from sinks.base import Batch, StoreError, UnmadeEvents
-from sinks.clickhouse_bind import string_array
 from sinks.clickhouse_checkpoint import COLUMNS as CHECKPOINT_COLUMNS
 from sinks.clickhouse_checkpoint import PART_COLUMNS, CheckpointTables
 from sinks.clickhouse_columns import as_columns
 from sinks.clickhouse_config import ConfigTables
+from sinks.clickhouse_reads import StoreReads
 from sinks.clickhouse_rows import (
     DEADLINE_COLS,
     DEADLINE_ROW,
@@ -40,13 +32,8 @@ from sinks.clickhouse_rows import (
     LEDGER_ROW,
     LETTER_COLS,
     LETTER_ROW,
-    OLD_DEFAULTS,
     SEEN_COLS,
     SEEN_ROW,
-    deadline_state,
-    ledger_entry,
-    logged_event_row,
-    unit_year_filter,
 )
 from sinks.clickhouse_schema import ensure_schema
 from sinks.connection import connect, require_embedded_store, split_dsn
@@ -57,8 +44,6 @@ from sinks.store_open import insert_failed
 
 if TYPE_CHECKING:
     from sinks.clickhouse_as_of import ClickHouseAsOf
-
-_LOOKUP_CHUNK = 10_000  # ids per IN (...) lookup: bounded query size
 
 # what the readers query: a database without them is not (yet) a tracker store
 READ_TABLES = ("meta", "events", "ledger", "deadlines", "dead_letters")
@@ -87,7 +72,7 @@ MADE_BY_WRITER = ("events", "unit_years", "chain_heads")
 __all__ = ["ClickHouseStore", "connect", "split_dsn"]
 
 
-class ClickHouseStore(ConfigTables, CheckpointTables):
+class ClickHouseStore(ConfigTables, CheckpointTables, StoreReads):
     """`create=False` opens an existing store only (readers): a missing one is a NoStoreError
     and nothing is created, neither directories nor databases nor tables."""
 
@@ -97,7 +82,8 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
         if client is None and not create:
             require_embedded_store(dsn)
         self.client = client or connect(dsn)
-        # what the readers select of the event log and the dead letters (see `_read_old_tables`)
+        # what the readers select of the event log and the dead letters (see `_read_old_tables`,
+        # sinks/clickhouse_reads.py)
         self._readable = {
             "events": list(EVENT_COLS),
             "dead_letters": list(LETTER_COLS),
@@ -189,32 +175,6 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
                 f"{where}: database {self.db!r} holds no tracker store (no {', '.join(missing)})"
             )
 
-    def _read_old_tables(self) -> None:
-        """A reader changes nothing, so a store from before envelopes that no writer has opened
-        since lacks their columns (a writer adds them, sinks/ddl.py): read its rows as the
-        columns' defaults say, unenveloped."""
-        rows = self._query(
-            "SELECT table, name FROM system.columns WHERE database = {db:String} "
-            "AND table IN ('events', 'dead_letters', 'ledger')",
-            {"db": self.db},
-        )
-        present = {(str(t), str(n)) for t, n in rows}
-        for table, columns in self._readable.items():
-            self._readable[table] = [
-                f"{OLD_DEFAULTS[c]} AS {c}"
-                if c in OLD_DEFAULTS and (table, c) not in present
-                else c
-                for c in columns
-            ]
-
-    def _columns(self, table: str, *names: str) -> str:
-        """The select list of `names` (default: every field) of the event log or the dead
-        letters, as this store can read them."""
-        columns = self._readable[table]
-        if names:
-            columns = [c for c in columns if c.rsplit(" ", 1)[-1] in names]
-        return ", ".join(columns)
-
     # -- writing -------------------------------------------------------------------------------
 
     def write(self, batch: Batch) -> None:
@@ -269,141 +229,9 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
         )
         return int(rows[0][0] or 0)
 
-    # -- reading -------------------------------------------------------------------------------
+    # -- reading (the rest: sinks/clickhouse_reads.py) ----------------------------------------
 
-    def logged_events(self) -> Iterator[LoggedEvent]:
-        """Streamed: no other query or insert can run on this client until it is consumed or
-        closed."""
-        sql = (
-            f"SELECT {self._columns('events')} FROM {self.db}.events FINAL ORDER BY partition, seq"
-        )
-        try:
-            with self.client.query_rows_stream(sql) as stream:
-                for row in stream:
-                    yield logged_event_row(row)
-        except ClickHouseError as exc:
-            raise StoreError(f"store query failed: {_first_line(exc, self.dsn)}") from None
-
-    def known_events(self, event_ids: Sequence[str]) -> set[str]:
-        return self.known_events_later(event_ids)()
-
-    def known_events_later(self, event_ids: Sequence[str]) -> Callable[[], set[str]]:
-        # through a writer process: asked now, answered beside the caller's work (the inserts
-        # sent before it first); through the driver itself: asked when the answer is wanted
-        later = getattr(self.client, "query_later", None)
-        sql = f"SELECT DISTINCT event_id FROM {self.db}.events WHERE event_id IN {{ids:Array(String)}}"
-        answers = []
-        for start in range(0, len(event_ids), _LOOKUP_CHUNK):
-            # the driver's text of the ids, made in C (sinks/clickhouse_bind.py)
-            params = {"ids": string_array(event_ids[start : start + _LOOKUP_CHUNK])}
-            answers.append(
-                partial(self._query, sql, params)
-                if later is None
-                else partial(self._answered, later(sql, params))
-            )
-
-        def found() -> set[str]:
-            ids: set[str] = set()
-            for answer in answers:
-                ids.update(str(r[0]) for r in answer())
-            return ids
-
-        return found
-
-    def posters(self, event_ids: Sequence[str]) -> dict[str, tuple[str, datetime]]:
-        wanted = sorted(set(event_ids))
-        found: dict[str, tuple[str, datetime]] = {}
-        for start in range(0, len(wanted), _LOOKUP_CHUNK):
-            rows = self._query(
-                f"SELECT {self._columns('events', 'event_id', 'posted_by', 'received_at')} "
-                f"FROM {self.db}.events FINAL "
-                "WHERE event_id IN {ids:Array(String)}",
-                {"ids": wanted[start : start + _LOOKUP_CHUNK]},
-            )
-            found.update((str(i), (str(p), local(r))) for i, p, r in rows)
-        return found
-
-    def logged_events_after(self, partition: int, seq: int, limit: int) -> list[LoggedEvent]:
-        rows = self._query(
-            f"SELECT {self._columns('events')} FROM {self.db}.events FINAL "
-            "WHERE partition = {p:UInt16} AND seq > {s:UInt64} ORDER BY seq LIMIT {n:UInt64}",
-            {"p": partition, "s": seq, "n": limit},
-        )
-        return [logged_event_row(row) for row in rows]
-
-    def chain_heads(self) -> list[ChainHead]:
-        if not self._has_table("chain_heads"):
-            return []
-        rows = self._query(
-            f"SELECT {', '.join(HEAD_COLS)} FROM {self.db}.chain_heads FINAL "
-            "ORDER BY chain, key, through_seq"
-        )
-        heads = []
-        for row in rows:
-            values = dict(zip(HEAD_COLS, row, strict=True))
-            values.update(
-                through_seq=int(values["through_seq"]), signed_at=local(values["signed_at"])
-            )
-            heads.append(ChainHead.model_construct(**values))
-        return heads
-
-    def predates_chains(self) -> bool:
-        for table in ("events", "ledger"):
-            if "'' AS chain" in self._columns(table, "chain"):
-                rows = self._query(f"SELECT count() FROM {self.db}.{table}")
-            else:
-                rows = self._query(f"SELECT count() FROM {self.db}.{table} WHERE chain = ''")
-            if int(rows[0][0]):
-                return True
-        return False
-
-    def _has_table(self, name: str) -> bool:
-        rows = self._query(
-            "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-            {"db": self.db, "t": name},
-        )
-        return bool(rows[0][0])
-
-    def next_seq(self, partition: int = 0) -> int:
-        rows = self._query(
-            f"SELECT max(seq) FROM {self.db}.events WHERE partition = {{p:UInt16}}",
-            {"p": partition},
-        )
-        return int(rows[0][0] or 0) + 1
-
-    def ledger(self, unit: str | None = None, year: int | None = None) -> list[LedgerEntry]:
-        columns = self._columns("ledger").split(", ")
-        rows = self._select("ledger", columns, unit, year, order="unit, year, seq")
-        return [ledger_entry({k.rsplit(" ", 1)[-1]: v for k, v in row.items()}) for row in rows]
-
-    def deadlines(self, unit: str | None = None, year: int | None = None) -> list[DeadlineState]:
-        return [
-            deadline_state(v)
-            for v in self._select("deadlines", DEADLINE_COLS, unit, year, order="unit, kind, ref")
-        ]
-
-    def _select(
-        self, table: str, columns: list[str], unit: str | None, year: int | None, *, order: str
-    ) -> list[dict[str, Any]]:
-        """Deduplicated rows (FINAL) of a unit/year-filtered table, as column -> value dicts."""
-        where, params = unit_year_filter(unit, year)
-        sql = f"SELECT {', '.join(columns)} FROM {self.db}.{table} FINAL {where} ORDER BY {order}"
-        return [dict(zip(columns, row, strict=True)) for row in self._query(sql, params)]
-
-    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
-        sql = (
-            f"SELECT {self._columns('dead_letters')} FROM {self.db}.dead_letters FINAL "
-            "ORDER BY received_at DESC, letter_id DESC"
-        )
-        if limit:
-            sql += f" LIMIT {int(limit)}"
-        letters = []
-        for row in self._query(sql):
-            values = dict(zip(LETTER_COLS, row, strict=True))
-            values["received_at"] = local(values["received_at"])
-            letters.append(DeadLetter.model_construct(**values))
-        return letters[::-1]
-
+    # the kept totals here, not with the rest: sinks/clickhouse_totals.py reads the whole store
     def totals(self) -> dict[tuple[str, int, str], Decimal]:
         return kept.read_totals(self, self._totals_kept())
 
@@ -414,19 +242,6 @@ class ClickHouseStore(ConfigTables, CheckpointTables):
         if self._kept is None:  # a reader's: asked once (a store once kept stays so)
             self._kept = kept.is_kept(self)
         return self._kept
-
-    def known_letters(self, letter_ids: Sequence[str]) -> set[str]:
-        if not letter_ids:
-            return set()
-        rows = self._query(
-            f"SELECT letter_id FROM {self.db}.dead_letters WHERE letter_id IN {{ids:Array(String)}}",
-            {"ids": list(letter_ids)},
-        )
-        return {r[0] for r in rows}
-
-    def watermark(self) -> datetime | None:
-        rows = self._query(f"SELECT count(), max(at) FROM {self.db}.events")
-        return local(rows[0][1]) if rows and rows[0][0] else None
 
     def refresh_docs(self) -> None:
         """On a checkpoint and on close: sinks/clickhouse_docs.py `refresh_due`."""

@@ -1,5 +1,6 @@
 """Rows of the ClickHouse store's tables and the models they hold: the column lists, the row
-builders of the insert path and the readers' conversions (sinks/clickhouse.py, clickhouse_as_of.py)."""
+builders of the insert path (sinks/clickhouse.py) and the readers' conversions
+(sinks/clickhouse_reads.py, clickhouse_as_of.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """SQL the ClickHouse store's readers share, in a module that imports nothing heavy: the full
-store (sinks/clickhouse.py, clickhouse_as_of.py) and the light status read
+store (sinks/clickhouse_reads.py, clickhouse_as_of.py) and the light status read
 (sinks/clickhouse_status.py) build the same queries from it."""
 
 from __future__ import annotations

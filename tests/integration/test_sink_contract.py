@@ -284,7 +284,7 @@ def test_known_events_of_hostile_ids(
 ) -> None:
     """Event ids are untrusted text: the look-up finds exactly the stored ones, whatever their
     characters, in one query or in chunks."""
-    monkeypatch.setattr("sinks.clickhouse._LOOKUP_CHUNK", chunk)
+    monkeypatch.setattr("sinks.clickhouse_reads._LOOKUP_CHUNK", chunk)
     first = tick("2018-03-01T00:00")
     batch, head = Batch(), ""
     for seq, event_id in enumerate(HOSTILE_IDS, start=1):
