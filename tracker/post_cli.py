@@ -162,7 +162,7 @@ def cmd_post(
     """
     from datetime import UTC, datetime
 
-    from streams.post import event_from_flags
+    from streams.post_lines import event_from_flags
 
     if (file is None) == (event_type is None):
         raise UserError("give either --file FILE|- or --type with the event's flags")
@@ -231,7 +231,7 @@ def _token(token_file: Path | None) -> str:
 def _post_to_serve(
     data: bytes, url: str | None, token: str, timeout: float, as_json: bool, *, made_up: bool
 ) -> int:
-    from streams.post import line_ranges
+    from streams.post_lines import line_ranges
     from tracker.serve.client import ClientError, post_events
 
     server = url or options.current().serve_url
@@ -273,7 +273,8 @@ def _post_direct(
     made_up: bool,
 ) -> int:
     from config.registry import load_registry
-    from streams.post import Poster, line_ranges, post_within, raw_events
+    from streams.post import Poster, post_within
+    from streams.post_lines import line_ranges, raw_events
 
     broker, source = options.broker_of(bootstrap)
     registry = load_registry(options.units_path(units))

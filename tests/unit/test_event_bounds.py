@@ -18,7 +18,7 @@ from schemas.events import (
     _bounded,
     parse_event,
 )
-from streams.post import Validator
+from streams.post_lines import Validator
 from tests.builders import REGISTRY, engine, ev
 
 

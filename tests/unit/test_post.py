@@ -18,14 +18,8 @@ from typing import Any
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.post import (
-    Poster,
-    Validator,
-    check_bootstrap,
-    event_from_flags,
-    post_within,
-    raw_events,
-)
+from streams.post import Poster, check_bootstrap, post_within
+from streams.post_lines import Validator, event_from_flags, raw_events
 from streams.topics import TopicError, Topics, partition_for
 from tests.builders import REGISTRY
 from tracker.cli import main

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from schemas.events import parse_event
-from streams.post import Poster, post_within, raw_events
+from streams.post import Poster, post_within
+from streams.post_lines import raw_events
 from streams.topics import Topics
 from tests.builders import REGISTRY
 

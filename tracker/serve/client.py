@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.post import Line, raw_events
+from streams.post_lines import Line, raw_events
 
 CHUNK_EVENTS = 5_000
 RETRIED = (429, 503)
@@ -55,7 +55,7 @@ def post_events(
     chunk_events: int = CHUNK_EVENTS,
     sleep: Callable[[float], None] = time.sleep,
 ) -> PostAnswer:
-    """Post a file's events (JSONL, a JSON object or array: `streams.post.raw_events`).
+    """Post a file's events (JSONL, a JSON object or array: `streams.post_lines.raw_events`).
 
     A chunk refused for its content (400, 403: nothing of it applied) does not stop the others;
     any other failure does, and the lines not sent are listed."""

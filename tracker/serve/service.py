@@ -35,7 +35,7 @@ from schemas.events import Event
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import StoreReader
-from streams.post import Validator
+from streams.post_lines import Validator
 from tracker.principals import Principal
 from tracker.serve.authz import PostedByOf, post_check
 
