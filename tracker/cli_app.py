@@ -96,6 +96,7 @@ def _all_commands(app: typer.Typer) -> typer.Typer:
         audit_cli,
         commands,
         demo_cli,
+        kafka_cli,
         ops_cli,
         post_cli,
         report,
@@ -112,7 +113,7 @@ def _all_commands(app: typer.Typer) -> typer.Typer:
     app.command("worker", rich_help_panel=live)(stream_cli.cmd_worker)
     app.command("ticker", rich_help_panel=live)(stream_cli.cmd_ticker)
     app.command("replay", rich_help_panel=live)(stream_cli.cmd_replay)
-    app.add_typer(stream_cli.kafka_app, name="kafka", rich_help_panel=live)
+    app.add_typer(kafka_cli.kafka_app, name="kafka", rich_help_panel=live)
     app.add_typer(ops_cli.dashboards_app, name="dashboards", rich_help_panel=ops)
     app.command("access", rich_help_panel=ops)(ops_cli.cmd_access)
     serve_cli.register(app)

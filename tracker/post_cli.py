@@ -20,7 +20,7 @@ import typer
 
 from tracker import options
 from tracker.errors import UserError
-from tracker.stream_cli import kafka_errors, kafka_logins, topics_of
+from tracker.kafka_cli import kafka_errors, kafka_logins, topics_of
 
 DEFAULT_POST_TIMEOUT_S = 60.0
 EVENT_TYPES = (

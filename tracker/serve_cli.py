@@ -148,7 +148,7 @@ def cmd_serve(
     units = units or now.units
     try:
         if bootstrap:
-            from tracker.stream_cli import kafka_logins
+            from tracker.kafka_cli import kafka_logins
 
             login, admin = kafka_logins("intake")  # the one principal that writes events
             service = open_kafka(
