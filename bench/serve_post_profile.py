@@ -50,8 +50,8 @@ from bench.serve_bench import (
 STEPS = [
     ("token check (current_principal)", "tracker/serve/deps.py", "current_principal"),
     ("rate limit", "tracker/serve/limits.py", "RateLimiter.take"),
-    ("body read", "tracker/serve/api.py", "read_body"),
-    ("body parse (split_body)", "tracker/serve/api.py", "split_body"),
+    ("body read", "tracker/serve/bodies.py", "read_body"),
+    ("body parse (split_body)", "tracker/serve/bodies.py", "split_body"),
     ("hand-over to a worker thread", "starlette/concurrency.py", "run_in_threadpool"),
     ("submit, all of it (worker thread)", "tracker/serve/kafka_backend.py", "KafkaService.submit"),
     ("  contract checks (read_lines)", "tracker/serve/service.py", "Service.read_lines"),

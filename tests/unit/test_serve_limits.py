@@ -15,7 +15,7 @@ from starlette.requests import Request
 
 from sinks import MemoryStore
 from tests.serve_kit import Served, event, jsonl, serve
-from tracker.serve.api import BodyError, read_body, split_body
+from tracker.serve.bodies import BodyError, read_body, split_body
 from tracker.serve.limits import Limits, RateLimiter
 
 NOTICES = [event("vuln.notice", "fj.gat", f"n-{i}", notice_id=f"V-{i}") for i in range(5)]

@@ -3,11 +3,12 @@
 Reads answer the shapes of the CLI's `--json` outputs (`tracker status|ledger|deadlines|rejects
 --json`), as JSON arrays, scoped to the caller: asking for a unit outside the caller's scope is
 403; asking for none gives every unit of the scope.
+
+A posted body is read and split into lines in tracker/serve/bodies.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,26 +25,13 @@ from sinks.base import HistoryMissingError, StoreError, StoreReader
 from sinks.views import status_rows
 from tracker.principals import Principal
 from tracker.serve import authz
+from tracker.serve.bodies import BodyError, media_type, read_body, split_body
 from tracker.serve.deps import CurrentPrincipal, CurrentService, get_limits
-from tracker.serve.limits import Limits, retry_after
+from tracker.serve.limits import retry_after
 from tracker.serve.service import Service, ServiceBusy, ServiceUnavailable
 
 router = APIRouter()
 
-JSON_TYPES = frozenset({"application/json"})
-# No `text/plain`: it is a type another web site may send from the browser of a clerk who is
-# signed in to the pages (the `tracker_token` cookie) without asking first (a CORS "simple"
-# request). Each type below makes the browser ask, and this server answers no cross-origin
-# request, so a cookie can only post from the pages themselves.
-JSONL_TYPES = frozenset(
-    {
-        "application/x-ndjson",
-        "application/jsonl",
-        "application/x-jsonl",
-        "application/jsonlines",
-        "application/x-jsonlines",
-    }
-)
 # A request of at most this many lines is checked on the event loop when the backend can take it
 # from there (the Kafka one: `submit_async`): its checks cost less than handing it to a worker
 # thread (~25 us a line); a bigger one is checked on a thread, as before, so that the loop goes
@@ -51,12 +39,6 @@ JSONL_TYPES = frozenset(
 ON_THE_LOOP = 16
 _LINE = {"line": 0, "event_id": "V-1", "reason": "unit 'fj.x' ..."}
 _POSTED = {"accepted": 0, "duplicates": 0, "rejected": [_LINE], "backend": "embedded"}
-
-
-class BodyError(Exception):
-    def __init__(self, status: int, detail: str, lines: list[dict[str, Any]] | None = None):
-        super().__init__(detail)
-        self.status, self.detail, self.lines = status, detail, lines
 
 
 @router.post(
@@ -95,7 +77,7 @@ async def post_events(
     request changes nothing). The engine's rejections are dead letters (`/v1/rejects`)."""
     limits = get_limits(request)
     try:
-        media = _media_type(request)
+        media = media_type(request)
         raws = split_body(await read_body(request, limits), media)
         count = sum(1 for r in raws if r.strip())
         if count > limits.max_events:
@@ -132,70 +114,6 @@ def _refusal_words(status: int, principal: Principal) -> str:
     if status == 400:
         return "nothing was applied: fix the lines listed in `rejected` and send them again"
     return "not every line was applied; send the request again (it is idempotent by event_id)"
-
-
-def _media_type(request: Request) -> str:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media in JSON_TYPES or media in JSONL_TYPES:
-        return media
-    raise BodyError(
-        415,
-        f"content type {media or '(none)'!r}: send application/json (an event or an array of "
-        "events) or application/x-ndjson (JSONL, one event per line)",
-    )
-
-
-async def read_body(request: Request, limits: Limits) -> bytes:
-    """The body, refused with 413 as soon as it is over the limit (whatever Content-Length
-    says) and with 408 when it does not arrive within the request timeout."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limits.max_body_bytes:
-        raise BodyError(413, f"body of {declared} bytes: at most {limits.max_body_bytes}")
-    chunks, size = [], 0
-    try:
-        async with asyncio.timeout(limits.timeout_s):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limits.max_body_bytes:
-                    raise BodyError(413, f"body over {limits.max_body_bytes} bytes")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise BodyError(408, f"the body did not arrive within {limits.timeout_s:g}s") from None
-    return b"".join(chunks)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def split_body(body: bytes, media: str) -> list[str]:
-    """The lines of a body: JSONL line by line (numbered from 1, blank lines kept so that
-    numbers match); a JSON document's event or events, one per line (an array's position)."""
-    if media in JSONL_TYPES:
-        # Lines end at LF, CR LF or CR, as `tracker ingest` reads a file (bytes.splitlines; a
-        # str would also split inside JSON strings, at U+2028 or U+0085). A line that is not
-        # UTF-8 keeps its bytes as surrogates; the service refuses it.
-        body = body.removeprefix(b"\xef\xbb\xbf")
-        return [line.decode("utf-8", "surrogateescape") for line in body.splitlines()]
-    try:
-        text = body.decode("utf-8").removeprefix("\ufeff")
-        doc = json.loads(text, parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise BodyError(
-            400, "malformed body", [_line(1, f"not UTF-8 (byte {exc.start + 1})")]
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise BodyError(
-            400, "malformed JSON", [_line(exc.lineno, f"malformed JSON: {exc}")]
-        ) from None
-    except (ValueError, RecursionError) as exc:
-        raise BodyError(400, "malformed JSON", [_line(1, f"malformed JSON: {exc}")]) from None
-    items = doc if isinstance(doc, list) else [doc]
-    return [json.dumps(item, ensure_ascii=False, separators=(",", ":")) for item in items]
-
-
-def _line(number: int, reason: str) -> dict[str, Any]:
-    return {"line": number, "event_id": None, "reason": reason}
 
 
 @contextmanager
