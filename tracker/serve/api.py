@@ -37,8 +37,6 @@ router = APIRouter()
 # thread (~25 us a line); a bigger one is checked on a thread, as before, so that the loop goes
 # on serving others meanwhile.
 ON_THE_LOOP = 16
-_LINE = {"line": 0, "event_id": "V-1", "reason": "unit 'fj.x' ..."}
-_POSTED = {"accepted": 0, "duplicates": 0, "rejected": [_LINE], "backend": "embedded"}
 
 
 @router.post(
