@@ -5,12 +5,12 @@ embedded backend writes").
 A request is checked, authorized and told apart from the duplicates at the door, as ever; its
 accepted lines are appended to the intake journal (tracker/serve/journal.py) and made durable,
 and then it is answered: accepted means "in the journal", as it means "in the events topic"
-with a broker. One applier thread applies the journal in order, in groups, through the pipeline
-(the engine, then one store write per group) and records how far it got; a restart applies what
-was journaled and not yet applied. Reads wait until everything journaled before them is applied
-(read-your-writes). The engine's rejections are dead letters (`/v1/rejects`), as with a broker;
-a client that wants the engine's verdict in the answer asks for it (`wait_applied`: the pages
-and `tracker post` do).
+with a broker. One applier thread (tracker/serve/embedded_applier.py) applies the journal in
+order, in groups, through the pipeline (the engine, then one store write per group) and records
+how far it got; a restart applies what was journaled and not yet applied. Reads wait until
+everything journaled before them is applied (read-your-writes). The engine's rejections are dead
+letters (`/v1/rejects`), as with a broker; a client that wants the engine's verdict in the
+answer asks for it (`wait_applied`: the pages and `tracker post` do).
 """
 
 from __future__ import annotations
@@ -27,12 +27,11 @@ from typing import cast
 
 from engine import WorkCalendar
 from engine.step import Parsed
-from schemas.envelope import Envelope
 from schemas.registry import Registry
 from schemas.rulebook import Rulebook
 from sinks.base import Store, StoreError, StoreReader
-from tracker.pipeline import BATCH_SIZE
 from tracker.principals import Principal
+from tracker.serve.embedded_applier import LINGER_S, Applier
 from tracker.serve.embedded_parts import LockedReader, RecordingTracker, event_ids
 from tracker.serve.journal import Entry, Journal, JournalError
 from tracker.serve.service import (
@@ -51,13 +50,6 @@ from tracker.serve.signing import intake_signer
 log = logging.getLogger("tracker.serve.embedded")
 
 MAX_BACKLOG = 100_000  # journaled events not yet applied before the door waits (then 503)
-# A trickle of posts is gathered this long into one store write: each write costs chDB a data
-# part per table and later merges, and a write per post kept the server's CPU (and the GIL) so
-# busy that single posts took seconds (BENCHMARKS.md). A read or a request that waits for the
-# applier cuts it short, so read-your-writes does not wait for it.
-LINGER_S = 1.0
-LINGER_EVENTS = 5_000  # a backlog this big is written at once
-RETRY_S = 1.0  # after a failed group (the store is down): the journal keeps it meanwhile
 # While a request is being checked and journaled, the applier waits between events (it holds
 # the GIL for nearly all of its work, so without this the door got about half the CPU and its
 # requests waited behind the burst it was applying: BENCHMARKS.md, issue 10). The wait is
@@ -67,7 +59,7 @@ RETRY_S = 1.0  # after a failed group (the store is down): the journal keeps it 
 YIELD_MAX_S = 0.02
 
 
-class EmbeddedService(Service):
+class EmbeddedService(Applier, Service):
     """No broker: the intake journal and one pipeline into the store, in this process
     (`tracker serve` alone is a whole tracker). Locks: `_door` orders the journal and the
     duplicate check; `_lock` serializes every use of the store and the pipeline (the applier's
@@ -288,117 +280,7 @@ class EmbeddedService(Service):
         if self._at_door and not self._waiting:
             self._door_clear.wait(YIELD_MAX_S)
 
-    # -- the applier -----------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        while True:
-            with self._state:
-                while not self._ready() and not self._closing:
-                    self._state.wait()
-                if not self._ready():
-                    return  # closing, and everything synced is applied
-                self._linger()
-                group = self._take()
-            try:
-                verdicts = self._apply_group(group)
-            except Exception as exc:  # the store failed: the journal keeps the group
-                log.error("applying %d journaled requests failed: %s; retrying", len(group), exc)
-                self._tracker = None  # it may hold part of the group: rebuilt from the store
-                with self._state:
-                    self._state.wait(RETRY_S)
-                    if self._closing:
-                        return
-                continue
-            self._done(group, verdicts)
-
-    def _linger(self) -> None:
-        """A trickle of posts is gathered for up to `linger_s` into one write (under `_state`),
-        unless someone waits for it to be applied (LINGER_S)."""
-        deadline = time.monotonic() + self.linger_s
-        while (
-            not self._closing
-            and not self._waiting
-            and self._backlog < LINGER_EVENTS
-            and (left := deadline - time.monotonic()) > 0
-        ):
-            self._state.wait(left)
-
-    def _ready(self) -> bool:
-        return bool(self._queue) and self._queue[0].position <= self.journal.synced()
-
-    def _take(self) -> list[Entry]:
-        """The synced entries at the head of the queue, up to the pipeline's batch (at least
-        one): one store write for all of them."""
-        group: list[Entry] = []
-        events, synced = 0, self.journal.synced()
-        for entry in self._queue:
-            if entry.position > synced or (group and events + len(entry) > BATCH_SIZE):
-                break
-            group.append(entry)
-            events += len(entry)
-        return group
-
-    def _apply_group(self, group: list[Entry]) -> list[SubmitResult]:
-        """Each entry through the pipeline in order, then the group in one store write. Applying
-        an entry again (after a failure or a crash) changes nothing: its logged lines are
-        duplicates, its dead letters are kept once."""
-        with self._lock:
-            tracker = self._tracker or self._rebuilt()
-            verdicts = [self._apply(tracker, entry) for entry in group]
-            tracker.flush()
-        return verdicts
-
-    def _apply(self, tracker: RecordingTracker, entry: Entry) -> SubmitResult:
-        origin = f"api:{entry.posted_by}"
-        envelope = Envelope(posted_by=entry.posted_by, received_at=entry.received_at)
-        tracker.refused = {}
-        if entry.parsed is not None:
-            parsed = [
-                (f"{origin}:{n}", p) for (n, _), p in zip(entry.lines, entry.parsed, strict=True)
-            ]
-            logged_before = tracker.feed_read(parsed, origin, envelope=envelope)
-        else:  # read back from the journal: read as any input is, refusals are dead letters
-            logged_before = set()
-            for n, raw in entry.lines:
-                tracker.feed(raw, f"{origin}:{n}", envelope=envelope)
-        ids = event_ids(entry)
-        results, seen = [], set(logged_before)
-        for (n, _), event_id in zip(entry.lines, ids, strict=True):
-            reason = tracker.refused.get(f"{origin}:{n}")
-            if reason is not None:
-                results.append(LineResult(n, "rejected", event_id, reason))
-            elif event_id is not None and event_id in seen:
-                results.append(LineResult(n, "duplicate", event_id))
-            else:
-                results.append(LineResult(n, "accepted", event_id))
-                if event_id is not None:
-                    seen.add(event_id)
-        return SubmitResult(tuple(results), self.backend)
-
-    def _done(self, group: list[Entry], verdicts: list[SubmitResult]) -> None:
-        last = group[-1]
-        try:
-            self.journal.applied(last)
-        except OSError as exc:  # the mark is an optimisation: a restart re-applies, harmlessly
-            log.warning("intake journal: the applied mark cannot be written: %s", exc)
-        with self._door:
-            for entry in group:
-                for event_id in event_ids(entry):
-                    if event_id is not None and self._pending.get(event_id) == entry.seq:
-                        del self._pending[event_id]
-        with self._state:
-            for entry, verdict in zip(group, verdicts, strict=True):
-                self._queue.popleft()
-                self._backlog -= len(entry)
-                if entry.seq in self._verdicts:
-                    self._verdicts[entry.seq] = verdict
-            self._applied = last.seq
-            self.groups += 1
-            self._state.notify_all()
-
-    def _rebuilt(self) -> RecordingTracker:
-        self._tracker = self._new_tracker()
-        return self._tracker
+    # -- the applier (its thread: tracker/serve/embedded_applier.py) ----------------------------
 
     def settle(self, timeout_s: float | None = None) -> None:
         """Wait until everything journaled so far is applied (ServiceBusy after the timeout)."""

@@ -3,8 +3,8 @@
 
 A request the door accepted is appended as one JSON line - who posted it, when it was received,
 its accepted lines as the door read them - and made durable (fdatasync; concurrent requests
-share one) before it is answered. The applier (tracker/serve/embedded.py) then applies the
-journal in order into the store and records here how far it got; a restart applies the rest.
+share one) before it is answered. The applier (tracker/serve/embedded_applier.py) then applies
+the journal in order into the store and records here how far it got; a restart applies the rest.
 Applying twice is harmless (the event log tells duplicates by `event_id`, dead letters keep their
 first copy by letter id), so the applied position is written after the store, without fsync: a
 crash in between re-applies at most what was applied already.
