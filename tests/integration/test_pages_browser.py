@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -202,3 +203,27 @@ def walk_through(page: Page, base: str, centre: str, unit: str) -> None:
     assert not page.exists(row)
     assert "按期反馈" in page.text(f'#closed-deadlines tr[data-ref="{NOTICE}"]')
     page.screenshot(ARTIFACTS / "serve-unit-reported.png")
+
+
+def test_the_api_docs_render_with_no_internet(tmp_path: Path) -> None:
+    """`/docs` is served whole by the tracker: a province's intranet reaches no CDN, and FastAPI's
+    own page loads Swagger UI's script, style and icon from one (a blank page there)."""
+    env = _env(tmp_path)
+    with _serving(tmp_path, env) as base:
+        with urllib.request.urlopen(base + "/docs", timeout=10) as answer:
+            html = answer.read().decode()
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert assets, html
+        assert [a for a in assets if not a.startswith("/")] == [], html  # every one ours
+        for asset in assets:
+            with urllib.request.urlopen(base + asset, timeout=10) as answer:
+                assert answer.status == 200, asset
+        with chromium() as page:
+            page.goto(base + "/docs")
+            deadline = time.monotonic() + 20
+            while not page.exists(".opblock") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            text = page.text()
+            assert "/v1/events" in text, text
+            assert "Deduction tracker" in text, text
+            page.screenshot(ARTIFACTS / "serve-docs.png")

@@ -7,6 +7,7 @@ import importlib.util
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from schemas.events import EVENT_ADAPTER
 from tracker.principals import PrincipalStore
@@ -25,15 +26,21 @@ Reads answer what `tracker status|ledger|deadlines|rejects --json` print, scoped
 """
 
 
+DOCS_ASSETS = "/docs/assets"
+
+
 def create_app(service: Service, principals: PrincipalStore, limits: Limits) -> FastAPI:
     from tracker.serve.api import router
 
-    app = FastAPI(
+    # FastAPI's /docs page, its Swagger UI script, style and icon served from here (under
+    # DOCS_ASSETS) rather than a CDN: a province's intranet reaches none (docs/access.md)
+    app = FastAPIOffline(
         title="Deduction tracker",
         version="1",
         description=DESCRIPTION,
         docs_url="/docs",
         redoc_url=None,
+        static_url=DOCS_ASSETS,
     )
     app.state.service = service
     app.state.principals = principals
