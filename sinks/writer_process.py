@@ -364,7 +364,7 @@ class WriterClient:
             while not conn.poll() and idle():
                 pass
         try:
-            kind, value = pickle.loads(self._conn.recv_bytes())
+            kind, value = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
             raise self._died() from None
         if kind == "err":

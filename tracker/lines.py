@@ -97,13 +97,11 @@ class LinesRead:
         want = min(most, size - len(partial))
         got = list(islice(self._lines, want))
         partial.extend(read_lines(got))
-        if len(partial) >= size:
+        ended = len(got) < want  # the lines have ended (a full chunk got all it wanted)
+        if ended or len(partial) >= size:
             self._ready.append(partial)
             self._partial = []
-        elif len(got) < want:  # the lines have ended
-            self._ready.append(partial)
-            self._partial = []
-            self._ended = True
+            self._ended = ended
 
 
 def numbered(lines: Iterable[bytes | str], origin: str) -> Iterator[Numbered]:
