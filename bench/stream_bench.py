@@ -30,7 +30,10 @@ process; sharing one needs a ClickHouse server), measured twice:
   producer does not compete for the two cores, and start-up and group joins are not timed.
   Reported with each worker's CPU seconds (utime + stime from /proc) and CPU µs per event (the
   same per event for one and two workers: nothing shared slows them), and the broker's CPU
-  seconds over the same interval (it shares the two cores).
+  seconds over the same interval (it shares the two cores). The stream is keyed by root unit,
+  so its four partitions are uneven: each worker's input records are reported, and the
+  `balance_bound` they allow (all records / the bigger share: what two workers reach over one
+  if an event costs each the same), with the ratio measured against it.
 - concurrent (the older measurement, kept for comparison): the throughput phase with two
   workers, the producer running while they consume.
 
@@ -348,11 +351,17 @@ def backlog(
                 proc.send_signal(signal.SIGCONT)
         workers.stop()
     spent = [round(b - a, 2) for a, b in zip(before, after, strict=True)]
+    # Each worker's input records (its partitions' last offsets + 1). The stream is keyed by
+    # root unit, so its partitions are uneven: two workers can be at most this many times as
+    # fast as one, if an event costs each the same, since the bigger share takes the longest.
+    shares_records = [sum(offset + 1 for offset in s.values()) for s in shares]
     return {
         "events": len(lines),
         "records": sent,
         "workers": count,
         "partitions_per_worker": [len(s) for s in shares],
+        "records_per_worker": shares_records,
+        "balance_bound": round(sent / max(shares_records), 2),
         "produce_s": round(produced, 2),
         "thaw_to_stored_s": round(elapsed, 2),
         "events_per_s": round(len(lines) / elapsed),
@@ -583,8 +592,11 @@ def one_run(
     if "scaleout" in phases:  # issue 12 item 5: two workers of one group, disjoint partitions
         one = result["backlog_one"] = backlog(bootstrap, work, args.scale, 1, broker_pid)
         two = result["backlog_two"] = backlog(bootstrap, work, args.scale, 2, broker_pid)
+        ratio = two["events_per_s"] / one["events_per_s"]
         result["backlog_ratio"] = {
-            "events_per_s": round(two["events_per_s"] / one["events_per_s"], 2)
+            "events_per_s": round(ratio, 2),
+            # the ratio against what the partitions' sizes allow (`balance_bound`)
+            "of_balance_bound": round(ratio / two["balance_bound"], 2),
         }
         # the older measurement: the producer runs while the two workers consume
         result["two_workers"] = throughput(bootstrap, work, "all", args.scale, count=2)
@@ -607,6 +619,8 @@ SUMMARY = (
     ("backlog_one", "events_per_s"),
     ("backlog_two", "events_per_s"),
     ("backlog_ratio", "events_per_s"),
+    ("backlog_two", "balance_bound"),
+    ("backlog_ratio", "of_balance_bound"),
     ("backlog_one", "worker_cpu_us_per_event"),
     ("backlog_two", "worker_cpu_us_per_event"),
     ("backlog_one", "broker_cpu_s"),
