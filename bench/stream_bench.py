@@ -30,9 +30,17 @@ process; sharing one needs a ClickHouse server), measured twice:
   producer does not compete for the two cores, and start-up and group joins are not timed.
   Reported with each worker's CPU seconds (utime + stime from /proc) and CPU µs per event (the
   same per event for one and two workers: nothing shared slows them), and the broker's CPU
-  seconds over the same interval (it shares the two cores).
+  seconds over the same interval (it shares the two cores). The stream is keyed by root unit,
+  so its four partitions are uneven: each worker's input records are reported, and the
+  `balance_bound` they allow (all records / the bigger share: what two workers reach over one
+  if an event costs each the same), with the ratio measured against it.
 - concurrent (the older measurement, kept for comparison): the throughput phase with two
   workers, the producer running while they consume.
+
+First, `--warmup` throughput phases (default 1) run and are printed but not counted: a fresh
+broker spends its first minute compiling its produce and fetch paths, which made the first run's
+produce 3x slower than the next two (a user's broker has long been warm). The producer batches as
+the intake it stands in for (`producer_batching`).
 
 The load average is recorded before and after each run (the box is shared). The summary gives
 min / median / max over the runs.
@@ -72,6 +80,7 @@ from streams.kafka_auth import KafkaLogin, Principal, aiokafka_kwargs, local_adm
 from streams.topics import Topics, ensure_topics, partition_for, wait_drained
 from tests.integration.kafka_fixture import free_ports, kafka_lib_cache
 from tracker import demo
+from tracker.serve.kafka_backend import MAX_BATCH_BYTES as SERVE_MAX_BATCH_BYTES
 
 REGISTRY = load_registry(DEMO_REGISTRY)
 
@@ -208,12 +217,22 @@ def kafka_login(role: Principal) -> KafkaLogin | None:
     return login_for(role)
 
 
+def producer_batching() -> dict[str, int]:
+    """The producer's batching, as the intake being stood in for sends: `tracker serve` does not
+    linger and lets records handed over while a request is on its way fill batches of up to
+    256 KiB (tracker/serve/kafka_backend.py); `tracker post --direct` lingers 5 ms in batches of
+    aiokafka's default 16 KiB (streams/post.py `Poster`)."""
+    if INTAKE["signer"] is not None:
+        return {"linger_ms": 0, "max_batch_size": SERVE_MAX_BATCH_BYTES}
+    return {"linger_ms": 5, "max_batch_size": 16384}
+
+
 async def produce_all(bootstrap: str, topic: str, records: list[Produced]) -> int:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
-        linger_ms=5,
         enable_idempotence=True,
+        **producer_batching(),
         **aiokafka_kwargs(kafka_login("intake")),
     )
     await producer.start()
@@ -258,7 +277,9 @@ def throughput(
             round((cpu_s(proc.pid) or 0.0) - b, 2)
             for proc, b in zip(workers.procs, before, strict=True)
         ]
-        rows = sum(progress(p, workers.token)["sink"]["records"] for p in workers.sink_ports)
+        sinks = [progress(p, workers.token)["sink"] for p in workers.sink_ports]
+        rows = sum(sink["records"] for sink in sinks)
+        writes = sum(sink["batches"] for sink in sinks)
     finally:
         workers.stop()
     return {
@@ -266,6 +287,7 @@ def throughput(
         "records": sent,
         "workers": len(workers.members),
         "rows_written": rows,
+        "store_writes": writes,
         "produce_s": round(produced, 2),
         "end_to_end_s": round(elapsed, 2),
         "events_per_s": round(len(lines) / elapsed),
@@ -329,11 +351,17 @@ def backlog(
                 proc.send_signal(signal.SIGCONT)
         workers.stop()
     spent = [round(b - a, 2) for a, b in zip(before, after, strict=True)]
+    # Each worker's input records (its partitions' last offsets + 1). The stream is keyed by
+    # root unit, so its partitions are uneven: two workers can be at most this many times as
+    # fast as one, if an event costs each the same, since the bigger share takes the longest.
+    shares_records = [sum(offset + 1 for offset in s.values()) for s in shares]
     return {
         "events": len(lines),
         "records": sent,
         "workers": count,
         "partitions_per_worker": [len(s) for s in shares],
+        "records_per_worker": shares_records,
+        "balance_bound": round(sent / max(shares_records), 2),
         "produce_s": round(produced, 2),
         "thaw_to_stored_s": round(elapsed, 2),
         "events_per_s": round(len(lines) / elapsed),
@@ -564,8 +592,11 @@ def one_run(
     if "scaleout" in phases:  # issue 12 item 5: two workers of one group, disjoint partitions
         one = result["backlog_one"] = backlog(bootstrap, work, args.scale, 1, broker_pid)
         two = result["backlog_two"] = backlog(bootstrap, work, args.scale, 2, broker_pid)
+        ratio = two["events_per_s"] / one["events_per_s"]
         result["backlog_ratio"] = {
-            "events_per_s": round(two["events_per_s"] / one["events_per_s"], 2)
+            "events_per_s": round(ratio, 2),
+            # the ratio against what the partitions' sizes allow (`balance_bound`)
+            "of_balance_bound": round(ratio / two["balance_bound"], 2),
         }
         # the older measurement: the producer runs while the two workers consume
         result["two_workers"] = throughput(bootstrap, work, "all", args.scale, count=2)
@@ -588,6 +619,8 @@ SUMMARY = (
     ("backlog_one", "events_per_s"),
     ("backlog_two", "events_per_s"),
     ("backlog_ratio", "events_per_s"),
+    ("backlog_two", "balance_bound"),
+    ("backlog_ratio", "of_balance_bound"),
     ("backlog_one", "worker_cpu_us_per_event"),
     ("backlog_two", "worker_cpu_us_per_event"),
     ("backlog_one", "broker_cpu_s"),
@@ -646,6 +679,13 @@ def main() -> int:
         help="comma-separated; also `scaleout`: one and two `all` workers on a backlog, and two "
         "while the producer runs (issue 12, item 5)",
     )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="throughput phases run first and not counted, so that the broker's JIT is warm "
+        "(default 1)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (worker logs)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="stream-bench-"))
@@ -663,6 +703,11 @@ def main() -> int:
             os.environ["TRACKER_KAFKA_CREDENTIALS"] = str(broker.credentials.folder)
         if args.intake == "serve":
             INTAKE["signer"] = signer_at(None, work / "intake")  # a key of its own
+        for i in range(args.warmup):
+            # A broker's first minute is spent compiling its produce and fetch paths (C2): the
+            # first run of a fresh broker produced 3x slower. A user's broker has long been warm.
+            warm = throughput(bootstrap, work, args.roles, args.scale)
+            print(f"warm-up {i + 1} (not counted): {json.dumps(warm)}", file=sys.stderr, flush=True)
         runs = []
         for i in range(args.runs):
             broker_pid = None if broker is None else broker._pid()
