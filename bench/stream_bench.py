@@ -77,6 +77,7 @@ from schemas.events import ClockTick, parse_event
 from sinks.heads import sign_envelopes
 from streams.broker import LocalKafka
 from streams.kafka_auth import KafkaLogin, Principal, aiokafka_kwargs, local_admin, login_for
+from streams.post import BATCH_BYTES as POST_BATCH_BYTES
 from streams.topics import Topics, ensure_topics, partition_for, wait_drained
 from tests.integration.kafka_fixture import free_ports, kafka_lib_cache
 from tracker import demo
@@ -221,10 +222,10 @@ def producer_batching() -> dict[str, int]:
     """The producer's batching, as the intake being stood in for sends: `tracker serve` does not
     linger and lets records handed over while a request is on its way fill batches of up to
     256 KiB (tracker/serve/kafka_backend.py); `tracker post --direct` lingers 5 ms in batches of
-    aiokafka's default 16 KiB (streams/post.py `Poster`)."""
+    up to 256 KiB too (streams/post.py `Poster`)."""
     if INTAKE["signer"] is not None:
         return {"linger_ms": 0, "max_batch_size": SERVE_MAX_BATCH_BYTES}
-    return {"linger_ms": 5, "max_batch_size": 16384}
+    return {"linger_ms": 5, "max_batch_size": POST_BATCH_BYTES}
 
 
 async def produce_all(bootstrap: str, topic: str, records: list[Produced]) -> int:

@@ -38,6 +38,10 @@ STOP_GRACE_S = 5.0  # closing the producer after a failure: it would wait for a 
 RETRY_FIRST_S = 0.5  # the first wait before connecting again; doubled up to RETRY_MAX_S
 RETRY_MAX_S = 2.0
 DEFAULT_WITHIN_S = 60.0
+# The most a batch of one partition holds. A posted file fills batches as fast as they are sent:
+# 256 KiB ones (as `tracker serve` sends) took less of the broker's CPU and of the post's time
+# than aiokafka's default 16 KiB (BENCHMARKS.md). Under the broker's limit (1 MB by default).
+BATCH_BYTES = 256 * 1024
 
 
 def retry_waits(within_s: float) -> list[float]:
@@ -119,12 +123,12 @@ class Poster:
         login: KafkaLogin | None = None,
         admin: KafkaLogin | None = None,
         linger_ms: int = 5,
-        max_batch_bytes: int = 16384,
+        max_batch_bytes: int = BATCH_BYTES,
     ):
         """`login`: the intake's (it may write the input topic and nothing else); `admin`: the
         local broker's super user, to grant the prefix's ACLs first (`ensure_topics`);
         `linger_ms`: how long the producer waits to fill a batch before it sends;
-        `max_batch_bytes`: the most a batch of one partition holds (aiokafka's default)."""
+        `max_batch_bytes`: the most a batch of one partition holds (`BATCH_BYTES`)."""
         self.bootstrap = bootstrap
         self.linger_ms = linger_ms
         self.max_batch_bytes = max_batch_bytes

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
@@ -132,6 +132,33 @@ def test_keys_ticks_and_rejections() -> None:
     # keyed by the root of its jurisdiction: the city, so the city's caps see it in order
     assert first == ("p.events", county.encode(), b"fz", partition_for("fz", 4))
     assert [(t[2], t[3]) for t in ticks] == [(None, p) for p in range(4)]
+
+
+class RecordingProducer:
+    """Stands in for aiokafka's producer: keeps the settings it was made with."""
+
+    made: ClassVar[list[dict[str, Any]]] = []
+
+    def __init__(self, **settings: Any) -> None:
+        RecordingProducer.made.append(settings)
+
+    async def start(self) -> None:
+        pass
+
+
+def test_a_bulk_post_sends_batches_of_up_to_256_kib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tracker post` (and the live demo) produce a whole file. In batches of aiokafka's default
+    16 KiB, the demo's file took longer to post and more of the broker's CPU than in batches of
+    256 KiB, as `tracker serve` sends (BENCHMARKS.md, "`tracker post` in batches of 256 KiB").
+    A batch waits for its linger (5 ms) only while the file's records do not fill it."""
+    monkeypatch.setattr("streams.post.AIOKafkaProducer", RecordingProducer)
+    RecordingProducer.made.clear()
+    poster = Poster("127.0.0.1:9092", Topics("p"), REGISTRY, partitions=4)
+    asyncio.run(poster.start(create_topics=False))
+    (settings,) = RecordingProducer.made
+    assert settings["max_batch_size"] == 256 * 1024
+    assert settings["linger_ms"] == 5
+    assert settings["enable_idempotence"] is True and settings["acks"] == "all"
 
 
 def test_cli_wants_a_file_or_flags(capsys: pytest.CaptureFixture[str]) -> None:
