@@ -35,7 +35,9 @@ class Claim:
     reason: str
     # Accepted events still asserting this occurrence, in arrival order (a dict, not a set, so
     # that an entry re-cited after a retraction names them in the same order on every replay).
-    supporters: dict[str, None]
+    # None: the events it cites (`event_ids`) and no others, as nearly every claim of a dense
+    # stream is: no dict of its own (~130 bytes a claim) until `backers` makes one.
+    supporters: dict[str, None] | None
     form: str  # the canonical form's fields its rule and assessment fix (engine/chain.py)
     applied: Decimal = ZERO
     entry_id: str = ""
@@ -43,6 +45,13 @@ class Claim:
     # Its place in its assessment's `claims`: numbers that rise along the list (claims are only
     # appended, and removed), so a withdrawal finds it by bisection, not by a scan of them all.
     order: int = 0
+
+    def backers(self) -> dict[str, None]:
+        """`supporters` as a dict to change, made from `event_ids` the first time."""
+        supporters = self.supporters
+        if supporters is None:
+            supporters = self.supporters = dict.fromkeys(self.event_ids)
+        return supporters
 
 
 # What every claim of one rule in one assessment shares (`_per_rule`): the claim ids' prefix, the
@@ -112,7 +121,7 @@ class Ledger:
         existing = assessment.by_key.get((rule.rule_id, count_key))
         if existing is not None:
             if supporter is not None:
-                existing.supporters[supporter] = None
+                existing.backers()[supporter] = None
             return None
         return self.count(
             assessment,
@@ -152,7 +161,13 @@ class Ledger:
         requested = rule.points
         # engine/ids.py `digest`, inline: this runs for every counted occurrence
         claim_id = _sha256(f"{prefix}\x1f{count_key}\x1f{generation}".encode()).hexdigest()[:24]
-        supporters = {supporter: None} if supporter is not None else {}
+        supporters: dict[str, None] | None
+        if supporter is None:
+            supporters = {}  # an overdue claim: no event asserts it
+        elif len(event_ids) == 1 and event_ids[0] == supporter:
+            supporters = None  # the event it cites (`Claim.supporters`)
+        else:
+            supporters = {supporter: None}
         order = assessment.appended
         assessment.appended = order + 1
         if rule_id in assessment.spent:  # no headroom left: see `Assessment.spent`

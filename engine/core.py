@@ -214,7 +214,7 @@ class Engine(Validation):
     def _count(self, event: UnitEvent, at: datetime, record: Record, routes: Routes) -> None:
         if not routes:
             return
-        claims = record.claims = []
+        claims = []
         # what the rules' counting keys and the reason read (engine/matching.py), and the
         # event's own fields from it: a dict lookup each, not the model's attribute hook
         fields = event.__dict__
@@ -230,7 +230,7 @@ class Engine(Validation):
                 ident = (rule_id, key)
                 counted = by_key.get(ident)
                 if counted is not None:  # counted already: one more event asserts it
-                    counted.supporters[event_id] = None
+                    counted.backers()[event_id] = None
                 else:
                     if per_key or not reason:
                         reason = reasoner(kind, unit)(fields, key)
@@ -238,6 +238,9 @@ class Engine(Validation):
                         assessment, rule, key, unit, event_ids, at, reason, event_id, ident
                     )
                 claims.append((assessment, counted))
+        # kept as long as the event's year is open (one per event): a tuple, not the list's
+        # spare room
+        record.claims = tuple(claims)
 
     def _routes(self, unit: str, year: int, trigger: str) -> Routes:
         """The (assessment, rule) pairs an event of `unit` counts for: its own rules, and the
@@ -290,13 +293,14 @@ class Engine(Validation):
         cause, gone = event.event_id, event.target_event_id
         why = f"event {gone} retracted: {event.reason}"
         for assessment, claim in target.claims or ():
-            claim.supporters.pop(gone, None)
+            supporters = claim.backers()
+            supporters.pop(gone, None)
             if assessment.by_key.get((claim.rule.rule_id, claim.count_key)) is not claim:
                 continue
-            if not claim.supporters:
+            if not supporters:
                 self.ledger.withdraw_claim(assessment, claim, at=at, why=why, cause=cause)
             elif gone in claim.event_ids:  # spec 5.15: cite what still supports it
-                recited = tuple(claim.supporters)
+                recited = tuple(supporters)
                 self.ledger.recite(assessment, claim, recited, at=at, why=why, cause=cause)
         notice = target.notice
         if notice is not None:

@@ -43,7 +43,7 @@ class Record:
 
     unit: str
     type: str
-    claims: list[tuple[Assessment, Claim]] | None = None  # made on first use: most events count
+    claims: tuple[tuple[Assessment, Claim], ...] | None = None  # None: it counted nothing
     notice: Notice | None = None  # the notice this event posted (or posted again)
     feedback_for: Tracked | None = None
     retracted: bool = False

@@ -139,7 +139,6 @@ class _Reader:
             form = fixed_fields(a.unit, a.year, a.rulebook, rule.indicator, rule.item, rule.key)
             self.forms[(owner, rule.rule_id)] = form
         event_ids = tuple(text(i, where) for i in sequence(ids, where))
-        backers = event_ids if supporters is None else sequence(supporters, where)
         amount = self.amounts.get(applied) if isinstance(applied, str) else None
         if amount is None:
             amount = self.amounts[applied] = points(applied, where)
@@ -153,7 +152,10 @@ class _Reader:
             event_ids,
             instant(at, where),
             text(reason, where),
-            {text(s, where): None for s in backers},
+            # null: supported by the events it cites (`Claim.supporters`)
+            None
+            if supporters is None
+            else {text(s, where): None for s in sequence(supporters, where)},
             form,
             amount,
             entry_id_of(cid, version) if entry is None else text(entry, where),
@@ -230,7 +232,7 @@ class _Reader:
             raise SnapshotError(f"{where}: retracted is not a boolean")
         record = Record(self.unit(unit, where), text(kind, where), retracted=retracted)
         if claims is not None:
-            record.claims = self.pairs(claims, where)
+            record.claims = tuple(self.pairs(claims, where))
         if notice is not None:
             record.notice = self.ref(self.notices, notice)
         if feedback_for is not None:

@@ -244,7 +244,8 @@ class Numbers:
                 # null then, a third of the size. (Nearly every claim cites one event: asked
                 # without making a tuple of its supporters.)
                 None
-                if (
+                if supporters is None
+                or (
                     len(supporters) == 1 and event_ids[0] in supporters
                     if len(event_ids) == 1
                     else tuple(supporters) == event_ids

@@ -16,8 +16,13 @@ batch; the rebuilt engine makes the same rows with the same ids and the replacin
 them. A rebalance drops the revoked partitions' engines (rebuilt if they come back: from the
 partition's checkpoint and the records after it, streams/checkpoints.py, or else by replay);
 offsets are committed only for partitions still assigned, so a commit never claims records this
-worker did not store. One write is in flight (on the store thread) while the next batch is
-processed; commits stay in batch order.
+worker did not store. At most one write is in flight (on the store thread), and commits stay in
+batch order. A write's task starts when the event loop next runs: while the next poll waits, on a
+stream the worker keeps up with; behind the stream, the next poll returns fetched records at
+once, so the next batch is applied first and the write runs while `run` waits for it. Starting it
+at once (a yield after the task is made) measured no faster: the store thread's Python side and
+the apply share the interpreter, and the box's two cores with the broker (BENCHMARKS.md, "Quiet
+box, 2026-11-29 13:32-14:19 UTC").
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ class _Tables:
         if found is not None:
             return found
         n = self.claims[id(c)] = len(self.c_rows)
-        supporters = tuple(c.supporters)
+        supporters = c.event_ids if c.supporters is None else tuple(c.supporters)
         self.c_rows.append(
             [
                 owner,

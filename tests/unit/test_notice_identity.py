@@ -118,6 +118,26 @@ def test_a_finding_found_twice_is_cited_by_the_second_after_the_first_is_retract
     assert [(e.event_ids, str(e.applied)) for e in now] == [((again.event_id,), "0.5")]
 
 
+def test_a_claim_keeps_no_supporters_of_its_own_until_another_event_asserts_it() -> None:
+    # issue 12 item 4 (memory): nearly every claim is supported by just the event it cites, and
+    # keeps no dict of them until a second event asserts its key (or a retraction changes them)
+    first = ev("terminal.finding", "2018-03-01T10:00", terminal="T1", finding="unregistered")
+    again = ev("terminal.finding", "2018-05-01T10:00", terminal="T1", finding="unregistered")
+    eng = engine()
+    apply_all(eng, [first])
+    [claim] = [c for a in eng._assessments.values() if a is not None for c in a.claims]
+    assert (claim.event_ids, claim.supporters) == ((first.event_id,), None)
+    apply_all(eng, [again])
+    assert list(claim.backers()) == [first.event_id, again.event_id]
+    out = apply_all(eng, [_retract(again, "2018-06-01T10:00")])
+    assert list(claim.backers()) == [first.event_id] and not entries(out)  # still cites `first`
+    gone = _retract(first, "2018-06-02T10:00")
+    out = apply_all(eng, [gone])  # its last supporter: reversed, citing it and the retraction
+    assert [(e.event_ids, str(e.applied)) for e in entries(out)] == [
+        ((first.event_id, gone.event_id), "-0.5")
+    ]
+
+
 def test_re_evaluated_entries_cite_the_remaining_supporting_events() -> None:
     # V1..V3 fill the 3-point indicator; V4 is recorded capped at 0, posted twice
     notices = [
