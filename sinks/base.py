@@ -200,6 +200,11 @@ class StoreWriter(Protocol):
         """Those of the ids that are in the event log (of any partition)."""
         ...
 
+    def logged_ids(self) -> Iterator[str]:
+        """The id of every event in the event log (of any partition), in no set order, an id
+        possibly more than once; streamed, like `logged_events`, but without the events' rows."""
+        ...
+
     def known_events_later(self, event_ids: Sequence[str]) -> Callable[[], set[str]]:
         """`known_events`, asked now and answered when the function it returns is called: the
         answer holds every id logged before the ask, and may hold some logged after it (the

@@ -158,6 +158,9 @@ class MemoryStore:
     def known_events(self, event_ids: Sequence[str]) -> set[str]:
         return {i for i in event_ids if i in self._ids}
 
+    def logged_ids(self) -> Iterator[str]:
+        yield from tuple(self._ids)
+
     def known_events_later(self, event_ids: Sequence[str]) -> Callable[[], set[str]]:
         asked = self.known_events(event_ids)  # the log as it is now, as the protocol says
         return asked.copy

@@ -52,8 +52,10 @@ class Restore:
         resumed = self._resume()
         replayed = 0
         ids = self._log_ids = None if self._log_ids is None else set()
-        if not resumed or ids is not None:
+        if not resumed:
             replayed = self._replay_log(committed, ids)
+        elif ids is not None:  # the events after the checkpoint are replayed below
+            ids.update(self.store.logged_ids())
         while page := self.store.logged_events_after(self.partition, self._seq, self.batch_size):
             redo = Batch()  # the events are rewritten as well: the commit mark is made from them
             for logged in page:

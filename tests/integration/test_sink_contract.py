@@ -264,6 +264,14 @@ def test_known_events_are_those_in_the_log(sink: Store) -> None:
     assert sink.known_events([]) == set()
 
 
+def test_logged_ids_are_the_ids_of_every_logged_event(sink: Store) -> None:
+    assert set(sink.logged_ids()) == set()
+    _fill(sink)
+    _fill(sink)  # written twice: an id given twice at most, the same set
+    assert set(sink.logged_ids()) == {e.event_id for e in sink.logged_events()}
+    assert set(sink.logged_ids()) >= {STREAM[0].event_id, STREAM[-1].event_id}
+
+
 # ids that a text-built look-up would get wrong: quotes, backslashes (alone, before a quote, at
 # the end), what closes the array, NUL and other control characters, non-ASCII; each stored id
 # has near misses that are not stored (the same text escaped, doubled or cut)
