@@ -22,7 +22,7 @@ stream the worker keeps up with; behind the stream, the next poll returns fetche
 once, so the next batch is applied first and the write runs while `run` waits for it. Starting it
 at once (a yield after the task is made) measured no faster: the store thread's Python side and
 the apply share the interpreter, and the box's two cores with the broker (BENCHMARKS.md, "Quiet
-box, 2026-11-29 13:32-14:33 UTC").
+box, 2026-11-29 13:32-15:04 UTC").
 """
 
 from __future__ import annotations
