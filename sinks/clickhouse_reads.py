@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any
+from operator import itemgetter
+from typing import Any, TypeVar
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -29,6 +30,7 @@ from sinks.clickhouse_rows import (
 )
 from sinks.connection import first_line
 
+T = TypeVar("T")
 _LOOKUP_CHUNK = 10_000  # ids per IN (...) lookup: bounded query size
 
 
@@ -74,25 +76,24 @@ class StoreReads:
         return ", ".join(columns)
 
     def logged_events(self) -> Iterator[LoggedEvent]:
-        """Streamed: no other query or insert can run on this client until it is consumed or
-        closed."""
+        """Streamed (`_streamed`)."""
         sql = (
             f"SELECT {self._columns('events')} FROM {self.db}.events FINAL ORDER BY partition, seq"
         )
+        return self._streamed(sql, logged_event_row)
+
+    def logged_ids(self) -> Iterator[str]:
+        """Streamed (`_streamed`). Without FINAL: a row written twice and not merged yet gives
+        its id twice, which the callers' sets absorb."""
+        return self._streamed(f"SELECT event_id FROM {self.db}.events", itemgetter(0))
+
+    def _streamed(self, sql: str, make: Callable[[Sequence[Any]], T]) -> Iterator[T]:
+        """The query's rows, each made into `make(row)`, as they come: no other query or insert
+        can run on this client until the iterator is consumed or closed."""
         try:
             with self.client.query_rows_stream(sql) as stream:
                 for row in stream:
-                    yield logged_event_row(row)
-        except ClickHouseError as exc:
-            raise StoreError(f"store query failed: {first_line(exc, self.dsn)}") from None
-
-    def logged_ids(self) -> Iterator[str]:
-        """Streamed, as `logged_events`. Without FINAL: a row written twice and not merged
-        yet gives its id twice, which the callers' sets absorb."""
-        try:
-            with self.client.query_rows_stream(f"SELECT event_id FROM {self.db}.events") as stream:
-                for row in stream:
-                    yield row[0]
+                    yield make(row)
         except ClickHouseError as exc:
             raise StoreError(f"store query failed: {first_line(exc, self.dsn)}") from None
 
