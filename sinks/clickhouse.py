@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -40,7 +41,7 @@ from sinks.connection import connect, require_embedded_store, split_dsn
 from sinks.connection import first_line as _first_line
 from sinks.dsn import NoStoreError, canonical, chdb_location, store_id_file
 from sinks.faulty import before_write
-from sinks.store_open import insert_failed
+from sinks.store_open import insert_failed, new_store_beside
 
 if TYPE_CHECKING:
     from sinks.clickhouse_as_of import ClickHouseAsOf
@@ -72,6 +73,9 @@ MADE_BY_WRITER = ("events", "unit_years", "chain_heads")
 __all__ = ["ClickHouseStore", "connect", "split_dsn"]
 
 
+log = logging.getLogger(__name__)
+
+
 class ClickHouseStore(ConfigTables, CheckpointTables, StoreReads):
     """`create=False` opens an existing store only (readers): a missing one is a NoStoreError
     and nothing is created, neither directories nor databases nor tables."""
@@ -94,6 +98,9 @@ class ClickHouseStore(ConfigTables, CheckpointTables, StoreReads):
         self._docs_due = False  # deadlines written since the documents were last refreshed
         try:
             if create:
+                beside = new_store_beside(dsn)
+                if beside is not None:
+                    log.warning("%s", beside)
                 ensure_schema(self)
                 self._ensure_store_id()
                 kept.keep_totals(self)

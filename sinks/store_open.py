@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
 
 from sinks.dsn import DEFAULT_DATABASE, NoStoreError, StoreHeldError, canonical, chdb_location, mask
@@ -108,6 +109,63 @@ def require_embedded_store(dsn: str) -> None:
     if not path.is_dir():
         raise NoStoreError(f"no store at {canonical(dsn)}: {path} does not exist")
     if not (path / "metadata" / f"{database}.sql").is_file():
+        hint = beside_hint(stores_beside(path, database))
         raise NoStoreError(
-            f"no store at {canonical(dsn)}: {path} holds no tracker store (no database {database!r})"
+            f"no store at {canonical(dsn)}: {path} holds no tracker store (no database "
+            f"{database!r}{'; ' + hint if hint else ''})"
         )
+
+
+def stores_beside(path: Path, database: str) -> list[str]:
+    """The other databases of an embedded store's folder that hold a tracker store (its event
+    log and its meta table), in name order, read on disk: what a DSN naming a database the
+    folder does not hold - or none, so `tracker` - was probably meant to name."""
+    meta = path / "metadata"
+    try:
+        names = sorted(p.stem for p in meta.glob("*.sql"))
+    except OSError:
+        return []
+    return [
+        name
+        for name in names
+        if name != database
+        and _NAME.match(name)  # a name `split_dsn` refuses is none to suggest
+        and (meta / name / "events.sql").is_file()
+        and (meta / name / "meta.sql").is_file()
+    ]
+
+
+def beside_hint(names: list[str]) -> str:
+    """What to add to the DSN to open the stores `stores_beside` found ("" for none)."""
+    if not names:
+        return ""
+    if len(names) == 1:
+        return (
+            f"the folder holds the tracker store of database {names[0]!r}: add "
+            f"?database={names[0]} to the DSN to open it"
+        )
+    listed = ", ".join(repr(name) for name in names)
+    return (
+        f"the folder holds the tracker stores of databases {listed}: add ?database=NAME to the "
+        "DSN to open one"
+    )
+
+
+def new_store_beside(dsn: str) -> str | None:
+    """For a writer about to make the store of an embedded DSN: what to say when its folder
+    does not hold that database but holds other tracker stores. The store asked for is still
+    made (two stores in one folder are allowed), but a DSN that forgot its `?database=` would
+    otherwise start an empty ledger beside the one meant, and accept every event again."""
+    location = chdb_location(dsn)
+    if location is None:
+        return None
+    path, database = location
+    if (path / "metadata" / f"{database}.sql").is_file():
+        return None
+    hint = beside_hint(stores_beside(path, database))
+    if not hint:
+        return None
+    return (
+        f"{canonical(dsn)}: {path} holds no database {database!r}, so a new, empty store is "
+        f"made in it ({hint})"
+    )

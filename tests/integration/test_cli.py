@@ -487,3 +487,32 @@ def test_python_m_tracker_and_version(tmp_path: Path) -> None:
         [sys.executable, "-m", "tracker", "--help"], capture_output=True, text=True, env=env
     )
     assert helped.returncode == 0 and "Usage: tracker" in helped.stdout
+
+
+def test_a_dsn_naming_another_database_of_a_store_folder_is_told_which_it_holds(
+    tmp_path: Path, files: tuple[Path, Path]
+) -> None:
+    """An embedded store's folder may hold several databases; a DSN without `?database=` names
+    `tracker`. A reader pointed at a folder that holds only another database is told which (it
+    refuses, as before); a writer makes the new, empty store it was asked for, and says so: it
+    would otherwise accept every event again as new, beside the ledger the user meant."""
+    units, stream = files
+    store = tmp_path / "store"
+    tracker("ingest", "--units", str(units), "--store", f"chdb://{store}?database=bench",
+            str(stream), data=tmp_path)  # fmt: skip
+    read = tracker("status", "--store", f"chdb://{store}", data=tmp_path, check=False)
+    assert read.returncode == 2, read.stderr
+    assert (
+        "holds no tracker store (no database 'tracker'; the folder holds the tracker store of "
+        "database 'bench': add ?database=bench to the DSN to open it)" in read.stderr
+    )
+    assert len(read.stderr.strip().splitlines()) == 1, read.stderr
+    written = tracker("ingest", "--units", str(units), "--store", f"chdb://{store}", str(stream),
+                      "--json", data=tmp_path)  # fmt: skip
+    said = [line for line in written.stderr.splitlines() if "new, empty store" in line]
+    assert len(said) == 1, written.stderr
+    assert "database 'tracker'" in said[0] and "database 'bench'" in said[0], said
+    assert json.loads(written.stdout)["accepted"] > 0  # a store of its own, as asked
+    again = tracker("ingest", "--units", str(units), "--store", f"chdb://{store}", str(stream),
+                    data=tmp_path)  # fmt: skip
+    assert "new, empty store" not in again.stderr  # said once: the store exists now

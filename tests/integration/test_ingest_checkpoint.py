@@ -4,29 +4,52 @@ one line on stderr, the run replaying the whole log and ending as it would have.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
-from sinks.clickhouse import ClickHouseStore
 from tests.integration.test_cli import files, tracker  # noqa: F401 (a fixture)
+
+# Read and spoilt in a fresh process, as tests/integration/store_dump.py reads a CLI's store:
+# chDB holds one directory per process, and this test's process may hold another test's.
+_SEQ = """
+import sys
+from sinks.clickhouse import ClickHouseStore
+sink = ClickHouseStore(sys.argv[1])
+found = sink.load_checkpoint(0)
+print("none" if found is None else found.through_seq)
+sink.close()
+"""
+_SPOIL = """
+import sys
+from sinks.clickhouse import ClickHouseStore
+sink = ClickHouseStore(sys.argv[1])
+sink.client.command(
+    "ALTER TABLE tracker.checkpoints UPDATE signature = 'AAAA' WHERE 1 SETTINGS mutations_sync = 1"
+)
+sink.close()
+"""
+
+
+def _in_a_fresh_process(script: str, data: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", script, f"chdb://{data / 'chdb'}"],  # the CLI released it
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
 
 
 def _checkpoint_seq(data: Path) -> int | None:
-    sink = ClickHouseStore(f"chdb://{data / 'chdb'}")  # after the CLI released the directory
-    try:
-        found = sink.load_checkpoint(0)
-        return None if found is None else found.through_seq
-    finally:
-        sink.close()
+    found = _in_a_fresh_process(_SEQ, data)
+    return None if found == "none" else int(found)
 
 
 def _spoil_signature(data: Path) -> None:
-    sink = ClickHouseStore(f"chdb://{data / 'chdb'}")
-    try:
-        sink.client.command(
-            "ALTER TABLE tracker.checkpoints UPDATE signature = 'AAAA' WHERE 1 SETTINGS mutations_sync = 1"
-        )
-    finally:
-        sink.close()
+    _in_a_fresh_process(_SPOIL, data)
 
 
 def test_a_run_resumes_from_the_last_runs_checkpoint_and_refuses_a_spoilt_one(

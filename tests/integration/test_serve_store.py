@@ -8,6 +8,7 @@ import json
 import random
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,13 +51,20 @@ def stream(n: int, seed: int = 10) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def store(chdb_dsn: str) -> ClickHouseStore:
-    return ClickHouseStore(chdb_dsn)
+def store(chdb_dsn: str) -> Iterator[ClickHouseStore]:
+    opened = ClickHouseStore(chdb_dsn)
+    yield opened
+    # Closed, not left to the collector: chDB holds one directory per process, and an open
+    # connection to this one kept a later test of this process from opening its own store
+    # (test_ingest_checkpoint.py reads the store its CLI wrote). A second close is harmless.
+    opened.close()
 
 
 @pytest.fixture
-def served(store: ClickHouseStore, tmp_path: Path) -> Served:
-    return serve(store, tmp_path, Limits(max_body_bytes=64 * 1024, max_events=100, burst=10_000))
+def served(store: ClickHouseStore, tmp_path: Path) -> Iterator[Served]:
+    running = serve(store, tmp_path, Limits(max_body_bytes=64 * 1024, max_events=100, burst=10_000))
+    yield running
+    running.service.close()  # its applier thread, then the store
 
 
 def seen(store: ClickHouseStore, served: Served | None = None) -> dict[str, Any]:
