@@ -251,7 +251,12 @@ async def produce_all(bootstrap: str, topic: str, records: list[Produced]) -> in
 
 
 def throughput(
-    bootstrap: str, work: Path, roles: str, scale: float, count: int = 1
+    bootstrap: str,
+    work: Path,
+    roles: str,
+    scale: float,
+    count: int = 1,
+    broker_pid: int | None = None,
 ) -> dict[str, Any]:
     prefix = f"bench-tp-{os.getpid()}-{time.monotonic_ns()}"
     asyncio.run(
@@ -266,6 +271,7 @@ def throughput(
     try:
         # the workers' CPU from here (started, in the group) until every record is stored
         before = [cpu_s(proc.pid) or 0.0 for proc in workers.procs]
+        broker_before, bench_before = cpu_s(broker_pid), time.process_time()
         started = time.monotonic()
         sent = asyncio.run(produce_all(bootstrap, Topics(prefix).events, records))
         produced = time.monotonic() - started
@@ -274,6 +280,7 @@ def throughput(
         )
         assert asyncio.run(drained)
         elapsed = time.monotonic() - started
+        broker_after, bench_after = cpu_s(broker_pid), time.process_time()
         spent = [
             round((cpu_s(proc.pid) or 0.0) - b, 2)
             for proc, b in zip(workers.procs, before, strict=True)
@@ -296,6 +303,14 @@ def throughput(
         # user + sys of the worker processes (every thread: chDB's too), start-up left out
         "worker_cpu_s": spent,
         "worker_cpu_us_per_event": round(sum(spent) / len(lines) * 1e6, 1),
+        # the rest of the box's CPU in the same span: the broker, and this process (the
+        # producer, then the drain checks)
+        "broker_cpu_s": (
+            None
+            if broker_before is None or broker_after is None
+            else round(broker_after - broker_before, 2)
+        ),
+        "bench_cpu_s": round(bench_after - bench_before, 2),
     }
 
 
@@ -589,7 +604,9 @@ def one_run(
     result: dict[str, Any] = {"load_before": [round(x, 2) for x in os.getloadavg()]}
     phases = args.phases.split(",")
     if "throughput" in phases:
-        result["worker"] = throughput(bootstrap, work, args.roles, args.scale)
+        result["worker"] = throughput(
+            bootstrap, work, args.roles, args.scale, broker_pid=broker_pid
+        )
     if "scaleout" in phases:  # issue 12 item 5: two workers of one group, disjoint partitions
         one = result["backlog_one"] = backlog(bootstrap, work, args.scale, 1, broker_pid)
         two = result["backlog_two"] = backlog(bootstrap, work, args.scale, 2, broker_pid)
@@ -616,6 +633,8 @@ SUMMARY = (
     ("worker", "events_per_s"),
     ("worker", "records_per_s"),
     ("worker", "worker_cpu_us_per_event"),
+    ("worker", "broker_cpu_s"),
+    ("worker", "bench_cpu_s"),
     ("two_workers", "events_per_s"),
     ("backlog_one", "events_per_s"),
     ("backlog_two", "events_per_s"),
