@@ -108,12 +108,17 @@ def require_embedded_store(dsn: str) -> None:
     path, database = location
     if not path.is_dir():
         raise NoStoreError(f"no store at {canonical(dsn)}: {path} does not exist")
-    if not (path / "metadata" / f"{database}.sql").is_file():
+    if not _holds_database(path, database):
         hint = beside_hint(stores_beside(path, database))
         raise NoStoreError(
             f"no store at {canonical(dsn)}: {path} holds no tracker store (no database "
             f"{database!r}{'; ' + hint if hint else ''})"
         )
+
+
+def _holds_database(path: Path, database: str) -> bool:
+    """Whether an embedded store's folder holds the database (its metadata file, on disk)."""
+    return (path / "metadata" / f"{database}.sql").is_file()
 
 
 def stores_beside(path: Path, database: str) -> list[str]:
@@ -160,7 +165,7 @@ def new_store_beside(dsn: str) -> str | None:
     if location is None:
         return None
     path, database = location
-    if (path / "metadata" / f"{database}.sql").is_file():
+    if _holds_database(path, database):
         return None
     hint = beside_hint(stores_beside(path, database))
     if not hint:
