@@ -238,6 +238,10 @@ class StoreWriter(Protocol):
         """The partitions the event log holds events in."""
         ...
 
+    def logged_through(self) -> dict[int, int]:
+        """Per partition the event log holds events in, the highest seq logged there."""
+        ...
+
     def save_checkpoint_parts(
         self, partition: int, through_seq: int, write: str, parts: Iterable[bytes]
     ) -> None:

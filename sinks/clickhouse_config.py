@@ -104,6 +104,10 @@ class ConfigTables:
         rows = self._query(f"SELECT DISTINCT partition FROM {self.db}.events")
         return {int(r[0]) for r in rows}
 
+    def logged_through(self) -> dict[int, int]:
+        rows = self._query(f"SELECT partition, max(seq) FROM {self.db}.events GROUP BY partition")
+        return {int(r[0]): int(r[1]) for r in rows}
+
     def registry_changes(self) -> list[RegistryChange]:
         rows = self._query(
             f"SELECT changed_at, old_hash, new_hash, registry FROM {self.db}.registry_changes "

@@ -18,6 +18,7 @@ another topic - is refused before it writes anything, with a message naming the 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -80,20 +81,33 @@ class EventLogStore(Protocol):
 
     def logged_partitions(self) -> set[int]: ...
 
+    def logged_through(self) -> dict[int, int]: ...
 
-def claim_event_log(store: EventLogStore, writer: EventLogWriter) -> None:
+
+def claim_event_log(
+    store: EventLogStore, writer: EventLogWriter, ends: Mapping[int, int] | None = None
+) -> None:
     """Record `writer` as the owner of the store's event log, or check that it is the owner.
 
     A store with no record (new, or written before this check existed) is taken by its first
     writer unless it holds events in a partition that writer never writes (a worker's log in
-    partitions 1.. for the intake; partitions beyond a smaller topic's for a worker)."""
+    partitions 1.. for the intake; partitions beyond a smaller topic's for a worker).
+
+    `ends`: a worker's topic's end offsets per partition, as the worker starts. A partition's
+    end never falls, and a worker logs a record only after reading it, so a store that logged
+    a seq (offset) at or beyond its partition's end logged records this topic no longer holds:
+    it was deleted and made again under its name (a wiped broker), or the broker lost them.
+    Its new records would take the offsets of logged ones, and the rebuilt engines would count
+    again what the ledger counted; such a store is refused before anything is written."""
     recorded = store.event_log_writer()
     if recorded == writer:
+        _check_topic_holds_log(store, writer, ends)
         return
     where = store.identity().get("dsn") or "?"
     if recorded is None:
         stray = sorted(p for p in store.logged_partitions() if p >= writer.partitions)
         if not stray:
+            _check_topic_holds_log(store, writer, ends)
             store.record_event_log_writer(writer)
             return
         raise EventLogOwnerError(
@@ -108,14 +122,34 @@ def claim_event_log(store: EventLogStore, writer: EventLogWriter) -> None:
     )
 
 
-def claim_store(dsn: str, writer: EventLogWriter) -> None:
+def _check_topic_holds_log(
+    store: EventLogStore, writer: EventLogWriter, ends: Mapping[int, int] | None
+) -> None:
+    """The store's event log's writer is this worker's topic: that topic still holds every
+    offset the store logged (`claim_event_log`)."""
+    topic = writer.topic
+    if ends is None or topic is None:
+        return
+    for partition, last in sorted(store.logged_through().items()):
+        end = ends.get(partition)
+        if end is not None and last >= end:
+            where = store.identity().get("dsn") or "?"
+            raise EventLogOwnerError(
+                f"the event log of store {where} holds {topic}/{partition} through offset "
+                f"{last}, but that partition now ends at offset {end}: the topic was deleted "
+                "and made again (a wiped broker), or the broker lost records, and its new "
+                f"records would take the offsets of logged ones: {_REMEDY}"
+            )
+
+
+def claim_store(dsn: str, writer: EventLogWriter, ends: Mapping[int, int] | None = None) -> None:
     """`claim_event_log` on the store at `dsn`, opened for it and closed again (a worker at
     startup, before its sink holds the store)."""
     from sinks import open_store  # sinks/__init__ imports the stores, which import this module
 
     store = open_store(dsn)
     try:
-        claim_event_log(store, writer)
+        claim_event_log(store, writer, ends)
     finally:
         store.close()
 

@@ -68,6 +68,12 @@ class MemoryStore:
     def logged_partitions(self) -> set[int]:
         return {p for p, _ in self._events}
 
+    def logged_through(self) -> dict[int, int]:
+        through: dict[int, int] = {}
+        for e in self._events.values():
+            through[e.partition] = max(e.seq, through.get(e.partition, e.seq))
+        return through
+
     def registry_changes(self) -> list[RegistryChange]:
         return list(self._changes)
 

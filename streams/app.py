@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from sinks import Store, open_store
@@ -38,7 +39,7 @@ from streams.faust_app import HeldTopic, Worker, app, configure, holds, worker_s
 from streams.processor import KafkaReader, Processor, Reader
 from streams.settings import WorkerSettings
 from streams.sink_agent import BatchDecoder, SinkStats, StoreThread
-from streams.topics import ensure_topics, quiet_kafka
+from streams.topics import end_offsets, ensure_topics, quiet_kafka
 from streams.web import register
 
 log = logging.getLogger(__name__)
@@ -146,10 +147,15 @@ def web_token(settings: WorkerSettings) -> str:
     return token
 
 
-def start(settings: WorkerSettings, partitions: int) -> Runtime:
-    """Set the worker up (its topics exist): `prepare`, and the web views with their token."""
+def start(
+    settings: WorkerSettings, partitions: int, ends: Mapping[int, int] | None = None
+) -> Runtime:
+    """Set the worker up (its topics exist): `prepare`, and the web views with their token.
+    `ends`: the input topic's end offsets per partition, checked against the store's event log
+    (sinks/event_log.py `claim_event_log`)."""
     if settings.runs_sink:  # the store's event log is this topic's, or the worker stops here
-        claim_store(settings.store, EventLogWriter.kafka(settings.topics.events, partitions))
+        writer = EventLogWriter.kafka(settings.topics.events, partitions)
+        claim_store(settings.store, writer, ends)
     run = prepare(settings, partitions)
     register(app, run.store, run.progress, web_token(settings))
     return run
@@ -159,7 +165,7 @@ async def _startup(settings: WorkerSettings) -> Runtime:
     """`run_worker`'s setup, for a worker started by `faust -A streams.app worker`."""
     settings = settings.loaded()
     settings.faust_dir.mkdir(parents=True, exist_ok=True)
-    return start(settings, await _topics_ready(settings))
+    return start(settings, *await _topics_ready(settings))
 
 
 async def first_start() -> None:
@@ -173,8 +179,9 @@ async def first_start() -> None:
             raise
 
 
-async def _topics_ready(settings: WorkerSettings) -> int:
-    """Create the worker's topics (granting its ACLs where it may); their partition count."""
+async def _topics_ready(settings: WorkerSettings) -> tuple[int, dict[int, int] | None]:
+    """Create the worker's topics (granting its ACLs where it may); their partition count, and
+    for a worker that writes the store, the input topic's end offsets per partition."""
     with quiet_kafka():
         partitions = await ensure_topics(
             settings.bootstrap,
@@ -183,9 +190,15 @@ async def _topics_ready(settings: WorkerSettings) -> int:
             login=settings.login,
             admin=settings.admin,
         )
+        found = (
+            await end_offsets(settings.bootstrap, [settings.topics.events], settings.login)
+            if settings.runs_sink
+            else None
+        )
     if partitions != settings.partitions:
         log.warning("%s has %d partitions; using them", settings.topics.events, partitions)
-    return partitions
+    ends = None if found is None else {tp.partition: end for tp, end in found.items()}
+    return partitions, ends
 
 
 def run_worker(settings: WorkerSettings, loglevel: str = "info") -> int:
@@ -195,7 +208,7 @@ def run_worker(settings: WorkerSettings, loglevel: str = "info") -> int:
     settings.faust_dir.mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    run = start(settings, loop.run_until_complete(_topics_ready(settings)))
+    run = start(settings, *loop.run_until_complete(_topics_ready(settings)))
     worker = Worker(app, loop=loop, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()

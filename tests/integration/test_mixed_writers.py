@@ -7,18 +7,23 @@ before it writes anything (docs/audit.md, "Who writes the event log")."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from config.holidays import official_calendar
 from config.registry import DEMO_REGISTRY
 from sinks.clickhouse import ClickHouseStore
 from sinks.event_log import EventLogWriter
+from streams.kafka_auth import aiokafka_kwargs
+from streams.topics import Topics
 from tests.integration.kafka_fixture import (  # noqa: F401
     kafka_broker,
     local_kafka,
+    login,
     unique_topic,
 )
 from tests.integration.test_streaming import (
@@ -111,6 +116,57 @@ def test_ingest_refuses_a_store_whose_event_log_a_worker_wrote(
     assert verified.returncode == 0 and verified.stdout.startswith("audit: clean: "), (
         verified.stdout + verified.stderr
     )
+
+
+async def _wipe(bootstrap: str, prefix: str) -> None:
+    """What a wiped broker leaves: the prefix's topics gone (a worker makes them again, empty)."""
+    names = set(Topics(prefix).all)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **aiokafka_kwargs(login("admin")))
+    await admin.start()
+    try:
+        await admin.delete_topics(sorted(names & set(await admin.list_topics())))
+        deadline = time.monotonic() + 60
+        while names & set(await admin.list_topics()):
+            assert time.monotonic() < deadline, "the topics were not deleted"
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+
+
+def test_a_worker_refuses_a_store_whose_topic_was_made_anew(
+    kafka_broker: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The broker is wiped (the topics deleted; the worker makes them again, empty) but the store
+    is kept. Before, the worker started, logged the new topic's records at offsets the store
+    had logged other records at and counted them again with engines rebuilt from nothing, and
+    the store failed `tracker audit verify`. Now it refuses to start, naming the offsets."""
+    lines = demo_lines(seed=9, scale=0.01)[:40]
+    data, dsn = tmp_path / "data", f"chdb://{tmp_path / 'chdb'}"
+    prefix = unique_topic("wiped")
+    first = Worker(kafka_broker, prefix, tmp_path / "w1", store=dsn, data=data)
+    with running(first):
+        assert _web_or_exit(first) is None, first.tail()
+        post(kafka_broker, prefix, lines)
+        drain(kafka_broker, prefix)
+        assert first.stop() == 0
+
+    asyncio.run(_wipe(kafka_broker, prefix))
+    again = Worker(kafka_broker, prefix, tmp_path / "w2", store=dsn, data=data)
+    with running(again):
+        exited = _web_or_exit(again)
+        if exited is None:  # it writes: new events at the offsets the store logged others at
+            post(kafka_broker, prefix, demo_lines(seed=10, scale=0.01)[:40])
+            drain(kafka_broker, prefix)
+            again.stop()
+
+    verified = _tracker_cli("audit", "verify", "--store", dsn, data=data, check=False, env={})
+    assert verified.returncode == 0 and verified.stdout.startswith("audit: clean: "), (
+        verified.stdout + verified.stderr
+    )
+    assert exited not in (None, 0), again.tail()
+    log = again.log.read_text(errors="replace")
+    assert f"holds {prefix}.events/" in log and "was deleted and made again" in log, again.tail()
 
 
 @pytest.mark.parametrize("foreign", [False, True])

@@ -272,6 +272,17 @@ def test_logged_ids_are_the_ids_of_every_logged_event(sink: Store) -> None:
     assert set(sink.logged_ids()) >= {STREAM[0].event_id, STREAM[-1].event_id}
 
 
+def test_logged_through_is_each_partitions_highest_seq(sink: Store) -> None:
+    assert sink.logged_through() == {}
+    _fill(sink)
+    _fill(sink)  # written twice: the same seqs
+    highest: dict[int, int] = {}
+    for e in sink.logged_events():
+        highest[e.partition] = max(e.seq, highest.get(e.partition, e.seq))
+    assert sink.logged_through() == highest
+    assert set(highest) == sink.logged_partitions()
+
+
 # ids that a text-built look-up would get wrong: quotes, backslashes (alone, before a quote, at
 # the end), what closes the array, NUL and other control characters, non-ASCII; each stored id
 # has near misses that are not stored (the same text escaped, doubled or cut)

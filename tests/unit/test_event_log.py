@@ -129,3 +129,50 @@ def test_the_embedded_demo_leaves_a_worker_store_with_other_events_alone() -> No
     store.write(Batch(events=[_event("v-1"), _event("someone-elses", 1)]))
     with pytest.raises(UserError, match="1 event\\(s\\) that are not the demo's"):
         demo_store.embedded_demo_store(store, "memory://", IDS)
+
+
+def _logged(seqs: dict[int, int]) -> MemoryStore:
+    """A worker's store that logged each partition's records through the seq (offset) given."""
+    store = MemoryStore()
+    store.record_event_log_writer(TOPIC4)
+    store.write(Batch(events=[_event(f"p{p}s{s}", p, s) for p, last in seqs.items()
+                              for s in range(last + 1)]))  # fmt: skip
+    return store
+
+
+@pytest.mark.parametrize(
+    ("logged", "ends", "refused"),
+    [
+        ({}, {0: 0, 1: 0, 2: 0, 3: 0}, None),  # a new store, a new topic
+        ({0: 4}, {0: 5, 1: 0, 2: 0, 3: 0}, None),  # a restart: offset 4 logged, the topic at 5
+        ({0: 4}, {0: 9, 1: 3, 2: 0, 3: 0}, None),  # records posted while it was stopped
+        ({0: 4}, {0: 4, 1: 0, 2: 0, 3: 0}, 0),  # the topic ends at the last offset logged
+        ({0: 4, 2: 7}, {0: 0, 1: 0, 2: 0, 3: 0}, 0),  # a wiped broker: every partition empty
+        ({0: 0}, {0: 0, 1: 0, 2: 0, 3: 0}, 0),  # one record logged at offset 0, none in the topic
+        ({2: 7}, {0: 9, 1: 9, 2: 3, 3: 9}, 2),  # one partition truncated (unclean election)
+    ],
+)
+def test_a_worker_refuses_a_store_that_logged_offsets_its_topic_does_not_hold(
+    logged: dict[int, int], ends: dict[int, int], refused: int | None
+) -> None:
+    """A partition's end offset never falls: a store that logged a record at or beyond it logged
+    another topic's records under this name (deleted and made again: a wiped broker), or the
+    broker lost them. The topic's new records would take the offsets of logged ones, and the
+    rebuilt engines would count again what the store's ledger counted."""
+    store = _logged(logged)
+    if refused is None:
+        claim_event_log(store, TOPIC4, ends)
+        return
+    with pytest.raises(EventLogOwnerError) as caught:
+        claim_event_log(store, TOPIC4, ends)
+    said = str(caught.value)
+    last = logged[refused]
+    assert f"tracker.events/{refused} through offset {last}" in said, said
+    assert f"ends at offset {ends[refused]}" in said, said
+    assert "another store" in said, said
+
+
+def test_the_intake_is_never_asked_for_offsets() -> None:
+    store = MemoryStore()
+    claim_event_log(store, INTAKE, {0: 0})  # the intake numbers its own seq: no topic to compare
+    assert store.event_log_writer() == INTAKE
