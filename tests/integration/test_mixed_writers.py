@@ -59,6 +59,27 @@ def _web_or_exit(worker: Worker, timeout_s: float = 90) -> int | None:
     raise AssertionError(f"worker neither up nor stopped\n{worker.tail()}")
 
 
+def _refused_and_clean(worker: Worker, lines: list[str], *said: str) -> None:
+    """Start the worker on its store; had it started writing, it is given `lines`. It must have
+    stopped at startup, saying each of `said` in its log, and the store must verify clean."""
+    assert worker.store is not None and worker.data is not None
+    with running(worker):
+        exited = _web_or_exit(worker)
+        if exited is None:
+            post(worker.bootstrap, worker.prefix, lines)
+            drain(worker.bootstrap, worker.prefix)
+            worker.stop()
+    verified = _tracker_cli(
+        "audit", "verify", "--store", worker.store, data=worker.data, check=False, env={}
+    )
+    assert verified.returncode == 0 and verified.stdout.startswith("audit: clean: "), (
+        verified.stdout + verified.stderr
+    )
+    assert exited not in (None, 0), worker.tail()
+    log = worker.log.read_text(errors="replace")
+    assert all(words in log for words in said), worker.tail()
+
+
 def test_a_worker_refuses_a_store_whose_event_log_ingest_wrote(
     kafka_broker: str,  # noqa: F811
     tmp_path: Path,
@@ -71,20 +92,8 @@ def test_a_worker_refuses_a_store_whose_event_log_ingest_wrote(
 
     prefix = unique_topic("mix")
     worker = Worker(kafka_broker, prefix, tmp_path / "w", store=dsn, data=data)
-    with running(worker):
-        exited = _web_or_exit(worker)
-        if exited is None:  # it writes: give it the same events, as the live demo would
-            post(kafka_broker, prefix, lines)
-            drain(kafka_broker, prefix)
-            worker.stop()
-
-    verified = _tracker_cli("audit", "verify", "--store", dsn, data=data, check=False, env={})
-    assert verified.returncode == 0 and verified.stdout.startswith("audit: clean: "), (
-        verified.stdout + verified.stderr
-    )
-    assert exited not in (None, 0), worker.tail()
-    log = worker.log.read_text(errors="replace")
-    assert "written by the in-process intake" in log and "--store" in log, worker.tail()
+    # if it writes, it is given the same events, as the live demo would
+    _refused_and_clean(worker, lines, "written by the in-process intake", "--store")
 
 
 def test_ingest_refuses_a_store_whose_event_log_a_worker_wrote(
@@ -153,20 +162,9 @@ def test_a_worker_refuses_a_store_whose_topic_was_made_anew(
 
     asyncio.run(_wipe(kafka_broker, prefix))
     again = Worker(kafka_broker, prefix, tmp_path / "w2", store=dsn, data=data)
-    with running(again):
-        exited = _web_or_exit(again)
-        if exited is None:  # it writes: new events at the offsets the store logged others at
-            post(kafka_broker, prefix, demo_lines(seed=10, scale=0.01)[:40])
-            drain(kafka_broker, prefix)
-            again.stop()
-
-    verified = _tracker_cli("audit", "verify", "--store", dsn, data=data, check=False, env={})
-    assert verified.returncode == 0 and verified.stdout.startswith("audit: clean: "), (
-        verified.stdout + verified.stderr
-    )
-    assert exited not in (None, 0), again.tail()
-    log = again.log.read_text(errors="replace")
-    assert f"holds {prefix}.events/" in log and "was deleted and made again" in log, again.tail()
+    # if it writes, new events take the offsets the store logged others at
+    others = demo_lines(seed=10, scale=0.01)[:40]
+    _refused_and_clean(again, others, f"holds {prefix}.events/", "was deleted and made again")
 
 
 @pytest.mark.parametrize("foreign", [False, True])
