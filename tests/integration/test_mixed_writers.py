@@ -59,6 +59,15 @@ def _web_or_exit(worker: Worker, timeout_s: float = 90) -> int | None:
     raise AssertionError(f"worker neither up nor stopped\n{worker.tail()}")
 
 
+def _writes(worker: Worker, lines: list[str]) -> None:
+    """The worker starts, logs the lines posted to its topic, and stops cleanly."""
+    with running(worker):
+        assert _web_or_exit(worker) is None, worker.tail()
+        post(worker.bootstrap, worker.prefix, lines)
+        drain(worker.bootstrap, worker.prefix)
+        assert worker.stop() == 0
+
+
 def _refused_and_clean(worker: Worker, lines: list[str], *said: str) -> None:
     """Start the worker on its store; had it started writing, it is given `lines`. It must have
     stopped at startup, saying each of `said` in its log, and the store must verify clean."""
@@ -105,12 +114,7 @@ def test_ingest_refuses_a_store_whose_event_log_a_worker_wrote(
     stream.write_text("\n".join(lines) + "\n", encoding="utf-8")
     data, dsn = tmp_path / "data", f"chdb://{tmp_path / 'chdb'}"
     prefix = unique_topic("mix")
-    worker = Worker(kafka_broker, prefix, tmp_path / "w", store=dsn, data=data)
-    with running(worker):
-        assert _web_or_exit(worker) is None, worker.tail()
-        post(kafka_broker, prefix, lines)
-        drain(kafka_broker, prefix)
-        assert worker.stop() == 0
+    _writes(Worker(kafka_broker, prefix, tmp_path / "w", store=dsn, data=data), lines)
 
     more = tmp_path / "more.jsonl"  # the same events and one new one
     new = lines[-1].replace('"event_id":"', '"event_id":"new-', 1)
@@ -153,12 +157,7 @@ def test_a_worker_refuses_a_store_whose_topic_was_made_anew(
     lines = demo_lines(seed=9, scale=0.01)[:40]
     data, dsn = tmp_path / "data", f"chdb://{tmp_path / 'chdb'}"
     prefix = unique_topic("wiped")
-    first = Worker(kafka_broker, prefix, tmp_path / "w1", store=dsn, data=data)
-    with running(first):
-        assert _web_or_exit(first) is None, first.tail()
-        post(kafka_broker, prefix, lines)
-        drain(kafka_broker, prefix)
-        assert first.stop() == 0
+    _writes(Worker(kafka_broker, prefix, tmp_path / "w1", store=dsn, data=data), lines)
 
     asyncio.run(_wipe(kafka_broker, prefix))
     again = Worker(kafka_broker, prefix, tmp_path / "w2", store=dsn, data=data)
