@@ -305,11 +305,7 @@ def throughput(
         "worker_cpu_us_per_event": round(sum(spent) / len(lines) * 1e6, 1),
         # the rest of the box's CPU in the same span: the broker, and this process (the
         # producer, then the drain checks)
-        "broker_cpu_s": (
-            None
-            if broker_before is None or broker_after is None
-            else round(broker_after - broker_before, 2)
-        ),
+        "broker_cpu_s": cpu_between(broker_before, broker_after),
         "bench_cpu_s": round(bench_after - bench_before, 2),
     }
 
@@ -323,6 +319,11 @@ def cpu_s(pid: int | None) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_between(before: float | None, after: float | None) -> float | None:
+    """The CPU seconds a process spent between two `cpu_s` readings (None: not read)."""
+    return None if before is None or after is None else round(after - before, 2)
 
 
 def backlog(
@@ -385,11 +386,7 @@ def backlog(
         "worker_cpu_s": spent,
         "worker_cpu_us_per_event": round(sum(spent) / len(lines) * 1e6, 1),
         "worker_cpu_share_of_wall": [round(c / elapsed, 2) for c in spent],
-        "broker_cpu_s": (
-            None
-            if broker_before is None or broker_after is None
-            else round(broker_after - broker_before, 2)
-        ),
+        "broker_cpu_s": cpu_between(broker_before, broker_after),
     }
 
 

@@ -234,12 +234,9 @@ class StoreWriter(Protocol):
 
     def record_event_log_writer(self, writer: EventLogWriter) -> None: ...
 
-    def logged_partitions(self) -> set[int]:
-        """The partitions the event log holds events in."""
-        ...
-
     def logged_through(self) -> dict[int, int]:
-        """Per partition the event log holds events in, the highest seq logged there."""
+        """Per partition the event log holds events in (its keys: those partitions), the
+        highest seq logged there."""
         ...
 
     def save_checkpoint_parts(

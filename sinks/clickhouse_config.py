@@ -100,10 +100,6 @@ class ConfigTables:
             [[EVENT_LOG_WRITER, writer.to_json(), datetime.now(UTC)]],
         )
 
-    def logged_partitions(self) -> set[int]:
-        rows = self._query(f"SELECT DISTINCT partition FROM {self.db}.events")
-        return {int(r[0]) for r in rows}
-
     def logged_through(self) -> dict[int, int]:
         rows = self._query(f"SELECT partition, max(seq) FROM {self.db}.events GROUP BY partition")
         return {int(r[0]): int(r[1]) for r in rows}

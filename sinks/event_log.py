@@ -79,8 +79,6 @@ class EventLogStore(Protocol):
 
     def record_event_log_writer(self, writer: EventLogWriter) -> None: ...
 
-    def logged_partitions(self) -> set[int]: ...
-
     def logged_through(self) -> dict[int, int]: ...
 
 
@@ -101,13 +99,16 @@ def claim_event_log(
     again what the ledger counted; such a store is refused before anything is written."""
     recorded = store.event_log_writer()
     if recorded == writer:
-        _check_topic_holds_log(store, writer, ends)
+        if ends is not None:
+            _check_topic_holds_log(store, writer, ends, store.logged_through())
         return
     where = store.identity().get("dsn") or "?"
     if recorded is None:
-        stray = sorted(p for p in store.logged_partitions() if p >= writer.partitions)
+        through = store.logged_through()  # its keys: the partitions the log holds events in
+        stray = sorted(p for p in through if p >= writer.partitions)
         if not stray:
-            _check_topic_holds_log(store, writer, ends)
+            if ends is not None:
+                _check_topic_holds_log(store, writer, ends, through)
             store.record_event_log_writer(writer)
             return
         raise EventLogOwnerError(
@@ -123,14 +124,17 @@ def claim_event_log(
 
 
 def _check_topic_holds_log(
-    store: EventLogStore, writer: EventLogWriter, ends: Mapping[int, int] | None
+    store: EventLogStore,
+    writer: EventLogWriter,
+    ends: Mapping[int, int],
+    through: Mapping[int, int],
 ) -> None:
     """The store's event log's writer is this worker's topic: that topic still holds every
-    offset the store logged (`claim_event_log`)."""
+    offset the store logged (`through`: `logged_through`; see `claim_event_log`)."""
     topic = writer.topic
-    if ends is None or topic is None:
+    if topic is None:
         return
-    for partition, last in sorted(store.logged_through().items()):
+    for partition, last in sorted(through.items()):
         end = ends.get(partition)
         if end is not None and last >= end:
             where = store.identity().get("dsn") or "?"

@@ -65,9 +65,6 @@ class MemoryStore:
     def record_event_log_writer(self, writer: EventLogWriter) -> None:
         self._log_writer = writer
 
-    def logged_partitions(self) -> set[int]:
-        return {p for p, _ in self._events}
-
     def logged_through(self) -> dict[int, int]:
         through: dict[int, int] = {}
         for e in self._events.values():
