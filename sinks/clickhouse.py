@@ -21,6 +21,7 @@ from sinks.clickhouse_checkpoint import COLUMNS as CHECKPOINT_COLUMNS
 from sinks.clickhouse_checkpoint import PART_COLUMNS, CheckpointTables
 from sinks.clickhouse_columns import as_columns
 from sinks.clickhouse_config import ConfigTables
+from sinks.clickhouse_prepared import PreparedInsert, PreparedWrite, native_block
 from sinks.clickhouse_reads import StoreReads
 from sinks.clickhouse_rows import (
     DEADLINE_COLS,
@@ -70,6 +71,9 @@ WRITTEN = (
 # the inserts a writer process makes of a batch's unmade events, in order (sinks/writer_events.py)
 MADE_BY_WRITER = ("events", "unit_years", "chain_heads")
 
+# an insert of a write: (table, columns, rows, then: a second table given the same rows)
+Planned = tuple[str, list[str], Sequence[Sequence[Any]], str | None]
+
 __all__ = ["ClickHouseStore", "connect", "split_dsn"]
 
 
@@ -86,6 +90,7 @@ class ClickHouseStore(ConfigTables, CheckpointTables, StoreReads):
         if client is None and not create:
             require_embedded_store(dsn)
         self.client = client or connect(dsn)
+        self._embedded = chdb_location(dsn) is not None and client is None  # see `prepare`
         # what the readers select of the event log and the dead letters (see `_read_old_tables`,
         # sinks/clickhouse_reads.py)
         self._readable = {
@@ -187,25 +192,63 @@ class ClickHouseStore(ConfigTables, CheckpointTables, StoreReads):
     def write(self, batch: Batch) -> None:
         """Insert a batch in the crash-safe order of `sinks.base`; each table's rows carry ids,
         so a repeated write is absorbed. Each insert is one atomic data part."""
-        self._insert("dead_letters", LETTER_COLS, list(map(LETTER_ROW, batch.dead_letters)))
-        if batch.unmade is not None:
-            self._make_events(batch.unmade)
-        self._insert("events", EVENT_COLS, list(map(EVENT_ROW, batch.events)))
-        # each kept table right after what it is derived from (sinks/clickhouse_totals.py)
-        self._insert("unit_years", kept.UNIT_YEAR_COLS, kept.unit_year_rows(batch.events))
-        self._insert("ledger", LEDGER_COLS, list(map(LEDGER_ROW, batch.entries)))
-        self._insert("ledger_points", kept.POINTS_COLS, kept.points_rows(batch.entries))
-        self._insert("ledger_seen", SEEN_COLS, list(map(SEEN_ROW, batch.seen)))
-        deadline_rows = list(map(DEADLINE_ROW, batch.deadlines))
-        self._insert("deadline_history", DEADLINE_COLS, deadline_rows, then="deadlines")
-        self._docs_due = self._docs_due or bool(deadline_rows)
-        self._insert("chain_heads", HEAD_COLS, list(map(HEAD_ROW, batch.heads)))
+        for table, columns, rows, then in self._planned(batch):
+            if table == "events" and batch.unmade is not None:
+                self._make_events(batch.unmade)  # before the made ones (sinks/base.py)
+            self._insert(table, columns, rows, then=then)
+        self._docs_due = self._docs_due or bool(batch.deadlines)
+
+    def _planned(self, batch: Batch) -> list[Planned]:
+        """The inserts of a write, in the crash-safe order of `sinks.base`."""
+        marks = batch.commit_marks().items()
         now = datetime.now(UTC)
-        self._insert(
-            "batches",
-            BATCH_COLS,
-            [[p, seq, batch.logged, now] for p, seq in batch.commit_marks().items()],
-        )
+        return [
+            ("dead_letters", LETTER_COLS, list(map(LETTER_ROW, batch.dead_letters)), None),
+            ("events", EVENT_COLS, list(map(EVENT_ROW, batch.events)), None),
+            # each kept table right after what it is derived from (sinks/clickhouse_totals.py)
+            ("unit_years", kept.UNIT_YEAR_COLS, kept.unit_year_rows(batch.events), None),
+            ("ledger", LEDGER_COLS, list(map(LEDGER_ROW, batch.entries)), None),
+            ("ledger_points", kept.POINTS_COLS, kept.points_rows(batch.entries), None),
+            ("ledger_seen", SEEN_COLS, list(map(SEEN_ROW, batch.seen)), None),
+            ("deadline_history", DEADLINE_COLS, list(map(DEADLINE_ROW, batch.deadlines)), "deadlines"),
+            ("chain_heads", HEAD_COLS, list(map(HEAD_ROW, batch.heads)), None),
+            ("batches", BATCH_COLS, [[p, seq, batch.logged, now] for p, seq in marks], None),
+        ]  # fmt: skip
+
+    def prepare(self, batch: Batch) -> PreparedWrite | None:
+        """The batch's write as Native blocks (sinks/clickhouse_prepared.py), made on the
+        caller's thread without a call into the store, for `write_prepared`; None where only
+        `write` can write it: a server's store (its writes wait on the network, not on this
+        interpreter), or unmade events (a writer process's)."""
+        if not self._embedded or batch.unmade is not None:
+            return None
+        inserts = []
+        for table, columns, rows, then in self._planned(batch):
+            if not rows:
+                continue
+            block, made_for = b"", ""
+            for name in (table,) if then is None else (table, then):
+                types = self._column_types.get((name, *columns))
+                if types is None:
+                    return None
+                names = ",".join(t.name for t in types)
+                if names != made_for:  # `then`'s table of other types (see `_insert`)
+                    block = native_block(f"{self.db}.{name}", columns, types, rows)
+                    made_for = names
+                inserts.append(PreparedInsert(name, tuple(columns), block))
+        return PreparedWrite(tuple(inserts), bool(batch.deadlines))
+
+    def write_prepared(self, prepared: PreparedWrite) -> None:
+        """`write` of a prepared batch: its inserts, in order (what is left is chDB's)."""
+        self._docs_due = self._docs_due or prepared.deadlines
+        for insert in prepared.inserts:
+            before_write(insert.table)
+            try:
+                self.client.raw_insert(
+                    f"{self.db}.{insert.table}", insert.columns, insert.block, fmt="Native"
+                )
+            except ClickHouseError as exc:
+                raise insert_failed(insert.table, exc) from None
 
     @property
     def makes_event_rows(self) -> bool:
@@ -317,13 +360,17 @@ class ClickHouseStore(ConfigTables, CheckpointTables, StoreReads):
             held.clear()
 
     def _prefetch_types(self) -> None:
-        """Ask a writer process (sinks/writer_process.py) for the column types of every insert
-        of a write and a checkpoint now, not waiting: asked at each table's first insert, the
-        question waited for the inserts queued before it, a stall mid-run. The driver in this
-        process asks at the first insert, as before."""
+        """The column types of every insert of a write and a checkpoint, asked at a writer's
+        open: by a writer process (sinks/writer_process.py), now and without waiting (asked at
+        each table's first insert, the question waited for the inserts queued before it, a
+        stall mid-run); by the driver in this process, at once (~10 ms), so that every write,
+        the first one too, can be prepared (`prepare`)."""
         prefetch = getattr(self.client, "prefetch_contexts", None)  # a WriterClient's only
         if prefetch is not None:
             prefetch([(f"{self.db}.{table}", columns) for table, columns in WRITTEN])
+            return
+        for table, columns in WRITTEN:
+            self._types(table, columns)
 
     def _types(self, table: str, columns: list[str]) -> Sequence[Any]:
         """The column types of an insert, asked once per table: the client would otherwise

@@ -35,10 +35,18 @@ class FaultyStore:
         self.failed_writes = 0
 
     def write(self, batch: Batch) -> None:
+        self._fail_while_down()
+        self.inner.write(batch)
+
+    def write_prepared(self, prepared: Any) -> None:
+        """A prepared write (sinks/clickhouse_prepared.py) is a write: it fails alike."""
+        self._fail_while_down()
+        self.inner.write_prepared(prepared)  # type: ignore[attr-defined]  # its prepare made it
+
+    def _fail_while_down(self) -> None:
         if self.fault_file.exists():
             self.failed_writes += 1
             raise StoreError(f"store unavailable (outage drill: {self.fault_file} exists)")
-        self.inner.write(batch)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

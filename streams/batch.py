@@ -17,12 +17,13 @@ them. A rebalance drops the revoked partitions' engines (rebuilt if they come ba
 partition's checkpoint and the records after it, streams/checkpoints.py, or else by replay);
 offsets are committed only for partitions still assigned, so a commit never claims records this
 worker did not store. At most one write is in flight (on the store thread), and commits stay in
-batch order. A write's task starts when the event loop next runs: while the next poll waits, on a
-stream the worker keeps up with; behind the stream, the next poll returns fetched records at
-once, so the next batch is applied first and the write runs while `run` waits for it. Starting it
-at once (a yield after the task is made) measured no faster: the store thread's Python side and
-the apply share the interpreter, and the box's two cores with the broker (BENCHMARKS.md, "Quiet
-box, 2026-11-29 13:32-15:04 UTC").
+batch order. A write is queued on the store thread as soon as its batch is applied (and the one
+before it stored), so that it runs while the next batch is applied: a task would start it only
+when the event loop next ran, and behind the stream the next poll returns fetched records at once,
+so every write waited for the next apply. An embedded store's blocks are made here first, on the
+loop's thread (sinks/clickhouse_prepared.py), so that the store thread needs the interpreter only
+to start each insert; started at once with the blocks still to make there, the write fought the
+apply for the interpreter and was no faster (BENCHMARKS.md, "The live worker's write, prepared").
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ class BatchWorker:
                     continue
                 made = await self.make(fetched)
                 await self.stored()  # commits stay in batch order
-                self.writing = asyncio.create_task(self.store_and_commit(made))
+                started = self.store.start_write(made.batch)  # beside the next batch's apply
+                self.writing = asyncio.create_task(self.store_and_commit(made, started))
         finally:
             await self._stop()
 
@@ -219,8 +221,10 @@ class BatchWorker:
             made.batch.heads = sign_heads(signer, made.batch.events, made.batch.entries)
         return made
 
-    async def store_and_commit(self, made: Made) -> None:
-        await write_until_done(self.store, made.batch, self.stats)
+    async def store_and_commit(
+        self, made: Made, started: asyncio.Future[None] | None = None
+    ) -> None:
+        await write_until_done(self.store, made.batch, self.stats, started=started)
         if self.checkpoints is not None:
             for tp, offset in made.offsets.items():
                 self.checkpoints.note_stored(tp.partition, offset - 1)

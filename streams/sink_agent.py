@@ -43,6 +43,28 @@ class StoreThread:
     async def call(self, fn: Callable[[Store], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, fn)
 
+    def start_write(self, batch: Batch) -> asyncio.Future[None]:
+        """The batch's write, queued on the store's thread now, not when the event loop next
+        runs (the batch worker applies its next batch meanwhile). The blocks of an embedded
+        store's write are made here, on the caller's thread (sinks/clickhouse_prepared.py),
+        so that the store's thread holds the interpreter only to start each insert; a store
+        that cannot prepare it (not open yet, a server's, ...) writes it whole there."""
+        prepare = getattr(self._sink, "prepare", None)
+        prepared = None
+        if prepare is not None:
+            try:
+                prepared = prepare(batch)
+            except Exception as exc:  # the whole write, on the store's thread, says it again
+                log.debug("preparing a write failed (%s); writing it on the store's thread", exc)
+        loop = asyncio.get_running_loop()
+        if prepared is None:
+            return loop.run_in_executor(self._pool, self._run, lambda sink: sink.write(batch))
+        return loop.run_in_executor(
+            self._pool,
+            self._run,
+            lambda sink: sink.write_prepared(prepared),
+        )
+
     def _run(self, fn: Callable[[Store], T]) -> T:
         if self._sink is None:
             self._sink = self._opener()
@@ -168,15 +190,23 @@ def _enveloped(model: type[M], value: bytes | None) -> M:
 
 
 async def write_until_done(
-    store: StoreThread, batch: Batch, stats: SinkStats, first_backoff_s: float = 0.2
+    store: StoreThread,
+    batch: Batch,
+    stats: SinkStats,
+    first_backoff_s: float = 0.2,
+    started: asyncio.Future[None] | None = None,
 ) -> None:
     """Write the batch, retrying with capped exponential backoff for as long as the store fails.
-    Writes are idempotent, so a retry after a write that half-happened is harmless."""
+    Writes are idempotent, so a retry after a write that half-happened is harmless. `started`:
+    its first attempt, already under way (`StoreThread.start_write`)."""
     delay, attempt = first_backoff_s, 0
     while True:
         attempt += 1
         try:
-            await store.call(lambda sink: sink.write(batch))
+            if started is not None and attempt == 1:
+                await started
+            else:
+                await store.call(lambda sink: sink.write(batch))
         except Exception as exc:  # any store failure: the batch must not be dropped
             stats.failures += 1
             stats.failing = True
