@@ -88,14 +88,14 @@ def kill_on_nth():
 if where == "store-insert-ledger":
     import sinks.clickhouse
 
-    insert = sinks.clickhouse.ClickHouseStore._insert
+    announce = sinks.clickhouse.before_write  # before each insert of rows, whole or prepared
 
-    def _insert(self, table, columns, rows, **then):
-        if table == "ledger" and rows:
+    def before_write(table):
+        if table == "ledger":
             kill_on_nth()  # this batch's events are in the store, its ledger rows are not
-        return insert(self, table, columns, rows, **then)
+        announce(table)
 
-    sinks.clickhouse.ClickHouseStore._insert = _insert
+    sinks.clickhouse.before_write = before_write
 elif where == "processor-release":
     import streams.holds
 
