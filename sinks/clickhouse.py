@@ -364,13 +364,14 @@ class ClickHouseStore(ConfigTables, CheckpointTables, StoreReads):
         open: by a writer process (sinks/writer_process.py), now and without waiting (asked at
         each table's first insert, the question waited for the inserts queued before it, a
         stall mid-run); by the driver in this process, at once (~10 ms), so that every write,
-        the first one too, can be prepared (`prepare`)."""
+        the first one too, can be prepared (`prepare`); any other client asks at each table's
+        first insert, as before (a server's store is not prepared)."""
         prefetch = getattr(self.client, "prefetch_contexts", None)  # a WriterClient's only
         if prefetch is not None:
             prefetch([(f"{self.db}.{table}", columns) for table, columns in WRITTEN])
-            return
-        for table, columns in WRITTEN:
-            self._types(table, columns)
+        elif self._embedded:
+            for table, columns in WRITTEN:
+                self._types(table, columns)
 
     def _types(self, table: str, columns: list[str]) -> Sequence[Any]:
         """The column types of an insert, asked once per table: the client would otherwise

@@ -41,7 +41,11 @@ class StoreThread:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
     async def call(self, fn: Callable[[Store], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, fn)
+        return await self.submit(fn)
+
+    def submit(self, fn: Callable[[Store], T]) -> asyncio.Future[T]:
+        """`fn` queued on the store's thread now (`call` queues it when awaited)."""
+        return asyncio.get_running_loop().run_in_executor(self._pool, self._run, fn)
 
     def start_write(self, batch: Batch) -> asyncio.Future[None]:
         """The batch's write, queued on the store's thread now, not when the event loop next
@@ -56,14 +60,9 @@ class StoreThread:
                 prepared = prepare(batch)
             except Exception as exc:  # the whole write, on the store's thread, says it again
                 log.debug("preparing a write failed (%s); writing it on the store's thread", exc)
-        loop = asyncio.get_running_loop()
         if prepared is None:
-            return loop.run_in_executor(self._pool, self._run, lambda sink: sink.write(batch))
-        return loop.run_in_executor(
-            self._pool,
-            self._run,
-            lambda sink: sink.write_prepared(prepared),
-        )
+            return self.submit(lambda sink: sink.write(batch))
+        return self.submit(lambda sink: sink.write_prepared(prepared))  # type: ignore[attr-defined]
 
     def _run(self, fn: Callable[[Store], T]) -> T:
         if self._sink is None:

@@ -14,7 +14,7 @@ from sinks.base import UnmadeEvents
 from sinks.clickhouse import ClickHouseStore, connect
 from sinks.ddl import TABLES
 from tests.integration.test_sink_contract import _fill
-from tests.integration.test_store_columns import _batches, _dump
+from tests.integration.test_store_columns import _batches, _dump, two_stores
 
 
 class PreparedStore(ClickHouseStore):
@@ -31,12 +31,7 @@ class PreparedStore(ClickHouseStore):
 
 @pytest.fixture
 def stores(chdb_dsn: str) -> Iterator[tuple[PreparedStore, ClickHouseStore]]:
-    whole_dsn = chdb_dsn.replace("database=", "database=whole_")
-    prepared, whole = PreparedStore(chdb_dsn), ClickHouseStore(whole_dsn)
-    yield prepared, whole
-    whole.client.command(f"DROP DATABASE IF EXISTS {whole.db}")
-    whole.close()
-    prepared.close()
+    yield from two_stores(chdb_dsn, PreparedStore, ClickHouseStore, "whole")
 
 
 def test_a_prepared_write_stores_what_a_write_stores(

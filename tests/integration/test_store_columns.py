@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -44,14 +44,25 @@ class RowStore(ClickHouseStore):
                 )
 
 
+First = TypeVar("First", bound=ClickHouseStore)
+Second = TypeVar("Second", bound=ClickHouseStore)
+
+
+def two_stores(
+    chdb_dsn: str, first: type[First], second: type[Second], name: str
+) -> Iterator[tuple[First, Second]]:
+    """`first` on the test's database, `second` on database `name`_ of it beside it (chDB opens
+    one directory a process), dropped after the test."""
+    one, two = first(chdb_dsn), second(chdb_dsn.replace("database=", f"database={name}_"))
+    yield one, two
+    two.client.command(f"DROP DATABASE IF EXISTS {two.db}")
+    two.close()
+    one.close()
+
+
 @pytest.fixture
-def stores(chdb_dsn: str) -> Iterator[tuple[ClickHouseStore, ClickHouseStore]]:
-    rows_dsn = chdb_dsn.replace("database=", "database=rows_")
-    new, old = ClickHouseStore(chdb_dsn), RowStore(rows_dsn)
-    yield new, old
-    old.client.command(f"DROP DATABASE IF EXISTS {old.db}")
-    old.close()
-    new.close()
+def stores(chdb_dsn: str) -> Iterator[tuple[ClickHouseStore, RowStore]]:
+    yield from two_stores(chdb_dsn, ClickHouseStore, RowStore, "rows")
 
 
 def _letters(name: str, instants: list[datetime]) -> list[DeadLetter]:
